@@ -1,0 +1,692 @@
+"""The LM Studio client: :class:`LMStudioClient` and its async twin :class:`AsyncLMStudioClient`.
+
+Both share :class:`_BaseClient`, which holds every piece of pure logic (URLs, auth, payloads, parsing, error
+mapping); only the methods that do I/O are written twice, with the same names (``close`` / ``aclose``).
+
+>>> client = LMStudioClient()                       # doctest: +SKIP
+>>> [m.id for m in client.list_models()]            # doctest: +SKIP
+>>> client.set_current_model("qwen2.5-7b-instruct")  # doctest: +SKIP
+>>> for text in client.stream_chat("Tell me a joke"):  # doctest: +SKIP
+...     print(text, end="")
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from lm_notebook.errors import (
+    EndpointNotSupportedError,
+    LMStudioAPIError,
+    LMStudioError,
+    LMStudioRequestError,
+    ModelNotFoundError,
+    NoCurrentModelError,
+    classify_error,
+    is_error_body,
+    model_not_found_message,
+    parse_error_body,
+)
+from lm_notebook.http_errors import translate_transport_error
+from lm_notebook.stream import AsyncChatStream, ChatAccumulator, ChatStream
+from lm_notebook.types import ChatResult, ModelInfo
+
+DEFAULT_BASE_URL = "http://127.0.0.1:1234"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+# A just-in-time load of a large model can take minutes and LM Studio has no server-side timeout.
+DEFAULT_READ_TIMEOUT = 300.0
+
+Messages = str | Sequence[Mapping[str, Any]]
+OnToken = Callable[[str, str], object]
+
+_MODEL_ROUTES = ("/api/v1/models", "/api/v0/models", "/v1/models")
+_CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What ``POST /api/v1/models/load`` answered."""
+
+    instance_id: str
+    type: str | None = None
+    load_time_seconds: float | None = None
+    status: str | None = None
+
+
+def normalize_base_url(url: str) -> str:
+    """``http://host:1234/v1/`` → ``http://host:1234`` (a trailing ``/v1`` is optional for users)."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    if url.endswith("/v1"):
+        url = url[: -len("/v1")]
+    return url
+
+
+def resolve_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+    """A number is the read timeout (connect stays short); None uses ``LMSTUDIO_TIMEOUT`` or the defaults."""
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout is None:
+        env = os.environ.get("LMSTUDIO_TIMEOUT")
+        try:
+            timeout = float(env) if env else None
+        except ValueError:
+            raise LMStudioRequestError(f"LMSTUDIO_TIMEOUT must be a number of seconds, not {env!r}.") from None
+    read = DEFAULT_READ_TIMEOUT if timeout is None else float(timeout)
+    if read <= 0:
+        raise LMStudioRequestError("timeout must be a positive number of seconds (nothing may wait forever).")
+    return httpx.Timeout(read, connect=min(DEFAULT_CONNECT_TIMEOUT, read))
+
+
+def _token_from_env() -> str | None:
+    return os.environ.get("LM_API_TOKEN") or os.environ.get("LMSTUDIO_API_TOKEN") or None
+
+
+def as_messages(messages: Messages) -> list[dict[str, Any]]:
+    """A bare string is one user message; a list of role/content dicts passes through (copied)."""
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or "role" not in m:
+            raise LMStudioRequestError(
+                f"messages[{i}] must be a dict with 'role' and 'content' (got {type(m).__name__})."
+            )
+        out.append(dict(m))
+    return out
+
+
+def _check_params(params: Mapping[str, Any]) -> None:
+    fmt = params.get("response_format")
+    if isinstance(fmt, Mapping) and fmt.get("type") == "json_object":
+        raise LMStudioRequestError(
+            "LM Studio rejects response_format {'type': 'json_object'}. Pass a JSON schema instead: "
+            "response_format={'type': 'json_schema', 'json_schema': {'name': 'answer', 'schema': {...}}}."
+        )
+    mt = params.get("max_tokens")
+    if mt is not None and (not isinstance(mt, int) or isinstance(mt, bool) or (mt < 1 and mt != -1)):
+        raise LMStudioRequestError(f"max_tokens must be a positive integer or -1 for no limit, not {mt!r}.")
+    temp = params.get("temperature")
+    if temp is not None and (not isinstance(temp, (int, float)) or temp < 0):
+        raise LMStudioRequestError(f"temperature must be a number ≥ 0, not {temp!r}.")
+
+
+def _capabilities(raw: Any) -> tuple[str, ...] | None:
+    if isinstance(raw, Mapping):
+        return tuple(k for k, v in raw.items() if v)
+    if isinstance(raw, (list, tuple)):
+        return tuple(str(c) for c in raw)
+    return None
+
+
+def parse_models(route: str, body: Any) -> list[ModelInfo]:
+    """Models from the body of any of the three models routes."""
+    if route == "/api/v1/models":
+        out = []
+        for m in body.get("models", []):
+            instances = m.get("loaded_instances") or []
+            config = (instances[0].get("config") or {}) if instances else {}
+            caps = _capabilities(m.get("capabilities"))
+            kind = m.get("type")
+            if kind == "embedding":
+                kind = "embeddings"
+            elif kind == "llm" and caps and "vision" in caps:
+                kind = "vlm"
+            quant = m.get("quantization")
+            out.append(
+                ModelInfo(
+                    id=m.get("key") or m.get("id", ""),
+                    type=kind,
+                    publisher=m.get("publisher"),
+                    arch=m.get("architecture") or m.get("arch"),
+                    format=m.get("format"),
+                    quantization=quant.get("name") if isinstance(quant, Mapping) else quant,
+                    state="loaded" if instances else "not-loaded",
+                    max_context_length=m.get("max_context_length"),
+                    loaded_context_length=config.get("context_length"),
+                    capabilities=caps,
+                    display_name=m.get("display_name"),
+                    size_bytes=m.get("size_bytes"),
+                    params=m.get("params_string"),
+                    parallel=config.get("parallel"),
+                    instance_ids=tuple(i.get("id", "") for i in instances),
+                    source=route,
+                )
+            )
+        return out
+    data = body.get("data", []) if isinstance(body, Mapping) else []
+    if route == "/api/v0/models":
+        return [
+            ModelInfo(
+                id=m["id"],
+                type=m.get("type"),
+                publisher=m.get("publisher"),
+                arch=m.get("arch"),
+                format=m.get("compatibility_type"),
+                quantization=m.get("quantization"),
+                state=m.get("state"),
+                max_context_length=m.get("max_context_length"),
+                loaded_context_length=m.get("loaded_context_length"),
+                capabilities=_capabilities(m.get("capabilities")),
+                source=route,
+            )
+            for m in data
+        ]
+    return [ModelInfo(id=m["id"], source=route) for m in data]
+
+
+class _BaseClient:
+    """Everything the sync and async clients share; no I/O here."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        model: str | None = None,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url or os.environ.get("LMSTUDIO_BASE_URL") or DEFAULT_BASE_URL)
+        self._api_key = api_key or _token_from_env()
+        self.timeout = resolve_timeout(timeout)
+        self._current_model = model
+        self._models_route: str | None = None  # which models route this server answered
+
+    # --- seed surface ----------------------------------------------------------------------------------------------
+    @property
+    def current_model(self) -> str | None:
+        return self._current_model
+
+    @current_model.setter
+    def current_model(self, model_id: str | None) -> None:
+        self.set_current_model(model_id)
+
+    def set_current_model(self, model_id: str | None) -> None:
+        """Select the model that requests without ``model=`` go to."""
+        if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
+            raise LMStudioRequestError(f"A model id must be a non-empty string, not {model_id!r}.")
+        self._current_model = model_id.strip() if model_id else None
+
+    @property
+    def has_api_key(self) -> bool:
+        return self._api_key is not None
+
+    def __repr__(self) -> str:
+        auth = ", api_key=<set>" if self._api_key else ""
+        return f"{type(self).__name__}(base_url={self.base_url!r}, current_model={self._current_model!r}{auth})"
+
+    # --- pure helpers ----------------------------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "lm_notebook"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _httpx_kwargs(self, transport: Any) -> dict[str, Any]:
+        # trust_env=False: a proxy from the environment must not intercept a local model server.
+        return {
+            "base_url": self.base_url,
+            "headers": self._headers(),
+            "timeout": self.timeout,
+            "transport": transport,
+            "trust_env": False,
+        }
+
+    def _model_for(self, model: str | None) -> str:
+        chosen = model or self._current_model
+        if not chosen:
+            raise NoCurrentModelError()
+        return chosen
+
+    def _chat_payload(
+        self, messages: Messages, model: str | None, stream: bool, params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        _check_params(params)
+        payload: dict[str, Any] = {"model": self._model_for(model), "messages": as_messages(messages)}
+        payload.update({k: v for k, v in params.items() if v is not None})
+        payload["stream"] = stream
+        if stream:
+            options = dict(payload.get("stream_options") or {})
+            options.setdefault("include_usage", True)
+            payload["stream_options"] = options
+        return payload
+
+    @staticmethod
+    def _send_message_messages(prompt: str, history: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise LMStudioRequestError("The prompt is empty: give send_message() some text to send.")
+        return [*as_messages(list(history)), {"role": "user", "content": prompt}]
+
+    @property
+    def _read_timeout(self) -> float | None:
+        return self.timeout.read
+
+    def _translate(self, exc: httpx.HTTPError) -> LMStudioError:
+        return translate_transport_error(exc, base_url=self.base_url, read_timeout=self._read_timeout)
+
+    def _error_for(
+        self, response: httpx.Response, text: str, *, model: str | None, available: list[str] | None = None
+    ) -> LMStudioAPIError:
+        body, message, code = parse_error_body(text)
+        return classify_error(
+            status_code=response.status_code,
+            body=body,
+            message=message,
+            code=code,
+            base_url=self.base_url,
+            method=response.request.method,
+            path=response.request.url.path,
+            model=model,
+            available=available,
+            retry_after=response.headers.get("retry-after"),
+        )
+
+    @staticmethod
+    def _json_or_error(response: httpx.Response) -> Any:
+        """The JSON body, or None when it is not JSON."""
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    def _unsupported(self, what: str, err: LMStudioAPIError, instead: str) -> EndpointNotSupportedError:
+        return EndpointNotSupportedError(
+            f"{what} needs LM Studio 0.4 or newer; the server at {self.base_url} does not have "
+            f"{err.server_message or 'this route'}. {instead}",
+            status_code=err.status_code,
+            body=err.body,
+            server_message=err.server_message,
+        )
+
+    def _result_from_body(self, body: Any, started: float) -> ChatResult:
+        acc = ChatAccumulator(streaming=False, started=started)
+        acc.add_message(body)
+        acc.finish()
+        return acc.result()
+
+
+class LMStudioClient(_BaseClient):
+    """Talks to LM Studio's server (``LMSTUDIO_BASE_URL``, default ``http://127.0.0.1:1234``).
+
+    ``api_key`` (else ``LM_API_TOKEN``, else ``LMSTUDIO_API_TOKEN``) is sent as a Bearer token and never shown.
+    ``timeout``: seconds to wait for an answer (connect stays short), or an ``httpx.Timeout``.
+    ``transport``: an httpx transport (e.g. ``httpx.MockTransport``) for tests.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        transport: httpx.BaseTransport | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, model=model)
+        self._http = httpx.Client(**self._httpx_kwargs(transport))
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LMStudioClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- raw requests --------------------------------------------------------------------------------------------
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        model: str | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> Any:
+        """Send one request; return its JSON body or raise the right error (even for a 200 error body)."""
+        try:
+            response = self._http.request(
+                method, path, json=json_body, timeout=timeout if timeout is not None else self.timeout
+            )
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+        body = self._json_or_error(response)
+        if response.status_code >= 400 or body is None or is_error_body(body):
+            raise self._checked_error(response, model)
+        return body
+
+    def _checked_error(self, response: httpx.Response, model: str | None) -> LMStudioAPIError:
+        err = self._error_for(response, response.text, model=model)
+        if isinstance(err, ModelNotFoundError):
+            ids = self._model_ids_quietly()
+            if ids:
+                err = self._error_for(response, response.text, model=model, available=ids)
+        return err
+
+    def _model_ids_quietly(self) -> list[str]:
+        try:
+            body = self._http.get("/v1/models", timeout=httpx.Timeout(5.0))
+            return [m["id"] for m in body.json().get("data", [])]
+        except (httpx.HTTPError, ValueError, KeyError, AttributeError, TypeError):
+            return []
+
+    # --- models --------------------------------------------------------------------------------------------------
+    def fetch_models(self) -> list[dict[str, Any]]:
+        """The ``data`` list of ``GET /v1/models``."""
+        body = self._request("GET", "/v1/models")
+        return list(body.get("data", []))
+
+    def list_models(self) -> list[ModelInfo]:
+        """Every model with its type, state, format, quantization and context lengths (the richest route)."""
+        routes = (self._models_route,) if self._models_route else _MODEL_ROUTES
+        last: LMStudioAPIError | None = None
+        for route in routes:
+            try:
+                body = self._request("GET", route)
+            except EndpointNotSupportedError as err:
+                last = err
+                continue
+            self._models_route = route
+            return parse_models(route, body)
+        assert last is not None
+        raise last
+
+    def get_model(self, model_id: str) -> ModelInfo:
+        """One model's metadata; ``ModelNotFoundError`` (listing the ids) when it is unknown."""
+        models = self.list_models()
+        for m in models:
+            if m.id == model_id:
+                return m
+        ids = [m.id for m in models]
+        raise ModelNotFoundError(model_not_found_message(model_id, ids, self.base_url), status_code=404, body=None)
+
+    def is_running(self) -> bool:
+        """True when a server answers at the base URL (LM Studio's greeting, or any OpenAI-compatible /v1/models)."""
+        try:
+            greeting = self._http.get("/lmstudio-greeting", timeout=httpx.Timeout(5.0))
+            if greeting.status_code == 200 and (self._json_or_error(greeting) or {}).get("lmstudio"):
+                return True
+            if greeting.status_code == 401:
+                return True
+            return self._http.get("/v1/models", timeout=httpx.Timeout(5.0)).status_code in (200, 401)
+        except (httpx.HTTPError, AttributeError):
+            return False
+
+    def load_model(self, model: str, *, context_length: int | None = None, ttl: int | None = None) -> LoadResult:
+        """Load a model (blocks until loaded). Needs LM Studio 0.4+."""
+        payload: dict[str, Any] = {"model": model}
+        if context_length is not None:
+            payload["context_length"] = context_length
+        if ttl is not None:
+            payload["ttl"] = ttl
+        try:
+            body = self._request("POST", "/api/v1/models/load", json_body=payload, model=model)
+        except EndpointNotSupportedError as err:
+            raise self._unsupported("load_model()", err, f"Load it in LM Studio or with `lms load {model}`.") from err
+        return LoadResult(
+            instance_id=body.get("instance_id", model),
+            type=body.get("type"),
+            load_time_seconds=body.get("load_time_seconds"),
+            status=body.get("status"),
+        )
+
+    def unload_model(self, instance_id: str) -> None:
+        """Unload a loaded model instance. Needs LM Studio 0.4+."""
+        try:
+            self._request("POST", "/api/v1/models/unload", json_body={"instance_id": instance_id})
+        except EndpointNotSupportedError as err:
+            raise self._unsupported(
+                "unload_model()", err, f"Unload it in LM Studio or with `lms unload {instance_id}`."
+            ) from err
+
+    # --- chat ----------------------------------------------------------------------------------------------------
+    def chat(self, messages: Messages, *, model: str | None = None, **params: Any) -> ChatResult:
+        """One answer, not streamed. ``messages``: a string or a list of role/content dicts."""
+        payload = self._chat_payload(messages, model, False, params)
+        started = time.perf_counter()
+        body = self._request("POST", _CHAT_PATH, json_body=payload, model=payload["model"])
+        return self._result_from_body(body, started)
+
+    def stream_chat(self, messages: Messages, *, model: str | None = None, **params: Any) -> ChatStream:
+        """A :class:`ChatStream`: iterate it for text as it arrives. The request is sent on first use."""
+        payload = self._chat_payload(messages, model, True, params)
+        return ChatStream(
+            lambda: self._open_stream(payload),
+            base_url=self.base_url,
+            read_timeout=self._read_timeout,
+            model=payload["model"],
+        )
+
+    def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+        request = self._http.build_request("POST", _CHAT_PATH, json=payload)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+        if response.status_code >= 400:
+            try:
+                response.read()
+            except httpx.HTTPError as exc:
+                raise self._translate(exc) from exc
+            finally:
+                response.close()
+            raise self._checked_error(response, payload["model"])
+        return response
+
+    def send_message(
+        self,
+        prompt: str,
+        *,
+        conversation_history: Iterable[Mapping[str, Any]] = (),
+        on_token: OnToken | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 2048,
+        stream: bool | None = None,
+        **params: Any,
+    ) -> ChatResult:
+        """The seed's verb: send ``prompt`` after ``conversation_history`` to the current model.
+
+        With ``on_token(token, full_content)`` (or ``stream=True``) the answer is streamed.
+        """
+        messages = self._send_message_messages(prompt, conversation_history)
+        model = self._model_for(None)
+        if stream is None:
+            stream = on_token is not None
+        if not stream:
+            return self.chat(messages, model=model, temperature=temperature, max_tokens=max_tokens, **params)
+        full = ""
+        with self.stream_chat(messages, model=model, temperature=temperature, max_tokens=max_tokens, **params) as s:
+            for token in s:
+                full += token
+                if on_token is not None:
+                    on_token(token, full)
+        return s.result()
+
+
+class AsyncLMStudioClient(_BaseClient):
+    """The async twin of :class:`LMStudioClient`: same methods, awaited (``aclose`` instead of ``close``)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key=api_key, timeout=timeout, model=model)
+        self._http = httpx.AsyncClient(**self._httpx_kwargs(transport))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncLMStudioClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        model: str | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> Any:
+        try:
+            response = await self._http.request(
+                method, path, json=json_body, timeout=timeout if timeout is not None else self.timeout
+            )
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+        body = self._json_or_error(response)
+        if response.status_code >= 400 or body is None or is_error_body(body):
+            raise await self._checked_error(response, model)
+        return body
+
+    async def _checked_error(self, response: httpx.Response, model: str | None) -> LMStudioAPIError:
+        err = self._error_for(response, response.text, model=model)
+        if isinstance(err, ModelNotFoundError):
+            ids = await self._model_ids_quietly()
+            if ids:
+                err = self._error_for(response, response.text, model=model, available=ids)
+        return err
+
+    async def _model_ids_quietly(self) -> list[str]:
+        try:
+            body = await self._http.get("/v1/models", timeout=httpx.Timeout(5.0))
+            return [m["id"] for m in body.json().get("data", [])]
+        except (httpx.HTTPError, ValueError, KeyError, AttributeError, TypeError):
+            return []
+
+    async def fetch_models(self) -> list[dict[str, Any]]:
+        body = await self._request("GET", "/v1/models")
+        return list(body.get("data", []))
+
+    async def list_models(self) -> list[ModelInfo]:
+        routes = (self._models_route,) if self._models_route else _MODEL_ROUTES
+        last: LMStudioAPIError | None = None
+        for route in routes:
+            try:
+                body = await self._request("GET", route)
+            except EndpointNotSupportedError as err:
+                last = err
+                continue
+            self._models_route = route
+            return parse_models(route, body)
+        assert last is not None
+        raise last
+
+    async def get_model(self, model_id: str) -> ModelInfo:
+        models = await self.list_models()
+        for m in models:
+            if m.id == model_id:
+                return m
+        ids = [m.id for m in models]
+        raise ModelNotFoundError(model_not_found_message(model_id, ids, self.base_url), status_code=404, body=None)
+
+    async def is_running(self) -> bool:
+        try:
+            greeting = await self._http.get("/lmstudio-greeting", timeout=httpx.Timeout(5.0))
+            if greeting.status_code == 200 and (self._json_or_error(greeting) or {}).get("lmstudio"):
+                return True
+            if greeting.status_code == 401:
+                return True
+            models = await self._http.get("/v1/models", timeout=httpx.Timeout(5.0))
+            return models.status_code in (200, 401)
+        except (httpx.HTTPError, AttributeError):
+            return False
+
+    async def load_model(self, model: str, *, context_length: int | None = None, ttl: int | None = None) -> LoadResult:
+        payload: dict[str, Any] = {"model": model}
+        if context_length is not None:
+            payload["context_length"] = context_length
+        if ttl is not None:
+            payload["ttl"] = ttl
+        try:
+            body = await self._request("POST", "/api/v1/models/load", json_body=payload, model=model)
+        except EndpointNotSupportedError as err:
+            raise self._unsupported("load_model()", err, f"Load it in LM Studio or with `lms load {model}`.") from err
+        return LoadResult(
+            instance_id=body.get("instance_id", model),
+            type=body.get("type"),
+            load_time_seconds=body.get("load_time_seconds"),
+            status=body.get("status"),
+        )
+
+    async def unload_model(self, instance_id: str) -> None:
+        try:
+            await self._request("POST", "/api/v1/models/unload", json_body={"instance_id": instance_id})
+        except EndpointNotSupportedError as err:
+            raise self._unsupported(
+                "unload_model()", err, f"Unload it in LM Studio or with `lms unload {instance_id}`."
+            ) from err
+
+    async def chat(self, messages: Messages, *, model: str | None = None, **params: Any) -> ChatResult:
+        payload = self._chat_payload(messages, model, False, params)
+        started = time.perf_counter()
+        body = await self._request("POST", _CHAT_PATH, json_body=payload, model=payload["model"])
+        return self._result_from_body(body, started)
+
+    def stream_chat(self, messages: Messages, *, model: str | None = None, **params: Any) -> AsyncChatStream:
+        payload = self._chat_payload(messages, model, True, params)
+        return AsyncChatStream(
+            lambda: self._open_stream(payload),
+            base_url=self.base_url,
+            read_timeout=self._read_timeout,
+            model=payload["model"],
+        )
+
+    async def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+        request = self._http.build_request("POST", _CHAT_PATH, json=payload)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+        if response.status_code >= 400:
+            try:
+                await response.aread()
+            except httpx.HTTPError as exc:
+                raise self._translate(exc) from exc
+            finally:
+                await response.aclose()
+            raise await self._checked_error(response, payload["model"])
+        return response
+
+    async def send_message(
+        self,
+        prompt: str,
+        *,
+        conversation_history: Iterable[Mapping[str, Any]] = (),
+        on_token: OnToken | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 2048,
+        stream: bool | None = None,
+        **params: Any,
+    ) -> ChatResult:
+        messages = self._send_message_messages(prompt, conversation_history)
+        model = self._model_for(None)
+        if stream is None:
+            stream = on_token is not None
+        if not stream:
+            return await self.chat(messages, model=model, temperature=temperature, max_tokens=max_tokens, **params)
+        full = ""
+        async with self.stream_chat(
+            messages, model=model, temperature=temperature, max_tokens=max_tokens, **params
+        ) as s:
+            async for token in s:
+                full += token
+                if on_token is not None:
+                    on_token(token, full)
+        return await s.result()

@@ -1,0 +1,32 @@
+"""The kernel's one shared ("current") client, used by the magics, the chat panel and ``compare`` alike.
+
+So a model chosen with ``%lm_use`` (or ``set_current_model``) is the one every other tool defaults to.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from lm_notebook.client import LMStudioClient
+
+_lock = threading.Lock()
+_client: LMStudioClient | None = None
+
+
+def get_client() -> LMStudioClient:
+    """The shared client, created on first use from ``LMSTUDIO_BASE_URL`` / ``LM_API_TOKEN``."""
+    global _client
+    with _lock:
+        if _client is None:
+            _client = LMStudioClient()
+        return _client
+
+
+def set_client(client: LMStudioClient | None) -> LMStudioClient | None:
+    """Replace the shared client (closing the old one); returns the previous one. ``None`` resets it."""
+    global _client
+    with _lock:
+        previous, _client = _client, client
+    if previous is not None and previous is not client:
+        previous.close()
+    return previous

@@ -1,0 +1,609 @@
+"""A chat stream as an object: iterate it for text deltas, then ``.result()``.
+
+The stream opens its HTTP request lazily (on first iteration or ``with``), stops at ``data: [DONE]``, turns in-band
+errors into exceptions that keep the partial answer, and always closes its response in ``finally`` — when the
+consumer stops early, leaves a ``with`` block, or is interrupted (``KeyboardInterrupt``).
+
+>>> with client.stream_chat("Hi") as stream:          # doctest: +SKIP
+...     for text in stream:
+...         print(text, end="")
+>>> stream.result().usage                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Literal, NamedTuple
+
+import httpx
+
+from lm_notebook.errors import (
+    LMStudioAPIError,
+    LMStudioError,
+    LMStudioStreamError,
+    classify_error,
+    error_message_and_code,
+    is_error_body,
+)
+from lm_notebook.http_errors import translate_transport_error
+from lm_notebook.sse import ServerSentEvent, SSEDecoder
+from lm_notebook.types import ChatResult, Timings, ToolCall, Usage
+
+PartKind = Literal["content", "reasoning", "tool_call"]
+CONTENT: PartKind = "content"
+REASONING: PartKind = "reasoning"
+TOOL_CALL: PartKind = "tool_call"
+
+_OPEN, _CLOSE = "<think>", "</think>"
+
+
+class StreamPart(NamedTuple):
+    kind: PartKind
+    text: str
+
+
+def _partial_tag_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of ``text`` that is a proper start of ``tag``."""
+    for k in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:k]):
+            return k
+    return 0
+
+
+class ChatAccumulator:
+    """Builds a :class:`ChatResult` from chat-completion chunks or a whole answer (pure; no I/O).
+
+    Thinking is kept apart from the answer whichever form the server used: ``reasoning_content`` or ``reasoning``
+    fields, or ``<think>…</think>`` at the start of ``content``.
+    """
+
+    def __init__(self, *, streaming: bool, started: float | None = None) -> None:
+        self.streaming = streaming
+        self.started = time.perf_counter() if started is None else started
+        self.first_token_at: float | None = None
+        self.finished_at: float | None = None
+        self._content = io.StringIO()
+        self._reasoning = io.StringIO()
+        self._tools: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.stats: dict[str, Any] | None = None
+        self.deltas = 0
+        self.content_chars = 0
+        # <think> tag state: "start" (only whitespace seen), "think" (inside), "answer" (after / no tags)
+        self._tag_state = "start"
+        self._tag_tail = ""
+        self._lstrip = True
+
+    # --- feeding -------------------------------------------------------------------------------------------------
+    def add_chunk(self, chunk: dict[str, Any]) -> list[StreamPart]:
+        """Take one parsed ``chat.completion.chunk``; return the parts it adds."""
+        if self.id is None:
+            self.id = chunk.get("id")
+            self.model = chunk.get("model")
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.from_json(usage)
+        choices = chunk.get("choices")
+        if not choices:  # the trailing usage chunk has "choices": []
+            return []
+        choice = choices[0]
+        finish = choice.get("finish_reason")
+        if finish:
+            self.finish_reason = finish
+        delta = choice.get("delta")
+        if not delta:
+            return []
+        parts: list[StreamPart] = []
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning:
+            self._add_reasoning(reasoning, parts)
+        content = delta.get("content")
+        if content:
+            self._add_content(content, parts)
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            self._add_tool_pieces(tool_calls, parts)
+        return parts
+
+    def add_message(self, body: dict[str, Any]) -> None:
+        """Take a whole non-streamed ``chat.completion`` answer."""
+        self.id = body.get("id")
+        self.model = body.get("model")
+        self.usage = Usage.from_json(body.get("usage"))
+        stats = body.get("stats")
+        self.stats = stats if isinstance(stats, dict) and stats else None
+        choices = body.get("choices") or [{}]
+        choice = choices[0]
+        self.finish_reason = choice.get("finish_reason")
+        message = choice.get("message") or {}
+        parts: list[StreamPart] = []
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        if reasoning:
+            self._add_reasoning(reasoning, parts)
+        if message.get("content"):
+            self._add_content(message["content"], parts)
+        if message.get("tool_calls"):
+            for i, call in enumerate(message["tool_calls"]):
+                self._add_tool_pieces([{**call, "index": call.get("index", i)}], parts)
+        self.finished_at = time.perf_counter()
+
+    def _mark_first(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def _add_reasoning(self, text: str, parts: list[StreamPart]) -> None:
+        self._mark_first()
+        self.deltas += 1
+        self._reasoning.write(text)
+        parts.append(StreamPart(REASONING, text))
+
+    def _add_content(self, text: str, parts: list[StreamPart]) -> None:
+        self._mark_first()
+        self.deltas += 1
+        if self._tag_state == "answer" and not self._lstrip:
+            self._content.write(text)
+            self.content_chars += len(text)
+            parts.append(StreamPart(CONTENT, text))
+            return
+        self._split_think(text, parts)
+
+    def _emit_content(self, text: str, parts: list[StreamPart]) -> None:
+        if self._lstrip:
+            text = text.lstrip()
+            if not text:
+                return
+            self._lstrip = False
+        self._content.write(text)
+        self.content_chars += len(text)
+        parts.append(StreamPart(CONTENT, text))
+
+    def _split_think(self, text: str, parts: list[StreamPart]) -> None:
+        text = self._tag_tail + text
+        self._tag_tail = ""
+        while text:
+            if self._tag_state == "start":
+                stripped = text.lstrip()
+                if not stripped:
+                    return
+                if stripped.startswith(_OPEN):
+                    self._tag_state = "think"
+                    text = stripped[len(_OPEN) :]
+                    continue
+                if _OPEN.startswith(stripped):  # "<thi" so far: wait for more
+                    self._tag_tail = stripped
+                    return
+                self._tag_state = "answer"
+                continue
+            if self._tag_state == "think":
+                end = text.find(_CLOSE)
+                if end < 0:
+                    keep = _partial_tag_suffix(text, _CLOSE)
+                    body, self._tag_tail = (text[:-keep], text[-keep:]) if keep else (text, "")
+                    if body:
+                        self._reasoning.write(body)
+                        parts.append(StreamPart(REASONING, body))
+                    return
+                if end:
+                    self._reasoning.write(text[:end])
+                    parts.append(StreamPart(REASONING, text[:end]))
+                text = text[end + len(_CLOSE) :]
+                self._tag_state = "answer"
+                self._lstrip = True
+                continue
+            self._emit_content(text, parts)
+            return
+
+    def _add_tool_pieces(self, pieces: list[dict[str, Any]], parts: list[StreamPart]) -> None:
+        for piece in pieces:
+            index = piece.get("index", 0)
+            slot = self._tools.setdefault(index, {"id": None, "type": "function", "name": "", "arguments": []})
+            if piece.get("id"):
+                slot["id"] = piece["id"]
+            if piece.get("type"):
+                slot["type"] = piece["type"]
+            fn = piece.get("function") or {}
+            if fn.get("name"):
+                slot["name"] += fn["name"]
+            args = fn.get("arguments")
+            if args:
+                slot["arguments"].append(args if isinstance(args, str) else json.dumps(args))
+                parts.append(StreamPart(TOOL_CALL, args if isinstance(args, str) else json.dumps(args)))
+
+    def finish(self) -> None:
+        if self._tag_tail:
+            tail, self._tag_tail = self._tag_tail, ""
+            (self._reasoning if self._tag_state == "think" else self._content).write(tail)
+        if self.finished_at is None:
+            self.finished_at = time.perf_counter()
+
+    # --- reading -------------------------------------------------------------------------------------------------
+    @property
+    def content(self) -> str:
+        return self._content.getvalue()
+
+    @property
+    def reasoning(self) -> str:
+        return self._reasoning.getvalue()
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(id=s["id"], name=s["name"], arguments="".join(s["arguments"]), type=s["type"], index=i)
+            for i, s in sorted(self._tools.items())
+        )
+
+    def timings(self) -> Timings:
+        end = self.finished_at if self.finished_at is not None else time.perf_counter()
+        total = end - self.started
+        ttft = (self.first_token_at - self.started) if (self.first_token_at is not None and self.streaming) else None
+        tokens = self.usage.completion_tokens if self.usage and self.usage.completion_tokens else None
+        if tokens is None and self.streaming:
+            tokens = self.deltas
+        gen = (end - self.first_token_at) if (self.first_token_at is not None and self.streaming) else total
+        tps = (tokens / gen) if tokens and gen and gen > 0 else None
+        if self.stats and not self.streaming:
+            ttft = self.stats.get("time_to_first_token", ttft)
+            tps = self.stats.get("tokens_per_second", tps)
+        return Timings(time_to_first_token=ttft, total=total, tokens_per_second=tps)
+
+    def result(self, *, stopped: bool = False) -> ChatResult:
+        return ChatResult(
+            content=self.content,
+            reasoning=self.reasoning,
+            finish_reason=self.finish_reason,
+            usage=self.usage,
+            model=self.model,
+            tool_calls=self.tool_calls(),
+            timings=self.timings(),
+            streaming=self.streaming,
+            id=self.id,
+            stopped=stopped,
+            stats=self.stats,
+        )
+
+
+class _StreamCore:
+    """What both stream twins share: event handling, errors and state (no I/O)."""
+
+    def __init__(self, *, base_url: str, read_timeout: float | None, model: str | None) -> None:
+        self._base_url = base_url
+        self._read_timeout = read_timeout
+        self._model = model
+        self._acc = ChatAccumulator(streaming=True)
+        self._decoder = SSEDecoder()
+        self._done = False  # [DONE] or a clean end was seen
+        self._started = False
+        self._closed = False
+        self._stop_requested = threading.Event()
+        self._error: LMStudioError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def stopped(self) -> bool:
+        """True when the stream was closed before the server finished."""
+        return self._closed and not self._done and self._error is None
+
+    @property
+    def content(self) -> str:
+        """The answer text so far."""
+        return self._acc.content
+
+    @property
+    def reasoning(self) -> str:
+        return self._acc.reasoning
+
+    def partial(self) -> ChatResult:
+        """A snapshot of what has arrived so far."""
+        return self._acc.result(stopped=not self._done)
+
+    def _event_parts(self, event: ServerSentEvent) -> list[StreamPart] | None:
+        """Parts of one event; None when the stream is over."""
+        data = event.data
+        if data == "[DONE]":
+            self._done = True
+            return None
+        if event.event == "error":
+            raise self._in_band_error(data)
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise LMStudioStreamError(
+                f"LM Studio sent a malformed chunk after {self._acc.content_chars} characters: {data[:200]!r}. "
+                "The partial answer is kept (.partial); retry the request.",
+                partial=self.partial(),
+            ) from None
+        if "error" in chunk and "choices" not in chunk:
+            raise self._in_band_error(data)
+        return self._acc.add_chunk(chunk)
+
+    def _in_band_error(self, data: str) -> LMStudioError:
+        try:
+            body: Any = json.loads(data)
+        except ValueError:
+            body = data
+        message, code = error_message_and_code(body)
+        if not message and isinstance(body, dict):
+            message = str(body.get("message", ""))
+        partial = self.partial()
+        err = classify_error(
+            status_code=200,
+            body=body,
+            message=message,
+            code=code,
+            base_url=self._base_url,
+            method="POST",
+            path="/v1/chat/completions",
+            model=self._model,
+            partial=partial,
+        )
+        if type(err) is LMStudioAPIError:
+            return LMStudioStreamError(
+                f"LM Studio reported an error mid-answer after {len(partial.content)} characters: {message}. "
+                "The partial answer is kept (.partial).",
+                partial=partial,
+            )
+        return err
+
+    def _transport_error(self, exc: httpx.HTTPError) -> LMStudioError:
+        return translate_transport_error(
+            exc, base_url=self._base_url, read_timeout=self._read_timeout, partial=self.partial(), streaming=True
+        )
+
+    def _ended_without_done(self) -> None:
+        """The body ended: fine after a finish_reason, else the stream broke."""
+        self._decoder.flush()
+        if self._acc.finish_reason is not None:
+            self._done = True
+            return
+        raise LMStudioStreamError(
+            f"LM Studio closed the stream after {self._acc.content_chars} characters without finishing the answer. "
+            "The partial answer is kept (.partial); retry the request.",
+            partial=self.partial(),
+        )
+
+    def _non_stream_body(self, body: Any) -> list[StreamPart]:
+        """A JSON answer where a stream was expected (an error, or a server that ignored ``stream``)."""
+        if is_error_body(body):
+            message, code = error_message_and_code(body)
+            raise classify_error(
+                status_code=200,
+                body=body,
+                message=message,
+                code=code,
+                base_url=self._base_url,
+                method="POST",
+                path="/v1/chat/completions",
+                model=self._model,
+            )
+        self._acc.add_message(body)
+        self._done = True
+        parts = []
+        if self._acc.reasoning:
+            parts.append(StreamPart(REASONING, self._acc.reasoning))
+        if self._acc.content:
+            parts.append(StreamPart(CONTENT, self._acc.content))
+        return parts
+
+    def _finish(self) -> None:
+        self._acc.finish()
+        self._closed = True
+
+
+class ChatStream(_StreamCore):
+    """A streamed chat answer (sync). Iterate for text deltas; ``iter_parts()`` also gives thinking."""
+
+    def __init__(
+        self,
+        opener: Callable[[], httpx.Response],
+        *,
+        base_url: str,
+        read_timeout: float | None,
+        model: str | None,
+    ) -> None:
+        super().__init__(base_url=base_url, read_timeout=read_timeout, model=model)
+        self._opener = opener
+        self._response: httpx.Response | None = None
+        self._gen: Iterator[StreamPart] | None = None
+
+    def __enter__(self) -> ChatStream:
+        self._open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[str]:
+        if self._closed:
+            # iterating a finished stream replays its text
+            if self._acc.content:
+                yield self._acc.content
+            return
+        for part in self.iter_parts():
+            if part.kind is CONTENT:
+                yield part.text
+
+    def iter_parts(self) -> Iterator[StreamPart]:
+        """Every part as it arrives: answer text, thinking and tool-call argument pieces."""
+        if self._gen is None:
+            self._gen = self._run()
+        return self._gen
+
+    def _open(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._acc.started = time.perf_counter()
+        self._response = self._opener()
+
+    def _run(self) -> Iterator[StreamPart]:
+        try:
+            self._open()
+            response = self._response
+            assert response is not None
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                response.read()
+                yield from self._non_stream_body(response.json())
+                return
+            feed = self._decoder.feed
+            handle = self._event_parts
+            stop = self._stop_requested
+            try:
+                for raw in response.iter_bytes():
+                    for event in feed(raw):
+                        parts = handle(event)
+                        if parts is None:
+                            return
+                        yield from parts
+                    if stop.is_set():
+                        return
+            except httpx.HTTPError as exc:
+                if stop.is_set():
+                    return
+                raise self._transport_error(exc) from exc
+            self._ended_without_done()
+        except LMStudioError as err:
+            self._error = err
+            raise
+        finally:
+            self._finish()
+            if self._response is not None:
+                self._response.close()
+
+    def text(self) -> str:
+        """Read to the end and return the answer text."""
+        return self.result().content
+
+    def result(self) -> ChatResult:
+        """The finished result; reads the rest of the stream first if needed."""
+        if not self._closed:
+            for _ in self.iter_parts():
+                pass
+        return self._acc.result(stopped=self.stopped)
+
+    def close(self) -> None:
+        """Stop reading and close the connection; what arrived so far stays available. Safe from any thread."""
+        self._stop_requested.set()
+        gen = self._gen
+        if gen is not None and hasattr(gen, "close"):
+            try:
+                gen.close()  # runs the generator's finally: closes the response
+            except ValueError:  # running in another thread: it sees the flag once its read returns
+                pass
+        if self._response is not None:
+            with contextlib.suppress(Exception):
+                self._response.close()
+        if not self._closed:
+            self._finish()
+
+
+class AsyncChatStream(_StreamCore):
+    """The async twin of :class:`ChatStream`: ``async for``, ``async with``, ``await stream.result()``."""
+
+    def __init__(
+        self,
+        opener: Callable[[], Awaitable[httpx.Response]],
+        *,
+        base_url: str,
+        read_timeout: float | None,
+        model: str | None,
+    ) -> None:
+        super().__init__(base_url=base_url, read_timeout=read_timeout, model=model)
+        self._opener = opener
+        self._response: httpx.Response | None = None
+        self._gen: AsyncIterator[StreamPart] | None = None
+
+    async def __aenter__(self) -> AsyncChatStream:
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        if self._closed:
+            if self._acc.content:
+                yield self._acc.content
+            return
+        async for part in self.iter_parts():
+            if part.kind is CONTENT:
+                yield part.text
+
+    def iter_parts(self) -> AsyncIterator[StreamPart]:
+        if self._gen is None:
+            self._gen = self._run()
+        return self._gen
+
+    async def _open(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._acc.started = time.perf_counter()
+        self._response = await self._opener()
+
+    async def _run(self) -> AsyncIterator[StreamPart]:
+        try:
+            await self._open()
+            response = self._response
+            assert response is not None
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                await response.aread()
+                for part in self._non_stream_body(response.json()):
+                    yield part
+                return
+            feed = self._decoder.feed
+            handle = self._event_parts
+            stop = self._stop_requested
+            try:
+                async for raw in response.aiter_bytes():
+                    for event in feed(raw):
+                        parts = handle(event)
+                        if parts is None:
+                            return
+                        for part in parts:
+                            yield part
+                    if stop.is_set():
+                        return
+            except httpx.HTTPError as exc:
+                if stop.is_set():
+                    return
+                raise self._transport_error(exc) from exc
+            self._ended_without_done()
+        except LMStudioError as err:
+            self._error = err
+            raise
+        finally:
+            self._finish()
+            if self._response is not None:
+                await self._response.aclose()
+
+    async def text(self) -> str:
+        return (await self.result()).content
+
+    async def result(self) -> ChatResult:
+        if not self._closed:
+            async for _ in self.iter_parts():
+                pass
+        return self._acc.result(stopped=self.stopped)
+
+    async def aclose(self) -> None:
+        self._stop_requested.set()
+        gen = self._gen
+        if gen is not None and hasattr(gen, "aclose"):
+            try:
+                await gen.aclose()
+            except RuntimeError:  # already running elsewhere: it sees the flag
+                pass
+        if self._response is not None:
+            await self._response.aclose()
+        if not self._closed:
+            self._finish()

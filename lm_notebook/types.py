@@ -1,0 +1,152 @@
+"""Plain data the client returns: models, chat results, usage and timings (stdlib only)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model LM Studio knows, from whichever models route the server has.
+
+    Fields the server does not report are ``None`` (``/v1/models`` only gives ids).
+    """
+
+    id: str
+    type: str | None = None  # "llm" | "vlm" | "embeddings"
+    publisher: str | None = None
+    arch: str | None = None
+    format: str | None = None  # "gguf" | "mlx"
+    quantization: str | None = None
+    state: str | None = None  # "loaded" | "not-loaded" | "loading"
+    max_context_length: int | None = None
+    loaded_context_length: int | None = None
+    capabilities: tuple[str, ...] | None = None
+    display_name: str | None = None
+    size_bytes: int | None = None
+    params: str | None = None
+    parallel: int | None = None  # parallel prediction slots of the loaded instance, when reported
+    instance_ids: tuple[str, ...] = ()
+    source: str = "/v1/models"  # which route described it
+
+    @property
+    def loaded(self) -> bool:
+        return self.state == "loaded"
+
+    @property
+    def context_length(self) -> int | None:
+        """The loaded context length when loaded, else the model's maximum."""
+        return self.loaded_context_length or self.max_context_length
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "state": self.state,
+            "format": self.format,
+            "quantization": self.quantization,
+            "arch": self.arch,
+            "publisher": self.publisher,
+            "max_context_length": self.max_context_length,
+            "loaded_context_length": self.loaded_context_length,
+            "capabilities": list(self.capabilities) if self.capabilities is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Usage | None:
+        if not data:
+            return None
+        details = data.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=data.get("prompt_tokens"),
+            completion_tokens=data.get("completion_tokens"),
+            total_tokens=data.get("total_tokens"),
+            reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, Mapping) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Measured by the client: seconds from sending the request."""
+
+    time_to_first_token: float | None = None
+    total: float | None = None
+    tokens_per_second: float | None = None
+
+    @property
+    def generation_time(self) -> float | None:
+        if self.total is None or self.time_to_first_token is None:
+            return None
+        return max(0.0, self.total - self.time_to_first_token)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str | None
+    name: str
+    arguments: str
+    type: str = "function"
+    index: int = 0
+
+    def as_message_part(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A finished (or stopped) chat answer.
+
+    ``content`` is the answer without any thinking; ``reasoning`` holds the thinking, whichever form the server used.
+    ``stopped`` is True when the stream was closed before the server finished.
+    """
+
+    content: str
+    reasoning: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    timings: Timings = field(default_factory=Timings)
+    streaming: bool = False
+    id: str | None = None
+    stopped: bool = False
+    stats: Mapping[str, Any] | None = None  # LM Studio's /api/v0 stats, when the server sent them
+
+    def __str__(self) -> str:
+        return self.content
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        return self.usage.prompt_tokens if self.usage else None
+
+    @property
+    def completion_tokens(self) -> int | None:
+        return self.usage.completion_tokens if self.usage else None
+
+    @property
+    def finish_note(self) -> str | None:
+        """A short human note when the answer did not end normally, else None."""
+        if self.stopped:
+            return "stopped"
+        return {
+            "length": "cut at max tokens",
+            "tool_calls": "asked for a tool call",
+            "content_filter": "filtered",
+        }.get(self.finish_reason or "")
+
+    def as_message(self) -> dict[str, Any]:
+        """The assistant message to append to a conversation history."""
+        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            msg["tool_calls"] = [t.as_message_part() for t in self.tool_calls]
+        return msg
