@@ -13,7 +13,6 @@ consumer stops early, leaves a ``with`` block, or is interrupted (``KeyboardInte
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import threading
 import time
@@ -40,6 +39,7 @@ REASONING: PartKind = "reasoning"
 TOOL_CALL: PartKind = "tool_call"
 
 _OPEN, _CLOSE = "<think>", "</think>"
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 class StreamPart(NamedTuple):
@@ -55,6 +55,37 @@ def _partial_tag_suffix(text: str, tag: str) -> int:
     return 0
 
 
+class TextBuffer:
+    """Appends many small strings; memory stays proportional to the text, not to the number of pieces.
+
+    (``io.StringIO`` keeps every written piece alive until it is read, which costs ~60 bytes a chunk.)
+    """
+
+    __slots__ = ("_blocks", "_pieces", "chars")
+    _COMPACT_EVERY = 512
+
+    def __init__(self) -> None:
+        self._blocks: list[str] = []
+        self._pieces: list[str] = []
+        self.chars = 0
+
+    def write(self, text: str) -> None:
+        pieces = self._pieces
+        pieces.append(text)
+        self.chars += len(text)
+        if len(pieces) >= self._COMPACT_EVERY:
+            self._blocks.append("".join(pieces))
+            pieces.clear()
+
+    def getvalue(self) -> str:
+        if self._pieces:
+            self._blocks.append("".join(self._pieces))
+            self._pieces.clear()
+        if len(self._blocks) > 1:
+            self._blocks[:] = ["".join(self._blocks)]
+        return self._blocks[0] if self._blocks else ""
+
+
 class ChatAccumulator:
     """Builds a :class:`ChatResult` from chat-completion chunks or a whole answer (pure; no I/O).
 
@@ -67,8 +98,8 @@ class ChatAccumulator:
         self.started = time.perf_counter() if started is None else started
         self.first_token_at: float | None = None
         self.finished_at: float | None = None
-        self._content = io.StringIO()
-        self._reasoning = io.StringIO()
+        self._content = TextBuffer()
+        self._reasoning = TextBuffer()
         self._tools: dict[int, dict[str, Any]] = {}
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
@@ -76,7 +107,6 @@ class ChatAccumulator:
         self.id: str | None = None
         self.stats: dict[str, Any] | None = None
         self.deltas = 0
-        self.content_chars = 0
         # <think> tag state: "start" (only whitespace seen), "think" (inside), "answer" (after / no tags)
         self._tag_state = "start"
         self._tag_tail = ""
@@ -150,7 +180,6 @@ class ChatAccumulator:
         self.deltas += 1
         if self._tag_state == "answer" and not self._lstrip:
             self._content.write(text)
-            self.content_chars += len(text)
             parts.append(StreamPart(CONTENT, text))
             return
         self._split_think(text, parts)
@@ -162,7 +191,6 @@ class ChatAccumulator:
                 return
             self._lstrip = False
         self._content.write(text)
-        self.content_chars += len(text)
         parts.append(StreamPart(CONTENT, text))
 
     def _split_think(self, text: str, parts: list[StreamPart]) -> None:
@@ -223,6 +251,28 @@ class ChatAccumulator:
             (self._reasoning if self._tag_state == "think" else self._content).write(tail)
         if self.finished_at is None:
             self.finished_at = time.perf_counter()
+
+    def take_plain_content(self, chunk: dict[str, Any]) -> str | None:
+        """The hot path: the answer text of a chunk that carries nothing else, or None (use ``add_chunk``)."""
+        if self._lstrip or self._tag_state != "answer":
+            return None
+        choices = chunk.get("choices")
+        if not choices:
+            return None
+        choice = choices[0]
+        delta = choice.get("delta")
+        if delta is None or len(delta) != 1 or choice.get("finish_reason") is not None or "usage" in chunk:
+            return None
+        text = delta.get("content")
+        if text is None:
+            return None
+        self.deltas += 1
+        self._content.write(text)
+        return text  # type: ignore[no-any-return]
+
+    @property
+    def content_chars(self) -> int:
+        return self._content.chars
 
     # --- reading -------------------------------------------------------------------------------------------------
     @property
@@ -306,25 +356,40 @@ class _StreamCore:
         """A snapshot of what has arrived so far."""
         return self._acc.result(stopped=not self._done)
 
-    def _event_parts(self, event: ServerSentEvent) -> list[StreamPart] | None:
-        """Parts of one event; None when the stream is over."""
+    def _chunk(self, event: ServerSentEvent) -> dict[str, Any] | None:
+        """The parsed chunk of one event; None at ``[DONE]``; in-band errors raise."""
         data = event.data
+        if event.event == "error":
+            raise self._in_band_error(data)
         if data == "[DONE]":
             self._done = True
             return None
-        if event.event == "error":
-            raise self._in_band_error(data)
         try:
-            chunk = json.loads(data)
-        except ValueError:
+            # the C scanner directly: json.loads adds two Python-level calls and a regex per chunk
+            chunk, end = _scan_json(data, 0)
+            if end != len(data) and data[end:].strip():
+                raise ValueError(data)
+        except (StopIteration, ValueError):
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                chunk = None
+        if not isinstance(chunk, dict):
             raise LMStudioStreamError(
                 f"LM Studio sent a malformed chunk after {self._acc.content_chars} characters: {data[:200]!r}. "
                 "The partial answer is kept (.partial); retry the request.",
                 partial=self.partial(),
-            ) from None
+            )
         if "error" in chunk and "choices" not in chunk:
             raise self._in_band_error(data)
-        return self._acc.add_chunk(chunk)
+        return chunk
+
+    def _outputs(self, chunk: dict[str, Any], content_only: bool) -> list[Any]:
+        """What one (non-plain) chunk gives the consumer: text deltas, or all parts."""
+        parts = self._acc.add_chunk(chunk)
+        if not content_only:
+            return parts
+        return [p.text for p in parts if p.kind is CONTENT]
 
     def _in_band_error(self, data: str) -> LMStudioError:
         try:
@@ -413,7 +478,8 @@ class ChatStream(_StreamCore):
         super().__init__(base_url=base_url, read_timeout=read_timeout, model=model)
         self._opener = opener
         self._response: httpx.Response | None = None
-        self._gen: Iterator[StreamPart] | None = None
+        self._gen: Iterator[Any] | None = None
+        self._content_only = True
 
     def __enter__(self) -> ChatStream:
         self._open()
@@ -423,19 +489,20 @@ class ChatStream(_StreamCore):
         self.close()
 
     def __iter__(self) -> Iterator[str]:
-        if self._closed:
-            # iterating a finished stream replays its text
-            if self._acc.content:
-                yield self._acc.content
-            return
-        for part in self.iter_parts():
-            if part.kind is CONTENT:
-                yield part.text
+        if self._closed:  # iterating a finished stream replays its text
+            return iter([self._acc.content] if self._acc.content else [])
+        if self._gen is None:
+            self._gen, self._content_only = self._run(True), True
+        if self._content_only:
+            return self._gen
+        return (p.text for p in self._gen if p.kind is CONTENT)
 
     def iter_parts(self) -> Iterator[StreamPart]:
         """Every part as it arrives: answer text, thinking and tool-call argument pieces."""
         if self._gen is None:
-            self._gen = self._run()
+            self._gen, self._content_only = self._run(False), False
+        elif self._content_only:
+            raise RuntimeError("this stream is already being iterated for text; call iter_parts() first")
         return self._gen
 
     def _open(self) -> None:
@@ -445,25 +512,32 @@ class ChatStream(_StreamCore):
         self._acc.started = time.perf_counter()
         self._response = self._opener()
 
-    def _run(self) -> Iterator[StreamPart]:
+    def _run(self, content_only: bool) -> Iterator[Any]:
         try:
             self._open()
             response = self._response
             assert response is not None
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 response.read()
-                yield from self._non_stream_body(response.json())
+                parts = self._non_stream_body(response.json())
+                yield from (p.text for p in parts if p.kind is CONTENT) if content_only else parts
                 return
             feed = self._decoder.feed
-            handle = self._event_parts
+            decode = self._chunk
+            plain = self._acc.take_plain_content
+            outputs = self._outputs
             stop = self._stop_requested
             try:
                 for raw in response.iter_bytes():
                     for event in feed(raw):
-                        parts = handle(event)
-                        if parts is None:
+                        chunk = decode(event)
+                        if chunk is None:
                             return
-                        yield from parts
+                        text = plain(chunk)
+                        if text is None:
+                            yield from outputs(chunk, content_only)
+                        elif text:
+                            yield text if content_only else StreamPart(CONTENT, text)
                     if stop.is_set():
                         return
             except httpx.HTTPError as exc:
@@ -486,7 +560,7 @@ class ChatStream(_StreamCore):
     def result(self) -> ChatResult:
         """The finished result; reads the rest of the stream first if needed."""
         if not self._closed:
-            for _ in self.iter_parts():
+            for _ in self:
                 pass
         return self._acc.result(stopped=self.stopped)
 
@@ -520,7 +594,8 @@ class AsyncChatStream(_StreamCore):
         super().__init__(base_url=base_url, read_timeout=read_timeout, model=model)
         self._opener = opener
         self._response: httpx.Response | None = None
-        self._gen: AsyncIterator[StreamPart] | None = None
+        self._gen: AsyncIterator[Any] | None = None
+        self._content_only = True
 
     async def __aenter__(self) -> AsyncChatStream:
         await self._open()
@@ -529,18 +604,20 @@ class AsyncChatStream(_StreamCore):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[str]:
         if self._closed:
-            if self._acc.content:
-                yield self._acc.content
-            return
-        async for part in self.iter_parts():
-            if part.kind is CONTENT:
-                yield part.text
+            return _replay(self._acc.content)
+        if self._gen is None:
+            self._gen, self._content_only = self._run(True), True
+        if self._content_only:
+            return self._gen
+        return _only_content(self._gen)
 
     def iter_parts(self) -> AsyncIterator[StreamPart]:
         if self._gen is None:
-            self._gen = self._run()
+            self._gen, self._content_only = self._run(False), False
+        elif self._content_only:
+            raise RuntimeError("this stream is already being iterated for text; call iter_parts() first")
         return self._gen
 
     async def _open(self) -> None:
@@ -550,7 +627,7 @@ class AsyncChatStream(_StreamCore):
         self._acc.started = time.perf_counter()
         self._response = await self._opener()
 
-    async def _run(self) -> AsyncIterator[StreamPart]:
+    async def _run(self, content_only: bool) -> AsyncIterator[Any]:
         try:
             await self._open()
             response = self._response
@@ -558,19 +635,28 @@ class AsyncChatStream(_StreamCore):
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
                 await response.aread()
                 for part in self._non_stream_body(response.json()):
-                    yield part
+                    if not content_only:
+                        yield part
+                    elif part.kind is CONTENT:
+                        yield part.text
                 return
             feed = self._decoder.feed
-            handle = self._event_parts
+            decode = self._chunk
+            plain = self._acc.take_plain_content
+            outputs = self._outputs
             stop = self._stop_requested
             try:
                 async for raw in response.aiter_bytes():
                     for event in feed(raw):
-                        parts = handle(event)
-                        if parts is None:
+                        chunk = decode(event)
+                        if chunk is None:
                             return
-                        for part in parts:
-                            yield part
+                        text = plain(chunk)
+                        if text is None:
+                            for out in outputs(chunk, content_only):
+                                yield out
+                        elif text:
+                            yield text if content_only else StreamPart(CONTENT, text)
                     if stop.is_set():
                         return
             except httpx.HTTPError as exc:
@@ -591,7 +677,7 @@ class AsyncChatStream(_StreamCore):
 
     async def result(self) -> ChatResult:
         if not self._closed:
-            async for _ in self.iter_parts():
+            async for _ in self:
                 pass
         return self._acc.result(stopped=self.stopped)
 
@@ -607,3 +693,14 @@ class AsyncChatStream(_StreamCore):
             await self._response.aclose()
         if not self._closed:
             self._finish()
+
+
+async def _replay(text: str) -> AsyncIterator[str]:
+    if text:
+        yield text
+
+
+async def _only_content(parts: AsyncIterator[StreamPart]) -> AsyncIterator[str]:
+    async for part in parts:
+        if part.kind is CONTENT:
+            yield part.text
