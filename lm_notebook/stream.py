@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -480,6 +481,7 @@ class ChatStream(_StreamCore):
         self._response: httpx.Response | None = None
         self._gen: Iterator[Any] | None = None
         self._content_only = True
+        self._reader_thread: int | None = None
 
     def __enter__(self) -> ChatStream:
         self._open()
@@ -513,6 +515,7 @@ class ChatStream(_StreamCore):
         self._response = self._opener()
 
     def _run(self, content_only: bool) -> Iterator[Any]:
+        self._reader_thread = threading.get_ident()
         try:
             self._open()
             response = self._response
@@ -544,7 +547,8 @@ class ChatStream(_StreamCore):
                 if stop.is_set():
                     return
                 raise self._transport_error(exc) from exc
-            self._ended_without_done()
+            if not stop.is_set():
+                self._ended_without_done()
         except LMStudioError as err:
             self._error = err
             raise
@@ -565,19 +569,32 @@ class ChatStream(_StreamCore):
         return self._acc.result(stopped=self.stopped)
 
     def close(self) -> None:
-        """Stop reading and close the connection; what arrived so far stays available. Safe from any thread."""
+        """Stop reading and close the connection; what arrived so far stays available. Safe from any thread.
+
+        From the thread that reads the stream, this closes it at once. From another thread (a Stop button), it sets
+        a flag and shuts the socket down, which wakes the reader even when the server sends nothing; the reader
+        then ends the stream and closes the response itself (a generator must not be closed while it runs).
+        """
         self._stop_requested.set()
+        reader = self._reader_thread
+        if reader is not None and reader != threading.get_ident() and not self._closed:
+            self._wake_reader()
+            return
         gen = self._gen
         if gen is not None and hasattr(gen, "close"):
-            try:
-                gen.close()  # runs the generator's finally: closes the response
-            except ValueError:  # running in another thread: it sees the flag once its read returns
-                pass
+            gen.close()  # runs the generator's finally: closes the response
         if self._response is not None:
-            with contextlib.suppress(Exception):
-                self._response.close()
+            self._response.close()
         if not self._closed:
             self._finish()
+
+    def _wake_reader(self) -> None:
+        response = self._response
+        network = response.extensions.get("network_stream") if response is not None else None
+        sock = network.get_extra_info("socket") if network is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class AsyncChatStream(_StreamCore):
@@ -663,7 +680,8 @@ class AsyncChatStream(_StreamCore):
                 if stop.is_set():
                     return
                 raise self._transport_error(exc) from exc
-            self._ended_without_done()
+            if not stop.is_set():
+                self._ended_without_done()
         except LMStudioError as err:
             self._error = err
             raise
