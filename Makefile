@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/setup.sh $(wildcard scripts/setup_*.sh)
 	touch $@
 
 run: setup
-	$(BIN)/python -m lm_notebook.lab
+	$(BIN)/python scripts/run_lab.py
 
 test: setup
 	bash scripts/test.sh
