@@ -1,0 +1,32 @@
+"""A faithful fake LM Studio server for tests, demos and CI: real HTTP on loopback, LM Studio's quirks on demand.
+
+>>> from lm_notebook.testing import MockLMStudioServer
+>>> with MockLMStudioServer() as server:          # doctest: +SKIP
+...     print(server.url)                         # http://127.0.0.1:<free port>
+
+Installing the package also installs a pytest plugin with the fixtures ``lmstudio_mock`` and ``lmstudio_client``.
+"""
+
+from lm_notebook.testing.catalogue import ModelSpec, default_models, load_models_file
+from lm_notebook.testing.cors import CorsPolicy
+from lm_notebook.testing.faults import FAULT_KINDS, Fault, Quirks
+from lm_notebook.testing.recording import RecordedRequest
+from lm_notebook.testing.replies import count_tokens, tokenize
+from lm_notebook.testing.scheduler import Counters, ModelCounters
+from lm_notebook.testing.server import MockLMStudioServer
+
+__all__ = [
+    "FAULT_KINDS",
+    "CorsPolicy",
+    "Counters",
+    "Fault",
+    "MockLMStudioServer",
+    "ModelCounters",
+    "ModelSpec",
+    "Quirks",
+    "RecordedRequest",
+    "count_tokens",
+    "default_models",
+    "load_models_file",
+    "tokenize",
+]

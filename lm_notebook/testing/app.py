@@ -1,0 +1,412 @@
+"""LM Studio's HTTP API as one request handler: routing, auth, CORS, models, and generation.
+
+Everything here runs on the server's event loop; configuration that tests change from their own thread
+(models, quirks, faults, scripts) is read through thread-safe holders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import random
+import string
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from lm_notebook.testing import error_bodies as errors
+from lm_notebook.testing.catalogue import ModelSpec, openai_listing, v0_model, v1_model
+from lm_notebook.testing.cors import CorsPolicy
+from lm_notebook.testing.faults import STREAM_FAULTS, ErrorStyle, Fault, FaultBook, Quirks
+from lm_notebook.testing.generation import Generation, plan_chat, plan_completion
+from lm_notebook.testing.recording import RecordedRequest, RequestLog, ScriptBook, safe_headers
+from lm_notebook.testing.replies import embedding, prompt_tokens
+from lm_notebook.testing.scheduler import Instance, LoadFailed, Scheduler
+from lm_notebook.testing.streaming import Framing, StreamWriter, chat_events
+from lm_notebook.testing.wire import ChunkedBody, Request, dump_json, write_response
+
+Version = Literal["0.3", "0.4"]
+_ID_CHARS = string.ascii_lowercase + string.digits
+_ids = random.Random()  # ids need not be reproducible, only unique-looking
+_GENERATION_PATHS = frozenset({"/v1/chat/completions", "/api/v0/chat/completions", "/v1/completions",
+                               "/v1/embeddings"})
+
+
+class Reply(Exception):
+    """Answer now with this error (raised from deep inside a handler)."""
+
+    def __init__(self, reply: errors.ErrorReply) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
+
+
+class Dropped(Exception):
+    """The connection was cut on purpose (a ``drop`` fault): no answer, close."""
+
+
+@dataclass
+class Settings:
+    """Server-wide behaviour; see :class:`~lm_notebook.testing.server.MockLMStudioServer`."""
+
+    version: Version = "0.4"
+    auth_token: str | None = None
+    cors: CorsPolicy | None = None
+    quirks: Quirks = field(default_factory=Quirks)
+    reply_tokens: int | None = None
+    lenient_model_id: bool = False
+
+
+class LMStudioApp:
+    def __init__(self, models: Sequence[ModelSpec], settings: Settings, scheduler_options: Mapping[str, Any]) -> None:
+        self.settings = settings
+        self._models_lock = threading.Lock()
+        self._models: dict[str, ModelSpec] = {m.id: m for m in models}
+        self.scheduler = Scheduler(self.models, **scheduler_options)
+        self.faults = FaultBook()
+        self.log = RequestLog()
+        self.scripts = ScriptBook()
+
+    # --- configuration (any thread) ----------------------------------------------------------------------------
+    def models(self) -> dict[str, ModelSpec]:
+        with self._models_lock:
+            return dict(self._models)
+
+    def put_model(self, spec: ModelSpec) -> None:
+        with self._models_lock:
+            self._models[spec.id] = spec
+
+    def update_model(self, model_id: str, **changes: Any) -> ModelSpec:
+        with self._models_lock:
+            spec = replace(self._require(model_id), **changes)
+            self._models[model_id] = spec
+            return spec
+
+    def _require(self, model_id: str) -> ModelSpec:
+        if model_id not in self._models:
+            raise KeyError(f"no model {model_id!r}; known: {', '.join(self._models)}")
+        return self._models[model_id]
+
+    def quirks_for(self, spec: ModelSpec | None) -> Quirks:
+        quirks = spec.quirks if spec is not None and spec.quirks is not None else self.settings.quirks
+        return quirks if quirks.error_style is not None else replace(quirks, error_style=self.settings.version)
+
+    def style(self, spec: ModelSpec | None = None) -> ErrorStyle:
+        return self.quirks_for(spec).error_style or self.settings.version
+
+    # --- entry point (event loop) ------------------------------------------------------------------------------
+    async def handle(self, request: Request, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; False when the connection must close afterwards."""
+        body_json = _parse_json(request.body)
+        self.log.add(RecordedRequest(request.method, request.path, request.query, safe_headers(request.headers),
+                                     body_json, time.time()))
+        keep_alive = request.keep_alive
+        path = request.path.rstrip("/") or "/"  # Express routes ignore a trailing slash
+        origin = request.headers.get("origin")
+        cors = self.settings.cors
+        if request.method == "OPTIONS" and cors is not None:
+            write_response(writer, 204, b"", content_type=None, headers=cors.headers_for(origin, preflight=True),
+                           keep_alive=keep_alive)
+            return keep_alive
+        extra = cors.headers_for(origin, preflight=False) if cors is not None and origin else []
+        try:
+            if not self._authorized(request):
+                raise Reply(errors.unauthorized())
+            await self._path_faults(path, body_json)
+            handled = await self._route(request.method, path, body_json, writer, extra, keep_alive)
+            if handled is None:
+                raise Reply(errors.unexpected_endpoint(request.method, request.path))
+            return keep_alive
+        except Reply as answer:
+            reply = answer.reply
+            write_response(writer, reply.status, reply.body, content_type=reply.content_type,
+                           headers=reply.headers + extra, keep_alive=keep_alive)
+            return keep_alive
+        except Dropped:
+            writer.transport.abort()
+            return False
+
+    def _authorized(self, request: Request) -> bool:
+        token = self.settings.auth_token
+        if token is None or self.settings.version == "0.3":  # auth arrived in 0.4
+            return True
+        sent = request.headers.get("authorization", "")
+        scheme, _, value = sent.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+    async def _path_faults(self, path: str, body: Any) -> None:
+        if path in _GENERATION_PATHS:
+            return  # a fault aimed at a generation route is applied there, where streams can break mid-way
+        model = body.get("model") if isinstance(body, dict) else None
+        for fault in self.faults.take(frozenset({"500", "429", "stall", "drop"}), model=model, path=path,
+                                      generation=False):
+            await _pre_fault(fault)
+
+    async def _route(self, method: str, path: str, body: Any, writer: asyncio.StreamWriter,
+                     extra: list[tuple[str, str]], keep_alive: bool) -> bool | None:
+        def send(payload: Any, status: int = 200) -> bool:
+            write_response(writer, status, dump_json(payload), headers=extra, keep_alive=keep_alive)
+            return True
+
+        v04 = self.settings.version == "0.4"
+        if method == "GET":
+            if path == "/lmstudio-greeting":
+                return send({"lmstudio": True})
+            if path == "/v1/models":
+                return send(openai_listing(self._listed_models()))
+            if path == "/api/v0/models":
+                return send({"object": "list", "data": [v0_model(m, self.scheduler.view(m.id))
+                                                        for m in self.models().values()]})
+            if path.startswith("/api/v0/models/"):
+                model_id = path[len("/api/v0/models/"):]
+                spec = self.models().get(model_id)
+                if spec is None:
+                    raise Reply(errors.unknown_model(model_id, self._available_ids(), self.style()))
+                return send(v0_model(spec, self.scheduler.view(model_id)))
+            if path == "/api/v1/models" and v04:
+                return send({"models": [v1_model(m, self.scheduler.view(m.id)) for m in self.models().values()]})
+            return None
+        if method != "POST":
+            return None
+        if path in ("/v1/chat/completions", "/api/v0/chat/completions"):
+            await self._chat(path, body, writer, extra, keep_alive, completion=False)
+            return True
+        if path == "/v1/completions":
+            await self._chat(path, body, writer, extra, keep_alive, completion=True)
+            return True
+        if path == "/v1/embeddings":
+            return send(await self._embeddings(path, body))
+        if path == "/api/v1/models/load" and v04:
+            return send(await self._load(body))
+        if path == "/api/v1/models/unload" and v04:
+            instance_id = body.get("instance_id") if isinstance(body, dict) else None
+            if not isinstance(instance_id, str) or not self.scheduler.unload(instance_id):
+                raise Reply(errors.not_found_instance(str(instance_id), self.style()))
+            return send({"instance_id": instance_id})
+        return None
+
+    # --- models ------------------------------------------------------------------------------------------------
+    def _listed_models(self) -> list[ModelSpec]:
+        """``/v1/models`` lists every downloaded model with JIT loading on, only the loaded ones with it off."""
+        models = self.models()
+        if self.scheduler.jit_loading:
+            return list(models.values())
+        return [models[m] for m in self.scheduler.loaded_ids() if m in models]
+
+    def _available_ids(self) -> list[str]:
+        return [m.id for m in self._listed_models()]
+
+    def _resolve(self, body: Mapping[str, Any], path: str, *, want_embedding: bool) -> ModelSpec:
+        models = self.models()
+        model_id = body.get("model")
+        loaded = self.scheduler.loaded_ids()
+        if not isinstance(model_id, str) or not model_id:
+            if not loaded:
+                raise Reply(errors.no_models_loaded(self.style()))
+            model_id = loaded[0]  # LM Studio answers with the loaded model when none is named
+        spec = models.get(model_id)
+        if spec is None and self.settings.lenient_model_id and len(loaded) == 1:
+            spec = models.get(loaded[0])  # the quirk: a wrong id silently served by the only loaded model
+        if spec is None:
+            raise Reply(errors.unknown_model(model_id, self._available_ids(), self.style()))
+        if spec.is_embedding != want_embedding:
+            raise Reply(errors.wrong_model_type(spec.id, "an embedding" if want_embedding else "an llm",
+                                                self.style(spec)))
+        return spec
+
+    async def _instance(self, spec: ModelSpec, path: str, ttl: Any = None) -> Instance:
+        """The loaded instance for a request, loading it just in time when allowed."""
+        view = self.scheduler.view(spec.id)
+        if view is None and not self.scheduler.jit_loading:
+            if not self.scheduler.loaded_ids():
+                raise Reply(errors.no_models_loaded(self.style(spec)))
+            raise Reply(errors.unknown_model(spec.id, self._available_ids(), self.style(spec)))
+        fail = bool(self.faults.take(frozenset({"load_failure"}), model=spec.id, path=path, generation=True)) \
+            if view is None or view.state == "loading" else False
+        ttl_s = float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and ttl > 0 else None
+        try:
+            inst, _ = await self.scheduler.ensure_loaded(spec, jit=True, ttl=ttl_s, fail=fail)
+        except LoadFailed:
+            raise Reply(errors.load_failed(spec.id)) from None
+        return inst
+
+    async def _load(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise Reply(errors.bad_request("'model' is required", self.style()))
+        spec = self.models().get(body["model"])
+        if spec is None:
+            raise Reply(errors.unknown_model(body["model"], [m.id for m in self.models().values()], self.style()))
+        fail = bool(self.faults.take(frozenset({"load_failure"}), model=spec.id, path="/api/v1/models/load",
+                                     generation=True))
+        context = body.get("context_length")
+        ttl = body.get("ttl")
+        try:
+            _, seconds = await self.scheduler.ensure_loaded(
+                spec, jit=False, context_length=context if isinstance(context, int) else None,
+                ttl=float(ttl) if isinstance(ttl, (int, float)) else None, fail=fail,
+            )
+        except LoadFailed:
+            raise Reply(errors.load_failed(spec.id)) from None
+        return {"type": "embedding" if spec.is_embedding else "llm", "instance_id": spec.id,
+                "load_time_seconds": round(seconds, 3), "status": "loaded"}
+
+    # --- generation --------------------------------------------------------------------------------------------
+    async def _generation_faults(self, spec: ModelSpec, path: str) -> list[Fault]:
+        for fault in self.faults.take(frozenset({"500", "429"}), model=spec.id, path=path, generation=True):
+            await _pre_fault(fault)
+        return self.faults.take(STREAM_FAULTS, model=spec.id, path=path, generation=True)
+
+    async def _embeddings(self, path: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise Reply(errors.bad_request("Request body must be a JSON object", self.style()))
+        spec = self._resolve(body, path, want_embedding=True)
+        await self._generation_faults(spec, path)
+        inst = await self._instance(spec, path, body.get("ttl"))
+        raw = body.get("input", "")
+        texts = [raw] if isinstance(raw, str) else [str(t) for t in raw or []]
+        async with self.scheduler.slot(inst):
+            data = [{"object": "embedding", "embedding": embedding(t, spec.id, spec.embedding_dimensions), "index": i}
+                    for i, t in enumerate(texts)]
+        return {"object": "list", "data": data, "model": spec.id, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+
+    async def _chat(self, path: str, body: Any, writer: asyncio.StreamWriter, extra: list[tuple[str, str]],
+                    keep_alive: bool, *, completion: bool) -> None:
+        if not isinstance(body, dict):
+            raise Reply(errors.bad_request("Request body must be a JSON object", self.style()))
+        if completion:
+            prompt = body.get("prompt")
+            messages: list[dict[str, Any]] = [{"role": "user", "content": prompt if isinstance(prompt, str)
+                                               else " ".join(map(str, prompt or []))}]
+        else:
+            raw_messages = body.get("messages")
+            if not isinstance(raw_messages, list) or not all(isinstance(m, dict) for m in raw_messages):
+                raise Reply(errors.bad_request("'messages' must be an array of message objects", self.style()))
+            messages = raw_messages
+        response_format = body.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type") not in (None, "json_schema", "text"):
+            raise Reply(errors.json_object_rejected())
+        spec = self._resolve(body, path, want_embedding=False)
+        faults = await self._generation_faults(spec, path)
+        inst = await self._instance(spec, path, body.get("ttl"))
+        quirks = self.quirks_for(spec)
+        framing = Framing(quirks.line_ending.encode())
+        stream = body.get("stream") is True
+        n_prompt = prompt_tokens(messages)
+        if n_prompt > inst.context_length:
+            if not stream:
+                raise Reply(errors.context_overflow(n_prompt, inst.context_length))
+            chunked = ChunkedBody.start(writer, 200, "text/event-stream", extra)
+            chunked.write(framing.event("error", dump_json(errors.context_overflow_event(n_prompt,
+                                                                                          inst.context_length))))
+            await chunked.finish()
+            return
+        scripted = self.scripts.pop(spec.id)
+        reply_tokens = self.settings.reply_tokens
+        gen = (plan_completion(spec, body, scripted=scripted, reply_tokens=reply_tokens) if completion
+               else plan_chat(spec, body, messages, scripted=scripted, reply_tokens=reply_tokens))
+        if any(f.kind == "empty_stream" for f in faults):
+            gen = Generation([], "stop", "eosFound")
+        faults = [f for f in faults if f.kind != "empty_stream"]
+        chunk_id = ("cmpl-" if completion else "chatcmpl-") + "".join(_ids.choices(_ID_CHARS, k=18))
+        created = int(time.time())
+        usage = _usage(n_prompt, gen, quirks.extended_fields)
+        async with self.scheduler.slot(inst):
+            if stream:
+                options = body.get("stream_options")
+                with_usage = isinstance(options, dict) and options.get("include_usage") is True
+                chunked = ChunkedBody.start(writer, 200, "text/event-stream", extra)
+                events = chat_events(gen, chunk_id=chunk_id, created=created, model=spec.id, framing=framing,
+                                     usage=usage if with_usage else None, completion=completion,
+                                     keep_alive_every=quirks.keep_alive_every)
+                sender = StreamWriter(chunked, ttft=spec.ttft, tokens_per_second=spec.tokens_per_second,
+                                      quirks=quirks, framing=framing, faults=faults,
+                                      error_payload=errors.stream_fault_event)
+                await sender.send(events)
+                if not chunked.finished:
+                    raise Dropped
+                return
+            started = time.perf_counter()
+            pace = spec.ttft + (gen.completion_tokens / spec.tokens_per_second if spec.tokens_per_second else 0)
+            for fault in faults:
+                if fault.kind == "stall":
+                    await asyncio.sleep(fault.seconds)
+                elif fault.kind == "drop":
+                    raise Dropped
+            if pace > 0:
+                await asyncio.sleep(pace)
+            elapsed = time.perf_counter() - started
+            answer = self._answer(spec, inst, gen, path, chunk_id, created, usage, quirks, elapsed, completion)
+            data = dump_json(answer)
+            if any(f.kind == "malformed_chunk" for f in faults):
+                data = data[: len(data) // 2]
+            write_response(writer, 200, data, headers=extra, keep_alive=keep_alive)
+
+    def _answer(self, spec: ModelSpec, inst: Instance, gen: Generation, path: str, chunk_id: str, created: int,
+                usage: dict[str, Any], quirks: Quirks, elapsed: float, completion: bool) -> dict[str, Any]:
+        content = gen.text("content")
+        if completion:
+            return {"id": chunk_id, "object": "text_completion", "created": created, "model": spec.id,
+                    "choices": [{"index": 0, "text": content, "logprobs": None, "finish_reason": gen.finish_reason}],
+                    "usage": usage, "system_fingerprint": spec.id}
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if spec.reasoning in ("reasoning", "reasoning_content"):
+            message[spec.reasoning] = gen.text(spec.reasoning)
+        tool_calls = [{"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+                      for t in gen.tool_calls]
+        if quirks.extended_fields:
+            message.setdefault("reasoning_content", "")
+            message["tool_calls"] = tool_calls
+        elif tool_calls:
+            message["tool_calls"] = tool_calls
+        answer: dict[str, Any] = {
+            "id": chunk_id, "object": "chat.completion", "created": created, "model": spec.id,
+            "choices": [{"index": 0, "logprobs": None, "finish_reason": gen.finish_reason, "message": message}],
+            "usage": usage,
+        }
+        if path.startswith("/api/v0/"):
+            generated = max(gen.completion_tokens, 1)
+            ttft = spec.ttft or min(elapsed, 0.001)
+            answer["stats"] = {"tokens_per_second": round(generated / max(elapsed - ttft, 1e-3), 2)
+                               if not spec.tokens_per_second else spec.tokens_per_second,
+                               "time_to_first_token": round(ttft, 3), "generation_time": round(elapsed, 3),
+                               "stop_reason": gen.stop_reason}
+            answer["model_info"] = {"arch": spec.arch, "quant": spec.quantization, "format": spec.format,
+                                    "context_length": inst.context_length}
+            answer["runtime"] = {"name": "llama.cpp-linux-x86_64-avx2" if spec.format == "gguf"
+                                 else "mlx-llm-mac-arm64-apple-metal-advsimd",
+                                 "version": "1.3.0", "supported_formats": [spec.format]}
+        elif quirks.extended_fields:
+            answer["stats"] = {}
+        answer["system_fingerprint"] = spec.id
+        return answer
+
+
+def _usage(n_prompt: int, gen: Generation, extended: bool) -> dict[str, Any]:
+    usage: dict[str, Any] = {"prompt_tokens": n_prompt, "completion_tokens": gen.completion_tokens,
+                             "total_tokens": n_prompt + gen.completion_tokens}
+    if extended:
+        usage["completion_tokens_details"] = {"reasoning_tokens": gen.reasoning_count}
+    return usage
+
+
+async def _pre_fault(fault: Fault) -> None:
+    """A fault that strikes before any work: an error status, a pause, or a cut connection."""
+    if fault.kind == "500":
+        raise Reply(errors.server_error())
+    if fault.kind == "429":
+        raise Reply(errors.rate_limited(fault.retry_after))
+    if fault.kind == "stall":
+        await asyncio.sleep(fault.seconds)
+    if fault.kind == "drop":
+        raise Dropped
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

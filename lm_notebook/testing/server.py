@@ -1,0 +1,342 @@
+"""The fake LM Studio server: real HTTP on loopback, served by an event loop in a background thread.
+
+>>> from lm_notebook.testing import MockLMStudioServer
+>>> with MockLMStudioServer() as server:                    # doctest: +SKIP
+...     server.script("qwen2.5-7b-instruct", "Hello!")
+...     httpx.post(server.url + "/v1/chat/completions", json={...})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+from lm_notebook.testing.app import LMStudioApp, Settings, Version
+from lm_notebook.testing.catalogue import ModelSpec, default_models
+from lm_notebook.testing.cors import CorsPolicy, CorsSetting
+from lm_notebook.testing.faults import Fault, FaultKind, Quirks
+from lm_notebook.testing.recording import RecordedRequest
+from lm_notebook.testing.scheduler import DEFAULT_JIT_TTL, Counters
+from lm_notebook.testing.wire import MAX_HEAD_BYTES, BadRequest, read_request, write_response
+
+log = logging.getLogger("lm_notebook.testing")
+T = TypeVar("T")
+
+
+class MockLMStudioServer:
+    """A faithful fake of LM Studio's HTTP server, for tests, demos and CI.
+
+    Arguments:
+
+    - ``port`` (0 = a free port), ``host`` (loopback unless told otherwise), ``models`` (a list of
+      :class:`ModelSpec`; default :func:`default_models`).
+    - ``version``: ``"0.4"`` (object error bodies, ``/api/v1`` routes, auth) or ``"0.3"`` (string error bodies,
+      404 for unknown models, ``/api/v1`` answers "Unexpected endpoint").
+    - ``auth_token``: require ``Authorization: Bearer <token>`` (401 otherwise). Never logged or recorded.
+    - ``cors``: ``False`` (LM Studio's default), ``True`` (development: origin ``*``), a list of allowed origins,
+      or a :class:`CorsPolicy`.
+    - ``jit_loading``, ``auto_evict``, ``jit_ttl``: LM Studio's scheduling switches (on, on, 3600 s).
+    - ``quirks``: server-wide :class:`Quirks` (line endings, keep-alives, split characters, error style).
+    - ``reply_tokens``: make every generated reply exactly this many tokens (a model's own setting wins).
+    - ``lenient_model_id``: with exactly one model loaded, serve a wrong model id with it (as LM Studio may).
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        models: Sequence[ModelSpec] | None = None,
+        *,
+        version: Version = "0.4",
+        auth_token: str | None = None,
+        cors: CorsSetting = False,
+        jit_loading: bool = True,
+        auto_evict: bool = True,
+        jit_ttl: float | None = DEFAULT_JIT_TTL,
+        quirks: Quirks | None = None,
+        reply_tokens: int | None = None,
+        lenient_model_id: bool = False,
+    ) -> None:
+        if version not in ("0.3", "0.4"):
+            raise ValueError(f"version must be '0.3' or '0.4', not {version!r}")
+        self.host = host
+        self._requested_port = port
+        self._port: int | None = None
+        settings = Settings(version=version, auth_token=auth_token, cors=CorsPolicy.from_setting(cors),
+                            quirks=quirks or Quirks(), reply_tokens=reply_tokens,
+                            lenient_model_id=lenient_model_id)
+        self._app = LMStudioApp(list(models) if models is not None else default_models(), settings,
+                                {"jit_loading": jit_loading, "auto_evict": auto_evict, "jit_ttl": jit_ttl})
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self.errors: list[str] = []  # tracebacks of bugs in the fake itself (answered with 500)
+
+    def __repr__(self) -> str:
+        state = self.url if self.running else "stopped"
+        return f"<MockLMStudioServer {state} version={self._app.settings.version}>"
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the server is not started: call start() or use it in a with block")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (a wildcard host is shown as loopback, the address clients can use)."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> MockLMStudioServer:
+        """Bind and serve in a background thread; returns once the server is listening."""
+        if self.running:
+            return self
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(target=self._serve, args=(ready, failure), name="MockLMStudioServer",
+                                        daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Close every connection, stop the loop and join its thread; the port is free afterwards."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            thread.join()
+        self._thread = None
+
+    def __enter__(self) -> MockLMStudioServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            asyncio.set_event_loop(loop)
+            try:
+                self._server = loop.run_until_complete(asyncio.start_server(
+                    self._connection, self.host, self._requested_port, limit=MAX_HEAD_BYTES, reuse_address=True))
+            except BaseException as exc:
+                failure.append(exc)
+                return
+            self._port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+        finally:
+            ready.set()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._loop = None
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task, writer in list(self._connections.items()):
+            writer.transport.abort()
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=2)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        asyncio.get_running_loop().stop()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
+        try:
+            while True:
+                try:
+                    request = await read_request(reader, writer)
+                except BadRequest as exc:
+                    write_response(writer, 400, b'{"error":"Bad request: %s"}' % str(exc).encode(),
+                                   keep_alive=False)
+                    break
+                if request is None:
+                    break
+                try:
+                    keep_alive = await self._app.handle(request, writer)
+                except (ConnectionError, asyncio.CancelledError):
+                    raise
+                except Exception:
+                    # a bug in the fake: answer 500 with the reason, and keep it for the test to see
+                    text = traceback.format_exc()
+                    self.errors.append(text)
+                    log.error("mock server error on %s %s\n%s", request.method, request.path, text)
+                    if not writer.transport.is_closing():
+                        write_response(writer, 500, b'{"error":"mock server bug; see server.errors"}',
+                                       keep_alive=False)
+                    break
+                await writer.drain()
+                if not keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away, or the server is stopping
+        finally:
+            self._connections.pop(task, None)
+            writer.close()
+
+    def _on_loop(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the server's loop thread (it may touch asyncio timers), or here when stopped."""
+        if self._loop is not None and self.running:
+            return asyncio.run_coroutine_threadsafe(_run(fn), self._loop).result()
+        return fn()
+
+    @property
+    def auth_token(self) -> str | None:
+        """The token clients must send (None when auth is off); kept out of repr, logs and the request log."""
+        return self._app.settings.auth_token
+
+    # --- models and scheduling -------------------------------------------------------------------------------
+    @property
+    def models(self) -> dict[str, ModelSpec]:
+        return self._app.models()
+
+    def add_model(self, spec: ModelSpec) -> None:
+        """Add (or replace) a downloaded model; loaded at once when ``spec.loaded``."""
+        self._app.put_model(spec)
+        if spec.loaded:
+            self._app.scheduler.load_now(spec)
+
+    def update_model(self, model_id: str, **changes: Any) -> ModelSpec:
+        """Change a model's settings (pacing, reply_tokens, reasoning, ...); affects later requests."""
+        return self._app.update_model(model_id, **changes)
+
+    def load_model(self, model_id: str, *, context_length: int | None = None, ttl: float | None = None) -> None:
+        """Load like ``lms load`` (waits the model's load time when the server is running)."""
+        spec = self._app.models()[model_id]
+        if not self.running:
+            self._app.scheduler.load_now(spec, context_length=context_length, ttl=ttl)
+            return
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(
+            self._app.scheduler.ensure_loaded(spec, jit=False, context_length=context_length, ttl=ttl), self._loop
+        ).result()
+
+    def unload_model(self, model_id: str) -> bool:
+        return self._on_loop(lambda: self._app.scheduler.unload(model_id))
+
+    def unload_all(self) -> list[str]:
+        return self._on_loop(self._app.scheduler.unload_all)
+
+    def loaded_models(self) -> list[str]:
+        return self._app.scheduler.loaded_ids()
+
+    @property
+    def jit_loading(self) -> bool:
+        return self._app.scheduler.jit_loading
+
+    @jit_loading.setter
+    def jit_loading(self, value: bool) -> None:
+        self._app.scheduler.jit_loading = value
+
+    @property
+    def auto_evict(self) -> bool:
+        return self._app.scheduler.auto_evict
+
+    @auto_evict.setter
+    def auto_evict(self, value: bool) -> None:
+        self._app.scheduler.auto_evict = value
+
+    # --- replies ---------------------------------------------------------------------------------------------
+    def script(self, model: str, *replies: str) -> None:
+        """Queue replies for ``model``: each later request to it gets the next one instead of generated text."""
+        self._app.scripts.add(model, replies)
+
+    @property
+    def reply_tokens(self) -> int | None:
+        return self._app.settings.reply_tokens
+
+    @reply_tokens.setter
+    def reply_tokens(self, value: int | None) -> None:
+        self._app.settings.reply_tokens = value
+
+    # --- quirks and faults -----------------------------------------------------------------------------------
+    def set_quirks(self, model: str | None = None, **changes: Any) -> Quirks:
+        """Change quirks for every model (``model=None``) or one model; returns the quirks now in force."""
+        if model is None:
+            self._app.settings.quirks = replace(self._app.settings.quirks, **changes)
+            return self._app.settings.quirks
+        spec = self._app.models()[model]
+        quirks = replace(spec.quirks or self._app.settings.quirks, **changes)
+        self._app.update_model(model, quirks=quirks)
+        return quirks
+
+    def set_fault(
+        self,
+        kind: FaultKind,
+        *,
+        model: str | None = None,
+        path: str | None = None,
+        times: int | None = None,
+        seconds: float = 0.0,
+        after_chunks: int = 0,
+        retry_after: float | None = 1.0,
+        form: Literal["event", "data"] = "event",
+    ) -> Fault:
+        """Switch a fault on (see :mod:`lm_notebook.testing.faults` for the kinds); ``times=None`` keeps it on."""
+        return self._app.faults.add(Fault(kind, model=model, path=path, times=times, seconds=seconds,
+                                          after_chunks=after_chunks, retry_after=retry_after, form=form))
+
+    def clear_faults(self, model: str | None = None) -> None:
+        self._app.faults.clear(model)
+
+    @property
+    def faults(self) -> list[Fault]:
+        return self._app.faults.active()
+
+    # --- observation -----------------------------------------------------------------------------------------
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received, oldest first (headers without credentials)."""
+        return self._app.log.items()
+
+    @property
+    def last_request(self) -> RecordedRequest | None:
+        items = self._app.log.items()
+        return items[-1] if items else None
+
+    def clear_requests(self) -> None:
+        self._app.log.clear()
+
+    @property
+    def counters(self) -> Counters:
+        """Loads, evictions, expirations, requests and peaks, in total and per model."""
+        return self._app.scheduler.counters()
+
+    def reset_counters(self) -> None:
+        self._app.scheduler.reset_counters()
+
+
+async def _run(fn: Callable[[], T]) -> T:
+    return fn()
