@@ -9,7 +9,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -161,7 +164,7 @@ class MockLMStudioServer:
         if self._server is not None:
             self._server.close()
         for task, writer in list(self._connections.items()):
-            writer.transport.abort()
+            _reset(writer)
             task.cancel()
         if self._connections:
             await asyncio.wait(list(self._connections), timeout=2)
@@ -336,6 +339,15 @@ class MockLMStudioServer:
 
     def reset_counters(self) -> None:
         self._app.scheduler.reset_counters()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP reset: no FIN-WAIT or TIME-WAIT socket is left holding the port after stop()."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 async def _run(fn: Callable[[], T]) -> T:
