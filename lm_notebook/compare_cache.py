@@ -1,0 +1,157 @@
+"""A SQLite cache of ``compare`` answers, so a re-run (after an interrupt, or of the same notebook) skips what is done.
+
+The key is a hash of everything that decides the answer: the model id and its quantization and format, the full
+messages, every request parameter, and the repeat number (repeats are separate samples). Only deterministic requests
+(``temperature == 0`` or a ``seed``) are cached unless the cache is opened with ``deterministic_only=False``; only
+complete answers are stored (never errors or interrupted rows).
+
+>>> cache = ResponseCache(":memory:")
+>>> key = cache_key(model="m", quantization="Q4_K_M", messages=[{"role": "user", "content": "hi"}],
+...                 params={"temperature": 0}, repeat=0)
+>>> cache.put(key, {"response": "hello"}); cache.get(key)
+{'response': 'hello'}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# Bump when the stored record's shape changes: old entries then simply miss.
+KEY_VERSION = 1
+
+
+def default_cache_path() -> Path:
+    """``$LM_NOTEBOOK_CACHE_DIR/compare.sqlite``, else the user cache directory (XDG on Linux)."""
+    base = os.environ.get("LM_NOTEBOOK_CACHE_DIR")
+    if base:
+        return Path(base).expanduser() / "compare.sqlite"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return root / "lm_notebook" / "compare.sqlite"
+
+
+def is_deterministic(params: Mapping[str, Any]) -> bool:
+    """Temperature 0 or a fixed seed: the same request gives the same answer."""
+    temperature = params.get("temperature")
+    return params.get("seed") is not None or (temperature is not None and float(temperature) == 0.0)
+
+
+def cache_key(
+    *,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    params: Mapping[str, Any],
+    repeat: int,
+    quantization: str | None = None,
+    format: str | None = None,
+) -> str:
+    """A stable hash of one request (``None`` parameters are left out, as they are not sent)."""
+    material = {
+        "v": KEY_VERSION,
+        "model": model,
+        "quantization": quantization,
+        "format": format,
+        "messages": [dict(m) for m in messages],
+        "params": {k: v for k, v in sorted(params.items()) if v is not None},
+        "repeat": repeat,
+    }
+    blob = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """Answers on disk, keyed by :func:`cache_key`. Safe to share between threads; writes are committed at once.
+
+    ``path``: a file (created with its directory), ``":memory:"``, or None for :func:`default_cache_path`.
+    ``deterministic_only=False`` caches sampled answers too (a re-run then shows the same sample).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, deterministic_only: bool = True) -> None:
+        self.path: Path | str
+        if path is None:
+            self.path = default_cache_path()
+        elif str(path) == ":memory:":
+            self.path = ":memory:"
+        else:
+            self.path = Path(path).expanduser()
+        if isinstance(self.path, Path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.deterministic_only = deterministic_only
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, created REAL, record TEXT)"
+        )
+        self._db.commit()
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.path)!r}, deterministic_only={self.deterministic_only})"
+
+    def accepts(self, params: Mapping[str, Any]) -> bool:
+        """Whether a request with these parameters may be cached."""
+        return not self.deterministic_only or is_deterministic(params)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT record FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            record = json.loads(row[0])
+        except ValueError:  # a damaged entry is a miss, not a crash
+            return None
+        return record if isinstance(record, dict) else None
+
+    def put(self, key: str, record: Mapping[str, Any], *, model: str | None = None) -> None:
+        blob = json.dumps(dict(record), ensure_ascii=False, default=str)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses (key, model, created, record) VALUES (?, ?, ?, ?)",
+                (key, model, time.time(), blob),
+            )
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM responses").fetchone()
+        return int(count)
+
+    def clear(self, model: str | None = None) -> None:
+        """Forget every answer (or one model's)."""
+        with self._lock:
+            if model is None:
+                self._db.execute("DELETE FROM responses")
+            else:
+                self._db.execute("DELETE FROM responses WHERE model = ?", (model,))
+            self._db.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_cache(cache: bool | str | Path | ResponseCache | None) -> tuple[ResponseCache | None, bool]:
+    """The cache for ``compare(cache=...)`` and whether ``compare`` opened it (and so must close it)."""
+    if cache is None or cache is False:
+        return None, False
+    if isinstance(cache, ResponseCache):
+        return cache, False
+    if cache is True:
+        return ResponseCache(), True
+    if isinstance(cache, (str, Path)):
+        return ResponseCache(cache), True
+    raise TypeError(f"cache must be None, True, a path or a ResponseCache, not {type(cache).__name__}.")
