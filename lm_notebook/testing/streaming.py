@@ -18,7 +18,7 @@ from lm_notebook.testing.generation import Generation
 from lm_notebook.testing.wire import ChunkedBody
 
 BATCH_BYTES = 64 * 1024
-SPLIT_PAUSE = 0.02  # long enough that the two halves of a character arrive in two reads
+SPLIT_PAUSE = 0.05  # long enough that the two halves of a character arrive in two reads, even on a busy machine
 Event = tuple[bool, bytes]  # (counts as a token chunk, bytes)
 
 
