@@ -56,7 +56,12 @@ def argument(*args: Any, **kwargs: Any) -> _Decorator:
 
 
 def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
-    return cast(argparse.Namespace, _magic_arguments.parse_argstring(magic, line))  # type: ignore[no-untyped-call]
+    """Parse a magic's line; quotes around a value are removed (IPython's splitter keeps them)."""
+    args = cast(argparse.Namespace, _magic_arguments.parse_argstring(magic, line))  # type: ignore[no-untyped-call]
+    for key, value in vars(args).items():
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            setattr(args, key, value[1:-1])
+    return args
 
 
 def _one_line(err: BaseException, text: str) -> BaseException:
