@@ -1,0 +1,179 @@
+"""``%%lm`` in a real kernel (through jupyter_client) against the fake server: live display updates, interrupts,
+one-line errors — what JupyterLab, Notebook 7 and VS Code receive on iopub."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+from lm_notebook.testing import MockLMStudioServer, ModelSpec, default_models
+
+MODEL = "qwen2.5-7b-instruct"
+SLOW = "slow-model"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class Execution:
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    reply: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+    interrupted_at: float | None = None
+    idle_at: float = 0.0
+
+    def of_type(self, *kinds: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["msg_type"] in kinds]
+
+    @property
+    def status(self) -> str:
+        return str(self.reply["content"]["status"])
+
+
+class Kernel:
+    def __init__(self, km: KernelManager, kc: Any) -> None:
+        self.km, self.kc = km, kc
+
+    def execute(self, code: str, *, interrupt_when: str | None = None, timeout: float = 30) -> Execution:
+        """Run ``code``; with ``interrupt_when``, interrupt the kernel once a live update contains that text."""
+        out = Execution(started=time.perf_counter())
+        msg_id = self.kc.execute(code)
+        deadline = out.started + timeout
+        while True:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"kernel still busy after {timeout} s running {code!r}")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=0.05)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status":
+                if msg["content"]["execution_state"] == "idle":
+                    out.idle_at = time.perf_counter()
+                    break
+                continue
+            out.messages.append(msg)
+            if (
+                interrupt_when is not None
+                and out.interrupted_at is None
+                and msg["msg_type"] == "update_display_data"
+                and interrupt_when in str(msg["content"]["data"])
+            ):
+                out.interrupted_at = time.perf_counter()
+                self.km.interrupt_kernel()
+        out.reply = self.kc.get_shell_msg(timeout=10)
+        return out
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MockLMStudioServer]:
+    models = [dataclasses.replace(m, tokens_per_second=200, reply_tokens=200) if m.id == MODEL else m
+              for m in default_models()]
+    models.append(ModelSpec(SLOW, loaded=True, tokens_per_second=40, reply_tokens=2000))
+    with MockLMStudioServer(models=models) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def kernel(server: MockLMStudioServer) -> Iterator[Kernel]:
+    env = {**os.environ, "LMSTUDIO_BASE_URL": server.url}
+    km, kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=60)
+    k = Kernel(km, kc)
+    try:
+        assert k.execute(f"%load_ext lm_notebook\n%lm_use {MODEL}").status == "ok"
+        yield k
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_streaming_updates_one_display_live_then_shows_the_exact_answer(kernel: Kernel) -> None:
+    run = kernel.execute("%%lm -o ans\nTell me about tides")
+    assert run.status == "ok"
+    kinds = [m["msg_type"] for m in run.messages]
+    assert kinds[0] == "execute_input"
+    first = run.messages[1]
+    assert first["msg_type"] == "display_data" and first["content"]["data"] == {"text/plain": ""}
+    display_id = first["content"]["transient"]["display_id"]
+    updates = run.of_type("update_display_data")
+    assert all(u["content"]["transient"]["display_id"] == display_id for u in updates)
+    live = [u["content"]["data"]["text/markdown"] for u in updates[:-1]]
+    assert len(live) >= 5, "the answer should be seen growing"
+    assert "waiting for the first token" in live[0]
+    growing = [len(t) for t in live[1:]]
+    assert growing == sorted(growing) and growing[0] < growing[-1]
+    assert updates[-1]["content"]["data"] == {"text/plain": ""}  # the live output empties itself at the end
+    # throttled: ≤ ~10 repaints a second however fast the tokens come (200 tokens/s here)
+    seconds = run.idle_at - run.started
+    assert len(updates) <= 12 * seconds + 2
+    assert kinds[-1] == "execute_result"  # the exact final render is the cell's value
+    final = run.messages[-1]["content"]["data"]
+    assert "▌" not in final["text/markdown"] and "<sub>qwen2.5-7b-instruct · 200 tokens · " in final["text/markdown"]
+    assert kernel.execute("assert ans.completion_tokens == 200 and not ans.stopped").status == "ok"
+
+
+def test_interrupt_stops_the_answer_and_the_kernel_is_idle_within_half_a_second(kernel: Kernel) -> None:
+    run = kernel.execute(f"%%lm -m {SLOW} -o cut\nA long story", interrupt_when="tokens · streaming")
+    assert run.interrupted_at is not None, "the answer never started streaming"
+    to_idle = run.idle_at - run.interrupted_at
+    assert to_idle < 0.5, f"kernel idle {to_idle:.3f} s after the interrupt"
+    assert run.status == "error"  # so "Run all" stops here, as after any interrupt
+    displays = run.of_type("display_data")
+    assert displays[0]["content"]["data"] == {"text/plain": ""}
+    partial = displays[-1]["content"]["data"]["text/markdown"]
+    assert "· stopped</sub>" in partial
+    (error,) = run.of_type("error")
+    assert error["content"]["ename"] == "KeyboardInterrupt"
+    assert [ANSI.sub("", line) for line in error["content"]["traceback"]] == [
+        "KeyboardInterrupt: stopped by you; the partial answer is shown above and in cut."
+    ]
+    # the partial answer is kept, and the kernel takes the next cell at once
+    after = kernel.execute("print(cut.stopped, 0 < len(cut.content) < 5000)")
+    assert after.status == "ok"
+    assert after.of_type("stream")[0]["content"]["text"] == "True True\n"
+
+
+@pytest.mark.parametrize(
+    ("cell", "ename", "starts"),
+    [
+        ("%%lm -m no-such-model\nHi", "ModelNotFoundError", 'LM Studio at http://127.0.0.1:'),
+        ("%%lm -f json\nHi", "AnswerFormatError", "The answer is not valid JSON"),
+    ],
+)
+def test_errors_are_one_line(kernel: Kernel, cell: str, ename: str, starts: str) -> None:
+    run = kernel.execute(cell)
+    assert run.status == "error"
+    (error,) = run.of_type("error")
+    lines = [ANSI.sub("", line) for line in error["content"]["traceback"]]
+    assert len(lines) == 1 and lines[0].startswith(f"{ename}: {starts}")
+
+
+def test_a_bad_flag_is_a_usage_error_line(kernel: Kernel) -> None:
+    run = kernel.execute("%%lm --temperature hot\nHi")
+    assert run.status == "error"
+    (stream,) = run.of_type("stream")
+    assert stream["content"]["name"] == "stderr"
+    assert stream["content"]["text"].startswith("UsageError: argument -t/--temperature: invalid float value: 'hot'")
+    assert not run.of_type("error", "display_data")
+
+
+def test_server_gone_is_one_line(kernel: Kernel) -> None:
+    kernel.execute("%config LMMagics.base_url = 'http://127.0.0.1:9'")
+    try:
+        run = kernel.execute("%%lm\nHi")
+    finally:
+        kernel.execute("%config LMMagics.base_url = ''\nimport os, lm_notebook\n"
+                       "lm_notebook.set_client(lm_notebook.LMStudioClient(os.environ['LMSTUDIO_BASE_URL'], "
+                       f"model={MODEL!r}))")
+    (error,) = run.of_type("error")
+    assert error["content"]["ename"] == "LMStudioConnectionError"
+    assert len(error["content"]["traceback"]) == 1
