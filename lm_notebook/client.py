@@ -46,6 +46,10 @@ OnToken = Callable[[str, str], object]
 
 _MODEL_ROUTES = ("/api/v1/models", "/api/v0/models", "/v1/models")
 _CHAT_PATH = "/v1/chat/completions"
+# A stream's connection is not reused: a server that aborts a stream (llama.cpp's server on a prompt longer than the
+# context) may close the socket just after the body ends, and the next request on that pooled connection would fail
+# with "connection reset". One loopback connect per stream is nothing next to a model's answer.
+_STREAM_HEADERS = {"Connection": "close"}
 
 
 @dataclass(frozen=True)
@@ -466,7 +470,7 @@ class LMStudioClient(_BaseClient):
         )
 
     def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
-        request = self._http.build_request("POST", _CHAT_PATH, json=payload)
+        request = self._http.build_request("POST", _CHAT_PATH, json=payload, headers=_STREAM_HEADERS)
         try:
             response = self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -649,7 +653,7 @@ class AsyncLMStudioClient(_BaseClient):
         )
 
     async def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
-        request = self._http.build_request("POST", _CHAT_PATH, json=payload)
+        request = self._http.build_request("POST", _CHAT_PATH, json=payload, headers=_STREAM_HEADERS)
         try:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
