@@ -248,7 +248,7 @@ def test_stall_mid_stream(server: MockLMStudioServer, http: httpx.Client) -> Non
 def test_drop_mid_stream(server: MockLMStudioServer, http: httpx.Client) -> None:
     server.set_fault("drop", after_chunks=3, times=1)
     lines: list[str] = []
-    with pytest.raises(httpx.RemoteProtocolError), http.stream(  # noqa: PT012
+    with pytest.raises(httpx.RemoteProtocolError), http.stream(
         "POST", "/v1/chat/completions", json={"model": QWEN, "messages": HI, "stream": True}
     ) as r:
         lines.extend(line for line in r.iter_lines() if line)

@@ -91,8 +91,14 @@ def test_jit_off_lists_only_loaded_and_refuses_others() -> None:
 
 
 def test_parallel_slots_queue_beyond(server: MockLMStudioServer) -> None:
-    server.update_model(FAST, tokens_per_second=100)  # 5 tokens: ~50 ms each
-    threads = [threading.Thread(target=chat, args=(server, FAST)) for _ in range(6)]
+    server.update_model(FAST, tokens_per_second=50)  # 5 tokens: ~100 ms per request
+    barrier = threading.Barrier(6)
+
+    def one() -> None:
+        barrier.wait()
+        chat(server, FAST)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -100,8 +106,9 @@ def test_parallel_slots_queue_beyond(server: MockLMStudioServer) -> None:
         t.join()
     elapsed = time.perf_counter() - started
     counters = server.counters.model(FAST)
-    assert counters.max_active == 2 and counters.max_queued >= 3 and counters.requests == 6
-    assert elapsed >= 3 * 0.04  # three rounds of two
+    assert counters.max_active == 2 and counters.requests == 6  # never more than the two slots
+    assert counters.max_queued >= 1
+    assert elapsed >= 0.25  # three rounds of two, not one round of six
 
 
 def test_ttl_unloads_idle_model(server: MockLMStudioServer) -> None:

@@ -311,7 +311,7 @@ def test_tool_call_deltas_arrive_in_pieces(http: httpx.Client) -> None:
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     whole = http.post("/v1/chat/completions", json={"model": QWEN, "messages": messages, "tools": tools}).json()
     assert whole["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == arguments
-    after = messages + [whole["choices"][0]["message"], {"role": "tool", "content": "18°C", "tool_call_id": "1"}]
+    after = [*messages, whole["choices"][0]["message"], {"role": "tool", "content": "18°C", "tool_call_id": "1"}]
     answer = http.post("/v1/chat/completions", json={"model": QWEN, "messages": after, "tools": tools}).json()
     assert answer["choices"][0]["finish_reason"] == "stop"  # a tool result gets a text answer
 
