@@ -122,6 +122,7 @@ class LMMagics(Magics):
         if text is None and isinstance(err, ModelNotFoundError) and getattr(err, "available", None):
             # the core's message advises set_current_model(); here the verb is %lm_use
             text = self._unknown_model(getattr(err, "model", None) or "?", err.available, self.client.base_url).message
+            err.message, err.args = text, (text,)
         return _one_line(err, text if text is not None else _message(err))
 
     def _guard(self, action: Callable[[], Any]) -> Any:

@@ -1,0 +1,91 @@
+"""Run the example notebooks (``pytest --nbval notebooks``) against the bundled fake LM Studio server.
+
+The server starts before nbval starts any kernel and ``LMSTUDIO_BASE_URL`` points at it, so the notebooks talk to it
+exactly as they would to LM Studio. ``sanitize.cfg`` (next to this file) masks what truly varies between runs —
+timings and the server's port — and is used unless ``--nbval-sanitize-with`` names another file.
+
+To refresh the stored outputs after changing a notebook: ``python notebooks/conftest.py [notebook.ipynb ...]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from lm_notebook.testing import MockLMStudioServer, default_models
+
+HERE = Path(__file__).resolve().parent
+SANITIZE = HERE / "sanitize.cfg"
+# fast enough for a quick test run, slow enough that answers really stream (several repaints per answer)
+TOKENS_PER_SECOND = 400.0
+
+_server: MockLMStudioServer | None = None
+_previous_url: str | None = None
+
+
+def fake_server() -> MockLMStudioServer:
+    """The fake LM Studio the notebooks are validated against (default models, paced like a fast laptop)."""
+    models = [dataclasses.replace(m, tokens_per_second=TOKENS_PER_SECOND) for m in default_models()]
+    return MockLMStudioServer(models=models)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _server, _previous_url
+    if not getattr(config.option, "nbval", False) and not getattr(config.option, "nbval_lax", False):
+        return
+    _server = fake_server().start()
+    _previous_url = os.environ.get("LMSTUDIO_BASE_URL")
+    os.environ["LMSTUDIO_BASE_URL"] = _server.url  # kernels inherit it
+    if getattr(config.option, "nbval_sanitize_with", None) is None:
+        config.option.nbval_sanitize_with = str(SANITIZE)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _server
+    if _server is None:
+        return
+    _server.stop()
+    _server = None
+    if _previous_url is None:
+        os.environ.pop("LMSTUDIO_BASE_URL", None)
+    else:
+        os.environ["LMSTUDIO_BASE_URL"] = _previous_url
+
+
+def execute_notebook(path: Path, base_url: str, timeout: int = 120) -> object:
+    """Run ``path`` top to bottom in a fresh kernel talking to ``base_url``; returns the executed notebook."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    previous = os.environ.get("LMSTUDIO_BASE_URL")
+    os.environ["LMSTUDIO_BASE_URL"] = base_url
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+                       ).execute()
+    finally:
+        if previous is None:
+            os.environ.pop("LMSTUDIO_BASE_URL", None)
+        else:
+            os.environ["LMSTUDIO_BASE_URL"] = previous
+    return nb
+
+
+def main(argv: list[str]) -> int:
+    import nbformat
+
+    paths = [Path(a) for a in argv] or sorted(HERE.glob("*.ipynb"))
+    with fake_server() as server:
+        for path in paths:
+            nb = execute_notebook(path, server.url)
+            nbformat.write(nb, path)
+            sys.stdout.write(f"refreshed {path}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
