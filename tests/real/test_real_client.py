@@ -1,0 +1,188 @@
+"""The core client against llama.cpp's server and real models: what a fake server cannot prove.
+
+Where llama.cpp's server differs from LM Studio the test says so; a strict xfail marks what the client does not handle
+yet (it turns into a failure, as a reminder, once the client does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from real_server import GEMMA3, MODELS, N_CTX, SMOLLM2, LlamaServer
+
+from lm_notebook import (
+    AsyncLMStudioClient,
+    ContextLengthExceededError,
+    EndpointNotSupportedError,
+    LMStudioClient,
+    LMStudioStreamError,
+    ModelNotFoundError,
+)
+
+SAMPLING = {"temperature": 0, "seed": 42}
+QUESTION = "What is the capital of France? Answer in one word."
+# About 3,000 tokens for both tokenizers: over the 2,048-token context, cheap to reject.
+TOO_LONG = "word " * 3000
+
+
+def test_server_is_seen_as_running_and_lists_both_models(real_client: LMStudioClient) -> None:
+    assert real_client.is_running()  # no /lmstudio-greeting: /v1/models answers instead
+    models = real_client.list_models()
+    assert sorted(m.id for m in models) == sorted(MODELS)
+    # /api/v1/models and /api/v0/models are 404 {"detail": "Not Found"}: the client fell back to /v1/models,
+    # which only gives ids.
+    assert {m.source for m in models} == {"/v1/models"}
+    assert all(m.state is None and m.context_length is None for m in models)
+    assert sorted(m["id"] for m in real_client.fetch_models()) == sorted(MODELS)
+
+
+def test_get_model_refuses_an_unknown_id_with_a_suggestion(real_client: LMStudioClient) -> None:
+    with pytest.raises(ModelNotFoundError) as info:
+        real_client.get_model("smollm2")
+    assert f'Did you mean "{SMOLLM2}"?' in str(info.value)
+
+
+def test_load_model_is_reported_as_not_supported(real_client: LMStudioClient) -> None:
+    with pytest.raises(EndpointNotSupportedError):
+        real_client.load_model(SMOLLM2)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_chat_gives_a_real_deterministic_answer(real_client: LMStudioClient, model: str) -> None:
+    first = real_client.chat(QUESTION, model=model, max_tokens=16, **SAMPLING)
+    again = real_client.chat(QUESTION, model=model, max_tokens=16, **SAMPLING)
+    assert "paris" in first.content.lower(), first.content
+    assert again.content == first.content
+    assert first.finish_reason in ("stop", "length")
+    assert first.usage is not None
+    assert first.usage.prompt_tokens and first.usage.prompt_tokens > 5
+    assert first.usage.completion_tokens and 1 <= first.usage.completion_tokens <= 16
+    assert first.usage.total_tokens == first.usage.prompt_tokens + first.usage.completion_tokens
+    assert first.model == model
+    assert first.timings.time_to_first_token is None  # not measurable without a stream
+    assert first.timings.total is not None and 0 < first.timings.total < 30
+    assert first.timings.tokens_per_second is not None and first.timings.tokens_per_second > 0
+
+
+def test_stream_matches_chat_and_its_token_count(real_client: LMStudioClient) -> None:
+    prompt = "Name three primary colors."
+    whole = real_client.chat(prompt, model=SMOLLM2, max_tokens=24, **SAMPLING)
+    with real_client.stream_chat(prompt, model=SMOLLM2, max_tokens=24, **SAMPLING) as stream:
+        deltas = list(stream)
+    result = stream.result()
+    assert "".join(deltas) == result.content == whole.content
+    assert result.finish_reason == whole.finish_reason
+    assert not result.stopped
+    # llama.cpp's server sends no usage in a stream, even with stream_options.include_usage (LM Studio 0.3.18+ does):
+    # the answer's usage comes only from a non-streamed request. It sends one chunk per generated token, so the
+    # streamed deltas count the completion tokens exactly.
+    assert whole.usage is not None
+    assert len(deltas) == whole.usage.completion_tokens
+    if result.usage is not None:  # a server that does send it must agree
+        assert result.usage.completion_tokens == whole.usage.completion_tokens
+        assert result.usage.prompt_tokens == whole.usage.prompt_tokens
+    timings = result.timings
+    assert timings.time_to_first_token is not None and timings.total is not None
+    assert 0 < timings.time_to_first_token <= timings.total < 30
+    assert timings.tokens_per_second is not None and timings.tokens_per_second > 0
+
+
+def test_second_model_streams_too(real_client: LMStudioClient) -> None:
+    # Switching models makes llama.cpp's server unload one and load the other (like LM Studio's auto-evict).
+    result = real_client.stream_chat(QUESTION, model=GEMMA3, max_tokens=16, **SAMPLING).result()
+    assert "paris" in result.content.lower(), result.content
+    assert result.model == GEMMA3
+
+
+def test_async_client_streams_the_same_answer(real_client: LMStudioClient, real_base_url: str) -> None:
+    expected = real_client.chat(QUESTION, model=SMOLLM2, max_tokens=16, **SAMPLING).content
+
+    async def run() -> tuple[list[str], str]:
+        async with AsyncLMStudioClient(real_base_url, timeout=120) as client:
+            ids = [m.id for m in await client.list_models()]
+            stream = client.stream_chat(QUESTION, model=SMOLLM2, max_tokens=16, **SAMPLING)
+            text = "".join([t async for t in stream])
+            return ids, text
+
+    ids, text = asyncio.run(run())
+    assert sorted(ids) == sorted(MODELS)
+    assert text == expected
+
+
+def test_prompt_longer_than_the_context_gives_the_context_error(real_client: LMStudioClient) -> None:
+    with pytest.raises(ContextLengthExceededError) as info:
+        real_client.chat(TOO_LONG, model=SMOLLM2, max_tokens=8)
+    # llama.cpp: 400 {"error": {"message": "This model's maximum context length is 2048 tokens. ...",
+    # "code": "context_length_exceeded"}}
+    assert info.value.status_code == 400
+    assert str(N_CTX) in info.value.server_message
+
+
+def test_stream_over_the_context_fails_cleanly_and_the_client_goes_on(real_client: LMStudioClient) -> None:
+    # llama.cpp's server answers 200 text/event-stream, then ends the body with no event at all (the error is only
+    # in its log). The client must raise, and the very next request on the same client must work: the server drops
+    # that connection, so it must not be reused from the pool.
+    with pytest.raises(LMStudioStreamError) as info:
+        for _ in real_client.stream_chat(TOO_LONG, model=SMOLLM2, max_tokens=8):
+            pass
+    assert info.value.partial_content == ""
+    after = real_client.chat(QUESTION, model=SMOLLM2, max_tokens=8, **SAMPLING)
+    assert after.content
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=LMStudioStreamError,
+    reason="llama.cpp's server ends an over-long stream with an empty body: the client cannot tell why",
+)
+def test_stream_over_the_context_gives_the_context_error(real_client: LMStudioClient) -> None:
+    with pytest.raises(ContextLengthExceededError):
+        for _ in real_client.stream_chat(TOO_LONG, model=SMOLLM2, max_tokens=8):
+            pass
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="llama.cpp's server silently answers an unknown model id with its first model and echoes the id back",
+)
+def test_unknown_model_gives_model_not_found(real_client: LMStudioClient) -> None:
+    with pytest.raises(ModelNotFoundError):
+        real_client.chat(QUESTION, model="no-such-model", max_tokens=4)
+
+
+def test_interrupt_mid_stream_closes_the_connection_and_the_server_goes_on(
+    real_client: LMStudioClient, llama_server: LlamaServer
+) -> None:
+    long_prompt = "Write a long story about a dragon who learns to bake bread."
+    started = time.perf_counter()
+    full = real_client.chat(long_prompt, model=SMOLLM2, max_tokens=200, **SAMPLING)
+    full_seconds = time.perf_counter() - started
+    assert full.usage is not None and full.usage.completion_tokens == 200
+
+    received: list[str] = []
+    with (
+        pytest.raises(KeyboardInterrupt),
+        real_client.stream_chat(long_prompt, model=SMOLLM2, max_tokens=200, **SAMPLING) as stream,
+    ):
+        for text in stream:
+            received.append(text)
+            if len(received) == 3:
+                raise KeyboardInterrupt  # what a kernel interrupt does inside the loop
+    assert stream.stopped
+    assert stream.result().stopped
+    assert stream.content == "".join(received) and full.content.startswith(stream.content)
+
+    # The server noticed the closed connection and stopped generating: the next answer does not wait for the
+    # remaining ~197 tokens.
+    started = time.perf_counter()
+    after = real_client.chat(QUESTION, model=SMOLLM2, max_tokens=8, **SAMPLING)
+    after_seconds = time.perf_counter() - started
+    assert after.content
+    assert after_seconds < max(0.5 * full_seconds, 0.2), (after_seconds, full_seconds)
+    assert llama_server.alive()
+    deadline = time.monotonic() + 5
+    while "Disconnected from client" not in llama_server.log_tail(20000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Disconnected from client" in llama_server.log_tail(20000)
