@@ -1,0 +1,714 @@
+"""A chat panel for JupyterLab: type, watch the answer stream in, stop it, switch model, export the conversation.
+
+>>> from lm_notebook import ChatPanel
+>>> panel = ChatPanel(system="Answer briefly.")   # doctest: +SKIP
+>>> panel                                        # doctest: +SKIP   (shows the panel)
+>>> reply = panel.send("What is a monad?")       # doctest: +SKIP   (returns at once)
+>>> reply.wait().content                         # doctest: +SKIP
+
+The panel composes ipywidgets (it is not one). Its verbs (:meth:`~ChatPanel.send`, :meth:`~ChatPanel.stop`,
+:meth:`~ChatPanel.clear`, :meth:`~ChatPanel.retry`) are what its buttons call, so code and tests drive it without a
+browser. Each answer is read by its own thread, away from the widget message handler, so Stop is heard while an answer
+streams; a second thread repaints a few times a second (never once per token), re-sending only the unfinished end of
+the answer (see :mod:`lm_notebook.chat_view`). Errors never escape :meth:`send`: they are shown in the panel with what
+to do, and carried by the returned :class:`ChatReply`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from lm_notebook.chat_view import (
+    SUBMIT_MARK,
+    AssistantMessageView,
+    UserMessageView,
+    close_tree,
+    error_text,
+    footer_html,
+    page_hook,
+)
+from lm_notebook.client import LMStudioClient
+from lm_notebook.errors import LMStudioError, NoCurrentModelError
+from lm_notebook.stream import ChatStream, StreamPart
+from lm_notebook.types import ChatResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+REPAINT_INTERVAL = 0.2  # seconds between repaints of a streaming answer (≤ 5 per second)
+STOP_GRACE = 0.5  # how long stop() waits for the reader before it settles the answer itself
+_EMBEDDING_TYPES = ("embeddings", "embedding")
+
+
+class ChatReply:
+    """The handle :meth:`ChatPanel.send` returns: the answer as it streams, then its result or error.
+
+    ``wait()`` blocks until the answer is complete, stopped or failed; it never raises the model's errors — look at
+    ``error`` (the exception, with an actionable ``.message``) or ``result`` (a :class:`ChatResult`).
+    """
+
+    def __init__(self, prompt: str, model: str | None) -> None:
+        self.prompt = prompt
+        self.model = model
+        self.result: ChatResult | None = None
+        self.error: Exception | None = None
+        self._done = threading.Event()
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def ok(self) -> bool:
+        """Done, without error (a stopped answer is ok)."""
+        return self.done and self.error is None
+
+    @property
+    def stopped(self) -> bool:
+        return self.result is not None and self.result.stopped
+
+    @property
+    def content(self) -> str:
+        """The answer text so far (all of it once done)."""
+        if self.result is not None:
+            return self.result.content
+        return "".join(self._content)
+
+    @property
+    def reasoning(self) -> str:
+        if self.result is not None:
+            return self.result.reasoning
+        return "".join(self._reasoning)
+
+    def wait(self, timeout: float | None = None) -> ChatResult | None:
+        """The result once the answer is over (None when it failed: see ``error``).
+
+        Raises ``TimeoutError`` when it is still streaming after ``timeout`` seconds.
+        """
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the answer is still streaming after {timeout} s; call stop() to end it")
+        return self.result
+
+    def _settle(self, result: ChatResult | None, error: Exception | None) -> None:
+        self.result, self.error = result, error
+        self._done.set()
+
+    @property
+    def state(self) -> str:
+        if not self.done:
+            return "streaming"
+        if self.error is not None:
+            return "failed"
+        return "stopped" if self.stopped else "answered"
+
+    def __repr__(self) -> str:
+        extra = f": {error_text(self.error)}" if self.error is not None else f", {len(self.content)} chars"
+        return f"<ChatReply {self.state} model={self.model!r}{extra}>"
+
+
+@dataclass
+class _Entry:
+    """One message of the conversation, with its view."""
+
+    role: str  # "user" | "assistant"
+    content: str
+    view: Any
+    model: str | None = None
+    reasoning: str = ""
+    result: ChatResult | None = None
+    error: Exception | None = None
+    reply: ChatReply | None = None
+    sent_at: float = field(default_factory=time.time)
+
+    @property
+    def in_history(self) -> bool:
+        """Failed answers (and answers stopped before any text) are not part of what the model sees."""
+        return self.role == "user" or (self.error is None and bool(self.content))
+
+
+class _Generation:
+    """One answer being streamed: a reader thread, a repaint thread, and a stop that is always heard."""
+
+    def __init__(
+        self,
+        panel: ChatPanel,
+        entry: _Entry,
+        reply: ChatReply,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+    ) -> None:
+        self.panel = panel
+        self.entry = entry
+        self.reply = reply
+        self.messages = messages
+        self.params = params
+        self.model = entry.model
+        self.stream: ChatStream | None = None
+        self.stop_requested = threading.Event()
+        self.finished = threading.Event()
+        self._data_lock = threading.Lock()
+        self._paint_lock = threading.Lock()
+        self._dirty = False
+        self._settled = False
+        self._parts = 0
+        self.reader = threading.Thread(target=self._read, name="lm_notebook-chat-reader", daemon=True)
+        self.painter = threading.Thread(target=self._paint_loop, name="lm_notebook-chat-painter", daemon=True)
+
+    def start(self) -> None:
+        self.reader.start()
+        self.painter.start()
+
+    # --- reading (reader thread) ------------------------------------------------------------------------------
+    def _read(self) -> None:
+        result: ChatResult | None = None
+        error: Exception | None = None
+        stream: ChatStream | None = None
+        try:
+            stream = self.panel.client.stream_chat(self.messages, model=self.model, **self.params)
+            with self._data_lock:
+                self.stream = stream
+            if not self.stop_requested.is_set():
+                for part in stream.iter_parts():
+                    self._take(part)
+                    if self.stop_requested.is_set():
+                        break
+            stream.close()
+            result = stream.result()
+        except LMStudioError as err:
+            error = err
+            result = None
+        except Exception as err:  # a bug or an unexpected failure: show it, keep the panel alive
+            if self.stop_requested.is_set() and stream is not None:
+                result = stream.partial()
+            else:
+                error = err
+        finally:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+        if result is not None and self.stop_requested.is_set() and not result.stopped and not stream_done(stream):
+            result = _as_stopped(result)
+        self.settle(result, error)
+
+    def _take(self, part: StreamPart) -> None:
+        with self._data_lock:
+            if part.kind == "content":
+                self.reply._content.append(part.text)
+            elif part.kind == "reasoning":
+                self.reply._reasoning.append(part.text)
+            self._parts += 1
+            self._dirty = True
+
+    # --- painting (painter thread) ----------------------------------------------------------------------------
+    def _paint_loop(self) -> None:
+        while not self.finished.wait(REPAINT_INTERVAL):
+            with self._data_lock:
+                if not self._dirty:
+                    continue
+                self._dirty = False
+                content, reasoning, parts = self.reply.content, self.reply.reasoning, self._parts
+            with self._paint_lock:
+                if self._settled:
+                    return
+                status = f"streaming… ≈{parts} tokens"
+                self.entry.view.show(content, reasoning, status)
+                self.panel._set_status(f"Answering with {self.model}… ≈{parts} tokens")
+
+    # --- ending (any thread) ----------------------------------------------------------------------------------
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Ask the reader to stop, close the connection, and settle the answer within ``grace`` seconds."""
+        self.stop_requested.set()
+        with self._data_lock:
+            stream = self.stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        if threading.current_thread() is not self.reader:
+            self.reader.join(grace)
+        if not self.finished.is_set():
+            # the reader is stuck (e.g. waiting for a model to load): settle with what arrived; it exits later
+            snapshot = stream.partial() if stream is not None else None
+            self.settle(_as_stopped(snapshot) if snapshot is not None else None, None, stopped_early=True)
+
+    def settle(self, result: ChatResult | None, error: Exception | None, *, stopped_early: bool = False) -> None:
+        with self._data_lock:
+            if self._settled:
+                return
+            self._settled = True
+            approx = self._parts
+        with self._paint_lock:
+            entry = self.entry
+            if error is not None and isinstance(error, LMStudioError) and error.partial is not None:
+                content, reasoning = error.partial.content, error.partial.reasoning
+            elif result is not None:
+                content, reasoning = result.content, result.reasoning
+            else:
+                content, reasoning = self.reply.content, self.reply.reasoning
+            entry.content, entry.reasoning, entry.result, entry.error = content, reasoning, result, error
+            if result is None and error is None and stopped_early:
+                footer = '<span class="lmnb-footer"><span class="lmnb-stopped">■ stopped</span></span>'
+            else:
+                footer = footer_html(result, approx_tokens=approx, error=error)
+            entry.view.finish(content, reasoning, footer)
+        if result is None and error is None:
+            result = ChatResult(content=content, reasoning=reasoning, model=self.model, stopped=True, streaming=True)
+            entry.result = result
+        self.panel._generation_ended(self, result, error)
+        self.reply._settle(result, error)
+        self.finished.set()
+
+
+def stream_done(stream: ChatStream | None) -> bool:
+    return stream is not None and stream.done
+
+
+def _as_stopped(result: ChatResult) -> ChatResult:
+    from dataclasses import replace
+
+    return result if result.stopped else replace(result, stopped=True)
+
+
+class ChatPanel:
+    """A chat with a model served by LM Studio, as a JupyterLab panel (display it) and as verbs for code.
+
+    ``client``: an :class:`LMStudioClient` (default: the kernel's shared one, as ``%lm_use`` sets it). ``model``:
+    default the client's current model, else the first loaded one. ``system``: the system prompt. ``params``: any
+    chat parameters (``temperature`` and ``max_tokens`` also set the panel's controls; ``-1`` tokens = no limit).
+
+    ``history`` is the conversation as role/content dicts (system prompt first when set), fit for
+    ``client.send_message(..., conversation_history=panel.history)``. Failed answers are shown in the panel but are
+    not in ``history`` and are never sent to the model.
+    """
+
+    def __init__(
+        self,
+        client: LMStudioClient | None = None,
+        *,
+        model: str | None = None,
+        system: str | None = None,
+        **params: Any,
+    ) -> None:
+        if client is None:
+            from lm_notebook.session import get_client
+
+            client = get_client()
+        self.client = client
+        temperature = params.pop("temperature", 0.7)
+        max_tokens = params.pop("max_tokens", -1)
+        self.extra_params: dict[str, Any] = params
+        self._lock = threading.RLock()
+        self._entries: list[_Entry] = []
+        self._active: _Generation | None = None
+        self._closed = False
+        self._models_thread: threading.Thread | None = None
+        self._loading_options = False
+        self._build(model or client.current_model, system or "", temperature, max_tokens)
+        self.refresh_models(wait=self.model is None)
+
+    # --- widgets ----------------------------------------------------------------------------------------------
+    def _build(self, model: str | None, system: str, temperature: float, max_tokens: int) -> None:
+        options = [(model, model)] if model else []
+        self.model_dropdown = widgets.Dropdown(
+            options=options, value=model, description="Model", layout=widgets.Layout(width="360px")
+        )
+        self.refresh_button = widgets.Button(
+            icon="refresh", tooltip="Reload the model list", layout=widgets.Layout(width="36px")
+        )
+        self.temperature_slider = widgets.FloatSlider(
+            value=float(temperature), min=0.0, max=2.0, step=0.05, description="Temperature",
+            continuous_update=False, readout_format=".2f", layout=widgets.Layout(width="300px"),
+        )
+        self.max_tokens_input = widgets.BoundedIntText(
+            value=int(max_tokens), min=-1, max=10_000_000, description="Max tokens",
+            tooltip="-1 = no limit", layout=widgets.Layout(width="190px"),
+        )
+        self.system_input = widgets.Textarea(
+            value=system, placeholder="System prompt (optional)", rows=2, layout=widgets.Layout(width="100%")
+        )
+        self.system_input.add_class("lmnb-system")
+        self._messages_box = widgets.VBox([], layout=widgets.Layout(width="100%"))
+        self._messages_box.add_class("lmnb-messages")
+        self.conversation = widgets.Box([self._messages_box], layout=widgets.Layout(width="100%"))
+        self.conversation.add_class("lmnb-scroll")
+        self.input = widgets.Textarea(
+            value="", placeholder="Message — Enter sends, Shift+Enter starts a new line", rows=3,
+            continuous_update=True, layout=widgets.Layout(width="100%"),
+        )
+        self.input.add_class("lmnb-input")
+        self.send_button = widgets.Button(description="Send", icon="paper-plane", button_style="primary")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
+        self.retry_button = widgets.Button(description="Retry", icon="redo", disabled=True,
+                                           tooltip="Regenerate the last answer")
+        self.clear_button = widgets.Button(description="Clear", icon="trash", tooltip="Start a new conversation")
+        for button in (self.send_button, self.stop_button, self.retry_button, self.clear_button):
+            button.layout.width = "96px"
+        self.status = widgets.HTML(value="")
+        self.status.add_class("lmnb-status")
+
+        self.send_button.on_click(lambda _b: self._submit(self.input.value))
+        self.stop_button.on_click(lambda _b: self.stop())
+        self.retry_button.on_click(lambda _b: self._ui_call(self.retry))
+        self.clear_button.on_click(lambda _b: self.clear())
+        self.refresh_button.on_click(lambda _b: self.refresh_models(wait=False))
+        self.input.observe(self._on_input, names="value")
+        self.model_dropdown.observe(self._on_model, names="value")
+
+        settings = widgets.HBox(
+            [self.model_dropdown, self.refresh_button, self.temperature_slider, self.max_tokens_input],
+            layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+        )
+        actions = widgets.HBox(
+            [self.send_button, self.stop_button, self.retry_button, self.clear_button, self.status],
+            layout=widgets.Layout(align_items="center"),
+        )
+        self.widget = widgets.VBox(
+            [page_hook(), settings, self.system_input, self.conversation, self.input, actions],
+            layout=widgets.Layout(width="100%"),
+        )
+        self.widget.add_class("lmnb-chat")
+        # closing the panel's widget (or Widget.close_all()) closes the panel and stops its stream
+        self.widget.observe(self._on_widget_comm, names="comm")
+        self._model = model
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        if self._closed:
+            return {"text/plain": repr(self)}
+        bundle: dict[str, Any] | None = self.widget._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/plain"] = repr(self)
+        return bundle
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<ChatPanel{state} model={self.model!r} messages={len(self._entries)}>"
+
+    # --- settings ---------------------------------------------------------------------------------------------
+    @property
+    def model(self) -> str | None:
+        return self._model
+
+    @model.setter
+    def model(self, model_id: str | None) -> None:
+        with self._lock:
+            if model_id and model_id not in self._model_ids():
+                self.model_dropdown.options = [*self.model_dropdown.options, (model_id, model_id)]
+            self.model_dropdown.value = model_id
+            self._model = model_id
+
+    def _model_ids(self) -> list[str]:
+        return [value for _label, value in self.model_dropdown.options]
+
+    @property
+    def system(self) -> str:
+        return str(self.system_input.value)
+
+    @system.setter
+    def system(self, text: str | None) -> None:
+        self.system_input.value = text or ""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The chat parameters the next answer is asked with."""
+        return {
+            **self.extra_params,
+            "temperature": float(self.temperature_slider.value),
+            "max_tokens": int(self.max_tokens_input.value),
+        }
+
+    @property
+    def busy(self) -> bool:
+        """True while an answer streams."""
+        active = self._active
+        return active is not None and not active.finished.is_set()
+
+    def refresh_models(self, *, wait: bool = True) -> list[str]:
+        """Reload the model list from LM Studio (chat models only); returns the ids when ``wait``."""
+        thread = threading.Thread(target=self._load_models, name="lm_notebook-chat-models", daemon=True)
+        self._models_thread = thread
+        thread.start()
+        if wait:
+            thread.join(timeout=10.0)
+        return self._model_ids()
+
+    def _load_models(self) -> None:
+        try:
+            models = self.client.list_models()
+        except LMStudioError as err:
+            self._set_status(f"Could not list models: {error_text(err)}", error=True)
+            return
+        chat_models = [m for m in models if m.type not in _EMBEDDING_TYPES]
+        options = [(f"{m.id}  ●" if m.loaded else m.id, m.id) for m in chat_models]
+        with self._lock:  # the user may have picked a model meanwhile: keep it
+            current = self._model
+            if current and current not in [value for _label, value in options]:
+                options.append((current, current))
+            if not current and chat_models:
+                loaded = [m.id for m in chat_models if m.loaded]
+                current = loaded[0] if loaded else chat_models[0].id
+            self._loading_options = True
+            try:
+                self.model_dropdown.options = options
+                self.model_dropdown.value = current
+            finally:
+                self._loading_options = False
+            self._model = current
+        if not self.busy:
+            self._set_status(f"{len(chat_models)} models · ● = loaded" if chat_models else "LM Studio lists no models")
+
+    def _on_model(self, change: dict[str, Any]) -> None:
+        if change["new"] is not None and not self._loading_options:
+            self._model = change["new"]
+
+    # --- verbs ------------------------------------------------------------------------------------------------
+    def send(self, text: str) -> ChatReply:
+        """Send a message; returns a :class:`ChatReply` at once (``reply.wait()`` for the answer).
+
+        Errors from LM Studio do not raise: the panel shows them and ``reply.error`` holds them; the message stays
+        in ``history`` so :meth:`retry` can try again. Raises ``ValueError`` for an empty message and
+        ``RuntimeError`` while another answer streams.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("The message is empty: give send() some text.")
+        with self._lock:
+            self._check_usable()
+            entry = _Entry("user", text, view=UserMessageView(text))
+            self._entries.append(entry)
+            self._show_entry(entry)
+            return self._answer()
+
+    def retry(self) -> ChatReply:
+        """Regenerate the answer to the last user message (after an error, a stop, or just for another take)."""
+        with self._lock:
+            self._check_usable()
+            last_user = max((i for i, e in enumerate(self._entries) if e.role == "user"), default=None)
+            if last_user is None:
+                raise RuntimeError("Nothing to retry: send a message first.")
+            dropped = self._entries[last_user + 1 :]
+            del self._entries[last_user + 1 :]
+            self._messages_box.children = tuple(e.view.box for e in self._entries)
+            for entry in dropped:
+                close_tree(entry.view.box)
+            return self._answer()
+
+    def stop(self) -> None:
+        """Stop the streaming answer (within half a second); its partial text is kept, marked as stopped."""
+        active = self._active
+        if active is not None and not active.finished.is_set():
+            self._set_status("Stopping…")
+            active.stop()
+
+    def clear(self) -> None:
+        """Stop any answer and start a new conversation (model, system prompt and settings stay)."""
+        self.stop()
+        with self._lock:
+            entries, self._entries = self._entries, []
+            self._messages_box.children = ()
+        for entry in entries:
+            close_tree(entry.view.box)
+        self._sync_buttons()
+        if not self._closed:
+            self._set_status("New conversation")
+
+    def close(self) -> None:
+        """Stop any answer and close every widget of the panel."""
+        if self._closed:
+            return
+        self._closed = True
+        active = self._active
+        if active is not None:
+            active.stop()
+        with contextlib.suppress(Exception):
+            self.widget.unobserve(self._on_widget_comm, names="comm")
+        close_tree(self.widget)
+
+    def __enter__(self) -> ChatPanel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The conversation as role/content dicts: the system prompt (if any), then the messages."""
+        out: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system.strip() else []
+        with self._lock:
+            out.extend({"role": e.role, "content": e.content} for e in self._entries if e.in_history)
+        return out
+
+    @property
+    def replies(self) -> list[ChatReply]:
+        """Every answer's handle, oldest first."""
+        with self._lock:
+            return [e.reply for e in self._entries if e.reply is not None]
+
+    # --- exports ----------------------------------------------------------------------------------------------
+    def to_markdown(self) -> str:
+        """The conversation as Markdown (thinking in ``<details>``, stops and errors noted)."""
+        lines: list[str] = []
+        if self.system.strip():
+            lines += [f"**System:** {self.system.strip()}", ""]
+        with self._lock:
+            entries = list(self._entries)
+        for e in entries:
+            if e.role == "user":
+                lines += ["### You", "", e.content, ""]
+                continue
+            lines += [f"### {e.model or 'Assistant'}", ""]
+            if e.reasoning:
+                lines += ["<details><summary>Thinking</summary>", "", e.reasoning, "", "</details>", ""]
+            if e.content:
+                lines += [e.content, ""]
+            if e.error is not None:
+                lines += [f"> ⚠ {error_text(e.error)}", ""]
+            elif e.result is not None and e.result.stopped:
+                lines += ["*(stopped)*", ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per message: role, content, model, thinking, finish, tokens, timings, error."""
+        import pandas as pd
+
+        rows: list[dict[str, Any]] = []
+        if self.system.strip():
+            rows.append({"role": "system", "content": self.system})
+        with self._lock:
+            entries = list(self._entries)
+        for e in entries:
+            r = e.result
+            rows.append({
+                "role": e.role,
+                "content": e.content,
+                "model": e.model,
+                "reasoning": e.reasoning or None,
+                "finish_reason": r.finish_reason if r else None,
+                "stopped": bool(r and r.stopped),
+                "completion_tokens": r.completion_tokens if r else None,
+                "time_to_first_token": r.timings.time_to_first_token if r else None,
+                "tokens_per_second": r.timings.tokens_per_second if r else None,
+                "error": error_text(e.error) if e.error is not None else None,
+            })
+        columns = ["role", "content", "model", "reasoning", "finish_reason", "stopped", "completion_tokens",
+                   "time_to_first_token", "tokens_per_second", "error"]
+        frame: pd.DataFrame = pd.DataFrame(rows, columns=columns)
+        return frame
+
+    # --- internals --------------------------------------------------------------------------------------------
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise RuntimeError("This chat panel is closed: create a new ChatPanel.")
+        if self.busy:
+            raise RuntimeError("The panel is still answering: stop() it or wait for the reply before sending again.")
+
+    def _answer(self) -> ChatReply:
+        """Start streaming an answer to the conversation so far (called with the lock held)."""
+        if self._models_thread is not None and self._model is None:
+            self._models_thread.join(timeout=10.0)
+        model = self._model
+        last_prompt = next((e.content for e in reversed(self._entries) if e.role == "user"), "")
+        reply = ChatReply(last_prompt, model)
+        entry = _Entry("assistant", "", view=AssistantMessageView(model or "no model"), model=model, reply=reply)
+        self._entries.append(entry)
+        self._show_entry(entry)
+        if model is None:
+            error = NoCurrentModelError()
+            error.message = (
+                "No model selected: pick one in the Model list (⟳ reloads it), or load one in LM Studio "
+                "(`lms load <model>`)."
+            )
+            entry.error = error
+            entry.view.finish("", "", footer_html(None, approx_tokens=0, error=error))
+            reply._settle(None, error)
+            self._sync_buttons()
+            return reply
+        generation = _Generation(self, entry, reply, self._request_messages(), self.params)
+        self._active = generation
+        self._sync_buttons()
+        self._set_status(f"Answering with {model}…")
+        generation.start()
+        return reply
+
+    def _request_messages(self) -> list[dict[str, Any]]:
+        """What the model is sent: ``history``, with back-to-back user messages (left by failures) joined."""
+        out: list[dict[str, Any]] = []
+        for message in self.history:
+            if out and message["role"] == "user" and out[-1]["role"] == "user":
+                out[-1] = {"role": "user", "content": out[-1]["content"] + "\n\n" + message["content"]}
+            else:
+                out.append(dict(message))
+        return out
+
+    def _show_entry(self, entry: _Entry) -> None:
+        self._messages_box.children = (*self._messages_box.children, entry.view.box)
+
+    def _generation_ended(self, generation: _Generation, result: ChatResult | None, error: Exception | None) -> None:
+        with self._lock:
+            if self._active is generation:
+                self._active = None
+        if self._closed:
+            return
+        if error is not None:
+            self._set_status(f"Failed — {type(error).__name__}; press Retry to try again", error=True)
+        elif result is not None and result.stopped:
+            self._set_status("Stopped")
+        else:
+            self._set_status("Ready")
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        if self._closed:
+            return
+        busy = self.busy
+        self.send_button.disabled = busy
+        self.stop_button.disabled = not busy
+        self.retry_button.disabled = busy or not any(e.role == "user" for e in self._entries)
+
+    def _set_status(self, text: str, *, error: bool = False) -> None:
+        if self._closed:
+            return
+        style = ' style="color:#b71c1c"' if error else ""
+        self.status.value = f"<span{style}>{html.escape(text)}</span>"
+
+    # --- widget events ----------------------------------------------------------------------------------------
+    def _on_input(self, change: dict[str, Any]) -> None:
+        value = change["new"]
+        if SUBMIT_MARK not in value:
+            return
+        text, _, rest = value.partition(SUBMIT_MARK)
+        rest = rest.replace(SUBMIT_MARK, "")
+        if self.busy or not text.strip():
+            self.input.value = text + rest
+            if self.busy:
+                self._set_status("Still answering — press Stop, or wait, before sending")
+            return
+        self.input.value = rest
+        self._ui_call(lambda: self.send(text))
+
+    def _submit(self, text: str) -> None:
+        text = text.replace(SUBMIT_MARK, "")
+        if not text.strip():
+            return
+        if self.busy:
+            self._set_status("Still answering — press Stop, or wait, before sending")
+            return
+        self.input.value = ""
+        self._ui_call(lambda: self.send(text))
+
+    def _ui_call(self, verb: Any) -> None:
+        """Run a verb for a button: a refusal becomes the status line, never a traceback in the log."""
+        try:
+            verb()
+        except (RuntimeError, ValueError) as err:
+            self._set_status(str(err), error=True)
+
+    def _on_widget_comm(self, change: dict[str, Any]) -> None:
+        if change["new"] is None and not self._closed:
+            self.close()
