@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lm_notebook.testing", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lm_notebook.testing",
+                                     description="Serve a fake LM Studio server until Ctrl-C.")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

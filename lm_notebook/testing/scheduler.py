@@ -155,7 +155,7 @@ class Scheduler:
                 loader = True
             else:
                 loader = False
-                if ttl is not None:
+                if ttl is not None and inst.jit:  # a request's ttl only governs models loaded just in time
                     inst.ttl = ttl
         if not loader:
             if inst.ready is not None and not inst.ready.done():
