@@ -1,0 +1,142 @@
+"""``%%lm_compare``: run the cell's prompts across models and show the answers side by side.
+
+::
+
+    %%lm_compare -m qwen2.5-7b-instruct,google/gemma-3-4b -t 0 -n 200
+    Explain a mutex in one sentence.
+    Name three prime numbers.
+
+One prompt per line (``--single``: the whole cell is one prompt). The DataFrame is kept in ``_lm_compare`` (and in
+``-o NAME``); the table is the cell's output (``--summary`` adds the per-model summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, cast
+
+from IPython.core import magic_arguments as _magic_arguments
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, magics_class
+
+from lm_notebook.errors import LMStudioError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+RESULT_NAME = "_lm_compare"
+
+
+class _Decorator(Protocol):
+    def __call__(self, func: _F, /) -> _F: ...
+
+
+# typed doors to IPython's untyped magic_arguments
+def _magic_arguments_() -> _Decorator:
+    return cast(_Decorator, _magic_arguments.magic_arguments())  # type: ignore[no-untyped-call]
+
+
+def _argument(*args: Any, **kwargs: Any) -> _Decorator:
+    return cast(_Decorator, _magic_arguments.argument(*args, **kwargs))  # type: ignore[no-untyped-call]
+
+
+def _parse(magic: Callable[..., Any], line: str) -> argparse.Namespace:
+    args = cast(argparse.Namespace, _magic_arguments.parse_argstring(magic, line))  # type: ignore[no-untyped-call]
+    for key, value in vars(args).items():  # IPython's splitter keeps the quotes around a value
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            setattr(args, key, value[1:-1])
+    return args
+
+
+def _concurrency(value: str | None) -> int | str:
+    if value is None or value == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f'--concurrency takes a positive number or "auto", not {value!r}.') from None
+    if number < 1:
+        raise UsageError(f'--concurrency takes a positive number or "auto", not {value!r}.')
+    return number
+
+
+def cell_prompts(cell: str, *, single: bool) -> list[str]:
+    """The prompts in a cell: one per non-blank line, or the whole (stripped) cell."""
+    if single:
+        text = cell.strip()
+        return [text] if text else []
+    return [line.strip() for line in cell.splitlines() if line.strip()]
+
+
+@magics_class
+class CompareMagics(Magics):
+    """``%%lm_compare``: the comparison as a cell magic."""
+
+    @_magic_arguments_()
+    @_argument("-m", "--models", help="Comma-separated model ids (default: the current model, see %%lm_use).")
+    @_argument("-t", "--temperature", type=float, default=None, help="Sampling temperature (0: deterministic).")
+    @_argument("-n", "--max-tokens", type=int, default=None, help="Longest answer in tokens.")
+    @_argument("--seed", type=int, default=None, help="Sampling seed (makes answers repeatable, and cacheable).")
+    @_argument("-s", "--system", default=None, help="A system prompt sent before each prompt.")
+    @_argument("-r", "--repeats", type=int, default=1, help="Answers per prompt and model.")
+    @_argument("-c", "--concurrency", default=None, help='Requests in flight per model: a number or "auto".')
+    @_argument("--timeout", type=float, default=None, help="Seconds to wait for each answer.")
+    @_argument("--cache", nargs="?", const="", default=None, metavar="PATH",
+               help="Cache answers in SQLite (default location, or PATH); deterministic requests only.")
+    @_argument("--single", action="store_true", help="The whole cell is one prompt (default: one per line).")
+    @_argument("--summary", action="store_true", help="Show the per-model summary under the table.")
+    @_argument("--no-progress", action="store_true", help="No progress bar.")
+    @_argument("-o", "--out", default=None, help=f"Also store the DataFrame in this variable (always: {RESULT_NAME}).")
+    @cell_magic
+    def lm_compare(self, line: str, cell: str) -> Any:
+        """Send the cell's prompts to each model and show the answers side by side."""
+        # the function itself (cell_magic's typing hides it behind the bound method): it carries the parser
+        args = _parse(vars(CompareMagics)["lm_compare"], line)
+        prompts = cell_prompts(cell, single=args.single)
+        if not prompts:
+            raise UsageError("The cell has no prompt: write one per line below %%lm_compare.")
+        if args.out is not None and not args.out.isidentifier():
+            raise UsageError(f"-o needs a Python variable name, not {args.out!r}.")
+        if args.repeats < 1:
+            raise UsageError(f"--repeats must be at least 1, not {args.repeats}.")
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        if args.models is not None and not models:
+            raise UsageError("-m needs model ids, e.g. -m qwen2.5-7b-instruct,google/gemma-3-4b")
+        from lm_notebook.compare import compare, comparison_table, summary
+
+        try:
+            df = compare(
+                prompts,
+                models,
+                system=args.system,
+                repeats=args.repeats,
+                temperature=args.temperature,
+                max_tokens=args.max_tokens,
+                seed=args.seed,
+                concurrency=_concurrency(args.concurrency),  # type: ignore[arg-type]
+                cache=(True if args.cache == "" else args.cache),
+                progress=not args.no_progress,
+                timeout=args.timeout,
+            )
+        except LMStudioError as err:
+            # one line, not a traceback: the message says what to do
+            raise UsageError(err.message) from err
+        except (ValueError, TypeError) as err:
+            raise UsageError(str(err)) from err
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        namespace[RESULT_NAME] = df
+        if args.out:
+            namespace[args.out] = df
+        table = comparison_table(df)
+        if args.summary:
+            from IPython.display import display
+
+            display(table)  # type: ignore[no-untyped-call]
+            return summary(df)
+        return table
+
+
+def register(ipython: Any) -> None:
+    """Register :class:`CompareMagics` with ``ipython`` (a second call does nothing)."""
+    if "CompareMagics" in ipython.magics_manager.registry:
+        return
+    ipython.register_magics(CompareMagics(shell=ipython))
