@@ -307,7 +307,7 @@ class ChatAccumulator:
     def result(self, *, stopped: bool = False) -> ChatResult:
         return ChatResult(
             content=self.content,
-            reasoning=self.reasoning,
+            reasoning=self.reasoning.strip(),  # <think>\n…\n</think> keeps newlines that are not thinking
             finish_reason=self.finish_reason,
             usage=self.usage,
             model=self.model,
