@@ -140,3 +140,8 @@ def register(ipython: Any) -> None:
     if "CompareMagics" in ipython.magics_manager.registry:
         return
     ipython.register_magics(CompareMagics(shell=ipython))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext lm_notebook.compare_magics``: just this magic (``%load_ext lm_notebook`` brings every magic)."""
+    register(ipython)

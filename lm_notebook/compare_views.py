@@ -175,7 +175,7 @@ def plot_summary(df: pd.DataFrame, *, figsize: tuple[float, float] = (12.0, 3.4)
     optional ``plot`` extra: ``pip install 'lm_notebook[plot]'``.
     """
     try:
-        from matplotlib.figure import Figure
+        import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError(
             "plot_summary() draws with matplotlib, which is not installed. Install the optional extra: "
@@ -184,7 +184,10 @@ def plot_summary(df: pd.DataFrame, *, figsize: tuple[float, float] = (12.0, 3.4)
     stats = summary(df)
     models = [str(m) for m in stats.index]
     positions = list(range(len(models)))
-    fig = Figure(figsize=figsize, layout="constrained")
+    # pyplot makes a figure the notebook knows how to show; closing it at once means it is shown once (as this
+    # function's result), not a second time by the inline backend at the end of the cell.
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    plt.close(fig)
     speed, ttft, latency = fig.subplots(1, 3)
     speed.bar(positions, stats["tokens_per_s_median"].fillna(0.0).tolist(), color="tab:green")
     speed.set_title("generation speed (median)")

@@ -103,6 +103,6 @@ def test_plot_summary_draws_three_charts() -> None:
 
 
 def test_plot_summary_without_matplotlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"lm_notebook\[plot\]"):
         plot_summary(frame())
