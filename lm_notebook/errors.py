@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -218,15 +219,23 @@ def is_context_error(message: str, code: str | None = None) -> bool:
 
 
 def suggest_model(model: str, available: list[str]) -> str | None:
-    """The closest available id to ``model`` (for "did you mean"), or None."""
-    if not available:
+    """The closest available id to ``model`` (for "did you mean"), or None.
+
+    Similarity, plus a bonus for a shared start: ``qwen-7b`` means ``qwen2.5-7b-instruct`` more than
+    ``deepseek-r1-distill-qwen-7b``, though the latter contains it.
+    """
+    wanted = model.lower().strip()
+    if not wanted or not available:
         return None
-    lowered = {a.lower(): a for a in available}
-    for low, original in lowered.items():
-        if model.lower() in low or low in model.lower():
-            return original
-    close = difflib.get_close_matches(model.lower(), list(lowered), n=1, cutoff=0.5)
-    return lowered[close[0]] if close else None
+
+    def score(candidate: str) -> float:
+        low = candidate.lower()
+        shared = len(os.path.commonprefix([wanted, low]))
+        contains = 0.3 if (wanted in low or low in wanted) else 0.0
+        return difflib.SequenceMatcher(None, wanted, low).ratio() + 0.5 * shared / len(wanted) + contains
+
+    best = max(available, key=score)
+    return best if score(best) >= 0.5 else None
 
 
 def model_not_found_message(model: str | None, available: list[str], base_url: str) -> str:
