@@ -1,7 +1,8 @@
 """Run the example notebooks (``pytest --nbval notebooks``) against the bundled fake LM Studio server.
 
-The server starts before nbval starts any kernel and ``LMSTUDIO_BASE_URL`` points at it, so the notebooks talk to it
-exactly as they would to LM Studio. ``sanitize.cfg`` (next to this file) masks what truly varies between runs —
+Each notebook gets a fresh server, started before nbval starts that notebook's kernel, and ``LMSTUDIO_BASE_URL``
+points at it, so the notebooks talk to it exactly as they would to LM Studio — and one notebook's model loads never
+show in another's stored outputs. ``sanitize.cfg`` (next to this file) masks what truly varies between runs —
 timings and the server's port — and is used unless ``--nbval-sanitize-with`` names another file.
 
 To refresh the stored outputs after changing a notebook: ``python notebooks/conftest.py [notebook.ipynb ...]``.
@@ -33,15 +34,38 @@ def fake_server() -> MockLMStudioServer:
     return MockLMStudioServer(models=models)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    global _server, _previous_url
-    if not getattr(config.option, "nbval", False) and not getattr(config.option, "nbval_lax", False):
-        return
+def _nbval_on(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "nbval", False) or getattr(config.option, "nbval_lax", False))
+
+
+def _fresh_server() -> None:
+    global _server
+    if _server is not None:
+        _server.stop()
     _server = fake_server().start()
+    os.environ["LMSTUDIO_BASE_URL"] = _server.url  # the notebook's kernel inherits it
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _previous_url
+    if not _nbval_on(config):
+        return
     _previous_url = os.environ.get("LMSTUDIO_BASE_URL")
-    os.environ["LMSTUDIO_BASE_URL"] = _server.url  # kernels inherit it
     if getattr(config.option, "nbval_sanitize_with", None) is None:
         config.option.nbval_sanitize_with = str(SANITIZE)
+
+
+_current_notebook: object = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the first cell of each notebook (nbval starts its kernel in this setup), start a fresh server."""
+    global _current_notebook
+    if not _nbval_on(item.config) or item.parent is _current_notebook:
+        return
+    _current_notebook = item.parent
+    _fresh_server()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -79,11 +103,11 @@ def main(argv: list[str]) -> int:
     import nbformat
 
     paths = [Path(a) for a in argv] or sorted(HERE.glob("*.ipynb"))
-    with fake_server() as server:
-        for path in paths:
+    for path in paths:
+        with fake_server() as server:  # a fresh server per notebook, as in the nbval run
             nb = execute_notebook(path, server.url)
-            nbformat.write(nb, path)
-            sys.stdout.write(f"refreshed {path}\n")
+        nbformat.write(nb, path)
+        sys.stdout.write(f"refreshed {path}\n")
     return 0
 
 
