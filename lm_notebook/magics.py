@@ -408,15 +408,28 @@ def _settings_bundle(rows: list[tuple[str, str]]) -> dict[str, Any]:
 
 
 def register(ipython: Any) -> None:
-    """Register :class:`LMMagics` with ``ipython`` (a second call does nothing)."""
-    if "LMMagics" in ipython.magics_manager.registry:
-        return
-    ipython.register_magics(LMMagics(shell=ipython))
+    """Register every magic: :class:`LMMagics`, ``%lm_chat`` and ``%%lm_compare`` (a second call does nothing)."""
+    # imported here: they import this module, and neither loads pandas or ipywidgets until a magic runs
+    from lm_notebook import chat_magics, compare_magics
+
+    if "LMMagics" not in ipython.magics_manager.registry:
+        ipython.register_magics(LMMagics(shell=ipython))
+    chat_magics.register(ipython)
+    compare_magics.register(ipython)
 
 
 def unregister(ipython: Any) -> None:
-    """Remove the magics (``%unload_ext lm_notebook``)."""
-    magics = ipython.magics_manager.registry.pop("LMMagics", None)
+    """Remove the magics (``%unload_ext lm_notebook``); open chat panels are closed."""
+    from lm_notebook import chat_magics
+
+    chat_magics.unregister(ipython)
+    for name in ("CompareMagics", "LMMagics"):
+        remove_magics(ipython, name)
+
+
+def remove_magics(ipython: Any, class_name: str) -> None:
+    """Take one registered ``Magics`` class (by class name) out of ``ipython``, with its config entry."""
+    magics = ipython.magics_manager.registry.pop(class_name, None)
     if magics is None:
         return
     for kind, table in magics.magics.items():
