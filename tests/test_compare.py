@@ -394,12 +394,26 @@ def test_cancelling_acompare_returns_the_rows_so_far() -> None:
     assert (df[df.status == "cancelled"].response != "").any()
 
 
-def test_compare_inside_a_running_event_loop(server: MockLMStudioServer, client: LMStudioClient) -> None:
-    async def cell() -> pd.DataFrame:  # what a notebook cell is: code running inside the kernel's loop
-        return compare(["a", "b"], ["gamma"], client=client, progress=False)
+def test_compare_inside_a_running_event_loop() -> None:
+    # in a child process: nest_asyncio patches asyncio for the whole process, as it does in a Jupyter kernel
+    code = textwrap.dedent(
+        """
+        import asyncio
+        from lm_notebook import LMStudioClient
+        from lm_notebook.compare import compare
+        from lm_notebook.testing import MockLMStudioServer, ModelSpec
 
-    df = asyncio.run(cell())
-    assert (df.status == "ok").all()
+        async def cell():  # what a notebook cell is: code running inside the kernel's loop
+            return compare(["a", "b"], ["m"], client=client, progress=False)
+
+        with MockLMStudioServer(models=[ModelSpec("m", reply_tokens=5)]) as srv, LMStudioClient(srv.url) as client:
+            df = asyncio.run(cell())
+            again = asyncio.run(cell())  # twice: the kernel's loop stays usable
+        print(df.status.tolist(), again.status.tolist())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "['ok', 'ok'] ['ok', 'ok']", out.stderr
 
 
 SIGINT_SCRIPT = textwrap.dedent(
@@ -415,16 +429,26 @@ SIGINT_SCRIPT = textwrap.dedent(
         def progress(event):
             if event.kind == "row":
                 print("ROW", flush=True)
-        df = compare([f"q{i}" for i in range(6)], ["slow"], client=c, progress=progress)
+        run = lambda: compare([f"q{i}" for i in range(6)], ["slow"], client=c, progress=progress)
+        if sys.argv[1] == "loop":
+            # like a Jupyter kernel: compare() called inside a running loop that has no SIGINT handler of its
+            # own, so Ctrl-C raises KeyboardInterrupt wherever the main thread happens to be
+            import asyncio
+            async def cell():
+                return run()
+            df = asyncio.new_event_loop().run_until_complete(cell())
+        else:
+            df = run()
         print(json.dumps({"status": df.status.tolist(), "response": df.response.tolist()}), flush=True)
     """
 )
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
-def test_ctrl_c_in_a_script_returns_the_frame() -> None:
+@pytest.mark.parametrize("where", ["script", "loop"])
+def test_ctrl_c_returns_the_frame(where: str) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", SIGINT_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", SIGINT_SCRIPT, where], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
