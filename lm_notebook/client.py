@@ -530,6 +530,20 @@ class AsyncLMStudioClient(_BaseClient):
         super().__init__(base_url, api_key=api_key, timeout=timeout, model=model)
         self._http = httpx.AsyncClient(**self._httpx_kwargs(transport))
 
+    @classmethod
+    def from_client(
+        cls,
+        client: _BaseClient,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> AsyncLMStudioClient:
+        """An async client for the same server, token and current model as ``client`` (e.g. the shared one)."""
+        twin = cls(client.base_url, api_key=client._api_key, timeout=timeout or client.timeout, transport=transport)
+        twin._current_model = client.current_model
+        twin._models_route = client._models_route
+        return twin
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +57,13 @@ class LMStudioError(Exception):
 class LMStudioConnectionError(LMStudioError):
     """LM Studio is not reachable at the base URL."""
 
-    def __init__(self, base_url: str, detail: str = "", *, partial: ChatResult | None = None) -> None:
+    def __init__(
+        self, base_url: str, detail: str = "", *, partial: ChatResult | None = None, message: str | None = None
+    ) -> None:
         self.base_url = base_url
         why = f" ({detail})" if detail else ""
         super().__init__(
-            f"LM Studio is not reachable at {base_url}{why} — is the server running? {START_SERVER_HINT}",
+            message or f"LM Studio is not reachable at {base_url}{why} — is the server running? {START_SERVER_HINT}",
             partial=partial,
         )
 
@@ -86,7 +87,13 @@ class LMStudioRequestError(LMStudioError, ValueError):
 
 
 class LMStudioStreamError(LMStudioError):
-    """The stream ended with an error after the server had answered 200."""
+    """The stream ended with an error after the server had answered 200.
+
+    ``dropped`` is True when the connection broke (worth retrying), False when the server sent an error or a
+    malformed chunk.
+    """
+
+    dropped: bool = False
 
 
 class LMStudioAPIError(LMStudioError):
@@ -218,6 +225,11 @@ def is_context_error(message: str, code: str | None = None) -> bool:
     )
 
 
+def _shared_start(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
 def suggest_model(model: str, available: list[str]) -> str | None:
     """The closest available id to ``model`` (for "did you mean"), or None.
 
@@ -230,7 +242,7 @@ def suggest_model(model: str, available: list[str]) -> str | None:
 
     def score(candidate: str) -> float:
         low = candidate.lower()
-        shared = len(os.path.commonprefix([wanted, low]))
+        shared = _shared_start(wanted, low)
         contains = 0.3 if (wanted in low or low in wanted) else 0.0
         return difflib.SequenceMatcher(None, wanted, low).ratio() + 0.5 * shared / len(wanted) + contains
 

@@ -37,10 +37,20 @@ def translate_transport_error(
             partial=partial,
         )
     if streaming and partial is not None:
-        return LMStudioStreamError(
+        err = LMStudioStreamError(
             f"The connection to LM Studio at {base_url} broke mid-answer after {len(partial.content)} characters "
             f"({type(exc).__name__}). The partial answer is kept (.partial); retry the request.",
             partial=partial,
+        )
+        err.dropped = True
+        return err
+    if isinstance(exc, httpx.RemoteProtocolError):
+        # it accepted the connection, so it is running: it hung up before answering
+        return LMStudioConnectionError(
+            base_url,
+            partial=partial,
+            message=f"LM Studio at {base_url} closed the connection without answering ({exc}). It may have crashed "
+            "or restarted: retry, and check the server log in LM Studio's Developer tab.",
         )
     if isinstance(exc, httpx.TransportError):
         return LMStudioConnectionError(base_url, f"{type(exc).__name__}: {exc}" if str(exc) else "", partial=partial)

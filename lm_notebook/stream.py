@@ -516,6 +516,7 @@ class ChatStream(_StreamCore):
 
     def _run(self, content_only: bool) -> Iterator[Any]:
         self._reader_thread = threading.get_ident()
+        chunks: Iterator[bytes] | None = None
         try:
             self._open()
             response = self._response
@@ -530,8 +531,9 @@ class ChatStream(_StreamCore):
             plain = self._acc.take_plain_content
             outputs = self._outputs
             stop = self._stop_requested
+            chunks = response.iter_bytes()
             try:
-                for raw in response.iter_bytes():
+                for raw in chunks:
                     for event in feed(raw):
                         chunk = decode(event)
                         if chunk is None:
@@ -554,6 +556,8 @@ class ChatStream(_StreamCore):
             raise
         finally:
             self._finish()
+            if chunks is not None:
+                chunks.close()  # type: ignore[attr-defined]  # a generator: stopping at [DONE] leaves it suspended
             if self._response is not None:
                 self._response.close()
 
@@ -645,6 +649,7 @@ class AsyncChatStream(_StreamCore):
         self._response = await self._opener()
 
     async def _run(self, content_only: bool) -> AsyncIterator[Any]:
+        chunks: AsyncIterator[bytes] | None = None
         try:
             await self._open()
             response = self._response
@@ -662,8 +667,9 @@ class AsyncChatStream(_StreamCore):
             plain = self._acc.take_plain_content
             outputs = self._outputs
             stop = self._stop_requested
+            chunks = response.aiter_bytes()
             try:
-                async for raw in response.aiter_bytes():
+                async for raw in chunks:
                     for event in feed(raw):
                         chunk = decode(event)
                         if chunk is None:
@@ -687,6 +693,9 @@ class AsyncChatStream(_StreamCore):
             raise
         finally:
             self._finish()
+            if chunks is not None:
+                # an async generator left suspended at [DONE] would be finalized later, outside any running loop
+                await chunks.aclose()  # type: ignore[attr-defined]
             if self._response is not None:
                 await self._response.aclose()
 

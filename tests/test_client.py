@@ -568,3 +568,42 @@ def test_importing_the_client_loads_no_notebook_libraries() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_async_twin_from_a_sync_client_keeps_server_token_and_model() -> None:
+    import asyncio
+
+    from lm_notebook import AsyncLMStudioClient
+
+    sync = LMStudioClient("http://studio.local:1234/v1", api_key=TOKEN, timeout=42, model="m")
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=completion("ok"))
+
+    async def run() -> str:
+        async with AsyncLMStudioClient.from_client(sync, transport=httpx.MockTransport(handler)) as twin:
+            assert twin.current_model == "m" and twin.timeout.read == 42 and TOKEN not in repr(twin)
+            return (await twin.chat("hi")).content
+
+    assert asyncio.run(run()) == "ok"
+    assert str(seen[0].url) == "http://studio.local:1234/v1/chat/completions"
+    assert seen[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_dropped_stream_says_so_and_a_server_error_does_not(mode: str) -> None:
+    dropped = Harness(mode, stream_handler([chunk("a", role=True), httpx.ReadError("reset")])).stream()
+    assert isinstance(dropped.error, LMStudioStreamError) and dropped.error.dropped
+    line = b'data: {"error": {"message": "model crashed"}}\n\n'
+    sent = Harness(mode, stream_handler([chunk("a", role=True), line])).stream()
+    assert isinstance(sent.error, LMStudioStreamError) and not sent.error.dropped
+
+
+def test_hang_up_before_answering_is_not_called_unreachable(mode: str) -> None:
+    def hang_up(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    with pytest.raises(LMStudioConnectionError) as info:
+        Harness(mode, hang_up).call("chat", "hi", model="m")
+    assert "closed the connection without answering" in info.value.message
