@@ -1,0 +1,307 @@
+"""Time to first token and total time on llama.cpp's server with real models: the toolkit against the raw request.
+
+Three ways to ask the same question (temperature 0, fixed seed, so every answer is the same tokens), interleaved
+round by round on one server in one run:
+
+- ``raw HTTP``: ``http.client`` posts the request and reads the SSE lines (the floor: nothing but the server);
+- ``stream_chat``: :meth:`LMStudioClient.stream_chat`, first text delta and end of iteration;
+- ``%%lm (kernel)``: a ``%%lm`` cell in a real IPython kernel driven through ``jupyter_client``, timed from sending
+  ``execute_request`` to the first output that shows answer text, and to the kernel going idle;
+- ``%%lm, 1 ms repaints``: the same with ``LMMagics.updates_per_second = 1000`` (a diagnostic: what the repaint
+  throttle adds to the first visible token, apart from the kernel's own overhead).
+
+Medians over the rounds; ratios are against the raw request's median. Target: ≤ 1.05× for both paths.
+Needs the real tier (``scripts/setup_real.sh``).
+Run: ``python -m bench.real_latency [--repeats 9] [--max-tokens 64] [--model ALIAS]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import importlib.util
+import json
+import os
+import platform
+import queue
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from lm_notebook import LMStudioClient
+
+PROMPT = "Explain in two sentences why the sky is blue."
+SEED = 42
+PATHS = ("raw HTTP", "stream_chat", "%%lm (kernel)", "%%lm, 1 ms repaints")
+TARGET = 1.05
+
+
+def _real_server() -> ModuleType:
+    """``tests/real/real_server.py`` (the server plumbing stays out of the package, so it is loaded by path)."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "real" / "real_server.py"
+    spec = importlib.util.spec_from_file_location("lm_notebook_real_server", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Sample:
+    ttft: float
+    total: float
+    deltas: int = 0
+
+
+@dataclass
+class Timings:
+    samples: dict[str, list[Sample]] = field(default_factory=lambda: {p: [] for p in PATHS})
+
+    def median(self, path: str, what: str) -> float:
+        return statistics.median(getattr(s, what) for s in self.samples[path])
+
+    def best(self, path: str, what: str) -> float:
+        return min(getattr(s, what) for s in self.samples[path])
+
+
+# --- the three paths ------------------------------------------------------------------------------------------------
+
+
+def raw_request(host: str, port: int, payload: dict[str, Any]) -> Sample:
+    """POST and read the event stream with the standard library only: the server's own time, plus nothing."""
+    body = json.dumps(payload).encode()
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"raw request failed: HTTP {response.status} {response.read()[:300]!r}")
+        first: float | None = None
+        deltas = 0
+        while True:
+            line = response.readline()
+            if not line:
+                break
+            if not line.startswith(b"data: "):
+                continue
+            data = line[6:].strip()
+            if data == b"[DONE]":
+                break
+            choices = json.loads(data).get("choices") or [{}]
+            if (choices[0].get("delta") or {}).get("content"):
+                deltas += 1
+                if first is None:
+                    first = time.perf_counter()
+        end = time.perf_counter()
+    finally:
+        conn.close()
+    if first is None:
+        raise RuntimeError("the raw request got no content")
+    return Sample(first - started, end - started, deltas)
+
+
+def client_stream(client: LMStudioClient, model: str, max_tokens: int) -> Sample:
+    started = time.perf_counter()
+    first: float | None = None
+    deltas = 0
+    with client.stream_chat(PROMPT, model=model, temperature=0, seed=SEED, max_tokens=max_tokens) as stream:
+        for _ in stream:
+            deltas += 1
+            if first is None:
+                first = time.perf_counter()
+    end = time.perf_counter()
+    if first is None:
+        raise RuntimeError("stream_chat got no content")
+    return Sample(first - started, end - started, deltas)
+
+
+class KernelCell:
+    """One IPython kernel with the magics loaded, pointed at the server."""
+
+    def __init__(self, base_url: str) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        env = {**os.environ, "LMSTUDIO_BASE_URL": base_url}
+        self.km, self.kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=60)
+        self.run("%load_ext lm_notebook", answer=False)
+
+    def run(self, code: str, *, answer: bool = True, timeout: float = 120) -> Sample:
+        """Execute ``code``; time to the first output showing answer text (``answer``), and to idle."""
+        started = time.perf_counter()
+        msg_id = self.kc.execute(code)
+        first: float | None = None
+        updates = 0
+        error: str | None = None
+        while True:
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError(f"kernel busy for {timeout} s running {code!r}")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "status" and msg["content"]["execution_state"] == "idle":
+                end = time.perf_counter()
+                break
+            if kind == "error":
+                error = f"{msg['content']['ename']}: {msg['content']['evalue']}"
+            if kind in ("display_data", "update_display_data", "execute_result"):
+                updates += kind == "update_display_data"
+                data = msg["content"]["data"]
+                # the empty placeholder and the "waiting" line carry no answer yet
+                if first is None and data != {"text/plain": ""} and "waiting for the first token" not in str(data):
+                    first = time.perf_counter()
+        self.kc.get_shell_msg(timeout=10)
+        if error:
+            raise RuntimeError(f"the cell failed: {error}")
+        if first is None:
+            if answer:
+                raise RuntimeError(f"the cell showed no answer: {code!r}")
+            first = end
+        return Sample(first - started, end - started, updates)
+
+    def lm(self, model: str, max_tokens: int, *, updates_per_second: float | None = None) -> Sample:
+        if updates_per_second is not None:
+            self.run(f"%config LMMagics.updates_per_second = {updates_per_second}", answer=False)
+        try:
+            return self.run(f"%%lm -m {model} -t 0 --seed {SEED} --max-tokens {max_tokens} -f text\n{PROMPT}")
+        finally:
+            if updates_per_second is not None:
+                self.run("%config LMMagics.updates_per_second = 10.0", answer=False)
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+
+
+def measure(
+    server: Any, model: str, *, repeats: int, max_tokens: int, kernel: KernelCell, client: LMStudioClient
+) -> Timings:
+    port = server.port
+    payload = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "temperature": 0,
+        "seed": SEED,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},  # what the client sends too
+    }
+    contenders: dict[str, Callable[[], Sample]] = {
+        "raw HTTP": lambda: raw_request("127.0.0.1", port, payload),
+        "stream_chat": lambda: client_stream(client, model, max_tokens),
+        "%%lm (kernel)": lambda: kernel.lm(model, max_tokens),
+        "%%lm, 1 ms repaints": lambda: kernel.lm(model, max_tokens, updates_per_second=1000),
+    }
+    for run in contenders.values():  # warm up: model load, imports in the kernel, the prompt cache
+        run()
+    out = Timings()
+    for i in range(repeats):
+        order = list(PATHS[i % len(PATHS) :] + PATHS[: i % len(PATHS)])  # rotate, so no path always goes first
+        for path in order:
+            out.samples[path].append(contenders[path]())
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
+
+
+def table(results: dict[str, Timings], *, max_tokens: int, repeats: int, startup: float | None) -> list[str]:
+    lines = [
+        f"date: {datetime.now(timezone.utc):%Y-%m-%d}",
+        f"machine: {machine()}",
+        f"server: llama-cpp-python {metadata.version('llama-cpp-python')} (python -m llama_cpp.server)"
+        + (f", up in {startup:.1f} s" if startup is not None else ""),
+        f"request: {PROMPT!r}, temperature 0, seed {SEED}, max_tokens {max_tokens}; {repeats} rounds, "
+        "median (best) of each; ratios against the raw request's median (best)",
+        "",
+        "| model | path | TTFT ms | total ms | TTFT × floor | total × floor | deltas |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for model, t in results.items():
+        for path in PATHS:
+            cells = []
+            for what in ("ttft", "total"):
+                cells.append(f"{t.median(path, what) * 1000:.1f} ({t.best(path, what) * 1000:.1f})")
+            for what in ("ttft", "total"):
+                median = t.median(path, what) / t.median("raw HTTP", what)
+                best = t.best(path, what) / t.best("raw HTTP", what)
+                cells.append(f"{median:.2f}× ({best:.2f}×)")
+            deltas = statistics.median(s.deltas for s in t.samples[path])
+            count = f"{deltas:g} repaints" if path.startswith("%%lm") else f"{deltas:g}"
+            lines.append(f"| {model} | {path} | {' | '.join(cells)} | {count} |")
+    lines.append("")
+    lines.append(f"target: ≤ {TARGET:.2f}× the floor for both TTFT and total time")
+    return lines
+
+
+@contextlib.contextmanager
+def _running(real: ModuleType) -> Iterator[Any]:
+    server = real.LlamaServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=9, help="rounds per model (default 9)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="answer length (default 64)")
+    parser.add_argument("--model", action="append", help="model alias (default: both real models)")
+    args = parser.parse_args(argv)
+
+    real = _real_server()
+    try:
+        models = args.model or list(real.MODELS)
+        results: dict[str, Timings] = {}
+        with _running(real) as server, LMStudioClient(server.base_url, timeout=120) as client:
+            kernel = KernelCell(server.base_url)
+            try:
+                for model in models:  # model by model: each switch makes llama.cpp's server reload
+                    results[model] = measure(
+                        server, model, repeats=args.repeats, max_tokens=args.max_tokens, kernel=kernel, client=client
+                    )
+            finally:
+                kernel.close()
+            startup = server.startup_seconds
+    except real.RealTierMissing as exc:
+        print(f"real_latency: skipped: {exc}")
+        return {}
+    for line in table(results, max_tokens=args.max_tokens, repeats=args.repeats, startup=startup):
+        print(line)
+    ratios: dict[str, float] = {}
+    for model, t in results.items():
+        for path in PATHS[1:3]:
+            for what in ("ttft", "total"):
+                ratios[f"{model} {path} {what}"] = t.median(path, what) / t.median("raw HTTP", what)
+    return ratios
+
+
+if __name__ == "__main__":
+    main()
