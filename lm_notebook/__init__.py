@@ -39,11 +39,11 @@ __version__ = "0.1.0"
 
 # name → module for the parts that import pandas / ipywidgets
 _LAZY = {
-    "compare": "lm_notebook.compare",
-    "acompare": "lm_notebook.compare",
-    "comparison_table": "lm_notebook.compare",
-    "summary": "lm_notebook.compare",
-    "plot_summary": "lm_notebook.compare",
+    "compare": "lm_notebook.comparison",
+    "acompare": "lm_notebook.comparison",
+    "comparison_table": "lm_notebook.compare_views",
+    "summary": "lm_notebook.compare_views",
+    "plot_summary": "lm_notebook.compare_views",
     "ChatPanel": "lm_notebook.chat",
 }
 

@@ -101,7 +101,7 @@ class CompareMagics(Magics):
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
         if args.models is not None and not models:
             raise UsageError("-m needs model ids, e.g. -m qwen2.5-7b-instruct,google/gemma-3-4b")
-        from lm_notebook.compare import compare, comparison_table, summary
+        from lm_notebook.comparison import compare, comparison_table, summary
 
         try:
             df = compare(

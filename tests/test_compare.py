@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 import lm_notebook
-import lm_notebook.compare as compare_module
+import lm_notebook.comparison as compare_module
 from lm_notebook import AsyncLMStudioClient, LMStudioClient, set_client
-from lm_notebook.compare import COLUMNS, ProgressEvent, ResponseCache, RetryPolicy, acompare, compare
+from lm_notebook.comparison import COLUMNS, ProgressEvent, ResponseCache, RetryPolicy, acompare, compare
 from lm_notebook.testing import MockLMStudioServer, ModelSpec
 
 FAST = {"reply_tokens": 8}
@@ -400,7 +400,7 @@ def test_compare_inside_a_running_event_loop() -> None:
         """
         import asyncio
         from lm_notebook import LMStudioClient
-        from lm_notebook.compare import compare
+        from lm_notebook.comparison import compare
         from lm_notebook.testing import MockLMStudioServer, ModelSpec
 
         async def cell():  # what a notebook cell is: code running inside the kernel's loop
@@ -420,7 +420,7 @@ SIGINT_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from lm_notebook import LMStudioClient
-    from lm_notebook.compare import compare
+    from lm_notebook.comparison import compare
     from lm_notebook.testing import MockLMStudioServer, ModelSpec
 
     models = [ModelSpec("slow", tokens_per_second=100, reply_tokens=400)]
@@ -468,20 +468,38 @@ def test_ctrl_c_returns_the_frame(where: str) -> None:
     assert "Traceback" not in err and "never retrieved" not in err
 
 
-def test_the_public_names_are_the_functions_in_every_import_order() -> None:
+COMPARE_MODULES = ("comparison", "compare_views", "compare_magics", "compare_cache", "compare_schedule")
+
+
+@pytest.mark.parametrize(
+    "prelude",
+    [
+        "",
+        "import lm_notebook\nlm_notebook.compare\n",
+        "import lm_notebook.comparison\n",
+        "from lm_notebook.comparison import summary\n",
+        "import lm_notebook.compare_views, lm_notebook.compare_magics\n",
+        "import lm_notebook.magics\n",
+    ],
+)
+def test_the_public_names_are_the_functions_in_every_import_order(prelude: str) -> None:
+    # no submodule is called ``compare``, so importing one can never put a module where the function should be
     code = textwrap.dedent(
-        """
-        import lm_notebook.compare as module
+        f"""
+        import importlib, inspect, types
         from lm_notebook import compare, acompare, comparison_table, summary, plot_summary
-        import inspect
-        assert callable(compare) and callable(module)
-        assert inspect.iscoroutinefunction(acompare)
-        assert summary is module.summary and comparison_table is module.comparison_table
         import lm_notebook
-        assert callable(lm_notebook.compare)
+        import lm_notebook.comparison as module
+        import lm_notebook.compare_views as views
+        for name in {COMPARE_MODULES!r}:
+            importlib.import_module("lm_notebook." + name)
+        assert isinstance(compare, types.FunctionType) and compare is module.compare
+        assert lm_notebook.compare is module.compare
+        assert inspect.iscoroutinefunction(acompare) and acompare is module.acompare
+        assert summary is views.summary and comparison_table is views.comparison_table
+        assert plot_summary is views.plot_summary and module.summary is views.summary
         print("ok")
         """
     )
-    for prelude in ("", "import lm_notebook\nlm_notebook.compare\n", "from lm_notebook.compare import summary\n"):
-        out = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=60)
-        assert out.stdout.strip() == "ok", out.stderr
+    out = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

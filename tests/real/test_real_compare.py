@@ -9,7 +9,7 @@ from real_server import MODELS
 from lm_notebook import LMStudioClient
 
 # compare lands separately from this file; until it does, these tests skip
-compare = pytest.importorskip("lm_notebook.compare").compare
+compare = pytest.importorskip("lm_notebook.comparison").compare
 
 PROMPTS = {
     "capital": "What is the capital of France? Answer in one word.",

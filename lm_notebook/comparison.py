@@ -24,8 +24,6 @@ import importlib
 import random
 import re
 import statistics
-import sys
-import types
 import warnings
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -1020,20 +1018,3 @@ def _run_sync(coro: Any) -> pd.DataFrame:
     nest_asyncio.apply(loop)
     nested: pd.DataFrame = loop.run_until_complete(coro)
     return nested
-
-
-
-class _CallableModule(types.ModuleType):
-    """``lm_notebook.compare`` is both this module and the function in it.
-
-    Importing a submodule sets the package attribute of the same name, so ``from lm_notebook import compare`` can
-    give this module rather than the function (whichever import ran last wins). Calling the module calls the
-    function, so both spellings work in every import order.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        return compare(*args, **kwargs)
-
-
-_CallableModule.__call__.__doc__ = compare.__doc__
-sys.modules[__name__].__class__ = _CallableModule
