@@ -6,10 +6,7 @@ import pandas as pd
 import pytest
 from real_server import MODELS
 
-from lm_notebook import LMStudioClient
-
-# compare lands separately from this file; until it does, these tests skip
-compare = pytest.importorskip("lm_notebook.comparison").compare
+from lm_notebook import LMStudioClient, compare
 
 PROMPTS = {
     "capital": "What is the capital of France? Answer in one word.",
