@@ -317,19 +317,20 @@ class ChatPanel:
     # --- widgets ----------------------------------------------------------------------------------------------
     def _build(self, model: str | None, system: str, temperature: float, max_tokens: int) -> None:
         options = [(model, model)] if model else []
+        wide_label = {"description_width": "initial"}
         self.model_dropdown = widgets.Dropdown(
-            options=options, value=model, description="Model", layout=widgets.Layout(width="360px")
+            options=options, value=model, description="Model", style=wide_label, layout=widgets.Layout(width="320px")
         )
         self.refresh_button = widgets.Button(
             icon="refresh", tooltip="Reload the model list", layout=widgets.Layout(width="36px")
         )
         self.temperature_slider = widgets.FloatSlider(
             value=float(temperature), min=0.0, max=2.0, step=0.05, description="Temperature",
-            continuous_update=False, readout_format=".2f", layout=widgets.Layout(width="300px"),
+            continuous_update=False, readout_format=".2f", style=wide_label, layout=widgets.Layout(width="260px"),
         )
         self.max_tokens_input = widgets.BoundedIntText(
             value=int(max_tokens), min=-1, max=10_000_000, description="Max tokens",
-            tooltip="-1 = no limit", layout=widgets.Layout(width="190px"),
+            tooltip="-1 = no limit", style=wide_label, layout=widgets.Layout(width="170px"),
         )
         self.system_input = widgets.Textarea(
             value=system, placeholder="System prompt (optional)", rows=2, layout=widgets.Layout(width="100%")
@@ -345,6 +346,7 @@ class ChatPanel:
         )
         self.input.add_class("lmnb-input")
         self.send_button = widgets.Button(description="Send", icon="paper-plane", button_style="primary")
+        self.send_button.add_class("lmnb-send")
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
         self.retry_button = widgets.Button(description="Retry", icon="redo", disabled=True,
                                            tooltip="Regenerate the last answer")

@@ -20,22 +20,32 @@ from lm_notebook.types import ChatResult
 # The input's Enter key: ipywidgets' Textarea cannot tell Enter from Shift+Enter, so a tiny key handler (installed once
 # per page, from an HTML widget of the panel: no extension needed) turns a plain Enter into this mark at the end of the
 # text and syncs it like any keystroke. The kernel sees the mark in the Textarea's own value, so the text and the
-# "send" arrive in one message, in order. Shift+Enter keeps its usual newline.
+# "send" arrive in one message, in order (ipywidgets may hold back a model's update while an earlier one is in flight,
+# so a click on another widget can overtake the last keystrokes; the Send button is routed the same way for that
+# reason). Shift+Enter keeps its usual newline. Without the handler (no JavaScript), the Send button still works.
 SUBMIT_MARK = "\u2063"  # INVISIBLE SEPARATOR
 
 _ENTER_JS = (
     "(function(){if(window.__lmnbEnterKey)return;window.__lmnbEnterKey=true;"
+    "function submit(t){t.value=t.value+'\\u2063';t.dispatchEvent(new Event('input',{bubbles:true}));}"
     "document.addEventListener('keydown',function(e){"
     "if(e.key!=='Enter'||e.shiftKey||e.ctrlKey||e.altKey||e.metaKey||e.isComposing||e.keyCode===229)return;"
     "var t=e.target;if(!t||t.tagName!=='TEXTAREA'||!t.closest||!t.closest('.lmnb-input'))return;"
-    "e.preventDefault();t.value=t.value+'\\u2063';t.dispatchEvent(new Event('input',{bubbles:true}));"
-    "},true);})();"
+    "e.preventDefault();submit(t);},true);"
+    # Send goes the same way, so the text typed just before the click cannot arrive after it
+    "document.addEventListener('click',function(e){"
+    "var b=e.target&&e.target.closest?e.target.closest('.lmnb-send'):null;if(!b||b.disabled)return;"
+    "var c=b.closest('.lmnb-chat');var t=c?c.querySelector('.lmnb-input textarea'):null;if(!t)return;"
+    "e.preventDefault();e.stopPropagation();submit(t);},true);"
+    "})();"
 )
 
 PANEL_CSS = """
 .lmnb-chat { border: 1px solid var(--jp-border-color1, #ccc); border-radius: 6px; padding: 6px 8px;
   max-width: 980px; box-sizing: border-box; }
 .lmnb-chat .widget-html, .lmnb-chat .widget-html-content { height: auto; }
+.lmnb-scroll > *, .lmnb-messages > *, .lmnb-msg > *, .lmnb-md > * { flex-shrink: 0 !important; }
+.lmnb-messages, .lmnb-msg { overflow: visible !important; }
 .lmnb-chat .lmnb-md .widget-html-content, .lmnb-chat .lmnb-line .widget-html-content {
   line-height: 1.5; white-space: normal; font-size: var(--jp-content-font-size1, 14px); overflow-wrap: anywhere; }
 .lmnb-scroll { display: flex !important; flex-direction: column-reverse !important; overflow-y: auto !important;
@@ -158,6 +168,7 @@ class AssistantMessageView:
 
     def __init__(self, model: str) -> None:
         self.content = LiveMarkdown()
+        self.content.box.add_class("lmnb-answer")
         self.footer = _line('<span class="lmnb-footer">…</span>', "lmnb-footer-line")
         head = _line(f'<span class="lmnb-role">{html.escape(model)}</span>', "lmnb-head")
         self._thinking: LiveMarkdown | None = None
@@ -199,7 +210,8 @@ def footer_html(result: ChatResult | None, *, approx_tokens: int, error: BaseExc
     parts: list[str] = []
     if result is not None:
         tokens = result.completion_tokens
-        parts.append(f"{tokens} tokens" if tokens else f"≈{approx_tokens} tokens")
+        if tokens or approx_tokens:
+            parts.append(f"{tokens} tokens" if tokens else f"≈{approx_tokens} tokens")
         t = result.timings
         if t.time_to_first_token is not None:
             parts.append(f"TTFT {t.time_to_first_token:.2f} s")

@@ -1,0 +1,121 @@
+"""The chat panel in a real browser: JupyterLab runs notebooks/chat_panel.ipynb, a user types, watches, stops.
+
+Saves a screenshot of the panel (``docs/chat_panel.png`` when it is missing or ``LMNB_UPDATE_SCREENSHOT=1``; always
+in the test's temporary directory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from lm_notebook.testing import MockLMStudioServer
+
+MODEL = "qwen2.5-7b-instruct"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "chat_panel.png"
+RUN_ALL = """async () => {
+    const app = window.jupyterapp;
+    const panel = app.shell.currentWidget;
+    await panel.sessionContext.ready;
+    await app.commands.execute('notebook:clear-all-cell-outputs');
+    app.commands.execute('notebook:run-all-cells');
+}"""
+
+
+def text_length(locator: Any) -> int:
+    return len(locator.inner_text())
+
+
+def last(page: Any, selector: str) -> Any:
+    return page.locator(f".lmnb-chat {selector}").last
+
+
+def open_and_run_notebook(page: Any, lab: Any) -> Any:
+    page.goto(lab.notebook_url("chat_panel.ipynb"))
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel); }",
+        timeout=60_000,
+    )
+    page.evaluate(RUN_ALL)
+    # the last cell stops an answer and prints "stopped": once it shows, every cell has run
+    page.locator(".jp-OutputArea-output", has_text="stopped").last.wait_for(timeout=60_000)
+    chat = page.locator(".lmnb-chat").first
+    chat.wait_for(timeout=30_000)
+    chat.scroll_into_view_if_needed()
+    # the Enter-key handler comes with the panel (an HTML widget of its own): no extension is installed
+    page.wait_for_function("() => window.__lmnbEnterKey === true", timeout=10_000)
+    return chat
+
+
+def test_type_watch_it_stream_then_stop_a_long_answer(
+    page: Any, lab: Any, fake_lmstudio: MockLMStudioServer, tmp_path: Path
+) -> None:
+    fake_lmstudio.update_model(MODEL, tokens_per_second=0, reply_tokens=None, ttft=0.0)
+    chat = open_and_run_notebook(page, lab)
+    answers_before = page.locator(".lmnb-chat .lmnb-assistant").count()
+    assert answers_before >= 3  # the notebook's own cells talked through the panel
+
+    # --- a message typed into the panel streams in, visibly growing -------------------------------------------
+    fake_lmstudio.update_model(MODEL, tokens_per_second=30, reply_tokens=90)  # about 3 s
+    box = chat.locator(".lmnb-input textarea")
+    box.click()
+    box.press_sequentially("Hello from the browser")
+    page.keyboard.press("Shift+Enter")  # a new line, not a send
+    box.press_sequentially("on two lines")
+    assert "\n" in box.input_value()
+    page.keyboard.press("Enter")  # sends
+    user = last(page, ".lmnb-user")
+    user.filter(has_text="on two lines").wait_for(timeout=10_000)
+    assert "Hello from the browser\non two lines" in user.inner_text()
+    page.wait_for_function(
+        "() => document.querySelector('.lmnb-chat .lmnb-input textarea').value === ''", timeout=5_000
+    )
+    page.locator(".lmnb-chat .lmnb-assistant").nth(answers_before).wait_for(timeout=10_000)
+    answer = last(page, ".lmnb-assistant .lmnb-answer")
+    footer = last(page, ".lmnb-assistant .lmnb-footer-line")
+    lengths: list[int] = []
+    deadline = time.monotonic() + 20
+    while "finish:" not in footer.inner_text() and time.monotonic() < deadline:
+        lengths.append(text_length(answer))
+        time.sleep(0.2)
+    assert "finish: stop" in footer.inner_text(), footer.inner_text()
+    growing = [n for n in lengths if n > 0]
+    assert len(set(growing)) >= 3, f"the answer should be seen growing in the page: {lengths}"
+    assert growing == sorted(growing)
+    assert text_length(answer) >= max(growing)
+
+    # --- a long answer, stopped with the Stop button ----------------------------------------------------------
+    fake_lmstudio.update_model(MODEL, tokens_per_second=30, reply_tokens=5000)  # nearly 3 minutes unstopped
+    box.click()
+    box.press_sequentially("Now write a very long essay")
+    chat.locator("button", has_text="Send").click()  # the button sends too, the text typed just before included
+    last(page, ".lmnb-user").filter(has_text="very long essay").wait_for(timeout=10_000)
+    answer = last(page, ".lmnb-assistant .lmnb-answer")
+    deadline = time.monotonic() + 15
+    while text_length(answer) < 60 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert text_length(answer) >= 60, "the long answer should have started streaming"
+    stop = chat.locator("button", has_text="Stop")
+    assert stop.is_enabled()
+    stop.click()
+    clicked = time.monotonic()
+    footer = last(page, ".lmnb-assistant .lmnb-footer-line")
+    footer.filter(has_text="stopped").wait_for(timeout=5_000)
+    assert time.monotonic() - clicked < 2.0  # heard at once (0.5 s in the kernel, plus the page's round trips)
+    chat.locator(".lmnb-status", has_text="Stopped").wait_for(timeout=5_000)
+    partial = answer.inner_text()
+    time.sleep(0.8)
+    assert answer.inner_text() == partial, "nothing may arrive after Stop"
+    assert 60 <= len(partial) < 5000
+    assert stop.is_disabled() and chat.locator("button", has_text="Send").is_enabled()
+
+    shot = tmp_path / "chat_panel.png"
+    chat.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if not SCREENSHOT.exists() or os.environ.get("LMNB_UPDATE_SCREENSHOT") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, SCREENSHOT)
