@@ -363,6 +363,15 @@ class _StreamCore:
         if event.event == "error":
             raise self._in_band_error(data)
         if data == "[DONE]":
+            if self._acc.finish_reason is None:
+                # OpenAI-style servers say why an answer ended before [DONE]; without it the answer was cut short
+                raise LMStudioStreamError(
+                    f"The server ended the answer after {self._acc.content_chars} characters without saying why (no "
+                    "finish_reason before [DONE]): it was cut short. llama.cpp's server does this to serve a waiting "
+                    "request unless started with --interrupt_requests False. The partial answer is kept (.partial); "
+                    "retry the request.",
+                    partial=self.partial(),
+                )
             self._done = True
             return None
         try:
