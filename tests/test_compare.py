@@ -468,7 +468,10 @@ def test_ctrl_c_returns_the_frame(where: str) -> None:
     assert "Traceback" not in err and "never retrieved" not in err
 
 
-COMPARE_MODULES = ("comparison", "compare_views", "compare_magics", "compare_cache", "compare_schedule")
+COMPARE_MODULES = (
+    "comparison", "compare_run", "compare_rows", "compare_inputs", "compare_progress", "compare_retry",
+    "compare_views", "compare_magics", "compare_cache", "compare_schedule",
+)
 
 
 @pytest.mark.parametrize(
@@ -479,6 +482,7 @@ COMPARE_MODULES = ("comparison", "compare_views", "compare_magics", "compare_cac
         "import lm_notebook.comparison\n",
         "from lm_notebook.comparison import summary\n",
         "import lm_notebook.compare_views, lm_notebook.compare_magics\n",
+        "import lm_notebook.compare_run\n",
         "import lm_notebook.magics\n",
     ],
 )
