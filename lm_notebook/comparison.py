@@ -31,7 +31,7 @@ from typing import Any, TypeAlias
 
 import pandas as pd
 
-from lm_notebook.client import AsyncLMStudioClient, LMStudioClient
+from lm_notebook.client import AsyncLMStudioClient, LMStudioClient, resolve_timeout
 from lm_notebook.compare_cache import ResponseCache, open_cache
 from lm_notebook.compare_inputs import chat_messages, prompt_inputs
 from lm_notebook.compare_progress import ProgressCallback, ProgressEvent
@@ -95,12 +95,8 @@ def _async_client(
         return client, False
     if not isinstance(client, (LMStudioClient, AsyncLMStudioClient)):
         raise TypeError(f"client must be an LMStudioClient or AsyncLMStudioClient, not {type(client).__name__}.")
-    made = AsyncLMStudioClient(
-        client.base_url,
-        api_key=client._api_key,
-        timeout=timeout if timeout is not None else client.timeout,
-        model=client.current_model,
-    )
+    # resolved here so a timeout of 0 is refused as before (from_client would read it as "not given")
+    made = AsyncLMStudioClient.from_client(client, timeout=None if timeout is None else resolve_timeout(timeout))
     return made, True
 
 
