@@ -97,14 +97,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_config(models: list[RealModel], port: int, *, n_ctx: int = N_CTX) -> dict[str, Any]:
+def server_config(
+    models: list[RealModel], port: int, *, n_ctx: int = N_CTX, interrupt_requests: bool = False
+) -> dict[str, Any]:
     """The ``--config_file`` for ``python -m llama_cpp.server``."""
     return {
         "host": "127.0.0.1",
         "port": port,
-        # llama.cpp's server otherwise ends a running stream early (with [DONE]) as soon as another request waits
-        # for the model: queue requests instead, as LM Studio does.
-        "interrupt_requests": False,
+        # llama.cpp's server by default ends a running stream early (with [DONE], no finish_reason) as soon as
+        # another request waits for the model: queue requests instead, as LM Studio does.
+        "interrupt_requests": interrupt_requests,
         "models": [
             {
                 "model": str(m.path),
@@ -133,14 +135,22 @@ def _die_with_parent() -> None:
 class LlamaServer:
     """Start ``python -m llama_cpp.server`` on a free loopback port; stop it on exit. The log is kept in a file."""
 
-    def __init__(self, *, n_ctx: int = N_CTX, startup_timeout: float = 120.0) -> None:
-        self.models = real_models()
+    def __init__(
+        self,
+        *,
+        n_ctx: int = N_CTX,
+        startup_timeout: float = 120.0,
+        only: tuple[str, ...] | None = None,
+        interrupt_requests: bool = False,
+    ) -> None:
+        self.models = [m for m in real_models() if only is None or m.alias in only]
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.startup_timeout = startup_timeout
         self._dir = tempfile.TemporaryDirectory(prefix="lm_notebook_real_")
         self.config_path = Path(self._dir.name) / "config.json"
-        self.config_path.write_text(json.dumps(server_config(self.models, self.port, n_ctx=n_ctx), indent=2))
+        config = server_config(self.models, self.port, n_ctx=n_ctx, interrupt_requests=interrupt_requests)
+        self.config_path.write_text(json.dumps(config, indent=2))
         self.log_path = Path(self._dir.name) / "server.log"
         self._log: Any = None
         self.process: subprocess.Popen[bytes] | None = None

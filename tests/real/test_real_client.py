@@ -7,10 +7,12 @@ yet (it turns into a failure, as a reminder, once the client does).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
-from real_server import GEMMA3, MODELS, N_CTX, SMOLLM2, LlamaServer
+from real_server import GEMMA3, MODELS, N_CTX, SMOLLM2, LlamaServer, RealTierMissing
 
 from lm_notebook import (
     AsyncLMStudioClient,
@@ -186,3 +188,46 @@ def test_interrupt_mid_stream_closes_the_connection_and_the_server_goes_on(
     while "Disconnected from client" not in llama_server.log_tail(20000) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "Disconnected from client" in llama_server.log_tail(20000)
+
+
+@pytest.fixture(scope="module")
+def interrupting_server(llama_server: LlamaServer) -> Iterator[LlamaServer]:
+    """A second server with llama.cpp's default ``interrupt_requests`` (on), SmolLM2 only."""
+    try:
+        server = LlamaServer(only=(SMOLLM2,), interrupt_requests=True)
+    except RealTierMissing as exc:  # the session server started, so this cannot happen
+        pytest.fail(str(exc))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.cleanup()
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def test_a_stream_cut_by_a_waiting_request_is_an_error_not_a_short_answer(interrupting_server: LlamaServer) -> None:
+    # With interrupt_requests on (llama.cpp's default), a request that waits for the model makes the server end the
+    # running stream with [DONE] and no finish_reason. That is a cut answer: the client must say so, keeping what
+    # arrived, rather than pass it off as a finished (short) answer.
+    with LMStudioClient(interrupting_server.base_url, timeout=120) as client:
+        stream = client.stream_chat("Write a long story about a dragon.", model=SMOLLM2, max_tokens=200, **SAMPLING)
+        waiting: list[str] = []
+        received: list[str] = []
+        thread: threading.Thread | None = None
+        with pytest.raises(LMStudioStreamError) as info:
+            for text in stream:
+                received.append(text)
+                if len(received) == 2:
+                    thread = threading.Thread(
+                        target=lambda: waiting.append(client.chat(QUESTION, model=SMOLLM2, max_tokens=8).content)
+                    )
+                    thread.start()
+        assert thread is not None, "the stream ended before the second request was sent"
+        thread.join(timeout=60)
+    assert "finish_reason" in str(info.value)
+    assert info.value.partial_content == "".join(received)
+    assert 0 < len(received) < 200
+    assert waiting and waiting[0]  # the waiting request was served
