@@ -12,39 +12,15 @@ One prompt per line (``--single``: the whole cell is one prompt). The DataFrame 
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any
 
-from IPython.core import magic_arguments as _magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 
 from lm_notebook.errors import LMStudioError
+from lm_notebook.magics import argument, magic_arguments, parse_argstring
 
-_F = TypeVar("_F", bound=Callable[..., Any])
 RESULT_NAME = "_lm_compare"
-
-
-class _Decorator(Protocol):
-    def __call__(self, func: _F, /) -> _F: ...
-
-
-# typed doors to IPython's untyped magic_arguments
-def _magic_arguments_() -> _Decorator:
-    return cast(_Decorator, _magic_arguments.magic_arguments())  # type: ignore[no-untyped-call]
-
-
-def _argument(*args: Any, **kwargs: Any) -> _Decorator:
-    return cast(_Decorator, _magic_arguments.argument(*args, **kwargs))  # type: ignore[no-untyped-call]
-
-
-def _parse(magic: Callable[..., Any], line: str) -> argparse.Namespace:
-    args = cast(argparse.Namespace, _magic_arguments.parse_argstring(magic, line))  # type: ignore[no-untyped-call]
-    for key, value in vars(args).items():  # IPython's splitter keeps the quotes around a value
-        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            setattr(args, key, value[1:-1])
-    return args
 
 
 def _concurrency(value: str | None) -> int | str:
@@ -71,26 +47,26 @@ def cell_prompts(cell: str, *, single: bool) -> list[str]:
 class CompareMagics(Magics):
     """``%%lm_compare``: the comparison as a cell magic."""
 
-    @_magic_arguments_()
-    @_argument("-m", "--models", help="Comma-separated model ids (default: the current model, see %%lm_use).")
-    @_argument("-t", "--temperature", type=float, default=None, help="Sampling temperature (0: deterministic).")
-    @_argument("-n", "--max-tokens", type=int, default=None, help="Longest answer in tokens.")
-    @_argument("--seed", type=int, default=None, help="Sampling seed (makes answers repeatable, and cacheable).")
-    @_argument("-s", "--system", default=None, help="A system prompt sent before each prompt.")
-    @_argument("-r", "--repeats", type=int, default=1, help="Answers per prompt and model.")
-    @_argument("-c", "--concurrency", default=None, help='Requests in flight per model: a number or "auto".')
-    @_argument("--timeout", type=float, default=None, help="Seconds to wait for each answer.")
-    @_argument("--cache", nargs="?", const="", default=None, metavar="PATH",
-               help="Cache answers in SQLite (default location, or PATH); deterministic requests only.")
-    @_argument("--single", action="store_true", help="The whole cell is one prompt (default: one per line).")
-    @_argument("--summary", action="store_true", help="Show the per-model summary under the table.")
-    @_argument("--no-progress", action="store_true", help="No progress bar.")
-    @_argument("-o", "--out", default=None, help=f"Also store the DataFrame in this variable (always: {RESULT_NAME}).")
+    @magic_arguments()
+    @argument("-m", "--models", help="Comma-separated model ids (default: the current model, see %%lm_use).")
+    @argument("-t", "--temperature", type=float, default=None, help="Sampling temperature (0: deterministic).")
+    @argument("-n", "--max-tokens", type=int, default=None, help="Longest answer in tokens.")
+    @argument("--seed", type=int, default=None, help="Sampling seed (makes answers repeatable, and cacheable).")
+    @argument("-s", "--system", default=None, help="A system prompt sent before each prompt.")
+    @argument("-r", "--repeats", type=int, default=1, help="Answers per prompt and model.")
+    @argument("-c", "--concurrency", default=None, help='Requests in flight per model: a number or "auto".')
+    @argument("--timeout", type=float, default=None, help="Seconds to wait for each answer.")
+    @argument("--cache", nargs="?", const="", default=None, metavar="PATH",
+              help="Cache answers in SQLite (default location, or PATH); deterministic requests only.")
+    @argument("--single", action="store_true", help="The whole cell is one prompt (default: one per line).")
+    @argument("--summary", action="store_true", help="Show the per-model summary under the table.")
+    @argument("--no-progress", action="store_true", help="No progress bar.")
+    @argument("-o", "--out", default=None, help=f"Also store the DataFrame in this variable (always: {RESULT_NAME}).")
     @cell_magic
     def lm_compare(self, line: str, cell: str) -> Any:
         """Send the cell's prompts to each model and show the answers side by side."""
         # the function itself (cell_magic's typing hides it behind the bound method): it carries the parser
-        args = _parse(vars(CompareMagics)["lm_compare"], line)
+        args = parse_argstring(vars(CompareMagics)["lm_compare"], line)
         prompts = cell_prompts(cell, single=args.single)
         if not prompts:
             raise UsageError("The cell has no prompt: write one per line below %%lm_compare.")
