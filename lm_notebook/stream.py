@@ -440,6 +440,13 @@ class _StreamCore:
         if self._acc.finish_reason is not None:
             self._done = True
             return
+        if self._acc.id is None and self._acc.deltas == 0:  # no chunk: it failed before generating; a retry won't help
+            raise LMStudioStreamError(
+                f"The server at {self._base_url} accepted the request but ended the stream without sending anything. "
+                "llama.cpp's server does this when the prompt does not fit in the model's context (its log says "
+                '"exceed context window"): shorten the prompt or conversation, or check the server\'s log.',
+                partial=self.partial(),
+            )
         raise LMStudioStreamError(
             f"LM Studio closed the stream after {self._acc.content_chars} characters without finishing the answer. "
             "The partial answer is kept (.partial); retry the request.",

@@ -130,6 +130,7 @@ def test_stream_over_the_context_fails_cleanly_and_the_client_goes_on(real_clien
         for _ in real_client.stream_chat(TOO_LONG, model=SMOLLM2, max_tokens=8):
             pass
     assert info.value.partial_content == ""
+    assert "does not fit in the model's context" in str(info.value)
     after = real_client.chat(QUESTION, model=SMOLLM2, max_tokens=8, **SAMPLING)
     assert after.content
 
