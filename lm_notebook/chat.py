@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import html
 import threading
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -127,7 +127,6 @@ class _Entry:
     result: ChatResult | None = None
     error: Exception | None = None
     reply: ChatReply | None = None
-    sent_at: float = field(default_factory=time.time)
 
     @property
     def in_history(self) -> bool:
@@ -195,7 +194,7 @@ class _Generation:
             if stream is not None:
                 with contextlib.suppress(Exception):
                     stream.close()
-        if result is not None and self.stop_requested.is_set() and not result.stopped and not stream_done(stream):
+        if result is not None and self.stop_requested.is_set() and not result.stopped and not _stream_done(stream):
             result = _as_stopped(result)
         self.settle(result, error)
 
@@ -267,13 +266,11 @@ class _Generation:
         self.finished.set()
 
 
-def stream_done(stream: ChatStream | None) -> bool:
+def _stream_done(stream: ChatStream | None) -> bool:
     return stream is not None and stream.done
 
 
 def _as_stopped(result: ChatResult) -> ChatResult:
-    from dataclasses import replace
-
     return result if result.stopped else replace(result, stopped=True)
 
 
@@ -311,8 +308,9 @@ class ChatPanel:
         self._closed = False
         self._models_thread: threading.Thread | None = None
         self._loading_options = False
+        self._status_lock = threading.Lock()
         self._build(model or client.current_model, system or "", temperature, max_tokens)
-        self.refresh_models(wait=self.model is None)
+        self._refresh(wait=self.model is None, announce=False)
 
     # --- widgets ----------------------------------------------------------------------------------------------
     def _build(self, model: str | None, system: str, temperature: float, max_tokens: int) -> None:
@@ -360,7 +358,7 @@ class ChatPanel:
         self.stop_button.on_click(lambda _b: self.stop())
         self.retry_button.on_click(lambda _b: self._ui_call(self.retry))
         self.clear_button.on_click(lambda _b: self.clear())
-        self.refresh_button.on_click(lambda _b: self.refresh_models(wait=False))
+        self.refresh_button.on_click(lambda _b: self._refresh(wait=False, announce=True))
         self.input.observe(self._on_input, names="value")
         self.model_dropdown.observe(self._on_model, names="value")
 
@@ -434,18 +432,28 @@ class ChatPanel:
 
     def refresh_models(self, *, wait: bool = True) -> list[str]:
         """Reload the model list from LM Studio (chat models only); returns the ids when ``wait``."""
-        thread = threading.Thread(target=self._load_models, name="lm_notebook-chat-models", daemon=True)
+        return self._refresh(wait=wait, announce=True)
+
+    def _refresh(self, *, wait: bool, announce: bool) -> list[str]:
+        thread = threading.Thread(
+            target=self._load_models, args=(announce,), name="lm_notebook-chat-models", daemon=True
+        )
         self._models_thread = thread
         thread.start()
         if wait:
             thread.join(timeout=10.0)
         return self._model_ids()
 
-    def _load_models(self) -> None:
+    def _load_models(self, announce: bool) -> None:
+        # the first, automatic load only speaks on an empty status line: it must not hide an answer's outcome
+        def say(text: str, error: bool = False) -> None:
+            if not self.busy:
+                self._set_status(text, error=error, only_if_empty=not announce)
+
         try:
             models = self.client.list_models()
         except LMStudioError as err:
-            self._set_status(f"Could not list models: {error_text(err)}", error=True)
+            say(f"Could not list models: {error_text(err)}", error=True)
             return
         chat_models = [m for m in models if m.type not in _EMBEDDING_TYPES]
         options = [(f"{m.id}  ●" if m.loaded else m.id, m.id) for m in chat_models]
@@ -463,8 +471,7 @@ class ChatPanel:
             finally:
                 self._loading_options = False
             self._model = current
-        if not self.busy:
-            self._set_status(f"{len(chat_models)} models · ● = loaded" if chat_models else "LM Studio lists no models")
+        say(f"{len(chat_models)} models · ● = loaded" if chat_models else "LM Studio lists no models")
 
     def _on_model(self, change: dict[str, Any]) -> None:
         if change["new"] is not None and not self._loading_options:
@@ -673,11 +680,14 @@ class ChatPanel:
         self.stop_button.disabled = not busy
         self.retry_button.disabled = busy or not any(e.role == "user" for e in self._entries)
 
-    def _set_status(self, text: str, *, error: bool = False) -> None:
+    def _set_status(self, text: str, *, error: bool = False, only_if_empty: bool = False) -> None:
         if self._closed:
             return
         style = ' style="color:#b71c1c"' if error else ""
-        self.status.value = f"<span{style}>{html.escape(text)}</span>"
+        with self._status_lock:
+            if only_if_empty and self.status.value:
+                return
+            self.status.value = f"<span{style}>{html.escape(text)}</span>"
 
     # --- widget events ----------------------------------------------------------------------------------------
     def _on_input(self, change: dict[str, Any]) -> None:
@@ -704,7 +714,7 @@ class ChatPanel:
         self.input.value = ""
         self._ui_call(lambda: self.send(text))
 
-    def _ui_call(self, verb: Any) -> None:
+    def _ui_call(self, verb: Callable[[], object]) -> None:
         """Run a verb for a button: a refusal becomes the status line, never a traceback in the log."""
         try:
             verb()
