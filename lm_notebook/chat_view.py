@@ -225,9 +225,20 @@ def footer_html(result: ChatResult | None, *, approx_tokens: int, error: BaseExc
     elif result is not None and result.finish_note:
         text += f' · <span class="lmnb-stopped">{html.escape(result.finish_note)}</span>'
     out = f'<span class="lmnb-footer">{text}</span>' if text else ""
+    if result is not None and error is None and not result.stopped and _empty(result):
+        # LM Studio answers some context overflows with a well-formed stream that carries no text at all
+        out = (
+            '<div class="lmnb-error-box">⚠ The model sent an empty answer. The conversation may no longer fit its '
+            "context length: start over with Clear, shorten the system prompt, or reload the model with a larger "
+            "context (<code>lms load &lt;model&gt; --context-length 16384</code>).</div>" + out
+        )
     if error is not None:
         out = f'<div class="lmnb-error-box">⚠ {html.escape(error_text(error))}</div>' + out
     return out
+
+
+def _empty(result: ChatResult) -> bool:
+    return not result.content and not result.reasoning and not result.tool_calls
 
 
 def error_text(error: BaseException) -> str:

@@ -379,6 +379,15 @@ def test_a_rejected_parameter_is_shown_not_raised(panel: ChatPanel) -> None:
     assert "max_tokens must be" in page_text(panel.widget)
 
 
+def test_an_empty_answer_is_flagged_with_the_likely_cause(panel: ChatPanel, lmstudio_mock: MockLMStudioServer) -> None:
+    lmstudio_mock.set_fault("empty_stream", times=1)
+    reply = panel.send("Hi")
+    result = reply.wait(10)
+    assert result is not None and result.content == ""
+    assert "empty answer" in page_text(panel.widget) and "context length" in page_text(panel.widget)
+    assert panel.history == [{"role": "user", "content": "Hi"}]  # nothing empty is sent back to the model
+
+
 def test_failed_answers_are_never_sent_to_the_model(panel: ChatPanel, lmstudio_mock: MockLMStudioServer) -> None:
     lmstudio_mock.set_fault("drop", after_chunks=3, times=1)
     assert panel.send("first question").wait(10) is None
@@ -462,3 +471,66 @@ def test_lm_chat_magic_shows_a_panel_on_the_shared_client_and_current_model(
         set_client(None)
     assert "closed" in repr(chat)  # unloading closes the panels %lm_chat opened
     assert "lm_chat" not in shell.magics_manager.magics["line"]
+
+
+# --- Markdown rendering (chat_render) ------------------------------------------------------------------------------
+
+ALLOWED_TAG = re.compile(
+    r"</?(?:p|br|strong|em|del|code|pre|span|h[1-6]|hr|blockquote|ul|ol|li|table|thead|tbody|tr|th|td|a)"
+    r"(?:\s+(?:class|href|target|rel|start|style)=\"[^\"<>]*\")*>"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<script>alert(1)</script>",
+        '<img src=x onerror="alert(1)">',
+        "[click](javascript:alert(1))",
+        '[x](http://a.b/"onmouseover="alert(1))',
+        "`<b>` **<i>x</i>** _<u>_",
+        "```html\n<script>bad()</script>\n```",
+        "| <b> | c |\n|---|---|\n| <img src=x> | `<x>` |",
+        "> <iframe src=//evil>\n- <svg onload=x>\n1. <a href=x>",
+        "http://example.org/<script> and https://ok.example/path?a=1&b=2",
+    ],
+)
+def test_model_text_can_never_inject_markup(text: str) -> None:
+    from lm_notebook.chat_render import render_markdown
+
+    rendered = render_markdown(text)
+    leftover = ALLOWED_TAG.sub("", rendered)
+    assert "<" not in leftover and ">" not in leftover, rendered
+    assert "javascript:" not in rendered
+
+
+def test_markdown_as_models_write_it() -> None:
+    from lm_notebook.chat_render import render_markdown
+
+    out = render_markdown(
+        "# Title\n\nText with `code`, **bold**, *it* and [a link](https://lmstudio.ai).\n\n"
+        "```python\nprint('hi')\n```\n\n3. three\n4. four\n   - nested\n\n| a | b |\n|--:|:-:|\n| 1 | 2 |\n\n> quoted"
+    )
+    assert "<h1>Title</h1>" in out and "<code>code</code>" in out and "<strong>bold</strong>" in out
+    assert '<a href="https://lmstudio.ai" target="_blank" rel="noopener noreferrer">a link</a>' in out
+    code = "<code class=\"language-python\">print(&#x27;hi&#x27;)</code></pre>"
+    assert '<pre><span class="lmnb-lang">python</span>' + code in out
+    assert '<ol start="3"><li>three</li><li>four<ul><li>nested</li></ul></li></ol>' in out
+    assert '<th style="text-align:right">a</th><th style="text-align:center">b</th>' in out
+    assert "<blockquote><p>quoted</p></blockquote>" in out
+    # half-written text, as it streams: an open fence is already code
+    assert render_markdown("```js\nlet x = 1").startswith('<pre><span class="lmnb-lang">js</span><code')
+
+
+def test_the_frozen_prefix_never_cuts_a_code_block() -> None:
+    from lm_notebook.chat_render import render_markdown, stable_prefix_length
+
+    text = "Intro.\n\n```python\na = 1\n\nb = 2\n```\n\nMiddle.\n\n- item\n\nEnd is still grow"
+    for end in range(len(text) + 1):
+        head = text[:end]
+        cut = stable_prefix_length(head)
+        assert head[:cut].count("```") % 2 == 0, (end, cut)
+        assert cut == 0 or head[cut - 2 : cut] == "\n\n"
+    cut = stable_prefix_length(text)
+    assert text[cut:] == "- item\n\nEnd is still grow"  # the last line may still be growing: never frozen
+    assert render_markdown(text[:cut]) + render_markdown(text[cut:]) == render_markdown(text)
