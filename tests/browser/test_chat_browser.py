@@ -29,8 +29,8 @@ def text_length(locator: Any) -> int:
     return len(locator.inner_text())
 
 
-def last(page: Any, selector: str) -> Any:
-    return page.locator(f".lmnb-chat {selector}").last
+def last(chat: Any, selector: str) -> Any:
+    return chat.locator(selector).last
 
 
 def open_and_run_notebook(page: Any, lab: Any) -> Any:
@@ -41,8 +41,8 @@ def open_and_run_notebook(page: Any, lab: Any) -> Any:
         timeout=60_000,
     )
     page.evaluate(RUN_ALL)
-    # the last cell stops an answer and prints "stopped": once it shows, every cell has run
-    page.locator(".jp-OutputArea-output", has_text="stopped").last.wait_for(timeout=60_000)
+    # the last cell prints this: once it shows, every cell has run
+    page.locator(".jp-OutputArea-output", has_text="thought first: True").last.wait_for(timeout=60_000)
     chat = page.locator(".lmnb-chat").first
     chat.wait_for(timeout=30_000)
     chat.scroll_into_view_if_needed()
@@ -56,7 +56,7 @@ def test_type_watch_it_stream_then_stop_a_long_answer(
 ) -> None:
     fake_lmstudio.update_model(MODEL, tokens_per_second=0, reply_tokens=None, ttft=0.0)
     chat = open_and_run_notebook(page, lab)
-    answers_before = page.locator(".lmnb-chat .lmnb-assistant").count()
+    answers_before = chat.locator(".lmnb-assistant").count()
     assert answers_before >= 3  # the notebook's own cells talked through the panel
 
     # --- a message typed into the panel streams in, visibly growing -------------------------------------------
@@ -68,15 +68,15 @@ def test_type_watch_it_stream_then_stop_a_long_answer(
     box.press_sequentially("on two lines")
     assert "\n" in box.input_value()
     page.keyboard.press("Enter")  # sends
-    user = last(page, ".lmnb-user")
+    user = last(chat, ".lmnb-user")
     user.filter(has_text="on two lines").wait_for(timeout=10_000)
     assert "Hello from the browser\non two lines" in user.inner_text()
     page.wait_for_function(
         "() => document.querySelector('.lmnb-chat .lmnb-input textarea').value === ''", timeout=5_000
     )
-    page.locator(".lmnb-chat .lmnb-assistant").nth(answers_before).wait_for(timeout=10_000)
-    answer = last(page, ".lmnb-assistant .lmnb-answer")
-    footer = last(page, ".lmnb-assistant .lmnb-footer-line")
+    chat.locator(".lmnb-assistant").nth(answers_before).wait_for(timeout=10_000)
+    answer = last(chat, ".lmnb-assistant .lmnb-answer")
+    footer = last(chat, ".lmnb-assistant .lmnb-footer-line")
     lengths: list[int] = []
     deadline = time.monotonic() + 20
     while "finish:" not in footer.inner_text() and time.monotonic() < deadline:
@@ -93,8 +93,8 @@ def test_type_watch_it_stream_then_stop_a_long_answer(
     box.click()
     box.press_sequentially("Now write a very long essay")
     chat.locator("button", has_text="Send").click()  # the button sends too, the text typed just before included
-    last(page, ".lmnb-user").filter(has_text="very long essay").wait_for(timeout=10_000)
-    answer = last(page, ".lmnb-assistant .lmnb-answer")
+    last(chat, ".lmnb-user").filter(has_text="very long essay").wait_for(timeout=10_000)
+    answer = last(chat, ".lmnb-assistant .lmnb-answer")
     deadline = time.monotonic() + 15
     while text_length(answer) < 60 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -103,7 +103,7 @@ def test_type_watch_it_stream_then_stop_a_long_answer(
     assert stop.is_enabled()
     stop.click()
     clicked = time.monotonic()
-    footer = last(page, ".lmnb-assistant .lmnb-footer-line")
+    footer = last(chat, ".lmnb-assistant .lmnb-footer-line")
     footer.filter(has_text="stopped").wait_for(timeout=5_000)
     assert time.monotonic() - clicked < 2.0  # heard at once (0.5 s in the kernel, plus the page's round trips)
     chat.locator(".lmnb-status", has_text="Stopped").wait_for(timeout=5_000)
@@ -119,3 +119,24 @@ def test_type_watch_it_stream_then_stop_a_long_answer(
     if not SCREENSHOT.exists() or os.environ.get("LMNB_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, SCREENSHOT)
+
+    # --- another model from the list; the conversation goes on ------------------------------------------------
+    other = "google/gemma-3-4b"
+    fake_lmstudio.update_model(other, tokens_per_second=60, reply_tokens=30)
+    chat.locator("select").select_option(other)
+    box.click()
+    box.press_sequentially("And what do you think?")
+    page.keyboard.press("Enter")
+    last(chat, ".lmnb-assistant .lmnb-head").filter(has_text=other).wait_for(timeout=10_000)
+    last(chat, ".lmnb-assistant .lmnb-footer-line").filter(has_text="finish: stop").wait_for(timeout=15_000)
+    asked = fake_lmstudio.last_request
+    assert asked is not None and asked.model == other
+    assert [m["role"] for m in asked.json["messages"]][-3:] == ["user", "assistant", "user"]  # the stopped answer too
+
+    # --- export: run the notebook's export cell again, as a user would -----------------------------------------
+    export = page.locator(".jp-CodeCell", has_text="to_markdown").first
+    export.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    exported = export.locator(".jp-OutputArea-output", has_text=f"### {other}")
+    exported.wait_for(timeout=15_000)
+    assert exported.inner_text().count("### You") == answers_before + 3
