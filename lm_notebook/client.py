@@ -21,14 +21,18 @@ from typing import Any
 import httpx
 
 from lm_notebook.errors import (
+    ContextLengthExceededError,
     EndpointNotSupportedError,
     LMStudioAPIError,
     LMStudioError,
     LMStudioRequestError,
+    ModelLoadError,
     ModelNotFoundError,
     NoCurrentModelError,
+    NoModelLoadedError,
     classify_error,
     is_error_body,
+    is_unexpected_endpoint,
     model_not_found_message,
     parse_error_body,
 )
@@ -46,6 +50,8 @@ OnToken = Callable[[str, str], object]
 
 _MODEL_ROUTES = ("/api/v1/models", "/api/v0/models", "/v1/models")
 _CHAT_PATH = "/v1/chat/completions"
+# what a probe after an empty stream may reveal; anything else leaves the stream's own error standing
+_EMPTY_STREAM_REASONS = (ContextLengthExceededError, ModelNotFoundError, NoModelLoadedError, ModelLoadError)
 # A stream's connection is not reused: a server that aborts a stream (llama.cpp's server on a prompt longer than the
 # context) may close the socket just after the body ends, and the next request on that pooled connection would fail
 # with "connection reset". One loopback connect per stream is nothing next to a model's answer.
@@ -201,6 +207,10 @@ class _BaseClient:
         self.timeout = resolve_timeout(timeout)
         self._current_model = model
         self._models_route: str | None = None  # which models route this server answered
+        # LM Studio checks model ids itself; other OpenAI-compatible servers (llama.cpp's) may silently answer an
+        # unknown id with whatever model they have, so for them the client checks ids against /v1/models.
+        self._is_lmstudio: bool | None = None
+        self._known_ids: frozenset[str] = frozenset()
 
     # --- seed surface ----------------------------------------------------------------------------------------------
     @property
@@ -307,6 +317,39 @@ class _BaseClient:
             body=err.body,
             server_message=err.server_message,
         )
+
+    @staticmethod
+    def _looks_like_lmstudio(response: httpx.Response) -> bool:
+        """Judge ``GET /lmstudio-greeting``: the greeting, a 401 or LM Studio's 200 "Unexpected endpoint" answer."""
+        if response.status_code == 401:
+            return True
+        try:
+            body = response.json()
+        except ValueError:
+            return False
+        if not isinstance(body, dict):
+            return False
+        return bool(body.get("lmstudio")) or is_unexpected_endpoint(str(body.get("error", "")))
+
+    def _unknown_model_error(self, model: str, ids: list[str]) -> ModelNotFoundError | None:
+        self._known_ids = frozenset(ids)
+        if not ids or model in self._known_ids:
+            return None
+        err = ModelNotFoundError(
+            model_not_found_message(model, ids, self.base_url)
+            + " (This server does not check model ids itself: it would have answered with another model.)",
+            status_code=404,
+            body=None,
+        )
+        err.available, err.model = ids, model
+        return err
+
+    @staticmethod
+    def _probe_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The same request, not streamed and one token long: cheap, and the server says what is wrong."""
+        probe = {k: v for k, v in payload.items() if k not in ("stream", "stream_options")}
+        probe.update(stream=False, max_tokens=1)
+        return probe
 
     def _result_from_body(self, body: Any, started: float) -> ChatResult:
         acc = ChatAccumulator(streaming=False, started=started)
@@ -456,6 +499,7 @@ class LMStudioClient(_BaseClient):
         """One answer, not streamed. ``messages``: a string or a list of role/content dicts."""
         payload = self._chat_payload(messages, model, False, params)
         started = time.perf_counter()
+        self._check_model(payload["model"])
         body = self._request("POST", _CHAT_PATH, json_body=payload, model=payload["model"])
         return self._result_from_body(body, started)
 
@@ -467,9 +511,36 @@ class LMStudioClient(_BaseClient):
             base_url=self.base_url,
             read_timeout=self._read_timeout,
             model=payload["model"],
+            explain_empty=lambda: self._explain_empty_stream(payload),
         )
 
+    def _check_model(self, model: str) -> None:
+        """On a server that is not LM Studio, refuse an id it does not list (it would answer with another model)."""
+        if self._is_lmstudio is None:
+            try:
+                self._is_lmstudio = self._looks_like_lmstudio(
+                    self._http.get("/lmstudio-greeting", timeout=httpx.Timeout(5.0))
+                )
+            except httpx.HTTPError as exc:
+                raise self._translate(exc) from exc
+        if self._is_lmstudio or model in self._known_ids:
+            return
+        err = self._unknown_model_error(model, self._model_ids_quietly())
+        if err is not None:
+            raise err
+
+    def _explain_empty_stream(self, payload: dict[str, Any]) -> None:
+        """A stream that carried nothing: ask once more, unstreamed and one token long, to learn the server's reason
+        (LM Studio and llama.cpp both end an over-long prompt's stream this way)."""
+        try:
+            self._request("POST", _CHAT_PATH, json_body=self._probe_payload(payload), model=payload["model"])
+        except _EMPTY_STREAM_REASONS:
+            raise
+        except LMStudioError:
+            pass
+
     def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+        self._check_model(payload["model"])
         request = self._http.build_request("POST", _CHAT_PATH, json=payload, headers=_STREAM_HEADERS)
         try:
             response = self._http.send(request, stream=True)
@@ -539,9 +610,15 @@ class AsyncLMStudioClient(_BaseClient):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> AsyncLMStudioClient:
         """An async client for the same server, token and current model as ``client`` (e.g. the shared one)."""
-        twin = cls(client.base_url, api_key=client._api_key, timeout=timeout or client.timeout, transport=transport)
+        twin = cls(
+            client.base_url,
+            api_key=client._api_key,
+            timeout=client.timeout if timeout is None else timeout,
+            transport=transport,
+        )
         twin._current_model = client.current_model
         twin._models_route = client._models_route
+        twin._is_lmstudio, twin._known_ids = client._is_lmstudio, client._known_ids
         return twin
 
     async def aclose(self) -> None:
@@ -654,6 +731,7 @@ class AsyncLMStudioClient(_BaseClient):
     async def chat(self, messages: Messages, *, model: str | None = None, **params: Any) -> ChatResult:
         payload = self._chat_payload(messages, model, False, params)
         started = time.perf_counter()
+        await self._check_model(payload["model"])
         body = await self._request("POST", _CHAT_PATH, json_body=payload, model=payload["model"])
         return self._result_from_body(body, started)
 
@@ -664,9 +742,33 @@ class AsyncLMStudioClient(_BaseClient):
             base_url=self.base_url,
             read_timeout=self._read_timeout,
             model=payload["model"],
+            explain_empty=lambda: self._explain_empty_stream(payload),
         )
 
+    async def _check_model(self, model: str) -> None:
+        if self._is_lmstudio is None:
+            try:
+                self._is_lmstudio = self._looks_like_lmstudio(
+                    await self._http.get("/lmstudio-greeting", timeout=httpx.Timeout(5.0))
+                )
+            except httpx.HTTPError as exc:
+                raise self._translate(exc) from exc
+        if self._is_lmstudio or model in self._known_ids:
+            return
+        err = self._unknown_model_error(model, await self._model_ids_quietly())
+        if err is not None:
+            raise err
+
+    async def _explain_empty_stream(self, payload: dict[str, Any]) -> None:
+        try:
+            await self._request("POST", _CHAT_PATH, json_body=self._probe_payload(payload), model=payload["model"])
+        except _EMPTY_STREAM_REASONS:
+            raise
+        except LMStudioError:
+            pass
+
     async def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+        await self._check_model(payload["model"])
         request = self._http.build_request("POST", _CHAT_PATH, json=payload, headers=_STREAM_HEADERS)
         try:
             response = await self._http.send(request, stream=True)

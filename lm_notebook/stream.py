@@ -241,6 +241,7 @@ class ChatAccumulator:
             fn = piece.get("function") or {}
             if fn.get("name"):
                 slot["name"] += fn["name"]
+            self.deltas += 1
             args = fn.get("arguments")
             if args:
                 slot["arguments"].append(args if isinstance(args, str) else json.dumps(args))
@@ -363,15 +364,6 @@ class _StreamCore:
         if event.event == "error":
             raise self._in_band_error(data)
         if data == "[DONE]":
-            if self._acc.finish_reason is None:
-                # OpenAI-style servers say why an answer ended before [DONE]; without it the answer was cut short
-                raise LMStudioStreamError(
-                    f"The server ended the answer after {self._acc.content_chars} characters without saying why (no "
-                    "finish_reason before [DONE]): it was cut short. llama.cpp's server does this to serve a waiting "
-                    "request unless started with --interrupt_requests False. The partial answer is kept (.partial); "
-                    "retry the request.",
-                    partial=self.partial(),
-                )
             self._done = True
             return None
         try:
@@ -434,12 +426,22 @@ class _StreamCore:
             exc, base_url=self._base_url, read_timeout=self._read_timeout, partial=self.partial(), streaming=True
         )
 
-    def _ended_without_done(self) -> None:
-        """The body ended: fine after a finish_reason, else the stream broke."""
+    def _check_finished(self) -> None:
+        """The body ended (at ``[DONE]`` or not): fine after a finish_reason, else the answer was cut or broken."""
         self._decoder.flush()
         if self._acc.finish_reason is not None:
             self._done = True
             return
+        saw_done, self._done = self._done, False
+        if saw_done:
+            # OpenAI-style servers say why an answer ended before [DONE]; without it the answer was cut short
+            raise LMStudioStreamError(
+                f"The server ended the answer after {self._acc.content_chars} characters without saying why (no "
+                "finish_reason before [DONE]): it was cut short. llama.cpp's server does this to serve a waiting "
+                "request unless started with --interrupt_requests False. The partial answer is kept (.partial); "
+                "retry the request.",
+                partial=self.partial(),
+            )
         if self._acc.id is None and self._acc.deltas == 0:  # no chunk: it failed before generating; a retry won't help
             raise LMStudioStreamError(
                 f"The server at {self._base_url} accepted the request but ended the stream without sending anything. "
@@ -491,9 +493,11 @@ class ChatStream(_StreamCore):
         base_url: str,
         read_timeout: float | None,
         model: str | None,
+        explain_empty: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(base_url=base_url, read_timeout=read_timeout, model=model)
         self._opener = opener
+        self._explain_empty = explain_empty
         self._response: httpx.Response | None = None
         self._gen: Iterator[Any] | None = None
         self._content_only = True
@@ -553,20 +557,23 @@ class ChatStream(_StreamCore):
                     for event in feed(raw):
                         chunk = decode(event)
                         if chunk is None:
-                            return
+                            break
                         text = plain(chunk)
                         if text is None:
                             yield from outputs(chunk, content_only)
                         elif text:
                             yield text if content_only else StreamPart(CONTENT, text)
-                    if stop.is_set():
-                        return
+                    if self._done or stop.is_set():
+                        break
             except httpx.HTTPError as exc:
                 if stop.is_set():
                     return
                 raise self._transport_error(exc) from exc
-            if not stop.is_set():
-                self._ended_without_done()
+            if stop.is_set():
+                return
+            if self._acc.deltas == 0 and self._explain_empty is not None:
+                self._explain_empty()  # raises the server's reason for an empty stream, if it has one
+            self._check_finished()
         except LMStudioError as err:
             self._error = err
             raise
@@ -627,9 +634,11 @@ class AsyncChatStream(_StreamCore):
         base_url: str,
         read_timeout: float | None,
         model: str | None,
+        explain_empty: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(base_url=base_url, read_timeout=read_timeout, model=model)
         self._opener = opener
+        self._explain_empty = explain_empty
         self._response: httpx.Response | None = None
         self._gen: AsyncIterator[Any] | None = None
         self._content_only = True
@@ -689,21 +698,24 @@ class AsyncChatStream(_StreamCore):
                     for event in feed(raw):
                         chunk = decode(event)
                         if chunk is None:
-                            return
+                            break
                         text = plain(chunk)
                         if text is None:
                             for out in outputs(chunk, content_only):
                                 yield out
                         elif text:
                             yield text if content_only else StreamPart(CONTENT, text)
-                    if stop.is_set():
-                        return
+                    if self._done or stop.is_set():
+                        break
             except httpx.HTTPError as exc:
                 if stop.is_set():
                     return
                 raise self._transport_error(exc) from exc
-            if not stop.is_set():
-                self._ended_without_done()
+            if stop.is_set():
+                return
+            if self._acc.deltas == 0 and self._explain_empty is not None:
+                await self._explain_empty()
+            self._check_finished()
         except LMStudioError as err:
             self._error = err
             raise

@@ -588,8 +588,8 @@ def test_async_twin_from_a_sync_client_keeps_server_token_and_model() -> None:
             return (await twin.chat("hi")).content
 
     assert asyncio.run(run()) == "ok"
-    assert str(seen[0].url) == "http://studio.local:1234/v1/chat/completions"
-    assert seen[0].headers["authorization"] == f"Bearer {TOKEN}"
+    assert str(seen[-1].url) == "http://studio.local:1234/v1/chat/completions"
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in seen)
 
 
 def test_a_dropped_stream_says_so_and_a_server_error_does_not(mode: str) -> None:
@@ -607,3 +607,70 @@ def test_hang_up_before_answering_is_not_called_unreachable(mode: str) -> None:
     with pytest.raises(LMStudioConnectionError) as info:
         Harness(mode, hang_up).call("chat", "hi", model="m")
     assert "closed the connection without answering" in info.value.message
+
+
+def llama_like(chat: Any) -> Any:
+    """A server that is not LM Studio: no greeting route (404), ids only from /v1/models, anything on chat."""
+    table = {"/v1/chat/completions": chat, "/v1/models": httpx.Response(200, json=MODELS_V1)}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        answer = table.get(request.url.path, httpx.Response(404, text="File Not Found"))
+        return answer(request) if callable(answer) else answer  # type: ignore[no-any-return]
+
+    return handle
+
+
+def test_unknown_model_is_refused_on_a_server_that_would_not_check(mode: str) -> None:
+    h = Harness(mode, llama_like(httpx.Response(200, json=completion("served by another model"))))
+    with pytest.raises(ModelNotFoundError) as info:
+        h.call("chat", "hi", model="qwen-7b")
+    assert "Available: qwen2.5-7b-instruct" in info.value.message and "does not check model ids" in info.value.message
+    assert [r.url.path for r in h.requests] == ["/lmstudio-greeting", "/v1/models"]
+    out = h.stream("hi", model="qwen-7b")
+    assert isinstance(out.error, ModelNotFoundError)
+    assert not any(r.url.path == "/v1/chat/completions" for r in h.requests)
+
+
+def test_known_ids_are_checked_once_per_client() -> None:
+    h = Harness("sync", llama_like(httpx.Response(200, json=completion("ok"))))
+    with h.sync_client() as client:
+        for _ in range(3):
+            assert client.chat("hi", model="google/gemma-3-4b").content == "ok"
+    assert [r.url.path for r in h.requests] == ["/lmstudio-greeting", "/v1/models", *["/v1/chat/completions"] * 3]
+
+
+def test_lm_studio_is_trusted_to_check_ids_itself(mode: str) -> None:
+    h = Harness(mode, routes({"/lmstudio-greeting": httpx.Response(200, json={"lmstudio": True}),
+                              "/v1/chat/completions": httpx.Response(200, json=completion("ok"))}))
+    assert h.call("chat", "hi", model="anything").content == "ok"
+    assert "/v1/models" not in [r.url.path for r in h.requests]
+
+
+def test_an_empty_stream_is_explained_by_a_one_token_probe(mode: str) -> None:
+    def chat(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["stream"]:
+            return sse_response([DONE])  # what LM Studio and llama.cpp send for some context overflows
+        return httpx.Response(400, json=CONTEXT_400)
+
+    h = Harness(mode, routes({"/v1/chat/completions": chat}))
+    out = h.stream("a very long prompt", model="m", max_tokens=500)
+    assert isinstance(out.error, ContextLengthExceededError)
+    probe = h.body()
+    assert probe["stream"] is False and probe["max_tokens"] == 1 and "stream_options" not in probe
+    assert probe["messages"] == [{"role": "user", "content": "a very long prompt"}]
+
+
+def test_an_empty_answer_the_probe_cannot_explain_is_just_empty(mode: str) -> None:
+    def chat(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["stream"]:
+            return sse_response([chunk(finish="stop"), DONE])
+        return httpx.Response(200, json=completion(""))
+
+    out = Harness(mode, routes({"/v1/chat/completions": chat})).stream()
+    assert out.error is None and out.result is not None and out.result.content == ""
+
+
+def test_done_without_a_finish_reason_is_a_cut_answer(mode: str) -> None:
+    out = Harness(mode, stream_handler([chunk("half", role=True), DONE])).stream()
+    assert isinstance(out.error, LMStudioStreamError) and "cut short" in out.error.message
+    assert out.error.partial_content == "half"

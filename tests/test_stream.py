@@ -31,8 +31,13 @@ def stalling_server() -> Iterator[tuple[str, threading.Event]]:
 
     def serve() -> None:
         conn, _ = listener.accept()
+        while conn.recv(65536).startswith(b"GET /lmstudio-greeting"):  # the client asks who it talks to first
+            body = b'{"lmstudio":true}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+            conn.close()
+            conn, _ = listener.accept()
         with conn:
-            conn.recv(65536)
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
             for piece in (sse("Hello", True), sse(" world")):
                 conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
