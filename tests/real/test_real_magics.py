@@ -154,10 +154,11 @@ def test_interrupt_stops_a_real_answer_and_the_kernel_goes_on(kernel: Kernel) ->
     assert again.status == "ok", again.text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="llama.cpp's server silently answers an unknown model id with its first model; %%lm does not check -m",
-)
 def test_lm_with_an_unknown_model_is_one_error_line(kernel: Kernel) -> None:
     run = kernel.run("%%lm -m no-such-model --max-tokens 4\nHi")
     assert run.status == "error"
+    (error,) = run.of_type("error")
+    assert error["content"]["ename"] == "ModelNotFoundError"
+    assert len(error["content"]["traceback"]) == 1
+    shown = run.text()
+    assert all(model in shown for model in MODELS), shown
