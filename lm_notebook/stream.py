@@ -298,8 +298,13 @@ class ChatAccumulator:
         tokens = self.usage.completion_tokens if self.usage and self.usage.completion_tokens else None
         if tokens is None and self.streaming:
             tokens = self.deltas
-        gen = (end - self.first_token_at) if (self.first_token_at is not None and self.streaming) else total
-        tps = (tokens / gen) if tokens and gen and gen > 0 else None
+        if self.first_token_at is not None and self.streaming:
+            # the first token arrives at TTFT; the rate is of the ones after it (one token has no rate)
+            gen = end - self.first_token_at
+            tokens = tokens - 1 if tokens else tokens
+        else:
+            gen = total
+        tps = (tokens / gen) if tokens and gen > 0 else None
         if self.stats and not self.streaming:
             ttft = self.stats.get("time_to_first_token", ttft)
             tps = self.stats.get("tokens_per_second", tps)

@@ -171,6 +171,13 @@ class MockLMStudioServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        # a connection accepted during shutdown, or a pacing timer, must end here: a task left pending would be
+        # finalized after the loop is closed ("Event loop is closed")
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=2)
         asyncio.get_running_loop().stop()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
