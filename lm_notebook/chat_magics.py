@@ -12,7 +12,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from lm_notebook.client import LMStudioClient
-from lm_notebook.magics import argument, magic_arguments, parse_argstring
+from lm_notebook.magics import argument, magic_arguments, parse_argstring, remove_magics
 from lm_notebook.session import get_client
 
 if TYPE_CHECKING:
@@ -99,11 +99,9 @@ def register(ipython: Any) -> None:
 
 def unregister(ipython: Any) -> None:
     """Remove ``%lm_chat`` and close the panels it opened."""
-    magics = ipython.magics_manager.registry.pop("ChatMagics", None)
+    magics = ipython.magics_manager.registry.get("ChatMagics")
     if magics is None:
         return
-    for kind, table in magics.magics.items():
-        for name in table:
-            ipython.magics_manager.magics[kind].pop(name, None)
+    remove_magics(ipython, "ChatMagics")
     for panel in magics.panels:
         panel.close()
