@@ -271,6 +271,7 @@ class NotebookStreamView:
         self._tokens = 0
         self._dirty = False
         self._stopped = threading.Event()
+        self._first_token = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one publisher at a time (repaint thread vs. stop())
 
@@ -291,9 +292,12 @@ class NotebookStreamView:
             return
         self._tokens += 1
         self._dirty = True
+        if self._tokens == 1:
+            self._first_token.set()
 
     def stop(self) -> None:
         self._stopped.set()
+        self._first_token.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
         with self._lock:
@@ -303,14 +307,18 @@ class NotebookStreamView:
         _display(render_answer(result, fmt, parsed=parsed, note=note))
 
     def _repaint_loop(self) -> None:
-        while not self._stopped.wait(self.interval):
-            if not self._dirty:
-                continue
-            with self._lock:
-                if self._stopped.is_set():
-                    return
-                self._dirty = False
-                self._update(self._live_bundle())
+        # the first token is painted at once (time to first token is what a user feels), then at most one repaint
+        # per interval, and only when something arrived
+        self._first_token.wait()
+        while not self._stopped.is_set():
+            if self._dirty:
+                with self._lock:
+                    if self._stopped.is_set():
+                        return
+                    self._dirty = False
+                    self._update(self._live_bundle())
+            if self._stopped.wait(self.interval):
+                return
 
     def _live_bundle(self, *, waiting: bool = False) -> Bundle:
         content = "".join(self._content)
