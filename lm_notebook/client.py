@@ -311,8 +311,8 @@ class _BaseClient:
 
     def _unsupported(self, what: str, err: LMStudioAPIError, instead: str) -> EndpointNotSupportedError:
         return EndpointNotSupportedError(
-            f"{what} needs LM Studio 0.4 or newer; the server at {self.base_url} does not have "
-            f"{err.server_message or 'this route'}. {instead}",
+            f"{what} needs LM Studio 0.4 or newer; the server at {self.base_url} does not have this route "
+            f"(HTTP {err.status_code}). {instead}",
             status_code=err.status_code,
             body=err.body,
             server_message=err.server_message,

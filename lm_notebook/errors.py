@@ -351,10 +351,16 @@ def classify_error(
             "client.load_model('<model>', context_length=16384))." + quoted,
             **kw,
         )
-    if "response_format" in low:
+    if "response_format" in low or "validation error" in low:  # the latter: pydantic-based servers (llama.cpp's)
         return InvalidRequestError(
-            "LM Studio rejected response_format: use {'type': 'json_schema', 'json_schema': {...}} or "
-            "{'type': 'text'}." + quoted,
+            (
+                "LM Studio rejected response_format: use {'type': 'json_schema', 'json_schema': {...}} or "
+                "{'type': 'text'}."
+                if "response_format" in low
+                else f"The server at {base_url} rejected a request parameter (wrong type or value): check the "
+                "parameters named in its message."
+            )
+            + quoted,
             **kw,
         )
     if status_code == 429:

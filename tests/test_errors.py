@@ -59,3 +59,12 @@ def test_model_not_found_without_any_ids_says_how_to_download() -> None:
     err = classify_error(status_code=404, body=None, message='Model "m" not found', code=None, base_url="u",
                          method="POST", path="/v1/chat/completions", available=[])
     assert isinstance(err, ModelNotFoundError) and "lms get" in err.message
+
+
+def test_a_pydantic_validation_error_is_an_invalid_request_not_a_server_fault() -> None:
+    from lm_notebook.errors import InvalidRequestError
+
+    text = "1 validation error for CreateChatCompletionRequest\ntemperature\n  Input should be a valid number"
+    err = classify_error(status_code=500, body=None, message=text, code=None, base_url="u", method="POST",
+                         path="/v1/chat/completions")
+    assert isinstance(err, InvalidRequestError) and "rejected a request parameter" in err.message
