@@ -1,5 +1,7 @@
 """`make run`: JupyterLab on notebooks/quickstart.ipynb, talking to LM Studio if one answers on the base URL.
 
+Extra arguments go to `jupyter lab` (e.g. `python scripts/run_lab.py --no-browser --port 8899`).
+
 If nothing answers there and the base URL is on this machine, the bundled fake LM Studio server is started on that
 port for the session (so the notebooks work offline), and stopped when JupyterLab exits.
 """
@@ -38,7 +40,7 @@ def main() -> int:
     client.close()
 
     env = {**os.environ, "LMSTUDIO_BASE_URL": base_url}
-    command = [sys.executable, "-m", "jupyter", "lab", "notebooks/quickstart.ipynb", "--ip=127.0.0.1"]
+    command = [sys.executable, "-m", "jupyter", "lab", "notebooks/quickstart.ipynb", "--ip=127.0.0.1", *sys.argv[1:]]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     try:
