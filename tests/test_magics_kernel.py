@@ -4,74 +4,15 @@ one-line errors — what JupyterLab, Notebook 7 and VS Code receive on iopub."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import queue
-import re
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from jupyter_client.manager import KernelManager, start_new_kernel
+from kernel_driver import ANSI, Kernel, kernel_for
 
 from lm_notebook.testing import MockLMStudioServer, ModelSpec, default_models
 
 MODEL = "qwen2.5-7b-instruct"
 SLOW = "slow-model"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@dataclass
-class Execution:
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    reply: dict[str, Any] = field(default_factory=dict)
-    started: float = 0.0
-    interrupted_at: float | None = None
-    idle_at: float = 0.0
-
-    def of_type(self, *kinds: str) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m["msg_type"] in kinds]
-
-    @property
-    def status(self) -> str:
-        return str(self.reply["content"]["status"])
-
-
-class Kernel:
-    def __init__(self, km: KernelManager, kc: Any) -> None:
-        self.km, self.kc = km, kc
-
-    def execute(self, code: str, *, interrupt_when: str | None = None, timeout: float = 30) -> Execution:
-        """Run ``code``; with ``interrupt_when``, interrupt the kernel once a live update contains that text."""
-        out = Execution(started=time.perf_counter())
-        msg_id = self.kc.execute(code)
-        deadline = out.started + timeout
-        while True:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"kernel still busy after {timeout} s running {code!r}")
-            try:
-                msg = self.kc.get_iopub_msg(timeout=0.05)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status":
-                if msg["content"]["execution_state"] == "idle":
-                    out.idle_at = time.perf_counter()
-                    break
-                continue
-            out.messages.append(msg)
-            if (
-                interrupt_when is not None
-                and out.interrupted_at is None
-                and msg["msg_type"] == "update_display_data"
-                and interrupt_when in str(msg["content"]["data"])
-            ):
-                out.interrupted_at = time.perf_counter()
-                self.km.interrupt_kernel()
-        out.reply = self.kc.get_shell_msg(timeout=10)
-        return out
 
 
 @pytest.fixture(scope="module")
@@ -85,19 +26,13 @@ def server() -> Iterator[MockLMStudioServer]:
 
 @pytest.fixture(scope="module")
 def kernel(server: MockLMStudioServer) -> Iterator[Kernel]:
-    env = {**os.environ, "LMSTUDIO_BASE_URL": server.url}
-    km, kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=60)
-    k = Kernel(km, kc)
-    try:
-        assert k.execute(f"%load_ext lm_notebook\n%lm_use {MODEL}").status == "ok"
+    with kernel_for(server.url) as k:
+        assert k.run(f"%load_ext lm_notebook\n%lm_use {MODEL}").status == "ok"
         yield k
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def test_streaming_updates_one_display_live_then_shows_the_exact_answer(kernel: Kernel) -> None:
-    run = kernel.execute("%%lm -o ans\nTell me about tides")
+    run = kernel.run("%%lm -o ans\nTell me about tides")
     assert run.status == "ok"
     kinds = [m["msg_type"] for m in run.messages]
     assert kinds[0] == "execute_input"
@@ -118,11 +53,11 @@ def test_streaming_updates_one_display_live_then_shows_the_exact_answer(kernel: 
     assert kinds[-1] == "execute_result"  # the exact final render is the cell's value
     final = run.messages[-1]["content"]["data"]
     assert "▌" not in final["text/markdown"] and "<sub>qwen2.5-7b-instruct · 200 tokens · " in final["text/markdown"]
-    assert kernel.execute("assert ans.completion_tokens == 200 and not ans.stopped").status == "ok"
+    assert kernel.run("assert ans.completion_tokens == 200 and not ans.stopped").status == "ok"
 
 
 def test_interrupt_stops_the_answer_and_the_kernel_is_idle_within_half_a_second(kernel: Kernel) -> None:
-    run = kernel.execute(f"%%lm -m {SLOW} -o cut\nA long story", interrupt_when="tokens · streaming")
+    run = kernel.run(f"%%lm -m {SLOW} -o cut\nA long story", interrupt_when="tokens · streaming")
     assert run.interrupted_at is not None, "the answer never started streaming"
     to_idle = run.idle_at - run.interrupted_at
     assert to_idle < 0.5, f"kernel idle {to_idle:.3f} s after the interrupt"
@@ -137,7 +72,7 @@ def test_interrupt_stops_the_answer_and_the_kernel_is_idle_within_half_a_second(
         "KeyboardInterrupt: stopped by you; the partial answer is shown above and in cut."
     ]
     # the partial answer is kept, and the kernel takes the next cell at once
-    after = kernel.execute("print(cut.stopped, 0 < len(cut.content) < 5000)")
+    after = kernel.run("print(cut.stopped, 0 < len(cut.content) < 5000)")
     assert after.status == "ok"
     assert after.of_type("stream")[0]["content"]["text"] == "True True\n"
 
@@ -150,7 +85,7 @@ def test_interrupt_stops_the_answer_and_the_kernel_is_idle_within_half_a_second(
     ],
 )
 def test_errors_are_one_line(kernel: Kernel, cell: str, ename: str, starts: str) -> None:
-    run = kernel.execute(cell)
+    run = kernel.run(cell)
     assert run.status == "error"
     (error,) = run.of_type("error")
     lines = [ANSI.sub("", line) for line in error["content"]["traceback"]]
@@ -158,7 +93,7 @@ def test_errors_are_one_line(kernel: Kernel, cell: str, ename: str, starts: str)
 
 
 def test_a_bad_flag_is_a_usage_error_line(kernel: Kernel) -> None:
-    run = kernel.execute("%%lm --temperature hot\nHi")
+    run = kernel.run("%%lm --temperature hot\nHi")
     assert run.status == "error"
     (stream,) = run.of_type("stream")
     assert stream["content"]["name"] == "stderr"
@@ -167,11 +102,11 @@ def test_a_bad_flag_is_a_usage_error_line(kernel: Kernel) -> None:
 
 
 def test_server_gone_is_one_line(kernel: Kernel) -> None:
-    kernel.execute("%config LMMagics.base_url = 'http://127.0.0.1:9'")
+    kernel.run("%config LMMagics.base_url = 'http://127.0.0.1:9'")
     try:
-        run = kernel.execute("%%lm\nHi")
+        run = kernel.run("%%lm\nHi")
     finally:
-        kernel.execute("%config LMMagics.base_url = ''\nimport os, lm_notebook\n"
+        kernel.run("%config LMMagics.base_url = ''\nimport os, lm_notebook\n"
                        "lm_notebook.set_client(lm_notebook.LMStudioClient(os.environ['LMSTUDIO_BASE_URL'], "
                        f"model={MODEL!r}))")
     (error,) = run.of_type("error")

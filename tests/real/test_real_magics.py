@@ -2,100 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import queue
-import re
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from jupyter_client.manager import KernelManager, start_new_kernel
+from kernel_driver import Kernel, kernel_for
 from real_server import GEMMA3, MODELS, SMOLLM2
 
 from lm_notebook import LMStudioClient
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 QUESTION = "What is the capital of France? Answer in one word."
-
-
-@dataclass
-class Run:
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    reply: dict[str, Any] = field(default_factory=dict)
-    started: float = 0.0
-    interrupted_at: float | None = None
-    idle_at: float = 0.0
-
-    def of_type(self, *kinds: str) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m["msg_type"] in kinds]
-
-    @property
-    def status(self) -> str:
-        return str(self.reply["content"]["status"])
-
-    def text(self) -> str:
-        """Everything the cell showed, as one string (stream text and every mime type of every display)."""
-        parts: list[str] = []
-        for m in self.messages:
-            content = m["content"]
-            if m["msg_type"] == "stream":
-                parts.append(content["text"])
-            elif "data" in content:
-                parts.extend(str(v) for v in content["data"].values())
-            elif m["msg_type"] == "error":
-                parts.extend(ANSI.sub("", line) for line in content["traceback"])
-        return "\n".join(parts)
-
-
-class Kernel:
-    def __init__(self, km: KernelManager, kc: Any) -> None:
-        self.km, self.kc = km, kc
-
-    def run(self, code: str, *, interrupt_when: str | None = None, timeout: float = 60) -> Run:
-        """Execute ``code``; with ``interrupt_when``, interrupt the kernel once a live update contains that text."""
-        out = Run(started=time.perf_counter())
-        msg_id = self.kc.execute(code)
-        deadline = out.started + timeout
-        while True:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"kernel still busy after {timeout} s running {code!r}")
-            try:
-                msg = self.kc.get_iopub_msg(timeout=0.05)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status":
-                if msg["content"]["execution_state"] == "idle":
-                    out.idle_at = time.perf_counter()
-                    break
-                continue
-            out.messages.append(msg)
-            if (
-                interrupt_when is not None
-                and out.interrupted_at is None
-                and msg["msg_type"] == "update_display_data"
-                and interrupt_when in str(msg["content"]["data"])
-            ):
-                out.interrupted_at = time.perf_counter()
-                self.km.interrupt_kernel()
-        out.reply = self.kc.get_shell_msg(timeout=10)
-        return out
 
 
 @pytest.fixture(scope="module")
 def kernel(real_base_url: str) -> Iterator[Kernel]:
-    env = {**os.environ, "LMSTUDIO_BASE_URL": real_base_url}
-    km, kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=60)
-    k = Kernel(km, kc)
-    try:
+    with kernel_for(real_base_url) as k:
         assert k.run("%load_ext lm_notebook").status == "ok"
         yield k
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def test_lm_models_lists_both_models(kernel: Kernel) -> None:

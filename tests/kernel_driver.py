@@ -1,0 +1,98 @@
+"""Drive a real IPython kernel through jupyter_client, collecting what a frontend receives on iopub.
+
+Shared by the kernel tests of the magics (fake server) and of the real-model tier.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class Run:
+    """One cell's execution: its iopub messages (status aside), its shell reply and timings."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    reply: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+    interrupted_at: float | None = None
+    idle_at: float = 0.0
+
+    def of_type(self, *kinds: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["msg_type"] in kinds]
+
+    @property
+    def status(self) -> str:
+        return str(self.reply["content"]["status"])
+
+    def text(self) -> str:
+        """Everything the cell showed, as one string (stream text and every mime type of every display)."""
+        parts: list[str] = []
+        for m in self.messages:
+            content = m["content"]
+            if m["msg_type"] == "stream":
+                parts.append(content["text"])
+            elif "data" in content:
+                parts.extend(str(v) for v in content["data"].values())
+            elif m["msg_type"] == "error":
+                parts.extend(ANSI.sub("", line) for line in content["traceback"])
+        return "\n".join(parts)
+
+
+class Kernel:
+    def __init__(self, km: KernelManager, kc: Any) -> None:
+        self.km, self.kc = km, kc
+
+    def run(self, code: str, *, interrupt_when: str | None = None, timeout: float = 60) -> Run:
+        """Execute ``code``; with ``interrupt_when``, interrupt the kernel once a live update contains that text."""
+        out = Run(started=time.perf_counter())
+        msg_id = self.kc.execute(code)
+        deadline = out.started + timeout
+        while True:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"kernel still busy after {timeout} s running {code!r}")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=0.05)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status":
+                if msg["content"]["execution_state"] == "idle":
+                    out.idle_at = time.perf_counter()
+                    break
+                continue
+            out.messages.append(msg)
+            if (
+                interrupt_when is not None
+                and out.interrupted_at is None
+                and msg["msg_type"] == "update_display_data"
+                and interrupt_when in str(msg["content"]["data"])
+            ):
+                out.interrupted_at = time.perf_counter()
+                self.km.interrupt_kernel()
+        out.reply = self.kc.get_shell_msg(timeout=10)
+        return out
+
+
+@contextmanager
+def kernel_for(base_url: str) -> Iterator[Kernel]:
+    """A fresh kernel whose LMSTUDIO_BASE_URL is ``base_url``, shut down afterwards."""
+    env = {**os.environ, "LMSTUDIO_BASE_URL": base_url}
+    km, kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=60)
+    try:
+        yield Kernel(km, kc)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
