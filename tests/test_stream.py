@@ -33,8 +33,8 @@ def stalling_server() -> Iterator[tuple[str, threading.Event]]:
         conn, _ = listener.accept()
         while conn.recv(65536).startswith(b"GET /lmstudio-greeting"):  # the client asks who it talks to first
             body = b'{"lmstudio":true}'
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                         % (len(body), body))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             conn.close()
             conn, _ = listener.accept()
         with conn:
