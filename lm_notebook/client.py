@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from lm_notebook.accumulator import ChatAccumulator
 from lm_notebook.errors import (
     ContextLengthExceededError,
     EndpointNotSupportedError,
@@ -37,7 +38,7 @@ from lm_notebook.errors import (
     parse_error_body,
 )
 from lm_notebook.http_errors import translate_transport_error
-from lm_notebook.stream import AsyncChatStream, ChatAccumulator, ChatStream
+from lm_notebook.stream import AsyncChatStream, ChatStream
 from lm_notebook.types import ChatResult, ModelInfo
 
 DEFAULT_BASE_URL = "http://127.0.0.1:1234"

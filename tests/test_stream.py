@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from lm_notebook import LMStudioClient, StreamPart
-from lm_notebook.stream import ChatAccumulator, TextBuffer
+from lm_notebook.accumulator import ChatAccumulator, TextBuffer
 
 
 def sse(content: str, role: bool = False) -> bytes:
