@@ -57,6 +57,8 @@ def stream_chunks(http: httpx.Client, body: dict[str, Any], path: str = "/v1/cha
 # --- lifecycle -----------------------------------------------------------------------------------------------------
 
 def test_start_stop_frees_port_and_thread() -> None:
+    # servers other tests keep for their module or session are not this test's business
+    before = {t for t in threading.enumerate() if t.name == "MockLMStudioServer"}
     server = MockLMStudioServer()
     server.start()
     port = server.port
@@ -67,7 +69,7 @@ def test_start_stop_frees_port_and_thread() -> None:
     client.get(server.url + "/v1/models")
     server.stop()
     assert not server.running
-    assert not any(t.name == "MockLMStudioServer" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.name == "MockLMStudioServer" and t.is_alive() and t not in before for t in threading.enumerate())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))  # the port is free again
     with pytest.raises(httpx.TransportError):

@@ -70,14 +70,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fake_lmstudio() -> Iterator[MockLMStudioServer]:
     """The fake LM Studio the notebook's kernel talks to (tests change its pacing as they go)."""
     with MockLMStudioServer() as server:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, fake_lmstudio: MockLMStudioServer) -> Iterator[Lab]:
     """JupyterLab on 127.0.0.1 (a token, a free port), serving a temporary root dir holding the chat notebook."""
     base = tmp_path_factory.mktemp("lab")
@@ -134,7 +134,7 @@ def _wait_until_up(process: subprocess.Popen[bytes], status_url: str, log: Path)
     pytest.fail(f"JupyterLab did not answer in {LAB_START_TIMEOUT:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium, headless, driven by Playwright."""
     require(CHROMIUM.exists(), f"no Chromium at {CHROMIUM} (scripts/setup_browser.sh installs Debian's)")
