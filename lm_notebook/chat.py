@@ -12,6 +12,10 @@ browser. Each answer is read by its own thread, away from the widget message han
 streams; a second thread repaints a few times a second (never once per token), re-sending only the unfinished end of
 the answer (see :mod:`lm_notebook.chat_view`). Errors never escape :meth:`send`: they are shown in the panel with what
 to do, and carried by the returned :class:`ChatReply`.
+
+This module holds the panel itself; its parts live beside it: :mod:`~lm_notebook.chat_reply` (the reply handle and the
+record of a message), :mod:`~lm_notebook.chat_generation` (one answer's threads), :mod:`~lm_notebook.chat_view` (the
+widgets), :mod:`~lm_notebook.chat_render` (Markdown) and :mod:`~lm_notebook.chat_export` (Markdown / DataFrame export).
 """
 
 from __future__ import annotations
@@ -20,11 +24,16 @@ import contextlib
 import html
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from lm_notebook.chat_export import conversation_dataframe, conversation_markdown
+from lm_notebook.chat_generation import REPAINT_INTERVAL as REPAINT_INTERVAL
+from lm_notebook.chat_generation import STOP_GRACE as STOP_GRACE
+from lm_notebook.chat_generation import AnswerGeneration
+from lm_notebook.chat_reply import ChatReply as ChatReply
+from lm_notebook.chat_reply import ConversationEntry
 from lm_notebook.chat_view import (
     SUBMIT_MARK,
     AssistantMessageView,
@@ -36,242 +45,12 @@ from lm_notebook.chat_view import (
 )
 from lm_notebook.client import LMStudioClient
 from lm_notebook.errors import LMStudioError, NoCurrentModelError
-from lm_notebook.stream import ChatStream, StreamPart
 from lm_notebook.types import ChatResult
 
 if TYPE_CHECKING:
     import pandas as pd
 
-REPAINT_INTERVAL = 0.2  # seconds between repaints of a streaming answer (≤ 5 per second)
-STOP_GRACE = 0.5  # how long stop() waits for the reader before it settles the answer itself
 _EMBEDDING_TYPES = ("embeddings", "embedding")
-
-
-class ChatReply:
-    """The handle :meth:`ChatPanel.send` returns: the answer as it streams, then its result or error.
-
-    ``wait()`` blocks until the answer is complete, stopped or failed; it never raises the model's errors — look at
-    ``error`` (the exception, with an actionable ``.message``) or ``result`` (a :class:`ChatResult`).
-    """
-
-    def __init__(self, prompt: str, model: str | None) -> None:
-        self.prompt = prompt
-        self.model = model
-        self.result: ChatResult | None = None
-        self.error: Exception | None = None
-        self._done = threading.Event()
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    @property
-    def ok(self) -> bool:
-        """Done, without error (a stopped answer is ok)."""
-        return self.done and self.error is None
-
-    @property
-    def stopped(self) -> bool:
-        return self.result is not None and self.result.stopped
-
-    @property
-    def content(self) -> str:
-        """The answer text so far (all of it once done)."""
-        if self.result is not None:
-            return self.result.content
-        return "".join(self._content)
-
-    @property
-    def reasoning(self) -> str:
-        if self.result is not None:
-            return self.result.reasoning
-        return "".join(self._reasoning)
-
-    def wait(self, timeout: float | None = None) -> ChatResult | None:
-        """The result once the answer is over (None when it failed: see ``error``).
-
-        Raises ``TimeoutError`` when it is still streaming after ``timeout`` seconds.
-        """
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"the answer is still streaming after {timeout} s; call stop() to end it")
-        return self.result
-
-    def _settle(self, result: ChatResult | None, error: Exception | None) -> None:
-        self.result, self.error = result, error
-        self._done.set()
-
-    @property
-    def state(self) -> str:
-        if not self.done:
-            return "streaming"
-        if self.error is not None:
-            return "failed"
-        return "stopped" if self.stopped else "answered"
-
-    def __repr__(self) -> str:
-        extra = f": {error_text(self.error)}" if self.error is not None else f", {len(self.content)} chars"
-        return f"<ChatReply {self.state} model={self.model!r}{extra}>"
-
-
-@dataclass
-class _Entry:
-    """One message of the conversation, with its view."""
-
-    role: str  # "user" | "assistant"
-    content: str
-    view: Any
-    model: str | None = None
-    reasoning: str = ""
-    result: ChatResult | None = None
-    error: Exception | None = None
-    reply: ChatReply | None = None
-
-    @property
-    def in_history(self) -> bool:
-        """Failed answers (and answers stopped before any text) are not part of what the model sees."""
-        return self.role == "user" or (self.error is None and bool(self.content))
-
-
-class _Generation:
-    """One answer being streamed: a reader thread, a repaint thread, and a stop that is always heard."""
-
-    def __init__(
-        self,
-        panel: ChatPanel,
-        entry: _Entry,
-        reply: ChatReply,
-        messages: list[dict[str, Any]],
-        params: dict[str, Any],
-    ) -> None:
-        self.panel = panel
-        self.entry = entry
-        self.reply = reply
-        self.messages = messages
-        self.params = params
-        self.model = entry.model
-        self.stream: ChatStream | None = None
-        self.stop_requested = threading.Event()
-        self.finished = threading.Event()
-        self._data_lock = threading.Lock()
-        self._paint_lock = threading.Lock()
-        self._dirty = False
-        self._settled = False
-        self._parts = 0
-        self.reader = threading.Thread(target=self._read, name="lm_notebook-chat-reader", daemon=True)
-        self.painter = threading.Thread(target=self._paint_loop, name="lm_notebook-chat-painter", daemon=True)
-
-    def start(self) -> None:
-        self.reader.start()
-        self.painter.start()
-
-    # --- reading (reader thread) ------------------------------------------------------------------------------
-    def _read(self) -> None:
-        result: ChatResult | None = None
-        error: Exception | None = None
-        stream: ChatStream | None = None
-        try:
-            stream = self.panel.client.stream_chat(self.messages, model=self.model, **self.params)
-            with self._data_lock:
-                self.stream = stream
-            if not self.stop_requested.is_set():
-                for part in stream.iter_parts():
-                    self._take(part)
-                    if self.stop_requested.is_set():
-                        break
-            stream.close()
-            result = stream.result()
-        except LMStudioError as err:
-            error = err
-            result = None
-        except Exception as err:  # a bug or an unexpected failure: show it, keep the panel alive
-            if self.stop_requested.is_set() and stream is not None:
-                result = stream.partial()
-            else:
-                error = err
-        finally:
-            if stream is not None:
-                with contextlib.suppress(Exception):
-                    stream.close()
-        if result is not None and self.stop_requested.is_set() and not result.stopped and not _stream_done(stream):
-            result = _as_stopped(result)
-        self.settle(result, error)
-
-    def _take(self, part: StreamPart) -> None:
-        with self._data_lock:
-            if part.kind == "content":
-                self.reply._content.append(part.text)
-            elif part.kind == "reasoning":
-                self.reply._reasoning.append(part.text)
-            self._parts += 1
-            self._dirty = True
-
-    # --- painting (painter thread) ----------------------------------------------------------------------------
-    def _paint_loop(self) -> None:
-        while not self.finished.wait(REPAINT_INTERVAL):
-            with self._data_lock:
-                if not self._dirty:
-                    continue
-                self._dirty = False
-                content, reasoning, parts = self.reply.content, self.reply.reasoning, self._parts
-            with self._paint_lock:
-                if self._settled:
-                    return
-                status = f"streaming… ≈{parts} tokens"
-                self.entry.view.show(content, reasoning, status)
-                self.panel._set_status(f"Answering with {self.model}… ≈{parts} tokens")
-
-    # --- ending (any thread) ----------------------------------------------------------------------------------
-    def stop(self, grace: float = STOP_GRACE) -> None:
-        """Ask the reader to stop, close the connection, and settle the answer within ``grace`` seconds."""
-        self.stop_requested.set()
-        with self._data_lock:
-            stream = self.stream
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
-        if threading.current_thread() is not self.reader:
-            self.reader.join(grace)
-        if not self.finished.is_set():
-            # the reader is stuck (e.g. waiting for a model to load): settle with what arrived; it exits later
-            snapshot = stream.partial() if stream is not None else None
-            self.settle(_as_stopped(snapshot) if snapshot is not None else None, None, stopped_early=True)
-
-    def settle(self, result: ChatResult | None, error: Exception | None, *, stopped_early: bool = False) -> None:
-        with self._data_lock:
-            if self._settled:
-                return
-            self._settled = True
-            approx = self._parts
-        with self._paint_lock:
-            entry = self.entry
-            if error is not None and isinstance(error, LMStudioError) and error.partial is not None:
-                content, reasoning = error.partial.content, error.partial.reasoning
-            elif result is not None:
-                content, reasoning = result.content, result.reasoning
-            else:
-                content, reasoning = self.reply.content, self.reply.reasoning
-            entry.content, entry.reasoning, entry.result, entry.error = content, reasoning, result, error
-            if result is None and error is None and stopped_early:
-                footer = '<span class="lmnb-footer"><span class="lmnb-stopped">■ stopped</span></span>'
-            else:
-                footer = footer_html(result, approx_tokens=approx, error=error)
-            entry.view.finish(content, reasoning, footer)
-        if result is None and error is None:
-            result = ChatResult(content=content, reasoning=reasoning, model=self.model, stopped=True, streaming=True)
-            entry.result = result
-        self.panel._generation_ended(self, result, error)
-        self.reply._settle(result, error)
-        self.finished.set()
-
-
-def _stream_done(stream: ChatStream | None) -> bool:
-    return stream is not None and stream.done
-
-
-def _as_stopped(result: ChatResult) -> ChatResult:
-    return result if result.stopped else replace(result, stopped=True)
 
 
 class ChatPanel:
@@ -303,8 +82,8 @@ class ChatPanel:
         max_tokens = params.pop("max_tokens", -1)
         self.extra_params: dict[str, Any] = params
         self._lock = threading.RLock()
-        self._entries: list[_Entry] = []
-        self._active: _Generation | None = None
+        self._entries: list[ConversationEntry] = []
+        self._active: AnswerGeneration | None = None
         self._closed = False
         self._models_thread: threading.Thread | None = None
         self._loading_options = False
@@ -489,7 +268,7 @@ class ChatPanel:
             raise ValueError("The message is empty: give send() some text.")
         with self._lock:
             self._check_usable()
-            entry = _Entry("user", text, view=UserMessageView(text))
+            entry = ConversationEntry("user", text, view=UserMessageView(text))
             self._entries.append(entry)
             self._show_entry(entry)
             return self._answer()
@@ -562,53 +341,17 @@ class ChatPanel:
     # --- exports ----------------------------------------------------------------------------------------------
     def to_markdown(self) -> str:
         """The conversation as Markdown (thinking in ``<details>``, stops and errors noted)."""
-        lines: list[str] = []
-        if self.system.strip():
-            lines += [f"**System:** {self.system.strip()}", ""]
+        system = self.system
         with self._lock:
             entries = list(self._entries)
-        for e in entries:
-            if e.role == "user":
-                lines += ["### You", "", e.content, ""]
-                continue
-            lines += [f"### {e.model or 'Assistant'}", ""]
-            if e.reasoning:
-                lines += ["<details><summary>Thinking</summary>", "", e.reasoning, "", "</details>", ""]
-            if e.content:
-                lines += [e.content, ""]
-            if e.error is not None:
-                lines += [f"> ⚠ {error_text(e.error)}", ""]
-            elif e.result is not None and e.result.stopped:
-                lines += ["*(stopped)*", ""]
-        return "\n".join(lines).rstrip() + "\n"
+        return conversation_markdown(system, entries)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per message: role, content, model, thinking, finish, tokens, timings, error."""
-        import pandas as pd
-
-        rows: list[dict[str, Any]] = []
-        if self.system.strip():
-            rows.append({"role": "system", "content": self.system})
+        system = self.system
         with self._lock:
             entries = list(self._entries)
-        for e in entries:
-            r = e.result
-            rows.append({
-                "role": e.role,
-                "content": e.content,
-                "model": e.model,
-                "reasoning": e.reasoning or None,
-                "finish_reason": r.finish_reason if r else None,
-                "stopped": bool(r and r.stopped),
-                "completion_tokens": r.completion_tokens if r else None,
-                "time_to_first_token": r.timings.time_to_first_token if r else None,
-                "tokens_per_second": r.timings.tokens_per_second if r else None,
-                "error": error_text(e.error) if e.error is not None else None,
-            })
-        columns = ["role", "content", "model", "reasoning", "finish_reason", "stopped", "completion_tokens",
-                   "time_to_first_token", "tokens_per_second", "error"]
-        frame: pd.DataFrame = pd.DataFrame(rows, columns=columns)
-        return frame
+        return conversation_dataframe(system, entries)
 
     # --- internals --------------------------------------------------------------------------------------------
     def _check_usable(self) -> None:
@@ -624,7 +367,8 @@ class ChatPanel:
         model = self._model
         last_prompt = next((e.content for e in reversed(self._entries) if e.role == "user"), "")
         reply = ChatReply(last_prompt, model)
-        entry = _Entry("assistant", "", view=AssistantMessageView(model or "no model"), model=model, reply=reply)
+        view = AssistantMessageView(model or "no model")
+        entry = ConversationEntry("assistant", "", view=view, model=model, reply=reply)
         self._entries.append(entry)
         self._show_entry(entry)
         if model is None:
@@ -638,7 +382,7 @@ class ChatPanel:
             reply._settle(None, error)
             self._sync_buttons()
             return reply
-        generation = _Generation(self, entry, reply, self._request_messages(), self.params)
+        generation = AnswerGeneration(self, entry, reply, self._request_messages(), self.params)
         self._active = generation
         self._sync_buttons()
         self._set_status(f"Answering with {model}…")
@@ -655,10 +399,12 @@ class ChatPanel:
                 out.append(dict(message))
         return out
 
-    def _show_entry(self, entry: _Entry) -> None:
+    def _show_entry(self, entry: ConversationEntry) -> None:
         self._messages_box.children = (*self._messages_box.children, entry.view.box)
 
-    def _generation_ended(self, generation: _Generation, result: ChatResult | None, error: Exception | None) -> None:
+    def _generation_ended(
+        self, generation: AnswerGeneration, result: ChatResult | None, error: Exception | None
+    ) -> None:
         with self._lock:
             if self._active is generation:
                 self._active = None
