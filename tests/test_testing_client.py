@@ -27,12 +27,6 @@ QWEN = "qwen2.5-7b-instruct"
 
 
 @pytest.fixture
-def server() -> Iterator[MockLMStudioServer]:
-    with MockLMStudioServer() as s:
-        yield s
-
-
-@pytest.fixture
 def client(server: MockLMStudioServer) -> Iterator[LMStudioClient]:
     with LMStudioClient(server.url, model=QWEN, timeout=10) as c:
         yield c

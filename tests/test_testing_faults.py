@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,18 +14,6 @@ from lm_notebook.testing import MockLMStudioServer, ModelSpec, Quirks
 
 QWEN = "qwen2.5-7b-instruct"
 HI = [{"role": "user", "content": "Say hello"}]
-
-
-@pytest.fixture
-def server() -> Iterator[MockLMStudioServer]:
-    with MockLMStudioServer() as s:
-        yield s
-
-
-@pytest.fixture
-def http(server: MockLMStudioServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        yield client
 
 
 def chat(http: httpx.Client, **body: Any) -> httpx.Response:

@@ -15,12 +15,6 @@ HI = [{"role": "user", "content": "Explain streaming in two lines"}]
 
 
 @pytest.fixture
-def server() -> Iterator[MockLMStudioServer]:
-    with MockLMStudioServer() as s:
-        yield s
-
-
-@pytest.fixture
 def client(server: MockLMStudioServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=server.url + "/v1", api_key="lm-studio", max_retries=0, timeout=10) as c:
         yield c

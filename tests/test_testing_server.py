@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,18 +14,6 @@ from lm_notebook.testing import MockLMStudioServer, ModelSpec, count_tokens, tok
 
 QWEN = "qwen2.5-7b-instruct"
 HI = [{"role": "user", "content": "Explain quantized models briefly"}]
-
-
-@pytest.fixture
-def server() -> Iterator[MockLMStudioServer]:
-    with MockLMStudioServer() as s:
-        yield s
-
-
-@pytest.fixture
-def http(server: MockLMStudioServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        yield client
 
 
 def sse_events(raw: str) -> list[tuple[str, str]]:
