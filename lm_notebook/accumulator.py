@@ -7,6 +7,7 @@ from streamed pieces by index, and measures time to first token and tokens/s.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Literal, NamedTuple
 
@@ -37,14 +38,17 @@ class TextBuffer:
     """Appends many small strings; memory stays proportional to the text, not to the number of pieces.
 
     (``io.StringIO`` keeps every written piece alive until it is read, which costs ~60 bytes a chunk.)
+    One thread writes; any thread may read: a reader gets a consistent prefix of what was written. The per-write
+    path takes no lock (a list append is atomic); compaction and reads share one.
     """
 
-    __slots__ = ("_blocks", "_pieces", "chars")
+    __slots__ = ("_blocks", "_lock", "_pieces", "chars")
     _COMPACT_EVERY = 512
 
     def __init__(self) -> None:
         self._blocks: list[str] = []
         self._pieces: list[str] = []
+        self._lock = threading.Lock()
         self.chars = 0
 
     def write(self, text: str) -> None:
@@ -52,16 +56,18 @@ class TextBuffer:
         pieces.append(text)
         self.chars += len(text)
         if len(pieces) >= self._COMPACT_EVERY:
-            self._blocks.append("".join(pieces))
-            pieces.clear()
+            block = "".join(pieces)
+            with self._lock:
+                self._blocks.append(block)
+                self._pieces = []  # a new list: a reader holding the old one still sees a consistent prefix
 
     def getvalue(self) -> str:
-        if self._pieces:
-            self._blocks.append("".join(self._pieces))
-            self._pieces.clear()
-        if len(self._blocks) > 1:
-            self._blocks[:] = ["".join(self._blocks)]
-        return self._blocks[0] if self._blocks else ""
+        with self._lock:
+            blocks, pieces = self._blocks, list(self._pieces)
+            if len(blocks) > 1:
+                blocks[:] = ["".join(blocks)]
+            head = blocks[0] if blocks else ""
+        return head + "".join(pieces) if pieces else head
 
 
 class ChatAccumulator:

@@ -13,6 +13,7 @@ mapping); only the methods that do I/O are written twice, with the same names (`
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ _EMPTY_STREAM_REASONS = (ContextLengthExceededError, ModelNotFoundError, NoModel
 # context) may close the socket just after the body ends, and the next request on that pooled connection would fail
 # with "connection reset". One loopback connect per stream is nothing next to a model's answer.
 _STREAM_HEADERS = {"Connection": "close"}
+# ... and a stream never takes a pooled connection either: a fresh one is always connected, so the client knows its
+# socket from the start (a Stop from another thread can wake a request still waiting for a model to load)
+_NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,21 @@ def resolve_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
     if read <= 0:
         raise LMStudioRequestError("timeout must be a positive number of seconds (nothing may wait forever).")
     return httpx.Timeout(read, connect=min(DEFAULT_CONNECT_TIMEOUT, read))
+
+
+def _checked_token(token: str | None) -> str | None:
+    """The token as sent: surrounding whitespace (a newline from a file) dropped; never echoed back."""
+    if token is None:
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    if not token.isprintable() or any(c.isspace() for c in token):
+        raise LMStudioRequestError(
+            "The API token contains spaces or control characters, so it cannot be sent in an HTTP header. Check "
+            "LM_API_TOKEN (or the api_key you passed): it should look like sk-lm-XXXXXXXX:XXXXXXXXXXXXXXXXXXXX."
+        )
+    return token
 
 
 def _token_from_env() -> str | None:
@@ -204,7 +223,7 @@ class _BaseClient:
         model: str | None = None,
     ) -> None:
         self.base_url = normalize_base_url(base_url or os.environ.get("LMSTUDIO_BASE_URL") or DEFAULT_BASE_URL)
-        self._api_key = api_key or _token_from_env()
+        self._api_key = _checked_token(api_key or _token_from_env())
         self.timeout = resolve_timeout(timeout)
         self._current_model = model
         self._models_route: str | None = None  # which models route this server answered
@@ -378,10 +397,24 @@ class LMStudioClient(_BaseClient):
     ) -> None:
         super().__init__(base_url, api_key=api_key, timeout=timeout, model=model)
         self._http = httpx.Client(**self._httpx_kwargs(transport))
+        # streams get a connection of their own, never pooled: see _NO_KEEPALIVE
+        self._stream_http = httpx.Client(**self._httpx_kwargs(transport), limits=_NO_KEEPALIVE)
+
+    def with_options(
+        self, *, base_url: str | None = None, timeout: float | httpx.Timeout | None = None
+    ) -> LMStudioClient:
+        """A new client like this one (token, current model) with another base URL and/or timeout."""
+        return LMStudioClient(
+            base_url or self.base_url,
+            api_key=self._api_key,
+            timeout=self.timeout if timeout is None else timeout,
+            model=self.current_model,
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def close(self) -> None:
         self._http.close()
+        self._stream_http.close()
 
     def __enter__(self) -> LMStudioClient:
         return self
@@ -508,7 +541,7 @@ class LMStudioClient(_BaseClient):
         """A :class:`ChatStream`: iterate it for text as it arrives. The request is sent on first use."""
         payload = self._chat_payload(messages, model, True, params)
         return ChatStream(
-            lambda: self._open_stream(payload),
+            lambda on_socket: self._open_stream(payload, on_socket),
             base_url=self.base_url,
             read_timeout=self._read_timeout,
             model=payload["model"],
@@ -540,11 +573,22 @@ class LMStudioClient(_BaseClient):
         except LMStudioError:
             pass
 
-    def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+    def _open_stream(self, payload: dict[str, Any], on_socket: Callable[[socket.socket], None]) -> httpx.Response:
         self._check_model(payload["model"])
-        request = self._http.build_request("POST", _CHAT_PATH, json=payload, headers=_STREAM_HEADERS)
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            # the socket, as soon as it connects: a Stop from another thread can then wake a request that is
+            # still waiting for its answer (a model load can take minutes)
+            if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
+                sock = info["return_value"].get_extra_info("socket")
+                if sock is not None:
+                    on_socket(sock)
+
+        request = self._stream_http.build_request(
+            "POST", _CHAT_PATH, json=payload, headers=_STREAM_HEADERS, extensions={"trace": trace}
+        )
         try:
-            response = self._http.send(request, stream=True)
+            response = self._stream_http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise self._translate(exc) from exc
         if response.status_code >= 400:
@@ -601,6 +645,7 @@ class AsyncLMStudioClient(_BaseClient):
     ) -> None:
         super().__init__(base_url, api_key=api_key, timeout=timeout, model=model)
         self._http = httpx.AsyncClient(**self._httpx_kwargs(transport))
+        self._stream_http = httpx.AsyncClient(**self._httpx_kwargs(transport), limits=_NO_KEEPALIVE)
 
     @classmethod
     def from_client(
@@ -624,6 +669,7 @@ class AsyncLMStudioClient(_BaseClient):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._stream_http.aclose()
 
     async def __aenter__(self) -> AsyncLMStudioClient:
         return self
@@ -770,9 +816,9 @@ class AsyncLMStudioClient(_BaseClient):
 
     async def _open_stream(self, payload: dict[str, Any]) -> httpx.Response:
         await self._check_model(payload["model"])
-        request = self._http.build_request("POST", _CHAT_PATH, json=payload, headers=_STREAM_HEADERS)
+        request = self._stream_http.build_request("POST", _CHAT_PATH, json=payload, headers=_STREAM_HEADERS)
         try:
-            response = await self._http.send(request, stream=True)
+            response = await self._stream_http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise self._translate(exc) from exc
         if response.status_code >= 400:

@@ -89,8 +89,8 @@ class LMStudioRequestError(LMStudioError, ValueError):
 class LMStudioStreamError(LMStudioError):
     """The stream ended with an error after the server had answered 200.
 
-    ``dropped`` is True when the connection broke (worth retrying), False when the server sent an error or a
-    malformed chunk.
+    ``dropped`` is True when the connection broke or the server cut the answer short (worth retrying), False when
+    the server sent an error or a malformed chunk (a retry would fail the same way).
     """
 
     dropped: bool = False

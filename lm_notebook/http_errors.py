@@ -27,6 +27,13 @@ def translate_transport_error(
     if isinstance(exc, httpx.ConnectError):
         detail = "connection refused" if "refused" in str(exc).lower() else str(exc) or type(exc).__name__
         return LMStudioConnectionError(base_url, detail, partial=partial)
+    if isinstance(exc, httpx.LocalProtocolError):
+        # raised before anything is sent, e.g. for an illegal header value: its text may quote the header (a token)
+        return LMStudioError(
+            f"The request to LM Studio at {base_url} could not be sent: it is malformed on our side "
+            f"({type(exc).__name__}). Check the API token and the base URL.",
+            partial=partial,
+        )
     if isinstance(exc, httpx.TimeoutException):
         got = f" after {len(partial.content)} characters" if partial and partial.content else ""
         wait = f"{read_timeout:g} s" if read_timeout else "the timeout"

@@ -112,8 +112,9 @@ class LMMagics(Magics):
         url = normalize_base_url(self.base_url) if self.base_url else client.base_url
         timeout_differs = self.timeout is not None and client.timeout.read != float(self.timeout)
         if url != client.base_url or timeout_differs:
-            client = LMStudioClient(url, timeout=self.timeout, model=client.current_model)
-            set_client(client)
+            # same token and model; the old client stays open for a chat panel or variable that still holds it
+            client = client.with_options(base_url=url, timeout=self.timeout)
+            set_client(client, close_previous=False)
         return client
 
     def _fail(self, err: BaseException, text: str | None = None) -> BaseException:

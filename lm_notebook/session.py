@@ -22,11 +22,14 @@ def get_client() -> LMStudioClient:
         return _client
 
 
-def set_client(client: LMStudioClient | None) -> LMStudioClient | None:
-    """Replace the shared client (closing the old one); returns the previous one. ``None`` resets it."""
+def set_client(client: LMStudioClient | None, *, close_previous: bool = True) -> LMStudioClient | None:
+    """Replace the shared client; returns the previous one. ``None`` resets it.
+
+    ``close_previous=False`` leaves the old client open for whoever still holds it (a chat panel, a variable).
+    """
     global _client
     with _lock:
         previous, _client = _client, client
-    if previous is not None and previous is not client:
+    if close_previous and previous is not None and previous is not client:
         previous.close()
     return previous

@@ -156,6 +156,11 @@ class _StreamCore:
             exc, base_url=self._base_url, read_timeout=self._read_timeout, partial=self.partial(), streaming=True
         )
 
+    def _dropped(self, message: str) -> LMStudioStreamError:
+        err = LMStudioStreamError(message, partial=self.partial())
+        err.dropped = True
+        return err
+
     def _check_finished(self) -> None:
         """The body ended (at ``[DONE]`` or not): fine after a finish_reason, else the answer was cut or broken."""
         self._decoder.flush()
@@ -165,12 +170,11 @@ class _StreamCore:
         saw_done, self._done = self._done, False
         if saw_done:
             # OpenAI-style servers say why an answer ended before [DONE]; without it the answer was cut short
-            raise LMStudioStreamError(
+            raise self._dropped(
                 f"The server ended the answer after {self._acc.content_chars} characters without saying why (no "
                 "finish_reason before [DONE]): it was cut short. llama.cpp's server does this to serve a waiting "
                 "request unless started with --interrupt_requests False. The partial answer is kept (.partial); "
-                "retry the request.",
-                partial=self.partial(),
+                "retry the request."
             )
         if self._acc.id is None and self._acc.deltas == 0:  # no chunk: it failed before generating; a retry won't help
             raise LMStudioStreamError(
@@ -185,8 +189,19 @@ class _StreamCore:
             partial=self.partial(),
         )
 
-    def _non_stream_body(self, body: Any) -> list[StreamPart]:
-        """A JSON answer where a stream was expected (an error, or a server that ignored ``stream``)."""
+    def _non_stream_body(self, text: str) -> list[StreamPart]:
+        """A whole answer where a stream was expected (an error, or a server that ignored ``stream``)."""
+        try:
+            body: Any = json.loads(text)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not (is_error_body(body) or "choices" in body):
+            raise LMStudioStreamError(
+                f"The server at {self._base_url} answered 200 with something that is neither a stream nor a chat "
+                f"answer ({text[:120]!r}). Is the base URL right, and is nothing (a proxy, another program) in the "
+                "way?",
+                partial=self.partial(),
+            )
         if is_error_body(body):
             message, code = error_message_and_code(body)
             raise classify_error(
@@ -218,7 +233,7 @@ class ChatStream(_StreamCore):
 
     def __init__(
         self,
-        opener: Callable[[], httpx.Response],
+        opener: Callable[[Callable[[socket.socket], None]], httpx.Response],
         *,
         base_url: str,
         read_timeout: float | None,
@@ -232,6 +247,7 @@ class ChatStream(_StreamCore):
         self._gen: Iterator[Any] | None = None
         self._content_only = True
         self._reader_thread: int | None = None
+        self._socket: socket.socket | None = None
 
     def __enter__(self) -> ChatStream:
         self._open()
@@ -262,7 +278,12 @@ class ChatStream(_StreamCore):
             return
         self._started = True
         self._acc.started = time.perf_counter()
-        self._response = self._opener()
+        try:
+            self._response = self._opener(self._on_connect)
+        except LMStudioError:
+            if self._stop_requested.is_set():  # the wake-up broke the pending request: that is a stop, not a fault
+                return
+            raise
 
     def _run(self, content_only: bool) -> Iterator[Any]:
         self._reader_thread = threading.get_ident()
@@ -270,10 +291,15 @@ class ChatStream(_StreamCore):
         try:
             self._open()
             response = self._response
-            assert response is not None
+            if response is None or self._stop_requested.is_set():
+                return
+
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                response.read()
-                parts = self._non_stream_body(response.json())
+                try:
+                    response.read()
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc) from exc
+                parts = self._non_stream_body(response.text)
                 yield from (p.text for p in parts if p.kind is CONTENT) if content_only else parts
                 return
             feed = self._decoder.feed
@@ -334,8 +360,9 @@ class ChatStream(_StreamCore):
         """
         self._stop_requested.set()
         reader = self._reader_thread
-        if reader is not None and reader != threading.get_ident() and not self._closed:
-            self._wake_reader()
+        if reader is not None and reader != threading.get_ident():
+            if not self._closed:
+                self._wake_reader()
             return
         gen = self._gen
         if gen is not None and hasattr(gen, "close"):
@@ -346,12 +373,20 @@ class ChatStream(_StreamCore):
             self._finish()
 
     def _wake_reader(self) -> None:
-        response = self._response
-        network = response.extensions.get("network_stream") if response is not None else None
-        sock = network.get_extra_info("socket") if network is not None else None
+        # the socket as connected (known even while the request still waits for its headers, e.g. during a model
+        # load), else the one the response reads from
+        sock = self._socket
+        if sock is None and self._response is not None:
+            network = self._response.extensions.get("network_stream")
+            sock = network.get_extra_info("socket") if network is not None else None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def _on_connect(self, sock: socket.socket) -> None:
+        self._socket = sock
+        if self._stop_requested.is_set():  # stopped while connecting
+            self._wake_reader()
 
 
 class AsyncChatStream(_StreamCore):
@@ -409,9 +444,14 @@ class AsyncChatStream(_StreamCore):
             await self._open()
             response = self._response
             assert response is not None
+            if self._stop_requested.is_set():
+                return
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                await response.aread()
-                for part in self._non_stream_body(response.json()):
+                try:
+                    await response.aread()
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc) from exc
+                for part in self._non_stream_body(response.text):
                     if not content_only:
                         yield part
                     elif part.kind is CONTENT:

@@ -674,3 +674,30 @@ def test_done_without_a_finish_reason_is_a_cut_answer(mode: str) -> None:
     out = Harness(mode, stream_handler([chunk("half", role=True), DONE])).stream()
     assert isinstance(out.error, LMStudioStreamError) and "cut short" in out.error.message
     assert out.error.partial_content == "half"
+
+
+def test_token_whitespace_is_trimmed_and_a_broken_token_is_refused_without_echo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness("sync", routes({"/v1/models": httpx.Response(200, json=MODELS_V1)}), api_key=TOKEN + "\n")
+    h.call("fetch_models")
+    assert h.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+    with pytest.raises(LMStudioRequestError) as info:
+        LMStudioClient(api_key="sk-lm-Abcd:Sec ret")
+    assert "Sec" not in info.value.message
+    monkeypatch.setenv("LM_API_TOKEN", "sk-lm-A:B\x07")
+    with pytest.raises(LMStudioRequestError):
+        LMStudioClient()
+
+
+def test_a_200_page_that_is_not_an_answer_is_one_clear_error(mode: str) -> None:
+    page = httpx.Response(200, headers={"content-type": "text/html"}, text="<html>proxy login</html>")
+    out = Harness(mode, routes({"/v1/chat/completions": page})).stream()
+    assert isinstance(out.error, LMStudioStreamError) and "neither a stream nor a chat answer" in out.error.message
+
+
+def test_with_options_keeps_token_and_model() -> None:
+    client = LMStudioClient("http://a:1", api_key=TOKEN, model="m")
+    other = client.with_options(base_url="http://b:2/v1", timeout=600)
+    assert (other.base_url, other.current_model, other.timeout.read) == ("http://b:2", "m", 600)
+    assert other.has_api_key

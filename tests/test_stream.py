@@ -120,3 +120,49 @@ def test_literal_think_tag_later_in_an_answer_stays_text() -> None:
     acc.add_chunk({"choices": [{"index": 0, "delta": {"content": "Use <think> tags"}}]})
     acc.finish()
     assert acc.content == "Use <think> tags" and acc.reasoning == ""
+
+
+def test_close_from_another_thread_while_the_model_is_still_loading() -> None:
+    from lm_notebook.testing import MockLMStudioServer, ModelSpec
+
+    # a model that is not loaded: the request waits for its 3 s load before any answer comes
+    with MockLMStudioServer(models=[ModelSpec("slow-load", loaded=False, load_time=3.0)]) as server:
+        stream = LMStudioClient(server.url).stream_chat("hi", model="slow-load")
+        finished = threading.Event()
+        got: list[str] = []
+
+        def read() -> None:
+            got.extend(stream)
+            finished.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(0.5)  # the request is sent and waiting for its headers
+        stopped_at = time.perf_counter()
+        stream.close()
+        assert finished.wait(2), "Stop was not heard while the model loaded"
+        assert time.perf_counter() - stopped_at < 0.5
+        reader.join(1)
+        assert got == [] and stream.result().stopped
+
+
+def test_reading_the_text_from_another_thread_never_loses_any() -> None:
+    buf = TextBuffer()
+    done = threading.Event()
+    bad: list[int] = []
+
+    def poll() -> None:
+        last = 0
+        while not done.is_set():
+            value = buf.getvalue()
+            if len(value) < last or value != "x" * len(value):
+                bad.append(len(value))
+            last = len(value)
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    for _ in range(100_000):
+        buf.write("x")
+    done.set()
+    reader.join()
+    assert bad == [] and buf.getvalue() == "x" * 100_000
