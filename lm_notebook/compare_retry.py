@@ -34,6 +34,14 @@ BREAKER_THRESHOLD = 3
 RETRYABLE = (RateLimitError, ServerBusyError, LMStudioStreamError, LMStudioConnectionError)
 
 
+def worth_retrying(err: LMStudioError) -> bool:
+    """A stream error is retried only when the connection broke or the answer was cut (``dropped``): a malformed
+    chunk or an error the server sent would come back the same, after a whole new generation."""
+    if isinstance(err, LMStudioStreamError):
+        return err.dropped
+    return isinstance(err, RETRYABLE)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Bounded retries: ``attempts`` tries in all; waits double from ``base_delay`` up to ``max_delay``.

@@ -23,7 +23,7 @@ from lm_notebook.client import AsyncLMStudioClient
 from lm_notebook.compare_cache import ResponseCache, cache_key
 from lm_notebook.compare_inputs import PromptInputs
 from lm_notebook.compare_progress import ProgressCallback, ProgressReporter
-from lm_notebook.compare_retry import RETRYABLE, ModelBreaker, RetryPolicy
+from lm_notebook.compare_retry import ModelBreaker, RetryPolicy, worth_retrying
 from lm_notebook.compare_rows import Outcome, build_frame
 from lm_notebook.compare_schedule import Concurrency, ModelBatch, RequestSpec, resolve_slots, schedule
 from lm_notebook.errors import LMStudioConnectionError, LMStudioError, ModelNotFoundError, model_not_found_message
@@ -275,7 +275,7 @@ class ComparisonRun:
                 except LMStudioError as err:
                     partial = err.partial
                     if (
-                        isinstance(err, RETRYABLE)
+                        worth_retrying(err)
                         and attempts < self.retry.attempts
                         and not self.interrupted
                         and state.breaker.failure is None

@@ -158,6 +158,8 @@ async def _start(
         retry=DEFAULT_RETRY, progress=progress,
     )
     box.append(run)
+    # known before prepare() awaits anything: an interrupt there must still be able to cancel this task
+    run.loop, run.main_task = asyncio.get_running_loop(), asyncio.current_task()
     try:
         await run.prepare()
     except BaseException:

@@ -264,6 +264,13 @@ def test_dropped_connection_is_retried(server: MockLMStudioServer, client: LMStu
     assert (df.completion_tokens == 10).all()
 
 
+def test_an_error_the_server_sent_is_not_retried(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    server.set_fault("malformed_chunk", model="gamma", after_chunks=2)
+    df = compare(["a"], ["gamma"], client=client, progress=False)
+    assert df.error_type.tolist() == ["LMStudioStreamError"] and df.attempts.tolist() == [1]
+    assert df.response.tolist()[0]  # the partial text is kept
+
+
 def test_retries_are_bounded(server: MockLMStudioServer, client: LMStudioClient) -> None:
     server.set_fault("429", model="gamma", retry_after=0.01)
     df = compare(["a"], ["gamma"], client=client, progress=False)
