@@ -266,6 +266,7 @@ class ChatPanel:
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("The message is empty: give send() some text.")
+        self._await_model_list()
         with self._lock:
             self._check_usable()
             entry = ConversationEntry("user", text, view=UserMessageView(text))
@@ -275,6 +276,7 @@ class ChatPanel:
 
     def retry(self) -> ChatReply:
         """Regenerate the answer to the last user message (after an error, a stop, or just for another take)."""
+        self._await_model_list()
         with self._lock:
             self._check_usable()
             last_user = max((i for i, e in enumerate(self._entries) if e.role == "user"), default=None)
@@ -360,10 +362,14 @@ class ChatPanel:
         if self.busy:
             raise RuntimeError("The panel is still answering: stop() it or wait for the reply before sending again.")
 
+    def _await_model_list(self) -> None:
+        """With no model chosen yet, give the first model listing a moment (outside the lock: it needs it)."""
+        thread = self._models_thread
+        if thread is not None and self._model is None and thread is not threading.current_thread():
+            thread.join(timeout=10.0)
+
     def _answer(self) -> ChatReply:
         """Start streaming an answer to the conversation so far (called with the lock held)."""
-        if self._models_thread is not None and self._model is None:
-            self._models_thread.join(timeout=10.0)
         model = self._model
         last_prompt = next((e.content for e in reversed(self._entries) if e.role == "user"), "")
         reply = ChatReply(last_prompt, model)
