@@ -44,6 +44,13 @@ def is_deterministic(params: Mapping[str, Any]) -> bool:
     return params.get("seed") is not None or (temperature is not None and float(temperature) == 0.0)
 
 
+def _same_number(value: Any) -> Any:
+    """0 and 0.0 (``-t 0`` in a magic, ``temperature=0.0`` in code) are one request: key numbers as floats."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def cache_key(
     *,
     model: str,
@@ -60,7 +67,7 @@ def cache_key(
         "quantization": quantization,
         "format": format,
         "messages": [dict(m) for m in messages],
-        "params": {k: v for k, v in sorted(params.items()) if v is not None},
+        "params": {k: _same_number(v) for k, v in sorted(params.items()) if v is not None},
         "repeat": repeat,
     }
     blob = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)

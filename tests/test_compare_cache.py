@@ -111,3 +111,14 @@ def test_open_cache_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert default_cache_path() == tmp_path / "xdg" / "lm_notebook" / "compare.sqlite"
     with pytest.raises(TypeError, match="cache must be"):
         open_cache(3)  # type: ignore[arg-type]
+
+
+def test_zero_and_zero_point_zero_are_one_request() -> None:
+    from lm_notebook.compare_cache import cache_key
+
+    as_int = cache_key(model="m", messages=[{"role": "user", "content": "a"}], params={"temperature": 0}, repeat=0)
+    as_float = cache_key(model="m", messages=[{"role": "user", "content": "a"}], params={"temperature": 0.0},
+                         repeat=0)
+    assert as_int == as_float
+    assert as_int != cache_key(model="m", messages=[{"role": "user", "content": "a"}], params={"temperature": 0.1},
+                               repeat=0)
