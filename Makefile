@@ -2,17 +2,24 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup run test lint typecheck unit notebooks bench mock clean
+.PHONY: setup setup-run run test lint unit notebooks bench mock clean
 
-setup: $(STAMP)
+# what `make run` needs (the package, JupyterLab); `make setup` adds the tests' tools, llama.cpp and Chromium
+setup-run: $(RUN_STAMP)
+setup: $(TEST_STAMP)
 
-$(STAMP): pyproject.toml scripts/setup.sh $(wildcard scripts/setup_*.sh)
-	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
+$(RUN_STAMP): pyproject.toml scripts/setup.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh run
 	touch $@
 
-run: setup
+$(TEST_STAMP): pyproject.toml scripts/setup.sh $(wildcard scripts/setup_*.sh)
+	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh test
+	touch $@ $(RUN_STAMP)
+
+run: setup-run
 	$(BIN)/python scripts/run_lab.py
 
 test: setup
@@ -31,7 +38,7 @@ notebooks: setup
 bench: setup
 	$(BIN)/python -m bench
 
-mock: setup
+mock: setup-run
 	$(BIN)/python -m lm_notebook.testing --port 1235
 
 clean:

@@ -5,6 +5,12 @@ set -euo pipefail
 if [ -x /usr/bin/chromium ]; then
   exit 0
 fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  # not Debian/Ubuntu: the browser test skips outside CI (and fails in CI, which runs on Debian)
+  echo "setup_browser: no apt-get here; install Chromium at /usr/bin/chromium yourself to run the browser test." >&2
+  [ "${CI:-}" = "true" ] && exit 1
+  exit 0
+fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
