@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from real_server import LlamaServer, RealTierMissing
+from real_server import LlamaServer, RealTierMissing, serving
 
 from lm_notebook import LMStudioClient
 
@@ -38,15 +38,7 @@ def llama_server() -> Iterator[LlamaServer]:
         server = LlamaServer()
     except RealTierMissing as exc:
         _unavailable(str(exc))
-    try:
-        server.start()
-    except RuntimeError as exc:
-        server.cleanup()
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from serving(server)
 
 
 @pytest.fixture(scope="session")

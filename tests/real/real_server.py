@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -219,3 +220,19 @@ class LlamaServer:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def serving(server: LlamaServer) -> Iterator[LlamaServer]:
+    """For a pytest fixture: start ``server`` (a failure to start fails the test, with the server's log), yield it,
+    stop it after."""
+    import pytest
+
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.cleanup()
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.cleanup()

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from real_server import GEMMA3, MODELS, N_CTX, SMOLLM2, LlamaServer, RealTierMissing
+from real_server import GEMMA3, MODELS, N_CTX, SMOLLM2, LlamaServer, RealTierMissing, serving
 
 from lm_notebook import (
     AsyncLMStudioClient,
@@ -190,15 +190,7 @@ def interrupting_server(llama_server: LlamaServer) -> Iterator[LlamaServer]:
         server = LlamaServer(only=(SMOLLM2,), interrupt_requests=True)
     except RealTierMissing as exc:  # the session server started, so this cannot happen
         pytest.fail(str(exc))
-    try:
-        server.start()
-    except RuntimeError as exc:
-        server.cleanup()
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from serving(server)
 
 
 def test_a_stream_cut_by_a_waiting_request_is_an_error_not_a_short_answer(interrupting_server: LlamaServer) -> None:
