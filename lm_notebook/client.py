@@ -52,6 +52,8 @@ OnToken = Callable[[str, str], object]
 
 _MODEL_ROUTES = ("/api/v1/models", "/api/v0/models", "/v1/models")
 _CHAT_PATH = "/v1/chat/completions"
+# the greeting and model-list look-ups the client makes on its own account: quick, or not at all
+_PROBE_TIMEOUT = httpx.Timeout(5.0)
 # what a probe after an empty stream may reveal; anything else leaves the stream's own error standing
 _EMPTY_STREAM_REASONS = (ContextLengthExceededError, ModelNotFoundError, NoModelLoadedError, ModelLoadError)
 # A stream's connection is not reused: a server that aborts a stream (llama.cpp's server on a prompt longer than the
@@ -454,7 +456,7 @@ class LMStudioClient(_BaseClient):
 
     def _model_ids_quietly(self) -> list[str]:
         try:
-            body = self._http.get("/v1/models", timeout=httpx.Timeout(5.0))
+            body = self._http.get("/v1/models", timeout=_PROBE_TIMEOUT)
             return [m["id"] for m in body.json().get("data", [])]
         except (httpx.HTTPError, ValueError, KeyError, AttributeError, TypeError):
             return []
@@ -492,13 +494,11 @@ class LMStudioClient(_BaseClient):
     def is_running(self) -> bool:
         """True when a server answers at the base URL (LM Studio's greeting, or any OpenAI-compatible /v1/models)."""
         try:
-            greeting = self._http.get("/lmstudio-greeting", timeout=httpx.Timeout(5.0))
-            if greeting.status_code == 200 and (self._json_or_error(greeting) or {}).get("lmstudio"):
+            self._is_lmstudio = self._looks_like_lmstudio(self._http.get("/lmstudio-greeting", timeout=_PROBE_TIMEOUT))
+            if self._is_lmstudio:
                 return True
-            if greeting.status_code == 401:
-                return True
-            return self._http.get("/v1/models", timeout=httpx.Timeout(5.0)).status_code in (200, 401)
-        except (httpx.HTTPError, AttributeError):
+            return self._http.get("/v1/models", timeout=_PROBE_TIMEOUT).status_code in (200, 401)
+        except httpx.HTTPError:
             return False
 
     def load_model(self, model: str, *, context_length: int | None = None, ttl: int | None = None) -> LoadResult:
@@ -553,7 +553,7 @@ class LMStudioClient(_BaseClient):
         if self._is_lmstudio is None:
             try:
                 self._is_lmstudio = self._looks_like_lmstudio(
-                    self._http.get("/lmstudio-greeting", timeout=httpx.Timeout(5.0))
+                    self._http.get("/lmstudio-greeting", timeout=_PROBE_TIMEOUT)
                 )
             except httpx.HTTPError as exc:
                 raise self._translate(exc) from exc
@@ -707,7 +707,7 @@ class AsyncLMStudioClient(_BaseClient):
 
     async def _model_ids_quietly(self) -> list[str]:
         try:
-            body = await self._http.get("/v1/models", timeout=httpx.Timeout(5.0))
+            body = await self._http.get("/v1/models", timeout=_PROBE_TIMEOUT)
             return [m["id"] for m in body.json().get("data", [])]
         except (httpx.HTTPError, ValueError, KeyError, AttributeError, TypeError):
             return []
@@ -740,14 +740,13 @@ class AsyncLMStudioClient(_BaseClient):
 
     async def is_running(self) -> bool:
         try:
-            greeting = await self._http.get("/lmstudio-greeting", timeout=httpx.Timeout(5.0))
-            if greeting.status_code == 200 and (self._json_or_error(greeting) or {}).get("lmstudio"):
+            greeting = await self._http.get("/lmstudio-greeting", timeout=_PROBE_TIMEOUT)
+            self._is_lmstudio = self._looks_like_lmstudio(greeting)
+            if self._is_lmstudio:
                 return True
-            if greeting.status_code == 401:
-                return True
-            models = await self._http.get("/v1/models", timeout=httpx.Timeout(5.0))
+            models = await self._http.get("/v1/models", timeout=_PROBE_TIMEOUT)
             return models.status_code in (200, 401)
-        except (httpx.HTTPError, AttributeError):
+        except httpx.HTTPError:
             return False
 
     async def load_model(self, model: str, *, context_length: int | None = None, ttl: int | None = None) -> LoadResult:
@@ -796,7 +795,7 @@ class AsyncLMStudioClient(_BaseClient):
         if self._is_lmstudio is None:
             try:
                 self._is_lmstudio = self._looks_like_lmstudio(
-                    await self._http.get("/lmstudio-greeting", timeout=httpx.Timeout(5.0))
+                    await self._http.get("/lmstudio-greeting", timeout=_PROBE_TIMEOUT)
                 )
             except httpx.HTTPError as exc:
                 raise self._translate(exc) from exc

@@ -40,20 +40,6 @@ class ModelInfo:
         """The loaded context length when loaded, else the model's maximum."""
         return self.loaded_context_length or self.max_context_length
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "state": self.state,
-            "format": self.format,
-            "quantization": self.quantization,
-            "arch": self.arch,
-            "publisher": self.publisher,
-            "max_context_length": self.max_context_length,
-            "loaded_context_length": self.loaded_context_length,
-            "capabilities": list(self.capabilities) if self.capabilities is not None else None,
-        }
-
 
 @dataclass(frozen=True)
 class Usage:
