@@ -15,8 +15,8 @@ import time
 from collections.abc import Sequence
 
 from lm_notebook import LMStudioClient
-from lm_notebook.compare_schedule import count_loads, ideal_seconds, naive_seconds
-from lm_notebook.comparison import compare
+from lm_notebook.comparison.api import compare
+from lm_notebook.comparison.schedule import count_loads, ideal_seconds, naive_seconds
 from lm_notebook.testing import MockLMStudioServer, ModelSpec
 
 TARGET = 1.15

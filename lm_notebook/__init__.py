@@ -8,18 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lm_notebook.client import AsyncLMStudioClient, LMStudioClient, LoadResult
-from lm_notebook.errors import (
+from lm_notebook.client import (
+    AsyncChatStream,
+    AsyncLMStudioClient,
     AuthenticationError,
+    ChatResult,
+    ChatStream,
     ContextLengthExceededError,
     EndpointNotSupportedError,
     InvalidRequestError,
     LMStudioAPIError,
+    LMStudioClient,
     LMStudioConnectionError,
     LMStudioError,
     LMStudioRequestError,
     LMStudioStreamError,
     LMStudioTimeoutError,
+    LoadResult,
+    ModelInfo,
     ModelLoadError,
     ModelNotFoundError,
     NoCurrentModelError,
@@ -27,24 +33,32 @@ from lm_notebook.errors import (
     RateLimitError,
     ServerBusyError,
     ServerError,
+    StreamPart,
+    Timings,
+    ToolCall,
+    Usage,
+    get_client,
+    set_client,
 )
-from lm_notebook.session import get_client, set_client
-from lm_notebook.stream import AsyncChatStream, ChatStream, StreamPart
-from lm_notebook.types import ChatResult, ModelInfo, Timings, ToolCall, Usage
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
+
+    # the lazy names, typed for users' type checkers (``reveal_type(compare)`` is the function, not Any)
+    from lm_notebook.chat.panel import ChatPanel
+    from lm_notebook.comparison.api import acompare, compare
+    from lm_notebook.comparison.views import comparison_table, plot_summary, summary
 
 __version__ = "0.1.0"
 
 # name → module for the parts that import pandas / ipywidgets
 _LAZY = {
-    "compare": "lm_notebook.comparison",
-    "acompare": "lm_notebook.comparison",
-    "comparison_table": "lm_notebook.compare_views",
-    "summary": "lm_notebook.compare_views",
-    "plot_summary": "lm_notebook.compare_views",
-    "ChatPanel": "lm_notebook.chat",
+    "compare": "lm_notebook.comparison.api",
+    "acompare": "lm_notebook.comparison.api",
+    "comparison_table": "lm_notebook.comparison.views",
+    "summary": "lm_notebook.comparison.views",
+    "plot_summary": "lm_notebook.comparison.views",
+    "ChatPanel": "lm_notebook.chat.panel",
 }
 
 
@@ -54,7 +68,13 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'lm_notebook' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next look-up is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
@@ -74,6 +94,7 @@ __all__ = [
     "AsyncChatStream",
     "AsyncLMStudioClient",
     "AuthenticationError",
+    "ChatPanel",
     "ChatResult",
     "ChatStream",
     "ContextLengthExceededError",
@@ -99,6 +120,11 @@ __all__ = [
     "Timings",
     "ToolCall",
     "Usage",
+    "acompare",
+    "compare",
+    "comparison_table",
     "get_client",
+    "plot_summary",
     "set_client",
+    "summary",
 ]

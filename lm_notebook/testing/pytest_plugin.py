@@ -18,7 +18,7 @@ import pytest
 from lm_notebook.testing.server import MockLMStudioServer
 
 if TYPE_CHECKING:
-    from lm_notebook.client import LMStudioClient
+    from lm_notebook.client.clients import LMStudioClient
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,7 +41,7 @@ def lmstudio_mock(request: pytest.FixtureRequest) -> Iterator[MockLMStudioServer
 def lmstudio_client(lmstudio_mock: MockLMStudioServer) -> Iterator[LMStudioClient]:
     """An ``LMStudioClient`` for ``lmstudio_mock``; its current model is the first loaded one."""
     # imported here so that merely having the plugin installed costs nothing in unrelated test suites
-    from lm_notebook.client import LMStudioClient
+    from lm_notebook.client.clients import LMStudioClient
 
     loaded = lmstudio_mock.loaded_models()
     client = LMStudioClient(lmstudio_mock.url, api_key=lmstudio_mock.auth_token, timeout=30,

@@ -1,0 +1,77 @@
+"""The core: HTTP, server-sent events, streams, errors and result types. Imports only the standard library and httpx.
+
+``import lm_notebook.client`` works in a plain Python process (no IPython, ipywidgets or pandas) and stays cheap.
+
+>>> from lm_notebook.client import LMStudioClient   # doctest: +SKIP
+>>> with LMStudioClient() as client:                 # doctest: +SKIP
+...     print(client.chat("Hello", model="qwen2.5-7b-instruct").content)
+"""
+
+from __future__ import annotations
+
+from lm_notebook.client.clients import (
+    DEFAULT_BASE_URL,
+    AsyncLMStudioClient,
+    LMStudioClient,
+    LoadResult,
+    normalize_base_url,
+    resolve_timeout,
+)
+from lm_notebook.client.errors import (
+    AuthenticationError,
+    ContextLengthExceededError,
+    EndpointNotSupportedError,
+    InvalidRequestError,
+    LMStudioAPIError,
+    LMStudioConnectionError,
+    LMStudioError,
+    LMStudioRequestError,
+    LMStudioStreamError,
+    LMStudioTimeoutError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NoCurrentModelError,
+    NoModelLoadedError,
+    RateLimitError,
+    ServerBusyError,
+    ServerError,
+)
+from lm_notebook.client.session import get_client, set_client
+from lm_notebook.client.stream import AsyncChatStream, ChatStream, StreamPart
+from lm_notebook.client.types import ChatResult, ModelInfo, Timings, ToolCall, Usage
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AsyncChatStream",
+    "AsyncLMStudioClient",
+    "AuthenticationError",
+    "ChatResult",
+    "ChatStream",
+    "ContextLengthExceededError",
+    "EndpointNotSupportedError",
+    "InvalidRequestError",
+    "LMStudioAPIError",
+    "LMStudioClient",
+    "LMStudioConnectionError",
+    "LMStudioError",
+    "LMStudioRequestError",
+    "LMStudioStreamError",
+    "LMStudioTimeoutError",
+    "LoadResult",
+    "ModelInfo",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "NoCurrentModelError",
+    "NoModelLoadedError",
+    "RateLimitError",
+    "ServerBusyError",
+    "ServerError",
+    "StreamPart",
+    "Timings",
+    "ToolCall",
+    "Usage",
+    "get_client",
+    "normalize_base_url",
+    "resolve_timeout",
+    "set_client",
+]

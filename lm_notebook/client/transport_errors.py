@@ -1,0 +1,64 @@
+"""The one place where httpx's exceptions become ours (``raise translate(exc, ...) from exc``)."""
+
+from __future__ import annotations
+
+import httpx
+
+from lm_notebook.client.errors import (
+    LMStudioConnectionError,
+    LMStudioError,
+    LMStudioStreamError,
+    LMStudioTimeoutError,
+)
+from lm_notebook.client.types import ChatResult
+
+
+def translate_transport_error(
+    exc: httpx.HTTPError,
+    *,
+    base_url: str,
+    read_timeout: float | None,
+    partial: ChatResult | None = None,
+    streaming: bool = False,
+) -> LMStudioError:
+    """Our exception for a transport-level failure, with what to do about it."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return LMStudioConnectionError(base_url, "no answer while connecting", partial=partial)
+    if isinstance(exc, httpx.ConnectError):
+        detail = "connection refused" if "refused" in str(exc).lower() else str(exc) or type(exc).__name__
+        return LMStudioConnectionError(base_url, detail, partial=partial)
+    if isinstance(exc, httpx.LocalProtocolError):
+        # raised before anything is sent, e.g. for an illegal header value: its text may quote the header (a token)
+        return LMStudioError(
+            f"The request to LM Studio at {base_url} could not be sent: it is malformed on our side "
+            f"({type(exc).__name__}). Check the API token and the base URL.",
+            partial=partial,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        got = f" after {len(partial.content)} characters" if partial and partial.content else ""
+        wait = f"{read_timeout:g} s" if read_timeout else "the timeout"
+        return LMStudioTimeoutError(
+            f"LM Studio at {base_url} sent nothing for {wait}{got}. A large model may still be loading, or the "
+            "server is stalled: raise the timeout (LMStudioClient(timeout=600) or the LMSTUDIO_TIMEOUT variable), "
+            "or load the model first (`lms load <model>`).",
+            partial=partial,
+        )
+    if streaming and partial is not None:
+        err = LMStudioStreamError(
+            f"The connection to LM Studio at {base_url} broke mid-answer after {len(partial.content)} characters "
+            f"({type(exc).__name__}). The partial answer is kept (.partial); retry the request.",
+            partial=partial,
+        )
+        err.dropped = True
+        return err
+    if isinstance(exc, httpx.RemoteProtocolError):
+        # it accepted the connection, so it is running: it hung up before answering
+        return LMStudioConnectionError(
+            base_url,
+            partial=partial,
+            message=f"LM Studio at {base_url} closed the connection without answering ({exc}). It may have crashed "
+            "or restarted: retry, and check the server log in LM Studio's Developer tab.",
+        )
+    if isinstance(exc, httpx.TransportError):
+        return LMStudioConnectionError(base_url, f"{type(exc).__name__}: {exc}" if str(exc) else "", partial=partial)
+    return LMStudioError(f"Request to LM Studio at {base_url} failed: {type(exc).__name__}: {exc}", partial=partial)

@@ -1,0 +1,10 @@
+"""Comparing models: :func:`compare` / :func:`acompare` and their parts, each in its own module —
+inputs → schedule → run (with retry, cache and progress) → rows → views (pandas tables and plots).
+"""
+
+from __future__ import annotations
+
+from lm_notebook.comparison.api import acompare, compare
+from lm_notebook.comparison.views import ComparisonTable, comparison_table, plot_summary, summary
+
+__all__ = ["ComparisonTable", "acompare", "compare", "comparison_table", "plot_summary", "summary"]

@@ -1,0 +1,96 @@
+"""The prompt forms ``compare`` accepts, shaped into a list of :class:`~lm_notebook.compare_schedule.PromptItem`.
+
+A string, a list of strings, a dict ``{name: prompt}``, a DataFrame with a ``template`` (or a ``prompt`` column), or
+``(DataFrame, template)``. A DataFrame's columns are carried into the result (renamed ``<name>_input`` where they clash
+with :data:`~lm_notebook.compare_rows.COLUMNS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from lm_notebook.comparison.rows import COLUMNS
+from lm_notebook.comparison.schedule import PromptItem
+
+
+@dataclass(frozen=True)
+class PromptInputs:
+    """The prompts to send, and the columns a DataFrame of inputs brings to the result."""
+
+    items: list[PromptItem]
+    input_columns: list[str]  # a DataFrame input's columns, in order (renamed when they clash with ours)
+
+
+def prompt_inputs(prompts: Any, template: str | None) -> PromptInputs:
+    """Normalise the prompt forms: a string, a list, a dict, a DataFrame (+ template), (DataFrame, template)."""
+    if isinstance(prompts, tuple) and len(prompts) == 2 and isinstance(prompts[0], pd.DataFrame):
+        if template is not None:
+            raise ValueError("Give the template once: either (df, template) or template=..., not both.")
+        prompts, template = prompts
+    if isinstance(prompts, pd.DataFrame):
+        return _frame_items(prompts, template)
+    if template is not None:
+        raise ValueError("template= goes with a DataFrame of inputs: compare(df, models, template='... {column} ...').")
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if isinstance(prompts, Mapping):
+        items = [PromptItem(name, _checked_text(text, name)) for name, text in prompts.items()]
+    elif isinstance(prompts, Sequence):
+        items = [PromptItem(i, _checked_text(text, i)) for i, text in enumerate(prompts)]
+    else:
+        raise TypeError(
+            "prompts must be a string, a list of strings, a dict {name: prompt}, or a DataFrame with a template, "
+            f"not {type(prompts).__name__}."
+        )
+    if not items:
+        raise ValueError("No prompts given: pass at least one.")
+    return PromptInputs(items, [])
+
+
+def _checked_text(text: Any, name: Hashable) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"Prompt {name!r} must be a string, not {type(text).__name__}.")
+    return text
+
+
+def _frame_items(df: pd.DataFrame, template: str | None) -> PromptInputs:
+    if len(df) == 0:
+        raise ValueError("The DataFrame of prompts is empty.")
+    if template is None and "prompt" not in df.columns:
+        raise ValueError(
+            "A DataFrame of inputs needs a template that builds each prompt from its columns, e.g. "
+            f"compare(df, models, template='Summarize: {{{df.columns[0]}}}'), or a 'prompt' column."
+        )
+    ours = set(COLUMNS)
+    renamed = {str(c): (f"{c}_input" if str(c) in ours else str(c)) for c in df.columns}
+    keep = [c for c in df.columns if template is not None or str(c) != "prompt"]
+    items = []
+    for label, row in df.iterrows():
+        values = {str(k): v for k, v in row.items()}
+        if template is None:
+            text = _checked_text(values["prompt"], label)
+        else:
+            try:
+                text = template.format_map(values)
+            except KeyError as exc:
+                raise ValueError(
+                    f"The template refers to {{{exc.args[0]}}}, which is not a column; the columns are "
+                    f"{[str(c) for c in df.columns]}."
+                ) from None
+            except (IndexError, ValueError) as exc:
+                raise ValueError(f"The template {template!r} cannot be filled: {exc}.") from None
+        items.append(PromptItem(label, text, {renamed[str(c)]: row[c] for c in keep}))
+    return PromptInputs(items, [renamed[str(c)] for c in keep])
+
+
+def chat_messages(text: str, system: str | None) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": text})
+    return messages
+

@@ -1,0 +1,108 @@
+"""``%lm_chat``: show a chat panel bound to the kernel's shared client and current model.
+
+``lm_notebook.magics.register`` calls :func:`register`; the panel itself lives in :mod:`lm_notebook.chat.panel`
+(imported on first use, so loading the extension stays cheap).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from lm_notebook.client.clients import LMStudioClient
+from lm_notebook.client.session import get_client
+from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
+from lm_notebook.magics.registry import remove_magics
+
+if TYPE_CHECKING:
+    from lm_notebook.chat.panel import ChatPanel
+
+
+@magics_class
+class ChatMagics(Magics):
+    """The chat panel's magic."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.panels: list[ChatPanel] = []  # every panel this kernel's %lm_chat made, oldest first
+
+    @magic_arguments()
+    @argument("-m", "--model", help="Model id (default: the current one, as %%lm_use set it).")
+    @argument("-s", "--system", help="System prompt (quote it).")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature (default 0.7).")
+    @argument("--max-tokens", type=int, help="Longest answer in tokens; -1 (the default) = no limit.")
+    @argument("-o", "--output", metavar="NAME", help="Also store the panel in this variable (send, to_dataframe...).")
+    @line_magic
+    def lm_chat(self, line: str = "") -> None:
+        """Open a chat panel: type (Enter sends, Shift+Enter = new line), Stop an answer, switch model, export.
+
+        It uses the same client and current model as %%lm. With -o NAME the panel is also a variable:
+        NAME.history, NAME.to_markdown(), NAME.to_dataframe(), NAME.send("...").
+        """
+        args = parse_argstring(ChatMagics.lm_chat, line)
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"-o needs a Python variable name, not {args.output!r}.")
+        if args.temperature is not None and args.temperature < 0:
+            raise UsageError(f"--temperature must be ≥ 0, not {args.temperature}.")
+        if args.max_tokens is not None and args.max_tokens < 1 and args.max_tokens != -1:
+            raise UsageError(f"--max-tokens must be a positive number or -1 for no limit, not {args.max_tokens}.")
+        from IPython.display import display
+
+        from lm_notebook.chat.panel import ChatPanel
+
+        defaults = self._lm_magics_defaults()
+        params: dict[str, Any] = {}
+        temperature = args.temperature if args.temperature is not None else defaults.get("temperature")
+        if temperature is not None:
+            params["temperature"] = temperature
+        max_tokens = args.max_tokens if args.max_tokens is not None else defaults.get("max_tokens")
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        panel = ChatPanel(
+            self._client(), model=args.model, system=args.system or defaults.get("system") or None, **params
+        )
+        self.panels.append(panel)
+        if args.output and self.shell is not None:
+            self.shell.user_ns[args.output] = panel
+        display(panel)  # type: ignore[no-untyped-call]
+
+    def _lm_magics(self) -> Any:
+        if self.shell is None:
+            return None
+        return self.shell.magics_manager.registry.get("LMMagics")
+
+    def _client(self) -> LMStudioClient:
+        """The client %%lm uses (it follows %config LMMagics.base_url), else the shared one."""
+        magics = self._lm_magics()
+        client = getattr(magics, "client", None) if magics is not None else None
+        return client if isinstance(client, LMStudioClient) else get_client()
+
+    def _lm_magics_defaults(self) -> dict[str, Any]:
+        """Settings made with %config LMMagics.* apply to the panel too."""
+        magics = self._lm_magics()
+        if magics is None:
+            return {}
+        return {
+            "temperature": getattr(magics, "temperature", None),
+            "max_tokens": getattr(magics, "max_tokens", None),
+            "system": getattr(magics, "system", None),
+        }
+
+
+def register(ipython: Any) -> None:
+    """Register :class:`ChatMagics` with ``ipython`` (a second call does nothing)."""
+    if "ChatMagics" in ipython.magics_manager.registry:
+        return
+    ipython.register_magics(ChatMagics(shell=ipython))
+
+
+def unregister(ipython: Any) -> None:
+    """Remove ``%lm_chat`` and close the panels it opened."""
+    magics = ipython.magics_manager.registry.get("ChatMagics")
+    if magics is None:
+        return
+    remove_magics(ipython, "ChatMagics")
+    for panel in magics.panels:
+        panel.close()

@@ -1,0 +1,123 @@
+"""``%%lm_compare``: run the cell's prompts across models and show the answers side by side.
+
+::
+
+    %%lm_compare -m qwen2.5-7b-instruct,google/gemma-3-4b -t 0 -n 200
+    Explain a mutex in one sentence.
+    Name three prime numbers.
+
+One prompt per line (``--single``: the whole cell is one prompt). The DataFrame is kept in ``_lm_compare`` (and in
+``-o NAME``); the table is the cell's output (``--summary`` adds the per-model summary).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, magics_class
+
+from lm_notebook.client.errors import LMStudioError
+from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
+
+RESULT_NAME = "_lm_compare"
+
+
+def _concurrency(value: str | None) -> int | str:
+    if value is None or value == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f'--concurrency takes a positive number or "auto", not {value!r}.') from None
+    if number < 1:
+        raise UsageError(f'--concurrency takes a positive number or "auto", not {value!r}.')
+    return number
+
+
+def cell_prompts(cell: str, *, single: bool) -> list[str]:
+    """The prompts in a cell: one per non-blank line, or the whole (stripped) cell."""
+    if single:
+        text = cell.strip()
+        return [text] if text else []
+    return [line.strip() for line in cell.splitlines() if line.strip()]
+
+
+@magics_class
+class CompareMagics(Magics):
+    """``%%lm_compare``: the comparison as a cell magic."""
+
+    @magic_arguments()
+    @argument("-m", "--models", help="Comma-separated model ids (default: the current model, see %%lm_use).")
+    @argument("-t", "--temperature", type=float, default=None, help="Sampling temperature (0: deterministic).")
+    @argument("-n", "--max-tokens", type=int, default=None, help="Longest answer in tokens.")
+    @argument("--seed", type=int, default=None, help="Sampling seed (makes answers repeatable, and cacheable).")
+    @argument("-s", "--system", default=None, help="A system prompt sent before each prompt.")
+    @argument("-r", "--repeats", type=int, default=1, help="Answers per prompt and model.")
+    @argument("-c", "--concurrency", default=None, help='Requests in flight per model: a number or "auto".')
+    @argument("--timeout", type=float, default=None, help="Seconds to wait for each answer.")
+    @argument("--cache", nargs="?", const="", default=None, metavar="PATH",
+              help="Cache answers in SQLite (default location, or PATH); deterministic requests only.")
+    @argument("--single", action="store_true", help="The whole cell is one prompt (default: one per line).")
+    @argument("--summary", action="store_true", help="Show the per-model summary under the table.")
+    @argument("--no-progress", action="store_true", help="No progress bar.")
+    @argument("-o", "--out", default=None, help=f"Also store the DataFrame in this variable (always: {RESULT_NAME}).")
+    @cell_magic
+    def lm_compare(self, line: str, cell: str) -> Any:
+        """Send the cell's prompts to each model and show the answers side by side."""
+        # the function itself (cell_magic's typing hides it behind the bound method): it carries the parser
+        args = parse_argstring(vars(CompareMagics)["lm_compare"], line)
+        prompts = cell_prompts(cell, single=args.single)
+        if not prompts:
+            raise UsageError("The cell has no prompt: write one per line below %%lm_compare.")
+        if args.out is not None and not args.out.isidentifier():
+            raise UsageError(f"-o needs a Python variable name, not {args.out!r}.")
+        if args.repeats < 1:
+            raise UsageError(f"--repeats must be at least 1, not {args.repeats}.")
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        if args.models is not None and not models:
+            raise UsageError("-m needs model ids, e.g. -m qwen2.5-7b-instruct,google/gemma-3-4b")
+        from lm_notebook.comparison.api import compare, comparison_table, summary
+
+        try:
+            df = compare(
+                prompts,
+                models,
+                system=args.system,
+                repeats=args.repeats,
+                temperature=args.temperature,
+                max_tokens=args.max_tokens,
+                seed=args.seed,
+                concurrency=_concurrency(args.concurrency),  # type: ignore[arg-type]
+                cache=(True if args.cache == "" else args.cache),
+                progress=not args.no_progress,
+                timeout=args.timeout,
+            )
+        except LMStudioError as err:
+            # one line, not a traceback: the message says what to do
+            raise UsageError(err.message) from err
+        except (ValueError, TypeError) as err:
+            raise UsageError(str(err)) from err
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        namespace[RESULT_NAME] = df
+        if args.out:
+            namespace[args.out] = df
+        table = comparison_table(df)
+        if args.summary:
+            from IPython.display import display
+
+            display(table)  # type: ignore[no-untyped-call]
+            return summary(df)
+        return table
+
+
+def register(ipython: Any) -> None:
+    """Register :class:`CompareMagics` with ``ipython`` (a second call does nothing)."""
+    if "CompareMagics" in ipython.magics_manager.registry:
+        return
+    ipython.register_magics(CompareMagics(shell=ipython))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext lm_notebook.magics.compare``: just this magic (``%load_ext lm_notebook`` brings every magic)."""
+    register(ipython)

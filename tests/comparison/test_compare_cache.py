@@ -1,0 +1,124 @@
+"""The SQLite answer cache: what the key covers, what is cached, and that it survives reopening."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lm_notebook.comparison.cache import (
+    ResponseCache,
+    cache_key,
+    default_cache_path,
+    is_deterministic,
+    open_cache,
+)
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+BASE: dict[str, Any] = {
+    "model": "m",
+    "quantization": "Q4_K_M",
+    "format": "gguf",
+    "messages": MESSAGES,
+    "params": {"temperature": 0, "max_tokens": 50, "top_p": 0.9},
+    "repeat": 0,
+}
+
+
+def key(**changes: Any) -> str:
+    return cache_key(**{**BASE, **changes})
+
+
+def test_key_is_stable_and_ignores_param_order_and_unsent_nones() -> None:
+    assert key() == key()
+    assert key(params={"top_p": 0.9, "max_tokens": 50, "temperature": 0}) == key()
+    assert key(params={**BASE["params"], "seed": None}) == key()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": "m2"},
+        {"quantization": "Q8_0"},
+        {"format": "mlx"},
+        {"messages": [{"role": "user", "content": "Hi"}]},
+        {"messages": [{"role": "system", "content": "Be long."}, {"role": "user", "content": "Hi"}]},
+        {"params": {"temperature": 0, "max_tokens": 51, "top_p": 0.9}},
+        {"params": {"temperature": 0, "max_tokens": 50, "top_p": 0.9, "seed": 1}},
+        {"params": {"temperature": 0, "max_tokens": 50, "top_p": 0.9, "stop": ["\n"]}},
+        {"repeat": 1},
+    ],
+)
+def test_every_part_of_the_request_changes_the_key(change: dict[str, Any]) -> None:
+    assert key(**change) != key()
+
+
+def test_only_deterministic_requests_by_default() -> None:
+    assert is_deterministic({"temperature": 0})
+    assert is_deterministic({"temperature": 0.0, "seed": None})
+    assert is_deterministic({"temperature": 0.8, "seed": 3})
+    assert not is_deterministic({"temperature": 0.8})
+    assert not is_deterministic({})  # the server's default temperature is not 0
+    cache = ResponseCache(":memory:")
+    assert cache.accepts({"seed": 1}) and not cache.accepts({"temperature": 0.7})
+    assert ResponseCache(":memory:", deterministic_only=False).accepts({"temperature": 0.7})
+
+
+def test_put_get_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "dir" / "cache.sqlite"
+    with ResponseCache(path) as cache:
+        cache.put(key(), {"response": "hello", "ttft_s": 0.1}, model="m")
+        cache.put(key(model="m2"), {"response": "other"}, model="m2")
+        assert len(cache) == 2
+    with ResponseCache(path) as cache:
+        assert cache.get(key()) == {"response": "hello", "ttft_s": 0.1}
+        assert cache.get(key(repeat=3)) is None
+        cache.clear("m2")
+        assert len(cache) == 1
+        cache.clear()
+        assert len(cache) == 0
+
+
+def test_a_damaged_record_is_a_miss(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    with ResponseCache(path) as cache:
+        cache.put(key(), {"response": "x"})
+    db = sqlite3.connect(path)
+    db.execute("UPDATE responses SET record = '{not json'")
+    db.commit()
+    db.close()
+    with ResponseCache(path) as cache:
+        assert cache.get(key()) is None
+
+
+def test_open_cache_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert open_cache(None) == (None, False)
+    assert open_cache(False) == (None, False)
+    mine = ResponseCache(":memory:")
+    assert open_cache(mine) == (mine, False)
+    made, owned = open_cache(tmp_path / "x.sqlite")
+    assert owned and made is not None and made.path == tmp_path / "x.sqlite"
+    made.close()
+    monkeypatch.setenv("LM_NOTEBOOK_CACHE_DIR", str(tmp_path / "cachedir"))
+    assert default_cache_path() == tmp_path / "cachedir" / "compare.sqlite"
+    made, owned = open_cache(True)
+    assert owned and made is not None and Path(made.path).parent.is_dir()
+    made.close()
+    monkeypatch.delenv("LM_NOTEBOOK_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_path() == tmp_path / "xdg" / "lm_notebook" / "compare.sqlite"
+    with pytest.raises(TypeError, match="cache must be"):
+        open_cache(3)  # type: ignore[arg-type]
+
+
+def test_zero_and_zero_point_zero_are_one_request() -> None:
+    from lm_notebook.comparison.cache import cache_key
+
+    as_int = cache_key(model="m", messages=[{"role": "user", "content": "a"}], params={"temperature": 0}, repeat=0)
+    as_float = cache_key(model="m", messages=[{"role": "user", "content": "a"}], params={"temperature": 0.0},
+                         repeat=0)
+    assert as_int == as_float
+    assert as_int != cache_key(model="m", messages=[{"role": "user", "content": "a"}], params={"temperature": 0.1},
+                               repeat=0)
