@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from lm_notebook.client.interpolation import InterpolationError, fields, fill, reference_name
 from lm_notebook.comparison.rows import COLUMNS
 from lm_notebook.comparison.schedule import PromptItem
 
@@ -68,6 +69,8 @@ def _frame_items(df: pd.DataFrame, template: str | None) -> PromptInputs:
     ours = set(COLUMNS)
     renamed = {str(c): (f"{c}_input" if str(c) in ours else str(c)) for c in df.columns}
     keep = [c for c in df.columns if template is not None or str(c) != "prompt"]
+    if template is not None:
+        _check_template(template, [str(c) for c in df.columns])
     items = []
     for label, row in df.iterrows():
         values = {str(k): v for k, v in row.items()}
@@ -75,16 +78,28 @@ def _frame_items(df: pd.DataFrame, template: str | None) -> PromptInputs:
             text = _checked_text(values["prompt"], label)
         else:
             try:
-                text = template.format_map(values)
-            except KeyError as exc:
-                raise ValueError(
-                    f"The template refers to {{{exc.args[0]}}}, which is not a column; the columns are "
-                    f"{[str(c) for c in df.columns]}."
-                ) from None
-            except (IndexError, ValueError) as exc:
-                raise ValueError(f"The template {template!r} cannot be filled: {exc}.") from None
+                # the same rule as %%lm: {column} is filled, braces that name nothing (JSON) are sent as written
+                text = fill(template, values, hidden=())
+            except InterpolationError as exc:
+                raise ValueError(f"Row {label!r}: {exc}") from None
         items.append(PromptItem(label, text, {renamed[str(c)]: row[c] for c in keep}))
     return PromptInputs(items, [renamed[str(c)] for c in keep])
+
+
+def _check_template(template: str, columns: list[str]) -> None:
+    """A bare ``{name}`` that is no column is a typo here (the namespace is just the columns): say so up front."""
+    named = [name for name in map(reference_name, fields(template)) if name is not None]
+    if not named:
+        raise ValueError(
+            f"The template {template!r} fills nothing from the columns {columns}: refer to one as {{column}} "
+            "(braces that name no column are sent as written)."
+        )
+    for name in named:
+        if name not in columns:
+            raise ValueError(
+                f"The template refers to {{{name}}}, which is not a column; the columns are {columns}. "
+                "Write {{" + name + "}} for literal braces."
+            )
 
 
 def chat_messages(text: str, system: str | None) -> list[dict[str, Any]]:
