@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from lm_notebook.testing.catalogue import default_models, load_models_file
+from lm_notebook.testing.catalogue import ModelSpec, default_models, load_models_file
 from lm_notebook.testing.faults import Quirks
 from lm_notebook.testing.server import MockLMStudioServer
 
 DEFAULT_PORT = 1235  # the integration guide's mock port, so it never collides with a real LM Studio on 1234
 
 
+def port_number(text: str) -> int:
+    """argparse type for --port: a whole number from 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 65535, not {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 (any free port) to 65535, not {port}")
+    return port
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT,
+                        help=f"port (default {DEFAULT_PORT}; 0 = any)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     parser.add_argument("--models-file", help="JSON list of models (ModelSpec fields) instead of the default set")
     parser.add_argument("--version", choices=["0.3", "0.4"], default="0.4", help="LM Studio version to imitate")
@@ -38,8 +52,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send a `: keep-alive` comment every N chunks")
 
 
+def _models(path: str | None) -> list[ModelSpec]:
+    """The catalogue to serve; a bad --models-file is one line saying what is wrong with it (SystemExit)."""
+    if not path:
+        return default_models()
+    try:
+        return load_models_file(path)
+    except FileNotFoundError:
+        raise SystemExit(f"--models-file {path}: no such file.") from None
+    except IsADirectoryError:
+        raise SystemExit(f"--models-file {path}: is a folder; give a JSON file (a list of model objects).") from None
+    except OSError as exc:
+        raise SystemExit(f"--models-file {path}: cannot be read ({exc.strerror or exc}).") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--models-file {path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg}).") from None
+    except (ValueError, TypeError) as exc:
+        raise SystemExit(f"--models-file {path}: {exc}.") from None
+
+
 def build_server(args: argparse.Namespace) -> MockLMStudioServer:
-    models = load_models_file(args.models_file) if args.models_file else default_models()
+    models = _models(args.models_file)
     token = None
     if args.require_token:
         token = os.environ.get("LM_API_TOKEN") or os.environ.get("LMSTUDIO_API_TOKEN")
@@ -63,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     server = build_server(args)
     try:
         server.start()
+    except socket.gaierror as exc:
+        print(f"Cannot listen on {args.host}: no such address ({exc.strerror or exc}). Use --host 127.0.0.1 "
+              "(the default) or an address of this machine.", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}. Is LM Studio or another mock "
               "server already using it? Pick another port with --port.", file=sys.stderr)

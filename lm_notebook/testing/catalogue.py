@@ -112,7 +112,8 @@ def load_models_file(path: str | Path) -> list[ModelSpec]:
     """Read a JSON list of model objects (see :meth:`ModelSpec.from_dict`)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of model objects")
+        kind = {dict: "an object", str: "a string", bool: "a boolean"}.get(type(data), "a number or null")
+        raise ValueError(f"expected a JSON list of model objects, not {kind}")
     return [ModelSpec.from_dict(item) for item in data]
 
 
