@@ -9,14 +9,7 @@
 
 from __future__ import annotations
 
-from lm_notebook.client.clients import (
-    DEFAULT_BASE_URL,
-    AsyncLMStudioClient,
-    LMStudioClient,
-    LoadResult,
-    normalize_base_url,
-    resolve_timeout,
-)
+from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient
 from lm_notebook.client.errors import (
     AuthenticationError,
     ContextLengthExceededError,
@@ -36,7 +29,9 @@ from lm_notebook.client.errors import (
     ServerBusyError,
     ServerError,
 )
+from lm_notebook.client.routes import LoadResult
 from lm_notebook.client.session import get_client, set_client
+from lm_notebook.client.settings import DEFAULT_BASE_URL, normalize_base_url, resolve_timeout
 from lm_notebook.client.stream import AsyncChatStream, ChatStream, StreamPart
 from lm_notebook.client.types import ChatResult, ModelInfo, Timings, ToolCall, Usage
 

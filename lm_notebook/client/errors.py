@@ -20,15 +20,16 @@
         ├── ServerError                other 5xx
         └── EndpointNotSupportedError  the server does not have this route (too old, or not LM Studio)
 
-Every error may carry ``partial`` (the :class:`~lm_notebook.types.ChatResult` received before it happened), so nothing
-already streamed is lost. This module is stdlib only; HTTP-library errors are translated in ``client.py``.
+Every error may carry ``partial`` (the :class:`~lm_notebook.client.types.ChatResult` received before it happened),
+so nothing already streamed is lost. Every field an error has is set wherever it is raised, and ``str(err)`` is
+``err.message``. Which error an answer from the server is: ``error_classification.py``; httpx's errors become ours
+in ``transport_errors.py``. This module is stdlib only.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
-import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,15 +39,18 @@ START_SERVER_HINT = "Start it in the Developer tab or with `lms server start`."
 
 
 class LMStudioError(Exception):
-    """Root of every error this package raises."""
+    """Root of every error this package raises. ``str(err)`` is ``err.message``."""
 
-    partial: ChatResult | None = None
+    message: str
+    partial: ChatResult | None
 
     def __init__(self, message: str, *, partial: ChatResult | None = None) -> None:
         super().__init__(message)
         self.message = message
-        if partial is not None:
-            self.partial = partial
+        self.partial = partial
+
+    def __str__(self) -> str:
+        return self.message
 
     @property
     def partial_content(self) -> str:
@@ -56,6 +60,8 @@ class LMStudioError(Exception):
 
 class LMStudioConnectionError(LMStudioError):
     """LM Studio is not reachable at the base URL."""
+
+    base_url: str
 
     def __init__(
         self, base_url: str, detail: str = "", *, partial: ChatResult | None = None, message: str | None = None
@@ -75,9 +81,11 @@ class LMStudioTimeoutError(LMStudioError):
 class NoCurrentModelError(LMStudioError):
     """No model was given and none is selected."""
 
-    def __init__(self) -> None:
+    def __init__(self, message: str | None = None) -> None:
+        """``message``: a front end's own wording of the same advice (the chat panel points at its model list)."""
         super().__init__(
-            "No model selected: call set_current_model('model-id') (or pass model=...); "
+            message
+            or "No model selected: call set_current_model('model-id') (or pass model=...); "
             "list_models() shows the ids LM Studio has."
         )
 
@@ -93,11 +101,23 @@ class LMStudioStreamError(LMStudioError):
     the server sent an error or a malformed chunk (a retry would fail the same way).
     """
 
-    dropped: bool = False
+    dropped: bool
+
+    def __init__(self, message: str, *, partial: ChatResult | None = None, dropped: bool = False) -> None:
+        super().__init__(message, partial=partial)
+        self.dropped = dropped
 
 
 class LMStudioAPIError(LMStudioError):
-    """The server answered with an error status (or a 200 whose body is an error)."""
+    """The server answered with an error status (or a 200 whose body is an error).
+
+    ``retry_after``: the seconds the server asked to wait (its ``Retry-After``), None when it did not say.
+    """
+
+    status_code: int
+    body: Any
+    server_message: str
+    retry_after: float | None
 
     def __init__(
         self,
@@ -107,11 +127,13 @@ class LMStudioAPIError(LMStudioError):
         body: Any = None,
         server_message: str = "",
         partial: ChatResult | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, partial=partial)
         self.status_code = status_code
         self.body = body
         self.server_message = server_message
+        self.retry_after = retry_after
 
 
 class AuthenticationError(LMStudioAPIError):
@@ -119,10 +141,34 @@ class AuthenticationError(LMStudioAPIError):
 
 
 class ModelNotFoundError(LMStudioAPIError):
-    """The requested model id is not one LM Studio knows."""
+    """The requested model id is not one LM Studio knows: ``model`` (None when the server did not say which) and
+    the ids it has, ``available`` (empty when it lists none or could not be asked)."""
 
     available: list[str]
     model: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        model: str | None = None,
+        available: Sequence[str] = (),
+        body: Any = None,
+        server_message: str = "",
+        partial: ChatResult | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            body=body,
+            server_message=server_message,
+            partial=partial,
+            retry_after=retry_after,
+        )
+        self.model = model
+        self.available = list(available)
 
 
 class NoModelLoadedError(LMStudioAPIError):
@@ -140,13 +186,9 @@ class ContextLengthExceededError(LMStudioAPIError):
 class RateLimitError(LMStudioAPIError):
     """429: too many requests; ``retry_after`` is the server's hint in seconds, if any."""
 
-    retry_after: float | None = None
-
 
 class ServerBusyError(LMStudioAPIError):
-    """503: the server is busy (often loading a model); try again shortly."""
-
-    retry_after: float | None = None
+    """503: the server is busy (often loading a model); try again shortly (``retry_after``, when it says)."""
 
 
 class InvalidRequestError(LMStudioAPIError):
@@ -161,69 +203,22 @@ class EndpointNotSupportedError(LMStudioAPIError):
     """The server does not have this route: an older LM Studio, or another OpenAI-compatible server."""
 
 
-# --- classification -------------------------------------------------------------------------------------------
-
-_UNEXPECTED_ENDPOINT = "unexpected endpoint or method"
-_CONTEXT_MARKERS = (
-    "context length",
-    "context the overflows",
-    "context overflow",
-    "exceed_context_size",
-    "exceeds the available context",
-    "does not fit in context",
-    "context window",
-)
-_EXAMPLE_IDS = re.compile(r"\(e\.g\.,?\s*([^)]*)\)")
-_QUOTED_MODEL = re.compile(r'identifier\s+"([^"]*)"')
-
-
-def parse_error_body(text: str) -> tuple[Any, str, str | None]:
-    """Return ``(parsed body, message, code)`` for any of LM Studio's error bodies.
-
-    Handles ``{"error": "text"}``, ``{"error": {"message", "type", "param", "code"}}``, a top-level ``message``,
-    and non-JSON text.
-    """
-    try:
-        body: Any = json.loads(text) if text else None
-    except ValueError:
-        return text, text.strip()[:500], None
-    return body, *error_message_and_code(body)
-
-
-def error_message_and_code(body: Any) -> tuple[str, str | None]:
-    """Extract the human message and machine code from a parsed error body."""
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, str):
-            return err, None
-        if isinstance(err, dict):
-            msg = err.get("message") or body.get("message") or json.dumps(err)
-            code = err.get("code") or err.get("type")
-            return str(msg), (str(code) if code is not None else None)
-    if body is None:
-        return "", None
-    return str(body)[:500], None
-
-
-def is_error_body(body: Any) -> bool:
-    """True for a JSON body that is an error even though its status may be 200."""
-    return (
-        isinstance(body, dict)
-        and "error" in body
-        and not any(k in body for k in ("choices", "data", "models", "object"))
+def needs_newer_lmstudio(
+    what: str, err: LMStudioAPIError, base_url: str, instead: str
+) -> EndpointNotSupportedError:
+    """``err`` (a route the server does not have) said as what it means for ``what``: it needs LM Studio 0.4+."""
+    return EndpointNotSupportedError(
+        f"{what} needs LM Studio 0.4 or newer; the server at {base_url} does not have this route "
+        f"(HTTP {err.status_code}). {instead}",
+        status_code=err.status_code,
+        body=err.body,
+        server_message=err.server_message,
+        partial=err.partial,
+        retry_after=err.retry_after,
     )
 
 
-def is_unexpected_endpoint(message: str) -> bool:
-    return _UNEXPECTED_ENDPOINT in message.lower()
-
-
-def is_context_error(message: str, code: str | None = None) -> bool:
-    low = message.lower()
-    return (code or "").lower() in {"context_length_exceeded", "exceed_context_size_error"} or any(
-        m in low for m in _CONTEXT_MARKERS
-    )
-
+# --- advice about model ids ----------------------------------------------------------------------------------
 
 def _shared_start(a: str, b: str) -> int:
     n = min(len(a), len(b))
@@ -251,9 +246,9 @@ def suggest_model(model: str, available: list[str]) -> str | None:
 
 
 def model_not_found_message(model: str | None, available: list[str], base_url: str) -> str:
-    name = f'"{model}"' if model else "The requested model"
     shown = ", ".join(available[:20]) + (" …" if len(available) > 20 else "")
-    parts = [f"Model {name} is not available on LM Studio at {base_url}."]
+    name = f'Model "{model}"' if model else "The requested model"
+    parts = [f"{name} is not available on LM Studio at {base_url}."]
     if available:
         parts.append(f"Available: {shown}.")
         guess = suggest_model(model or "", available)
@@ -263,137 +258,6 @@ def model_not_found_message(model: str | None, available: list[str], base_url: s
     else:
         parts.append("LM Studio lists no models: download one in LM Studio (Discover tab) or with `lms get`.")
     return " ".join(parts)
-
-
-def ids_from_message(message: str) -> list[str]:
-    """Model ids LM Studio lists in its "Invalid model identifier ... (e.g., a, b)" message."""
-    found = _EXAMPLE_IDS.search(message)
-    if not found:
-        return []
-    return [p.strip().strip('"') for p in found.group(1).split(",") if p.strip()]
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def classify_error(
-    *,
-    status_code: int,
-    body: Any,
-    message: str,
-    code: str | None,
-    base_url: str,
-    method: str,
-    path: str,
-    model: str | None = None,
-    available: list[str] | None = None,
-    retry_after: str | None = None,
-    partial: ChatResult | None = None,
-) -> LMStudioAPIError:
-    """Map one error answer to the right exception with an actionable message.
-
-    ``message`` is the server's text; the exception's message adds what to do. ``available`` (model ids) is used
-    for unknown-model errors when given, else the ids LM Studio lists in its own message.
-    """
-    low = message.lower()
-    quoted = f' Server said: "{message.strip()}"' if message.strip() else ""
-    kw: dict[str, Any] = {"status_code": status_code, "body": body, "server_message": message, "partial": partial}
-
-    if status_code == 401 or (code or "") == "invalid_api_key":
-        return AuthenticationError(
-            f"LM Studio at {base_url} requires an API token (HTTP {status_code}). Set the LM_API_TOKEN environment "
-            "variable or pass api_key=...; create a token in LM Studio's Developer settings (Server Settings → "
-            "Require Authentication).",
-            **kw,
-        )
-    if is_unexpected_endpoint(message):
-        return EndpointNotSupportedError(
-            f'The server at {base_url} does not support {method} {path} (it answered "Unexpected endpoint or '
-            'method"). This needs a newer LM Studio: update it, or use the OpenAI-compatible /v1 routes.',
-            **kw,
-        )
-    if "no models loaded" in low or "no model loaded" in low:
-        return NoModelLoadedError(
-            "No model is loaded in LM Studio. Load one in the Developer tab, with `lms load <model>`, or with "
-            "client.load_model('<model>'); or turn on just-in-time loading in the server settings." + quoted,
-            **kw,
-        )
-    if (
-        code == "model_not_found"
-        or "invalid model identifier" in low
-        or "model not found" in low
-        or ("model" in low and "not found" in low)
-    ):
-        if model is None:
-            found = _QUOTED_MODEL.search(message)
-            model = found.group(1) if found else None
-        ids = available if available is not None else ids_from_message(message)
-        err = ModelNotFoundError(model_not_found_message(model, ids, base_url), **kw)
-        err.available = ids
-        err.model = model
-        return err
-    if "failed to load" in low or "error loading model" in low:
-        return ModelLoadError(
-            "LM Studio could not load the model: it may not fit in memory, or its file is damaged. Try a smaller "
-            "quantization or context length, or unload other models (`lms unload --all`)." + quoted,
-            **kw,
-        )
-    if is_context_error(message, code):
-        return ContextLengthExceededError(
-            "The prompt does not fit in the model's context length. Shorten the prompt or conversation, or reload "
-            "the model with a larger context (`lms load <model> --context-length 16384`, or "
-            "client.load_model('<model>', context_length=16384))." + quoted,
-            **kw,
-        )
-    if "response_format" in low or "validation error" in low:  # the latter: pydantic-based servers (llama.cpp's)
-        return InvalidRequestError(
-            (
-                "LM Studio rejected response_format: use {'type': 'json_schema', 'json_schema': {...}} or "
-                "{'type': 'text'}."
-                if "response_format" in low
-                else f"The server at {base_url} rejected a request parameter (wrong type or value): check the "
-                "parameters named in its message."
-            )
-            + quoted,
-            **kw,
-        )
-    if status_code == 429:
-        err429 = RateLimitError(
-            f"LM Studio at {base_url} is rate limiting requests (HTTP 429). Wait and retry, or send fewer requests "
-            "at once." + quoted,
-            **kw,
-        )
-        err429.retry_after = retry_after_seconds(retry_after)
-        return err429
-    if status_code == 503:
-        err503 = ServerBusyError(
-            f"LM Studio at {base_url} is busy (HTTP 503), often while loading a model. Retry in a moment." + quoted,
-            **kw,
-        )
-        err503.retry_after = retry_after_seconds(retry_after)
-        return err503
-    if status_code == 404 and method and path:
-        return EndpointNotSupportedError(
-            f"The server at {base_url} has no {method} {path} (HTTP 404): it may be an older LM Studio or another "
-            "OpenAI-compatible server." + quoted,
-            **kw,
-        )
-    if status_code >= 500:
-        return ServerError(
-            f"LM Studio at {base_url} failed with HTTP {status_code}. Check the server log in LM Studio's Developer "
-            "tab; retrying may help." + quoted,
-            **kw,
-        )
-    return LMStudioAPIError(
-        f"LM Studio at {base_url} rejected {method} {path} (HTTP {status_code})." + quoted,
-        **kw,
-    )
 
 
 def error_text(error: BaseException) -> str:

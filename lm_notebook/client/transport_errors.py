@@ -1,6 +1,10 @@
-"""The one place where httpx's exceptions become ours (``raise translate(exc, ...) from exc``)."""
+"""The one place where httpx's exceptions become ours: :func:`translated` (``raise ... from exc``)."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 
@@ -44,13 +48,12 @@ def translate_transport_error(
             partial=partial,
         )
     if streaming and partial is not None:
-        err = LMStudioStreamError(
+        return LMStudioStreamError(
             f"The connection to LM Studio at {base_url} broke mid-answer after {len(partial.content)} characters "
             f"({type(exc).__name__}). The partial answer is kept (.partial); retry the request.",
             partial=partial,
+            dropped=True,
         )
-        err.dropped = True
-        return err
     if isinstance(exc, httpx.RemoteProtocolError):
         # it accepted the connection, so it is running: it hung up before answering
         return LMStudioConnectionError(
@@ -62,3 +65,30 @@ def translate_transport_error(
     if isinstance(exc, httpx.TransportError):
         return LMStudioConnectionError(base_url, f"{type(exc).__name__}: {exc}" if str(exc) else "", partial=partial)
     return LMStudioError(f"Request to LM Studio at {base_url} failed: {type(exc).__name__}: {exc}", partial=partial)
+
+
+@contextmanager
+def translated(
+    *,
+    base_url: str,
+    read_timeout: float | None,
+    partial: Callable[[], ChatResult] | None = None,
+    unless: threading.Event | None = None,
+) -> Iterator[None]:
+    """An httpx error raised in the block leaves it as ours (:func:`translate_transport_error`).
+
+    ``partial``: a stream's answer so far (the error keeps it). ``unless``: while this event is set (a Stop shut the
+    socket down) the error is the stop itself, and is dropped.
+    """
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        if unless is not None and unless.is_set():
+            return
+        raise translate_transport_error(
+            exc,
+            base_url=base_url,
+            read_timeout=read_timeout,
+            partial=None if partial is None else partial(),
+            streaming=partial is not None,
+        ) from exc

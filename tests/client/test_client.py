@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import socket
 import subprocess
@@ -22,6 +24,7 @@ from client_doubles import (
 )
 
 from lm_notebook import (
+    AsyncLMStudioClient,
     AuthenticationError,
     ContextLengthExceededError,
     EndpointNotSupportedError,
@@ -387,7 +390,7 @@ def test_replay_after_the_end(mode: str) -> None:
         assert stream.text() == "ab"
 
 
-def test_send_message_seed_surface(mode: str) -> None:
+def test_send_message_as_the_integration_guide_has_it(mode: str) -> None:
     h = Harness(mode, stream_handler(sse_stream(["Hi", " there"])))
     calls: list[tuple[str, str]] = []
     history = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "a"},
@@ -559,6 +562,7 @@ def test_connection_refused_says_how_to_start_the_server() -> None:
             call()
         msg = info.value.message
         assert url in msg and "lms server start" in msg and TOKEN not in msg
+        assert isinstance(info.value.__cause__, httpx.ConnectError)  # translated where it happened, chained
 
 
 def test_importing_the_client_loads_no_notebook_libraries() -> None:
@@ -696,8 +700,85 @@ def test_a_200_page_that_is_not_an_answer_is_one_clear_error(mode: str) -> None:
     assert isinstance(out.error, LMStudioStreamError) and "neither a stream nor a chat answer" in out.error.message
 
 
-def test_with_options_keeps_token_and_model() -> None:
-    client = LMStudioClient("http://a:1", api_key=TOKEN, model="m")
+def twin(mode: str, *args: Any, **kw: Any) -> LMStudioClient | AsyncLMStudioClient:
+    return (LMStudioClient if mode == "sync" else AsyncLMStudioClient)(*args, **kw)
+
+
+def test_with_options_keeps_token_and_model(mode: str) -> None:
+    client = twin(mode, "http://a:1", api_key=TOKEN, model="m")
     other = client.with_options(base_url="http://b:2/v1", timeout=600)
+    assert type(other) is type(client)
     assert (other.base_url, other.current_model, other.timeout.read) == ("http://b:2", "m", 600)
-    assert other.has_api_key
+    assert other.has_api_key and TOKEN not in repr(other)
+    assert client.with_options().base_url == "http://a:1"
+
+
+def test_with_options_takes_a_transport(mode: str) -> None:
+    h = Harness(mode, routes({"/v1/chat/completions": httpx.Response(200, json=completion("ok"))}))
+    client = twin(mode, "http://a:1", api_key=TOKEN, model="m").with_options(
+        base_url="http://b:2", transport=httpx.MockTransport(h._record))
+    if isinstance(client, LMStudioClient):
+        with client:
+            assert client.chat("hi").content == "ok"
+    else:
+        async def run() -> str:
+            async with client:
+                return (await client.chat("hi")).content
+
+        assert asyncio.run(run()) == "ok"
+    assert str(h.requests[-1].url) == "http://b:2/v1/chat/completions"
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in h.requests)
+
+
+def test_from_client_goes_both_ways_and_keeps_what_was_learnt(mode: str) -> None:
+    """A twin of the other kind for the same server, token and model, knowing the server's models route."""
+    # a fresh response each time: one httpx.Response cannot be sent by a sync and then an async client
+    h = Harness(mode, routes({"/api/v0/models": lambda _: httpx.Response(200, json=V0_MODELS)}), api_key=TOKEN,
+                model="m")
+    if mode == "sync":
+        with h.sync_client() as first:
+            first.list_models()
+
+        async def run() -> list[str]:
+            async with AsyncLMStudioClient.from_client(first, transport=httpx.MockTransport(h._record)) as other:
+                assert (other.base_url, other.current_model, other.has_api_key) == (first.base_url, "m", True)
+                return [m.id for m in await other.list_models()]
+
+        ids = asyncio.run(run())
+    else:
+        async def learn() -> AsyncLMStudioClient:
+            async with h.async_client() as first:
+                await first.list_models()
+                return first
+
+        first_async = asyncio.run(learn())
+        with LMStudioClient.from_client(first_async, transport=httpx.MockTransport(h._record), timeout=42) as other:
+            assert (other.current_model, other.timeout.read, other.has_api_key) == ("m", 42, True)
+            ids = [m.id for m in other.list_models()]
+    assert ids == ["qwen2-vl-7b-instruct", "granite-3.0-2b-instruct"]
+    # the twin asked the route that worked straight away
+    assert [r.url.path for r in h.requests] == ["/api/v1/models", "/api/v0/models", "/api/v0/models"]
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in h.requests)
+
+
+def test_get_model_of_an_unknown_id_names_it_and_lists_the_ids(mode: str) -> None:
+    h = Harness(mode, routes({"/api/v1/models": httpx.Response(200, json=V1_MODELS)}))
+    with pytest.raises(ModelNotFoundError) as info:
+        h.call("get_model", "gemma-3")
+    err = info.value
+    assert err.model == "gemma-3" and err.available == ["google/gemma-3-4b", "text-embedding-nomic-embed-text-v1.5"]
+    assert str(err) == err.message and 'Did you mean "google/gemma-3-4b"?' in err.message
+    assert h.call("get_model", "google/gemma-3-4b").loaded_context_length == 4096
+
+
+def test_both_twins_show_the_same_methods_with_their_parameters() -> None:
+    sync, aio = LMStudioClient(), AsyncLMStudioClient()
+    for name in ("fetch_models", "list_models", "get_model", "is_running", "load_model", "unload_model", "chat",
+                 "send_message", "stream_chat", "with_options", "set_current_model"):
+        method, twin_method = getattr(sync, name), getattr(aio, name)
+        assert inspect.signature(method) == inspect.signature(twin_method), name
+        assert method.__name__ == name and method.__doc__, name
+    assert "conversation_history" in inspect.signature(sync.send_message).parameters
+    pending = aio.is_running()  # the async twin's methods give coroutines to await
+    assert inspect.iscoroutine(pending)
+    pending.close()

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 
-from lm_notebook.client.errors import (
-    ContextLengthExceededError,
-    LMStudioAPIError,
-    ModelNotFoundError,
-    classify_error,
-    ids_from_message,
-    parse_error_body,
-    suggest_model,
-)
+from lm_notebook.client import errors
+from lm_notebook.client.error_classification import classify_error, ids_from_message, parse_error_body
+from lm_notebook.client.errors import ContextLengthExceededError, LMStudioAPIError, ModelNotFoundError, suggest_model
+from lm_notebook.client.transport_errors import translate_transport_error
+from lm_notebook.client.types import ChatResult
 
 IDS = ["qwen2.5-7b-instruct", "google/gemma-3-4b", "openai/gpt-oss-20b", "deepseek-r1-distill-qwen-7b",
        "text-embedding-nomic-embed-text-v1.5"]
@@ -68,3 +67,73 @@ def test_a_pydantic_validation_error_is_an_invalid_request_not_a_server_fault() 
     err = classify_error(status_code=500, body=None, message=text, code=None, base_url="u", method="POST",
                          path="/v1/chat/completions")
     assert isinstance(err, InvalidRequestError) and "rejected a request parameter" in err.message
+
+
+# --- every error class: its fields are set where it is made, and str(err) is its message ---------------------------
+
+URL = "http://studio.local:1234"
+
+
+def _answer(status: int, message: str, **kw: Any) -> LMStudioAPIError:
+    return classify_error(status_code=status, body={"error": message}, message=message, code=None, base_url=URL,
+                          method="POST", path="/v1/chat/completions", **kw)
+
+
+def one_of_each() -> list[errors.LMStudioError]:
+    """An error of every class, each made the way the package makes it."""
+    partial = ChatResult(content="so far", streaming=True)
+    translate = translate_transport_error
+    return [
+        translate(httpx.ConnectError("connection refused"), base_url=URL, read_timeout=5),
+        translate(httpx.ReadTimeout("timed out"), base_url=URL, read_timeout=5, partial=partial, streaming=True),
+        translate(httpx.LocalProtocolError("illegal header"), base_url=URL, read_timeout=5),
+        translate(httpx.ReadError("reset"), base_url=URL, read_timeout=5, partial=partial, streaming=True),
+        errors.NoCurrentModelError(),
+        errors.LMStudioRequestError("temperature must be a number ≥ 0, not -1."),
+        _answer(401, "An LM Studio API token is required"),
+        _answer(404, 'Model "qwen-7b" not found', available=["qwen2.5-7b-instruct"]),
+        _answer(400, 'Invalid model identifier "x" (e.g., a, b)'),  # the ids from the server's own message
+        _answer(400, "No models loaded. Please load a model."),
+        _answer(400, 'Failed to load model "x". Error: Error loading model.'),
+        _answer(400, "Input does not fit in context length.", partial=partial),
+        _answer(400, "'response_format.type' must be 'json_schema' or 'text'"),
+        _answer(429, "Too many requests", retry_after="3"),
+        _answer(503, "busy"),
+        _answer(500, "boom"),
+        _answer(200, "Unexpected endpoint or method. (GET /api/v1/models)"),
+        _answer(418, "I'm a teapot"),
+        errors.needs_newer_lmstudio("load_model()", _answer(404, "Not Found"), URL, "Load it with `lms load m`."),
+    ]
+
+
+def error_classes() -> set[type[errors.LMStudioError]]:
+    return {c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.LMStudioError)}
+
+
+def fields_of(cls: type[errors.LMStudioError]) -> set[str]:
+    """Every field the class declares, its bases' included."""
+    return {name for base in cls.__mro__ if issubclass(base, errors.LMStudioError)
+            for name in vars(base).get("__annotations__", {})}
+
+
+def test_every_error_class_is_made_somewhere_here() -> None:
+    assert {type(err) for err in one_of_each()} == error_classes()
+
+
+@pytest.mark.parametrize("err", one_of_each(), ids=lambda e: type(e).__name__)
+def test_every_field_is_set_and_str_is_the_message(err: errors.LMStudioError) -> None:
+    assert isinstance(err.message, str) and err.message
+    assert str(err) == err.message
+    for name in fields_of(type(err)):
+        assert hasattr(err, name), f"{type(err).__name__}.{name} is not set"
+    if isinstance(err, errors.ModelNotFoundError):
+        assert isinstance(err.available, list) and err.available and err.model
+    if isinstance(err, (errors.RateLimitError,)):
+        assert err.retry_after == 3.0
+
+
+def test_str_follows_the_message() -> None:
+    err = errors.NoCurrentModelError("No model selected: pick one in the Model list.")
+    assert str(err) == err.message == "No model selected: pick one in the Model list."
+    err.message = "changed"
+    assert str(err) == "changed"

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from lm_notebook import LMStudioClient, StreamPart
 from lm_notebook.client.accumulator import ChatAccumulator, TextBuffer
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
 
 
 def sse(content: str, role: bool = False) -> bytes:
@@ -23,11 +24,13 @@ def sse(content: str, role: bool = False) -> bytes:
 
 @pytest.fixture
 def stalling_server() -> Iterator[tuple[str, threading.Event]]:
-    """Answers one chat request with two chunks, then sends nothing for up to 10 s."""
+    """Answers one chat request with two chunks, then sends nothing until the client hangs up (the event is set
+    then); the test's end lets it go."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     disconnected = threading.Event()
+    open_connections: list[socket.socket] = []
 
     def serve() -> None:
         conn, _ = listener.accept()
@@ -37,13 +40,13 @@ def stalling_server() -> Iterator[tuple[str, threading.Event]]:
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             conn.close()
             conn, _ = listener.accept()
+        open_connections.append(conn)
         with conn:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
             for piece in (sse("Hello", True), sse(" world")):
                 conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-            conn.settimeout(10)
             try:
-                # the client hanging up shows as EOF here
+                # the client hanging up shows as EOF here; until then, nothing is sent
                 while conn.recv(1024):
                     pass
             except OSError:
@@ -53,37 +56,38 @@ def stalling_server() -> Iterator[tuple[str, threading.Event]]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{listener.getsockname()[1]}", disconnected
+    for conn in open_connections:  # a client that never hung up must not keep the server thread waiting
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
     listener.close()
-    thread.join(timeout=12)
+    thread.join(timeout=30)
 
 
 def test_close_from_another_thread_wakes_a_stalled_read(stalling_server: tuple[str, threading.Event]) -> None:
     url, disconnected = stalling_server
-    client = LMStudioClient(url, timeout=30)
+    client = LMStudioClient(url, timeout=600)  # no timeout ends the read: only the Stop can
     stream = client.stream_chat("hi", model="m")
     got: list[str] = []
-    first = threading.Event()
+    both = threading.Event()
     finished = threading.Event()
 
     def read() -> None:
         for text in stream:
             got.append(text)
             if len(got) == 2:
-                first.set()
+                both.set()  # the reader goes back to a socket that sends nothing more
         finished.set()
 
-    reader = threading.Thread(target=read)
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    assert first.wait(5)
-    time.sleep(0.2)  # the reader is now blocked on a socket that sends nothing
-    stopped_at = time.perf_counter()
+    assert both.wait(30)
     stream.close()
-    assert finished.wait(5)
-    assert time.perf_counter() - stopped_at < 0.5
-    reader.join(1)
+    # the server sends nothing and keeps the connection open, so the reader ends only because the Stop woke it
+    assert finished.wait(30), "the reader was not woken by close()"
+    assert disconnected.wait(30), "the server never saw the connection close"
+    reader.join(30)
     result = stream.result()
-    assert result.content == "Hello world" and result.stopped
-    assert disconnected.wait(5), "the server never saw the connection close"
+    assert result.content == "Hello world" and result.stopped and stream.stopped
     client.close()
 
 
@@ -123,10 +127,9 @@ def test_literal_think_tag_later_in_an_answer_stays_text() -> None:
 
 
 def test_close_from_another_thread_while_the_model_is_still_loading() -> None:
-    from lm_notebook.testing import MockLMStudioServer, ModelSpec
-
-    # a model that is not loaded: the request waits for its 3 s load before any answer comes
-    with MockLMStudioServer(models=[ModelSpec("slow-load", loaded=False, load_time=3.0)]) as server:
+    # the server's clock stands still: the model's load never finishes, so no answer ever comes
+    clock = ManualClock()
+    with MockLMStudioServer(models=[ModelSpec("slow-load", loaded=False, load_time=3.0)], clock=clock) as server:
         stream = LMStudioClient(server.url).stream_chat("hi", model="slow-load")
         finished = threading.Event()
         got: list[str] = []
@@ -135,15 +138,15 @@ def test_close_from_another_thread_while_the_model_is_still_loading() -> None:
             got.extend(stream)
             finished.set()
 
-        reader = threading.Thread(target=read)
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        time.sleep(0.5)  # the request is sent and waiting for its headers
-        stopped_at = time.perf_counter()
+        assert len(clock.wait_for_pending(timeout=30)) == 1  # the request is in, waiting on its model's load
         stream.close()
-        assert finished.wait(2), "Stop was not heard while the model loaded"
-        assert time.perf_counter() - stopped_at < 0.5
-        reader.join(1)
+        assert finished.wait(30), "Stop was not heard while the model loaded"
+        reader.join(30)
         assert got == [] and stream.result().stopped
+        assert len(server.wait_for_requests(1, path="/v1/chat/completions")) == 1  # sent once, not retried
+        assert "slow-load" not in server.loaded_models()
 
 
 def test_reading_the_text_from_another_thread_never_loses_any() -> None:

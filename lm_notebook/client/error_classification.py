@@ -1,0 +1,218 @@
+"""Which exception an error answer from the server is, with a message that says what to do (pure; stdlib only).
+
+LM Studio's error bodies come in several shapes (``{"error": "text"}``, ``{"error": {"message", "code", ...}}``, a
+top-level ``message``, plain text), and so do other OpenAI-compatible servers' (llama.cpp's): :func:`classify_error`
+reads them all into the tree in :mod:`lm_notebook.client.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from lm_notebook.client.errors import (
+    AuthenticationError,
+    ContextLengthExceededError,
+    EndpointNotSupportedError,
+    InvalidRequestError,
+    LMStudioAPIError,
+    ModelLoadError,
+    ModelNotFoundError,
+    NoModelLoadedError,
+    RateLimitError,
+    ServerBusyError,
+    ServerError,
+    model_not_found_message,
+)
+
+if TYPE_CHECKING:
+    from lm_notebook.client.types import ChatResult
+
+_UNEXPECTED_ENDPOINT = "unexpected endpoint or method"
+_CONTEXT_MARKERS = (
+    "context length",
+    "context the overflows",
+    "context overflow",
+    "exceed_context_size",
+    "exceeds the available context",
+    "does not fit in context",
+    "context window",
+)
+_EXAMPLE_IDS = re.compile(r"\(e\.g\.,?\s*([^)]*)\)")
+# the id LM Studio quotes: 'Invalid model identifier "x"', 'Model "x" not found'
+_QUOTED_MODEL = re.compile(r'(?:identifier|[Mm]odel)\s+"([^"]*)"')
+
+
+def parse_error_body(text: str) -> tuple[Any, str, str | None]:
+    """Return ``(parsed body, message, code)`` for any of LM Studio's error bodies.
+
+    Handles ``{"error": "text"}``, ``{"error": {"message", "type", "param", "code"}}``, a top-level ``message``,
+    and non-JSON text.
+    """
+    try:
+        body: Any = json.loads(text) if text else None
+    except ValueError:
+        return text, text.strip()[:500], None
+    return body, *error_message_and_code(body)
+
+
+def error_message_and_code(body: Any) -> tuple[str, str | None]:
+    """Extract the human message and machine code from a parsed error body."""
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, str):
+            return err, None
+        if isinstance(err, dict):
+            msg = err.get("message") or body.get("message") or json.dumps(err)
+            code = err.get("code") or err.get("type")
+            return str(msg), (str(code) if code is not None else None)
+    if body is None:
+        return "", None
+    return str(body)[:500], None
+
+
+def is_error_body(body: Any) -> bool:
+    """True for a JSON body that is an error even though its status may be 200."""
+    return (
+        isinstance(body, dict)
+        and "error" in body
+        and not any(k in body for k in ("choices", "data", "models", "object"))
+    )
+
+
+def is_unexpected_endpoint(message: str) -> bool:
+    return _UNEXPECTED_ENDPOINT in message.lower()
+
+
+def is_context_error(message: str, code: str | None = None) -> bool:
+    low = message.lower()
+    return (code or "").lower() in {"context_length_exceeded", "exceed_context_size_error"} or any(
+        m in low for m in _CONTEXT_MARKERS
+    )
+
+
+def ids_from_message(message: str) -> list[str]:
+    """Model ids LM Studio lists in its "Invalid model identifier ... (e.g., a, b)" message."""
+    found = _EXAMPLE_IDS.search(message)
+    if not found:
+        return []
+    return [p.strip().strip('"') for p in found.group(1).split(",") if p.strip()]
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def classify_error(
+    *,
+    status_code: int,
+    body: Any,
+    message: str,
+    code: str | None,
+    base_url: str,
+    method: str,
+    path: str,
+    model: str | None = None,
+    available: list[str] | None = None,
+    retry_after: str | None = None,
+    partial: ChatResult | None = None,
+) -> LMStudioAPIError:
+    """Map one error answer to the right exception with an actionable message.
+
+    ``message`` is the server's text; the exception's message adds what to do. ``available`` (model ids) is used
+    for unknown-model errors when given, else the ids LM Studio lists in its own message.
+    """
+    low = message.lower()
+    quoted = f' Server said: "{message.strip()}"' if message.strip() else ""
+    kw: dict[str, Any] = {"status_code": status_code, "body": body, "server_message": message, "partial": partial}
+
+    if status_code == 401 or (code or "") == "invalid_api_key":
+        return AuthenticationError(
+            f"LM Studio at {base_url} requires an API token (HTTP {status_code}). Set the LM_API_TOKEN environment "
+            "variable or pass api_key=...; create a token in LM Studio's Developer settings (Server Settings → "
+            "Require Authentication).",
+            **kw,
+        )
+    if is_unexpected_endpoint(message):
+        return EndpointNotSupportedError(
+            f'The server at {base_url} does not support {method} {path} (it answered "Unexpected endpoint or '
+            'method"). This needs a newer LM Studio: update it, or use the OpenAI-compatible /v1 routes.',
+            **kw,
+        )
+    if "no models loaded" in low or "no model loaded" in low:
+        return NoModelLoadedError(
+            "No model is loaded in LM Studio. Load one in the Developer tab, with `lms load <model>`, or with "
+            "client.load_model('<model>'); or turn on just-in-time loading in the server settings." + quoted,
+            **kw,
+        )
+    if (
+        code == "model_not_found"
+        or "invalid model identifier" in low
+        or "model not found" in low
+        or ("model" in low and "not found" in low)
+    ):
+        if model is None:
+            found = _QUOTED_MODEL.search(message)
+            model = found.group(1) if found else None
+        ids = available if available is not None else ids_from_message(message)
+        return ModelNotFoundError(model_not_found_message(model, ids, base_url), model=model, available=ids, **kw)
+    if "failed to load" in low or "error loading model" in low:
+        return ModelLoadError(
+            "LM Studio could not load the model: it may not fit in memory, or its file is damaged. Try a smaller "
+            "quantization or context length, or unload other models (`lms unload --all`)." + quoted,
+            **kw,
+        )
+    if is_context_error(message, code):
+        return ContextLengthExceededError(
+            "The prompt does not fit in the model's context length. Shorten the prompt or conversation, or reload "
+            "the model with a larger context (`lms load <model> --context-length 16384`, or "
+            "client.load_model('<model>', context_length=16384))." + quoted,
+            **kw,
+        )
+    if "response_format" in low or "validation error" in low:  # the latter: pydantic-based servers (llama.cpp's)
+        return InvalidRequestError(
+            (
+                "LM Studio rejected response_format: use {'type': 'json_schema', 'json_schema': {...}} or "
+                "{'type': 'text'}."
+                if "response_format" in low
+                else f"The server at {base_url} rejected a request parameter (wrong type or value): check the "
+                "parameters named in its message."
+            )
+            + quoted,
+            **kw,
+        )
+    if status_code == 429:
+        return RateLimitError(
+            f"LM Studio at {base_url} is rate limiting requests (HTTP 429). Wait and retry, or send fewer requests "
+            "at once." + quoted,
+            retry_after=retry_after_seconds(retry_after),
+            **kw,
+        )
+    if status_code == 503:
+        return ServerBusyError(
+            f"LM Studio at {base_url} is busy (HTTP 503), often while loading a model. Retry in a moment." + quoted,
+            retry_after=retry_after_seconds(retry_after),
+            **kw,
+        )
+    if status_code == 404 and method and path:
+        return EndpointNotSupportedError(
+            f"The server at {base_url} has no {method} {path} (HTTP 404): it may be an older LM Studio or another "
+            "OpenAI-compatible server." + quoted,
+            **kw,
+        )
+    if status_code >= 500:
+        return ServerError(
+            f"LM Studio at {base_url} failed with HTTP {status_code}. Check the server log in LM Studio's Developer "
+            "tab; retrying may help." + quoted,
+            **kw,
+        )
+    return LMStudioAPIError(
+        f"LM Studio at {base_url} rejected {method} {path} (HTTP {status_code})." + quoted,
+        **kw,
+    )

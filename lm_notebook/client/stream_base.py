@@ -1,0 +1,345 @@
+"""What the two chat streams share (:class:`~lm_notebook.client.stream.ChatStream` and its async twin): reading
+events into text and parts, in-band errors, the checks at the end, and the opening and ending of the request
+written once as flows (see :mod:`lm_notebook.client.flows`). No I/O here: the twins read the bytes and close.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import httpx
+
+from lm_notebook.client.accumulator import CONTENT, REASONING, ChatAccumulator, StreamPart
+from lm_notebook.client.error_classification import classify_error, error_message_and_code, is_error_body
+from lm_notebook.client.errors import LMStudioAPIError, LMStudioError, LMStudioStreamError
+from lm_notebook.client.flows import Flow, Step
+from lm_notebook.client.routes import CHAT_PATH
+from lm_notebook.client.sse import ServerSentEvent, SSEDecoder
+from lm_notebook.client.transport_errors import translated
+from lm_notebook.client.types import ChatResult
+
+OnSocket = Callable[[socket.socket], None]
+OnToken = Callable[[str, str], object]
+G = TypeVar("G")  # how the twin hands out what it reads: an Iterator (sync) or an AsyncIterator
+
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+class StreamSource(Protocol):
+    """What a stream needs from its client: where it talks to, and the flows that open it and explain an empty one."""
+
+    base_url: str
+    timeout: httpx.Timeout
+
+    def _open_stream(self, payload: dict[str, Any], on_socket: OnSocket | None) -> Flow[httpx.Response]: ...
+
+    def _explain_empty_stream(self, payload: dict[str, Any]) -> Flow[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStream(Step):
+    """Read ``stream`` to its end, telling ``on_token(token, text so far)`` each piece; the answer is its result
+    (``send_message`` with a callback)."""
+
+    stream: StreamBase[Any]
+    on_token: OnToken | None
+
+
+def socket_trace(on_socket: OnSocket) -> Callable[[str, dict[str, Any]], None]:
+    """An httpx ``trace`` extension that tells ``on_socket`` the socket as soon as it connects: a Stop from another
+    thread can then wake a request still waiting for its answer (a model load can take minutes)."""
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
+            sock: socket.socket | None = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                on_socket(sock)
+
+    return trace
+
+
+class TokenRelay:
+    """Calls ``on_token(token, text so far)`` for each piece of a streamed answer (``send_message``'s callback)."""
+
+    __slots__ = ("_on_token", "_text")
+
+    def __init__(self, on_token: OnToken | None) -> None:
+        self._on_token = on_token
+        self._text = ""
+
+    def __call__(self, token: str) -> None:
+        self._text += token
+        if self._on_token is not None:
+            self._on_token(token, self._text)
+
+
+class StreamBase(Generic[G]):
+    """Everything both stream twins share: state, event handling, errors and the flows (no I/O)."""
+
+    def __init__(self, source: StreamSource, payload: dict[str, Any]) -> None:
+        self._source = source
+        self._payload = payload
+        self._base_url = source.base_url
+        self._read_timeout = source.timeout.read
+        self._model: str | None = payload.get("model")
+        self._acc = ChatAccumulator(streaming=True)
+        self._decoder = SSEDecoder()
+        self._done = False  # [DONE] or a clean end was seen
+        self._started = False
+        self._closed = False
+        self._stop_requested = threading.Event()
+        self._error: LMStudioError | None = None
+        self._response: httpx.Response | None = None
+        self._whole: list[bytes] | None = None  # the body, when the server answered without streaming
+        self._gen: G | None = None
+        self._content_only = True
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def stopped(self) -> bool:
+        """True when the stream was closed before the server finished."""
+        return self._closed and not self._done and self._error is None
+
+    @property
+    def content(self) -> str:
+        """The answer text so far."""
+        return self._acc.content
+
+    @property
+    def reasoning(self) -> str:
+        return self._acc.reasoning
+
+    def partial(self) -> ChatResult:
+        """A snapshot of what has arrived so far."""
+        return self._acc.result(stopped=not self._done)
+
+    # --- the run, as the twins drive it ----------------------------------------------------------------------
+    def _run(self) -> G:
+        raise NotImplementedError
+
+    def _reader(self, content_only: bool) -> G:
+        """The one reading of the stream, started for text (``content_only``) or for every part."""
+        if self._gen is None:
+            self._gen, self._content_only = self._run(), content_only
+        elif self._content_only and not content_only:
+            raise RuntimeError("this stream is already being iterated for text; call iter_parts() first")
+        return self._gen
+
+    def _opening(self, on_socket: OnSocket | None) -> Flow[httpx.Response | None]:
+        """Send the request, once (whichever comes first: ``with`` or iteration); None when a Stop came first."""
+        if self._started:
+            return self._response
+        self._started = True
+        self._acc.started = time.perf_counter()
+        try:
+            self._response = yield from self._source._open_stream(self._payload, on_socket)
+        except LMStudioError:
+            if self._stop_requested.is_set():  # the wake-up broke the pending request: that is a stop, not a fault
+                return None
+            raise
+        return self._response
+
+    def _taker(self, response: httpx.Response) -> Callable[[bytes], Iterator[Any]] | None:
+        """How to take each block of the body (None: a Stop came first, read nothing)."""
+        if self._stop_requested.is_set():
+            return None
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            return self._events
+        self._whole = []
+        return self._keep_whole
+
+    def _events(self, raw: bytes) -> Iterator[Any]:
+        """What one block of the event stream gives the consumer: text deltas, or every part (``iter_parts``)."""
+        content_only = self._content_only
+        plain = self._acc.take_plain_content
+        for event in self._decoder.feed(raw):
+            chunk = self._chunk(event)
+            if chunk is None:
+                break
+            text = plain(chunk)
+            if text is None:
+                yield from self._outputs(chunk, content_only)
+            elif text:
+                yield text if content_only else StreamPart(CONTENT, text)
+
+    def _keep_whole(self, raw: bytes) -> Iterator[Any]:
+        assert self._whole is not None
+        self._whole.append(raw)
+        return iter(())
+
+    @property
+    def _ended(self) -> bool:
+        """Read no further: ``[DONE]`` arrived, or a Stop."""
+        return self._done or self._stop_requested.is_set()
+
+    def _ending(self) -> Flow[list[Any]]:
+        """After the body: a whole answer's parts; or the checks that the stream finished (an empty stream is
+        explained by a probe first); nothing after a Stop."""
+        if self._response is None or self._stop_requested.is_set():
+            return []
+        if self._whole is not None:
+            text = b"".join(self._whole).decode(self._response.encoding or "utf-8", errors="replace")
+            parts = self._non_stream_body(text)
+            return [p.text for p in parts if p.kind is CONTENT] if self._content_only else parts
+        if self._acc.deltas == 0:
+            # raises the server's reason for an empty stream, if it has one
+            yield from self._source._explain_empty_stream(self._payload)
+        self._check_finished()
+        return []
+
+    def _reading(self) -> AbstractContextManager[None]:
+        """Around reading the body: httpx errors become ours, keeping the partial answer (none after a Stop)."""
+        return translated(
+            base_url=self._base_url, read_timeout=self._read_timeout, partial=self.partial, unless=self._stop_requested
+        )
+
+    @contextmanager
+    def _recording(self) -> Iterator[None]:
+        """Around the whole run: keep the error it ends with, and finish the answer however it ends."""
+        try:
+            yield
+        except LMStudioError as err:
+            self._error = err
+            raise
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._acc.finish()
+        self._closed = True
+
+    def _replay(self) -> list[str]:
+        """What iterating a finished stream gives again: its text, in one piece."""
+        return [self._acc.content] if self._acc.content else []
+
+    # --- events to parts, errors ---------------------------------------------------------------------------------
+    def _chunk(self, event: ServerSentEvent) -> dict[str, Any] | None:
+        """The parsed chunk of one event; None at ``[DONE]``; in-band errors raise."""
+        data = event.data
+        if event.event == "error":
+            raise self._in_band_error(data)
+        if data == "[DONE]":
+            self._done = True
+            return None
+        try:
+            # the C scanner directly: json.loads adds two Python-level calls and a regex per chunk
+            chunk, end = _scan_json(data, 0)
+            if end != len(data) and data[end:].strip():
+                raise ValueError(data)
+        except (StopIteration, ValueError):
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                chunk = None
+        if not isinstance(chunk, dict):
+            raise LMStudioStreamError(
+                f"LM Studio sent a malformed chunk after {self._acc.content_chars} characters: {data[:200]!r}. "
+                "The partial answer is kept (.partial); retry the request.",
+                partial=self.partial(),
+            )
+        if "error" in chunk and "choices" not in chunk:
+            raise self._in_band_error(data)
+        return chunk
+
+    def _outputs(self, chunk: dict[str, Any], content_only: bool) -> list[Any]:
+        """What one (non-plain) chunk gives the consumer: text deltas, or all parts."""
+        parts = self._acc.add_chunk(chunk)
+        if not content_only:
+            return parts
+        return [p.text for p in parts if p.kind is CONTENT]
+
+    def _in_band_error(self, data: str) -> LMStudioError:
+        try:
+            body: Any = json.loads(data)
+        except ValueError:
+            body = data
+        message, code = error_message_and_code(body)
+        if not message and isinstance(body, dict):
+            message = str(body.get("message", ""))
+        partial = self.partial()
+        err = self._classified(body, message, code, partial)
+        if type(err) is LMStudioAPIError:
+            return LMStudioStreamError(
+                f"LM Studio reported an error mid-answer after {len(partial.content)} characters: {message}. "
+                "The partial answer is kept (.partial).",
+                partial=partial,
+            )
+        return err
+
+    def _classified(self, body: Any, message: str, code: str | None, partial: ChatResult | None) -> LMStudioAPIError:
+        """An error the server sent with its 200 (in the stream, or as the whole body)."""
+        return classify_error(
+            status_code=200,
+            body=body,
+            message=message,
+            code=code,
+            base_url=self._base_url,
+            method="POST",
+            path=CHAT_PATH,
+            model=self._model,
+            partial=partial,
+        )
+
+    def _check_finished(self) -> None:
+        """The body ended (at ``[DONE]`` or not): fine after a finish_reason, else the answer was cut or broken."""
+        self._decoder.flush()
+        if self._acc.finish_reason is not None:
+            self._done = True
+            return
+        saw_done, self._done = self._done, False
+        if saw_done:
+            # OpenAI-style servers say why an answer ended before [DONE]; without it the answer was cut short
+            raise LMStudioStreamError(
+                f"The server ended the answer after {self._acc.content_chars} characters without saying why (no "
+                "finish_reason before [DONE]): it was cut short. llama.cpp's server does this to serve a waiting "
+                "request unless started with --interrupt_requests False. The partial answer is kept (.partial); "
+                "retry the request.",
+                partial=self.partial(),
+                dropped=True,
+            )
+        if self._acc.id is None and self._acc.deltas == 0:  # no chunk: it failed before generating; a retry won't help
+            raise LMStudioStreamError(
+                f"The server at {self._base_url} accepted the request but ended the stream without sending anything. "
+                "llama.cpp's server does this when the prompt does not fit in the model's context (its log says "
+                '"exceed context window"): shorten the prompt or conversation, or check the server\'s log.',
+                partial=self.partial(),
+            )
+        raise LMStudioStreamError(
+            f"LM Studio closed the stream after {self._acc.content_chars} characters without finishing the answer. "
+            "The partial answer is kept (.partial); retry the request.",
+            partial=self.partial(),
+        )
+
+    def _non_stream_body(self, text: str) -> list[StreamPart]:
+        """A whole answer where a stream was expected (an error, or a server that ignored ``stream``)."""
+        try:
+            body: Any = json.loads(text)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not (is_error_body(body) or "choices" in body):
+            raise LMStudioStreamError(
+                f"The server at {self._base_url} answered 200 with something that is neither a stream nor a chat "
+                f"answer ({text[:120]!r}). Is the base URL right, and is nothing (a proxy, another program) in the "
+                "way?",
+                partial=self.partial(),
+            )
+        if is_error_body(body):
+            raise self._classified(body, *error_message_and_code(body), None)
+        self._acc.add_message(body)
+        self._done = True
+        parts = []
+        if self._acc.reasoning:
+            parts.append(StreamPart(REASONING, self._acc.reasoning))
+        if self._acc.content:
+            parts.append(StreamPart(CONTENT, self._acc.content))
+        return parts
