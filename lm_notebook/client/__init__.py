@@ -12,6 +12,7 @@ from __future__ import annotations
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient
 from lm_notebook.client.errors import (
     AuthenticationError,
+    ClientClosedError,
     ContextLengthExceededError,
     EndpointNotSupportedError,
     InvalidRequestError,
@@ -42,6 +43,7 @@ __all__ = [
     "AuthenticationError",
     "ChatResult",
     "ChatStream",
+    "ClientClosedError",
     "ContextLengthExceededError",
     "EndpointNotSupportedError",
     "InvalidRequestError",

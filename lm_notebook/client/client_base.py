@@ -1,5 +1,5 @@
-"""What the two clients share (:class:`~lm_notebook.client.clients.LMStudioClient` and its async twin): settings,
-what the client has learnt about its server, and every operation, written once as a flow.
+"""What the two clients share (:class:`~lm_notebook.client.clients.LMStudioClient` and its async twin): every
+operation, written once as a flow, over the client's settings and state (:mod:`lm_notebook.client.client_state`).
 
 A flow is a generator that yields the I/O it needs and receives its answer (see :mod:`lm_notebook.client.flows`);
 :class:`~lm_notebook.client.flows.operation` publishes it as a method that the sync client runs to its value and the
@@ -10,26 +10,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
+from lm_notebook.client.client_state import ClientState, HttpT, TransportT
 from lm_notebook.client.error_classification import is_error_body
+from lm_notebook.client.error_explanation import explained_error, model_ids_quietly
 from lm_notebook.client.errors import (
+    ClientClosedError,
     ContextLengthExceededError,
     EndpointNotSupportedError,
     LMStudioAPIError,
     LMStudioError,
-    LMStudioRequestError,
     ModelLoadError,
     ModelNotFoundError,
-    NoCurrentModelError,
     NoModelLoadedError,
     model_not_found_message,
     needs_newer_lmstudio,
 )
 from lm_notebook.client.flows import Flow, ReadBody, Send, operation
-from lm_notebook.client.payloads import Messages, chat_payload, check_params, conversation, load_payload, probe_payload
+from lm_notebook.client.payloads import (
+    Messages,
+    as_messages,
+    chat_payload,
+    check_params,
+    conversation,
+    load_payload,
+    probe_payload,
+)
 from lm_notebook.client.routes import (
     CHAT_PATH,
     GREETING_PATH,
@@ -38,24 +47,17 @@ from lm_notebook.client.routes import (
     OPENAI_MODELS_PATH,
     UNLOAD_PATH,
     LoadResult,
-    error_from_response,
+    is_fake_greeting,
     json_or_none,
     load_result,
     looks_like_lmstudio,
-    model_ids,
     parse_models,
     result_from_body,
 )
-from lm_notebook.client.settings import base_url_or_env, checked_token, resolve_timeout, token_from_env
 from lm_notebook.client.stream_base import OnSocket, OnToken, ReadStream, StreamBase, socket_trace
 from lm_notebook.client.transport_errors import translated
 from lm_notebook.client.types import ChatResult, ModelInfo
 
-if TYPE_CHECKING:
-    from typing_extensions import Self
-
-HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
-TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
 StreamT = TypeVar("StreamT", bound=StreamBase[Any])
 
 # the greeting and model-list look-ups the client makes on its own account: quick, or not at all
@@ -66,128 +68,20 @@ _EMPTY_STREAM_REASONS = (ContextLengthExceededError, ModelNotFoundError, NoModel
 # context) may close the socket just after the body ends, and the next request on that pooled connection would fail
 # with "connection reset". One loopback connect per stream is nothing next to a model's answer.
 _STREAM_HEADERS = {"Connection": "close"}
-# ... and a stream never takes a pooled connection either: a fresh one is always connected, so the client knows its
-# socket from the start (a Stop from another thread can wake a request still waiting for a model to load)
-_NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 
 
-class BaseClient(Generic[HttpT, TransportT, StreamT]):
-    """Everything the sync and async clients share; no I/O here. The twins set ``_http_type`` (the httpx client
-    class) and ``_stream_type`` (the stream class) and do the I/O of each step (``_perform``)."""
+class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, StreamT]):
+    """Every operation the sync and async clients share, each a flow; no I/O here. The twins set ``_http_type``
+    (the httpx client class) and ``_stream_type`` (the stream class) and do the I/O of each step (``_perform``)."""
 
-    _http_type: type[HttpT]
     _stream_type: type[StreamT]
-
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        api_key: str | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        transport: TransportT | None = None,
-        model: str | None = None,
-    ) -> None:
-        self.base_url = base_url_or_env(base_url)
-        self._api_key = checked_token(api_key or token_from_env())
-        self.timeout = resolve_timeout(timeout)
-        self._current_model = model
-        self._models_route: str | None = None  # which models route this server answered
-        # LM Studio checks model ids itself; other OpenAI-compatible servers (llama.cpp's) may silently answer an
-        # unknown id with whatever model they have, so for them the client checks ids against /v1/models.
-        self._is_lmstudio: bool | None = None
-        self._known_ids: frozenset[str] = frozenset()
-        # trust_env=False: a proxy from the environment must not intercept a local model server.
-        options: dict[str, Any] = {"base_url": self.base_url, "headers": self._headers(), "timeout": self.timeout,
-                                   "transport": transport, "trust_env": False}
-        self._http: HttpT = self._http_type(**options)
-        # streams get a connection of their own, never pooled: see _NO_KEEPALIVE
-        self._stream_http: HttpT = self._http_type(**options, limits=_NO_KEEPALIVE)
-
-    @classmethod
-    def from_client(
-        cls,
-        client: BaseClient[Any, Any, Any],
-        *,
-        timeout: float | httpx.Timeout | None = None,
-        transport: TransportT | None = None,
-    ) -> Self:
-        """A client of this kind for the same server, token and current model as ``client``, knowing what it learnt
-        of the server: ``AsyncLMStudioClient.from_client(get_client())`` gives an async client for the shared one.
-
-        >>> async with AsyncLMStudioClient.from_client(get_client()) as aclient:   # doctest: +SKIP
-        ...     print((await aclient.chat("Hello")).content)
-        """
-        twin = cls(
-            client.base_url,
-            api_key=client._api_key,
-            timeout=client.timeout if timeout is None else timeout,
-            transport=transport,
-            model=client.current_model,
-        )
-        twin._models_route = client._models_route
-        twin._is_lmstudio, twin._known_ids = client._is_lmstudio, client._known_ids
-        return twin
-
-    def with_options(
-        self,
-        *,
-        base_url: str | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        transport: TransportT | None = None,
-    ) -> Self:
-        """A new client of the same kind (token, current model) with another base URL, timeout and/or transport.
-
-        >>> slow = client.with_options(timeout=900)   # doctest: +SKIP
-        """
-        return type(self)(
-            base_url or self.base_url,
-            api_key=self._api_key,
-            timeout=self.timeout if timeout is None else timeout,
-            transport=transport,
-            model=self.current_model,
-        )
-
-    # --- the current model (the integration guide's `currentModel`) -----------------------------------------------
-    @property
-    def current_model(self) -> str | None:
-        return self._current_model
-
-    @current_model.setter
-    def current_model(self, model_id: str | None) -> None:
-        self.set_current_model(model_id)
-
-    def set_current_model(self, model_id: str | None) -> None:
-        """Select the model that requests without ``model=`` go to."""
-        if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
-            raise LMStudioRequestError(f"A model id must be a non-empty string, not {model_id!r}.")
-        self._current_model = model_id.strip() if model_id else None
-
-    @property
-    def has_api_key(self) -> bool:
-        return self._api_key is not None
-
-    def __repr__(self) -> str:
-        auth = ", api_key=<set>" if self._api_key else ""
-        return f"{type(self).__name__}(base_url={self.base_url!r}, current_model={self._current_model!r}{auth})"
-
-    # --- pure helpers ----------------------------------------------------------------------------------------------
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": "lm_notebook"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        return headers
-
-    def _model_for(self, model: str | None) -> str:
-        chosen = model or self._current_model
-        if not chosen:
-            raise NoCurrentModelError()
-        return chosen
 
     def _chat_payload(
         self, messages: Messages, model: str | None, stream: bool, params: Mapping[str, Any]
     ) -> dict[str, Any]:
         check_params(params)
-        return chat_payload(messages, self._model_for(model), stream, params)
+        checked = as_messages(messages)  # a wrong message is the first thing to hear of, before a missing model
+        return chat_payload(checked, self._model_for(model), stream, params)
 
     def _unknown_model_error(self, model: str, ids: list[str]) -> ModelNotFoundError | None:
         self._known_ids = frozenset(ids)
@@ -204,7 +98,10 @@ class BaseClient(Generic[HttpT, TransportT, StreamT]):
     # --- steps: every request goes through _exchange -------------------------------------------------------------
     def _exchange(self, step: Send | ReadBody) -> Flow[httpx.Response]:
         """Ask for one piece of I/O. An httpx error it meets is thrown in here by the driver and leaves as ours."""
-        with translated(base_url=self.base_url, read_timeout=self.timeout.read):
+        closed = self._closed_error()
+        if closed is not None:
+            raise closed
+        with translated(base_url=self.base_url, read_timeout=self.timeout.read, closed=self._closed_error):
             response: httpx.Response = yield step
         return response
 
@@ -212,35 +109,27 @@ class BaseClient(Generic[HttpT, TransportT, StreamT]):
         """A quick ``GET`` the client makes on its own account (who is there, which ids it has)."""
         return self._exchange(Send(self._http.build_request("GET", path, timeout=_PROBE_TIMEOUT)))
 
-    def _json(self, method: str, path: str, *, json_body: Any = None, model: str | None = None) -> Flow[Any]:
-        """Send one request; its JSON body, or the right error (even for a 200 whose body is an error)."""
+    def _json(
+        self, method: str, path: str, *, json_body: Any = None, model: str | None = None, max_tokens: int | None = None
+    ) -> Flow[Any]:
+        """Send one request; its JSON body, or the right error (even for a 200 whose body is an error).
+        ``max_tokens``: the answer's budget an error's advice counts (default: the body's)."""
         response = yield from self._exchange(Send(self._http.build_request(method, path, json=json_body)))
         body = json_or_none(response)
         if response.status_code >= 400 or body is None or is_error_body(body):
-            raise (yield from self._checked_error(response, model))
+            if max_tokens is None and isinstance(json_body, dict):
+                max_tokens = json_body.get("max_tokens")
+            raise (yield from explained_error(self, response, model, max_tokens))
         return body
 
     _request = operation(_json)
 
-    def _checked_error(self, response: httpx.Response, model: str | None) -> Flow[LMStudioAPIError]:
-        """The error a response means; an unknown model's lists the ids the server has."""
-        err = error_from_response(response, base_url=self.base_url, model=model)
-        if isinstance(err, ModelNotFoundError):
-            ids = yield from self._model_ids_quietly()
-            if ids:
-                err = error_from_response(response, base_url=self.base_url, model=model, available=ids)
-        return err
-
-    def _model_ids_quietly(self) -> Flow[list[str]]:
-        """The ids ``/v1/models`` lists; none when it cannot say (they only ever improve a message)."""
-        try:
-            return model_ids((yield from self._probe(OPENAI_MODELS_PATH)).json())
-        except (LMStudioError, ValueError, KeyError, AttributeError, TypeError):
-            return []
-
     def _greeting(self) -> Flow[bool]:
-        """Ask who answers (``GET /lmstudio-greeting``) and remember whether it is LM Studio."""
-        self._is_lmstudio = looks_like_lmstudio((yield from self._probe(GREETING_PATH)))
+        """Ask who answers (``GET /lmstudio-greeting``) and remember whether it is LM Studio, and whether it is this
+        project's fake server."""
+        response = yield from self._probe(GREETING_PATH)
+        self._is_lmstudio = looks_like_lmstudio(response)
+        self._server_is_fake = is_fake_greeting(response)
         return self._is_lmstudio
 
     def _check_model(self, model: str) -> Flow[None]:
@@ -249,7 +138,7 @@ class BaseClient(Generic[HttpT, TransportT, StreamT]):
             yield from self._greeting()
         if self._is_lmstudio or model in self._known_ids:
             return
-        err = self._unknown_model_error(model, (yield from self._model_ids_quietly()))
+        err = self._unknown_model_error(model, (yield from model_ids_quietly(self)))
         if err is not None:
             raise err
 
@@ -297,6 +186,8 @@ class BaseClient(Generic[HttpT, TransportT, StreamT]):
             if (yield from self._greeting()):
                 return True
             return (yield from self._probe(OPENAI_MODELS_PATH)).status_code in (200, 401)
+        except ClientClosedError:
+            raise
         except LMStudioError:
             return False
 
@@ -356,14 +247,17 @@ class BaseClient(Generic[HttpT, TransportT, StreamT]):
         response = yield from self._exchange(Send(request, stream=True))
         if response.status_code >= 400:
             yield from self._exchange(ReadBody(response))
-            raise (yield from self._checked_error(response, payload["model"]))
+            raise (yield from explained_error(self, response, payload["model"], payload.get("max_tokens")))
         return response
 
     def _explain_empty_stream(self, payload: dict[str, Any]) -> Flow[None]:
         """A stream that carried nothing: ask once more, unstreamed and one token long, to learn the server's reason
         (LM Studio and llama.cpp both end an over-long prompt's stream this way)."""
         try:
-            yield from self._json("POST", CHAT_PATH, json_body=probe_payload(payload), model=payload["model"])
+            yield from self._json(
+                "POST", CHAT_PATH, json_body=probe_payload(payload), model=payload["model"],
+                max_tokens=payload.get("max_tokens"),
+            )
         except _EMPTY_STREAM_REASONS:
             raise
         except LMStudioError:

@@ -47,8 +47,11 @@ T = TypeVar("T")
 class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream]):
     """Talks to LM Studio's server (``LMSTUDIO_BASE_URL``, default ``http://127.0.0.1:1234``).
 
-    ``api_key`` (else ``LM_API_TOKEN``, else ``LMSTUDIO_API_TOKEN``) is sent as a Bearer token and never shown.
-    ``timeout``: seconds to wait for an answer (connect stays short), or an ``httpx.Timeout``.
+    ``base_url`` may be pasted as an endpoint (``…/v1/chat/completions``, ``…/v1``, ``…/api/v1``): it is reduced to
+    the server's base; a user and password in it (``http://user:pw@host:1234``, a proxy in front of LM Studio) are
+    sent as HTTP Basic auth and never shown. ``api_key`` (else ``LM_API_TOKEN``, else ``LMSTUDIO_API_TOKEN``) is
+    sent as a Bearer token and never shown. ``timeout``: seconds to wait for an answer (connect stays short),
+    ``float("inf")`` for no read timeout, or an ``httpx.Timeout``; a bad value is refused here, in one line.
     ``transport``: an httpx transport (e.g. ``httpx.MockTransport``) for tests. ``model``: the current model.
     """
 
@@ -73,6 +76,9 @@ class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream]):
         raise TypeError(f"LMStudioClient cannot perform {step!r}")
 
     def close(self) -> None:
+        """Close the connections; using the client afterwards (or a stream it was reading) raises
+        ``ClientClosedError``."""
+        self._closed = True
         self._http.close()
         self._stream_http.close()
 
@@ -117,6 +123,9 @@ class AsyncLMStudioClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport
         raise TypeError(f"AsyncLMStudioClient cannot perform {step!r}")
 
     async def aclose(self) -> None:
+        """Close the connections; using the client afterwards (or a stream it was reading) raises
+        ``ClientClosedError``."""
+        self._closed = True
         await self._http.aclose()
         await self._stream_http.aclose()
 

@@ -8,10 +8,11 @@
     ├── NoCurrentModelError            the client has no model to send to (client-side)
     ├── LMStudioRequestError           a request LM Studio would reject, caught before sending (ValueError too)
     ├── LMStudioStreamError            the stream broke or carried an error after the 200 (keeps the partial text)
+    ├── ClientClosedError              the client was closed (before the request, or while it streamed)
     └── LMStudioAPIError               the server answered with an error (status, parsed body)
-        ├── AuthenticationError        401: a token is required or wrong
+        ├── AuthenticationError        401: a token is required (none sent) or was refused (``token_sent``)
         ├── ModelNotFoundError         unknown model id (lists the available ids)
-        ├── NoModelLoadedError         nothing loaded and just-in-time loading off
+        ├── NoModelLoadedError         the model is not loaded and just-in-time loading is off (``downloaded``)
         ├── ModelLoadError             the model failed to load
         ├── ContextLengthExceededError the prompt does not fit the loaded context
         ├── RateLimitError             429 (``retry_after`` seconds when the server says)
@@ -33,7 +34,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from typing_extensions import NotRequired, Required, Unpack
+
     from lm_notebook.client.types import ChatResult
+
+    class APIErrorFields(TypedDict):
+        """The fields every ``LMStudioAPIError`` has, as its subclasses pass them on."""
+
+        status_code: Required[int]
+        body: NotRequired[Any]
+        server_message: NotRequired[str]
+        partial: NotRequired[ChatResult | None]
+        retry_after: NotRequired[float | None]
 
 START_SERVER_HINT = "Start it in the Developer tab or with `lms server start`."
 
@@ -108,6 +122,18 @@ class LMStudioStreamError(LMStudioError):
         self.dropped = dropped
 
 
+class ClientClosedError(LMStudioError):
+    """The client was closed (``close()``, or its ``with`` block ended) before or while it was used."""
+
+    def __init__(self, client: str, base_url: str, *, partial: ChatResult | None = None) -> None:
+        kept = " The partial answer is kept (.partial)." if partial is not None and partial.content else ""
+        super().__init__(
+            f"This client is closed: {client}.close() was called, so it sends nothing more to {base_url}. Make a "
+            f"new {client}(...) (or use the client only inside its `with` block).{kept}",
+            partial=partial,
+        )
+
+
 class LMStudioAPIError(LMStudioError):
     """The server answered with an error status (or a 200 whose body is an error).
 
@@ -137,7 +163,13 @@ class LMStudioAPIError(LMStudioError):
 
 
 class AuthenticationError(LMStudioAPIError):
-    """LM Studio requires an API token, or the one sent is wrong."""
+    """LM Studio requires an API token (``token_sent`` False: none was sent), or refused the one sent (True)."""
+
+    token_sent: bool
+
+    def __init__(self, message: str, *, token_sent: bool = False, **fields: Unpack[APIErrorFields]) -> None:
+        super().__init__(message, **fields)
+        self.token_sent = token_sent
 
 
 class ModelNotFoundError(LMStudioAPIError):
@@ -151,28 +183,28 @@ class ModelNotFoundError(LMStudioAPIError):
         self,
         message: str,
         *,
-        status_code: int,
         model: str | None = None,
         available: Sequence[str] = (),
-        body: Any = None,
-        server_message: str = "",
-        partial: ChatResult | None = None,
-        retry_after: float | None = None,
+        **fields: Unpack[APIErrorFields],
     ) -> None:
-        super().__init__(
-            message,
-            status_code=status_code,
-            body=body,
-            server_message=server_message,
-            partial=partial,
-            retry_after=retry_after,
-        )
+        super().__init__(message, **fields)
         self.model = model
         self.available = list(available)
 
 
 class NoModelLoadedError(LMStudioAPIError):
-    """No model is loaded (and just-in-time loading is off)."""
+    """The model asked for is not loaded and just-in-time loading is off: ``model`` (None when the server did not
+    say which); ``downloaded`` is True when the server lists it as downloaded (``load_model(model)`` would help)."""
+
+    model: str | None
+    downloaded: bool
+
+    def __init__(
+        self, message: str, *, model: str | None = None, downloaded: bool = False, **fields: Unpack[APIErrorFields]
+    ) -> None:
+        super().__init__(message, **fields)
+        self.model = model
+        self.downloaded = downloaded
 
 
 class ModelLoadError(LMStudioAPIError):
@@ -180,7 +212,40 @@ class ModelLoadError(LMStudioAPIError):
 
 
 class ContextLengthExceededError(LMStudioAPIError):
-    """The prompt (and history) does not fit in the model's loaded context length."""
+    """The prompt (and history) does not fit in the model's loaded context length.
+
+    Each number is None when neither the server's answer nor its model list told it: ``model``, ``prompt_tokens``
+    (the prompt's size), ``context_length`` (the loaded context), ``max_tokens`` (the answer's budget that was
+    asked for), ``max_context_length`` (the most the model takes) and ``suggested_context_length`` (a context length
+    that would fit prompt and answer: the next power of two above them, within the model's maximum).
+    """
+
+    model: str | None
+    prompt_tokens: int | None
+    context_length: int | None
+    max_tokens: int | None
+    max_context_length: int | None
+    suggested_context_length: int | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        prompt_tokens: int | None = None,
+        context_length: int | None = None,
+        max_tokens: int | None = None,
+        max_context_length: int | None = None,
+        suggested_context_length: int | None = None,
+        **fields: Unpack[APIErrorFields],
+    ) -> None:
+        super().__init__(message, **fields)
+        self.model = model
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+        self.max_tokens = max_tokens
+        self.max_context_length = max_context_length
+        self.suggested_context_length = suggested_context_length
 
 
 class RateLimitError(LMStudioAPIError):

@@ -8,20 +8,69 @@ from typing import Any
 
 from lm_notebook.client.errors import LMStudioRequestError
 
-Messages = str | Sequence[Mapping[str, Any]]
+Messages = str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+ROLES = ("system", "user", "assistant", "tool", "developer")
+ACCEPTED_MESSAGES = (
+    'Pass a string ("Hi"), one message ({"role": "user", "content": "Hi"}) or a list of them ([{"role": "system", '
+    '"content": "Be brief."}, {"role": "user", "content": "Hi"}]); a role is system, user, assistant, tool or '
+    'developer, and content is a string or a list of parts ({"type": "text", "text": "..."}, {"type": "image_url", '
+    '"image_url": {"url": "data:..."}}); an assistant message with tool_calls may have no content.'
+)
 
 
-def as_messages(messages: Messages) -> list[dict[str, Any]]:
-    """A bare string is one user message; a list of role/content dicts passes through (copied)."""
+def _refused(problem: str) -> LMStudioRequestError:
+    return LMStudioRequestError(f"{problem}. {ACCEPTED_MESSAGES}")
+
+
+def _checked_content(content: Any, where: str) -> None:
+    if isinstance(content, str):
+        return
+    if isinstance(content, (list, tuple)) and content:
+        for j, part in enumerate(content):
+            if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+                raise _refused(f"{where}.content[{j}] is {part!r}, not a part with a 'type'")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise _refused(f"{where}.content[{j}] is a text part without a string 'text'")
+        return
+    raise _refused(f"{where} has content {_shown(content)}, which is neither a string nor a list of parts")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def checked_message(m: Any, where: str) -> dict[str, Any]:
+    """One message, checked: a known role, and content LM Studio takes (copied)."""
+    if not isinstance(m, Mapping):
+        raise _refused(f"{where} is {_shown(m)} ({type(m).__name__}), not a message dict")
+    role = m.get("role")
+    if role not in ROLES:
+        got = "has no 'role'" if "role" not in m else f"has role {_shown(role)}"
+        raise _refused(f"{where} {got}")
+    content = m.get("content")
+    if content is None:
+        if not (role == "assistant" and m.get("tool_calls")):
+            raise _refused(f"{where} ({role}) has no content")
+    else:
+        _checked_content(content, where)
+    return dict(m)
+
+
+def as_messages(messages: Any) -> list[dict[str, Any]]:
+    """A bare string is one user message, one message dict a list of one; a list of messages passes through
+    (copied). Anything else, or a message LM Studio would not take, is refused before sending, in one line that
+    shows the accepted forms."""
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping) or "role" not in m:
-            raise LMStudioRequestError(
-                f"messages[{i}] must be a dict with 'role' and 'content' (got {type(m).__name__})."
-            )
-        out.append(dict(m))
+    if isinstance(messages, Mapping):
+        return [checked_message(messages, "the message")]
+    if isinstance(messages, (bytes, bytearray)) or not isinstance(messages, Iterable):
+        raise _refused(f"messages is {_shown(messages)} ({type(messages).__name__})")
+    out = [checked_message(m, f"messages[{i}]") for i, m in enumerate(messages)]
+    if not out:
+        raise _refused("messages is empty: there is nothing to answer")
     return out
 
 
@@ -75,4 +124,5 @@ def conversation(prompt: str, history: Iterable[Mapping[str, Any]]) -> list[dict
     """``send_message``'s messages: the history, then ``prompt`` as the user's turn."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise LMStudioRequestError("The prompt is empty: give send_message() some text to send.")
-    return [*as_messages(list(history)), {"role": "user", "content": prompt}]
+    earlier = list(history)
+    return [*(as_messages(earlier) if earlier else []), {"role": "user", "content": prompt}]

@@ -51,9 +51,15 @@ def json_or_none(response: httpx.Response) -> Any:
 
 
 def error_from_response(
-    response: httpx.Response, *, base_url: str, model: str | None, available: list[str] | None = None
+    response: httpx.Response,
+    *,
+    base_url: str,
+    model: str | None,
+    available: list[str] | None = None,
+    max_tokens: int | None = None,
 ) -> LMStudioAPIError:
-    """The error an answer with an error status (or an error body) means; see ``classify_error``."""
+    """The error an answer with an error status (or an error body) means; see ``classify_error``. ``max_tokens``:
+    what the request asked for."""
     body, message, code = parse_error_body(response.text)
     return classify_error(
         status_code=response.status_code,
@@ -66,7 +72,14 @@ def error_from_response(
         model=model,
         available=available,
         retry_after=response.headers.get("retry-after"),
+        max_tokens=max_tokens,
+        token_sent=token_sent(response.request),
     )
+
+
+def token_sent(request: httpx.Request) -> bool:
+    """Whether ``request`` carried an API token (a Bearer header; a URL's user and password are not one)."""
+    return str(request.headers.get("authorization", "")).lower().startswith("bearer ")
 
 
 def looks_like_lmstudio(response: httpx.Response) -> bool:
@@ -77,6 +90,13 @@ def looks_like_lmstudio(response: httpx.Response) -> bool:
     if not isinstance(body, dict):
         return False
     return bool(body.get("lmstudio")) or is_unexpected_endpoint(str(body.get("error", "")))
+
+
+def is_fake_greeting(response: httpx.Response) -> bool:
+    """Whether ``GET /lmstudio-greeting`` came from this project's fake server (it says ``"lm_notebook_fake":
+    true``)."""
+    body = json_or_none(response)
+    return isinstance(body, dict) and body.get("lm_notebook_fake") is True
 
 
 def result_from_body(body: Any, started: float) -> ChatResult:

@@ -2,7 +2,9 @@
 
 The stream opens its HTTP request lazily (on first iteration or ``with``), stops at ``data: [DONE]``, turns in-band
 errors into exceptions that keep the partial answer, and always closes its response in ``finally`` — when the
-consumer stops early, leaves a ``with`` block, or is interrupted (``KeyboardInterrupt``).
+consumer stops early, leaves a ``with`` block, or is interrupted (``KeyboardInterrupt``). Each ``for`` (``async
+for``) gets an iterator of its own: abandoning it (``break``, an exception in the loop's body) closes the connection
+at once, with or without ``with``, and ``result()`` is then the partial answer, ``stopped``.
 
 :class:`ChatStream` (from ``LMStudioClient.stream_chat``) and :class:`AsyncChatStream` (from the async client) share
 :class:`~lm_notebook.client.stream_base.StreamBase`; each holds only its I/O: reading the bytes, closing.
@@ -18,11 +20,10 @@ consumer stops early, leaves a ``with`` block, or is interrupted (``KeyboardInte
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Generator, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -36,7 +37,7 @@ from lm_notebook.client.accumulator import (
     TextBuffer,
 )
 from lm_notebook.client.flows import Flow
-from lm_notebook.client.stream_base import OnToken, StreamBase, StreamSource, TokenRelay
+from lm_notebook.client.stream_base import OnToken, StreamBase, StreamSource, TokenRelay, shut_down
 from lm_notebook.client.types import ChatResult
 
 # re-exported: the stream's parts are part of its API
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class SyncSource(StreamSource, Protocol):
@@ -88,11 +90,20 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         if self._closed:  # iterating a finished stream replays its text
             return iter(self._replay())
         reader = self._reader(True)
-        return reader if self._content_only else (p.text for p in reader if p.kind is CONTENT)
+        return self._consumer(reader if self._content_only else (p.text for p in reader if p.kind is CONTENT))
 
     def iter_parts(self) -> Iterator[StreamPart]:
         """Every part as it arrives: answer text, thinking and tool-call argument pieces."""
-        return self._reader(False)
+        return self._consumer(self._reader(False))
+
+    def _consumer(self, items: Iterator[T]) -> Generator[T, None, None]:
+        """``items`` as one loop's own iterator. A loop that leaves early drops it and Python closes it at once
+        (``GeneratorExit`` at its ``yield``): that closes the stream, as leaving a ``with`` block would."""
+        try:
+            yield from items
+        except GeneratorExit:
+            self.close()
+            raise
 
     def text(self) -> str:
         """Read to the end and return the answer text."""
@@ -159,13 +170,7 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
     def _wake_reader(self) -> None:
         # the socket as connected (known even while the request still waits for its headers, e.g. during a model
         # load), else the one the response reads from
-        sock = self._socket
-        if sock is None and self._response is not None:
-            network = self._response.extensions.get("network_stream")
-            sock = network.get_extra_info("socket") if network is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        shut_down(self._socket, self._response)
 
     def _on_connect(self, sock: socket.socket) -> None:
         self._socket = sock
@@ -198,21 +203,25 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
         if self._closed:  # iterating a finished stream replays its text
             return _each(self._replay())
         reader = self._reader(True)
-        return reader if self._content_only else _only_content(reader)
+        return _Consumer(self, reader if self._content_only else _only_content(reader))
 
     def iter_parts(self) -> AsyncIterator[StreamPart]:
         """Every part as it arrives: answer text, thinking and tool-call argument pieces."""
-        return self._reader(False)
+        return _Consumer(self, self._reader(False))
 
     async def text(self) -> str:
         """Read to the end and return the answer text."""
         return (await self.result()).content
 
     async def result(self) -> ChatResult:
-        """The finished result; reads the rest of the stream first if needed."""
+        """The finished result; reads the rest of the stream first if needed (after a Stop or an abandoned
+        ``async for``: closes it, and the result is the partial answer)."""
         if not self._closed:
-            async for _ in self:
-                pass
+            if self._stop_requested.is_set():
+                await self.aclose()
+            else:
+                async for _ in self:
+                    pass
         return self._acc.result(stopped=self.stopped)
 
     async def _open(self) -> httpx.Response | None:
@@ -248,6 +257,13 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
                 relay(token)
         return await self.result()
 
+    def _abandon(self) -> None:
+        """An ``async for`` left early (its iterator was dropped): stop at once. Nothing can be awaited here, so the
+        socket is shut down (the server sees the client leave now); the response is closed by ``result()``,
+        ``aclose()`` or ``async with``, or when the stream is collected."""
+        self._stop_requested.set()
+        shut_down(None, self._response)
+
     async def aclose(self) -> None:
         """Stop reading and close the connection; what arrived so far stays available."""
         self._stop_requested.set()
@@ -260,6 +276,28 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
             await self._response.aclose()
         if not self._closed:
             self._finish()
+
+
+class _Consumer(Generic[T_co]):
+    """One ``async for``'s own iterator over an async stream. An async generator left early is only closed later,
+    by a task the event loop schedules; this one stops its stream the moment the loop drops it."""
+
+    __slots__ = ("_next", "_stream")
+
+    def __init__(self, stream: AsyncChatStream, items: AsyncIterator[T_co]) -> None:
+        self._stream = stream
+        self._next = items.__anext__
+
+    def __aiter__(self) -> _Consumer[T_co]:
+        return self
+
+    def __anext__(self) -> Awaitable[T_co]:
+        return self._next()
+
+    def __del__(self) -> None:
+        stream = self._stream
+        if not stream._closed:
+            stream._abandon()
 
 
 async def _each(texts: list[str]) -> AsyncIterator[str]:

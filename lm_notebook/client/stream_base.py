@@ -5,6 +5,7 @@ written once as flows (see :mod:`lm_notebook.client.flows`). No I/O here: the tw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -20,7 +21,7 @@ from lm_notebook.client.accumulator import CONTENT, REASONING, ChatAccumulator, 
 from lm_notebook.client.error_classification import classify_error, error_message_and_code, is_error_body
 from lm_notebook.client.errors import LMStudioAPIError, LMStudioError, LMStudioStreamError
 from lm_notebook.client.flows import Flow, Step
-from lm_notebook.client.routes import CHAT_PATH
+from lm_notebook.client.routes import CHAT_PATH, token_sent
 from lm_notebook.client.sse import ServerSentEvent, SSEDecoder
 from lm_notebook.client.transport_errors import translated
 from lm_notebook.client.types import ChatResult
@@ -41,6 +42,8 @@ class StreamSource(Protocol):
     def _open_stream(self, payload: dict[str, Any], on_socket: OnSocket | None) -> Flow[httpx.Response]: ...
 
     def _explain_empty_stream(self, payload: dict[str, Any]) -> Flow[None]: ...
+
+    def _closed_error(self, partial: ChatResult | None = None) -> LMStudioError | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,17 @@ def socket_trace(on_socket: OnSocket) -> Callable[[str, dict[str, Any]], None]:
                 on_socket(sock)
 
     return trace
+
+
+def shut_down(sock: socket.socket | None, response: httpx.Response | None) -> None:
+    """Shut down ``sock``, else the socket ``response`` reads from: the server sees the client leave now, and a read
+    blocked on it (in another thread, or awaited later) wakes at once."""
+    if sock is None and response is not None:
+        network = response.extensions.get("network_stream")
+        sock = network.get_extra_info("socket") if network is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 class TokenRelay:
@@ -107,7 +121,8 @@ class StreamBase(Generic[G]):
 
     @property
     def stopped(self) -> bool:
-        """True when the stream was closed before the server finished."""
+        """True once the stream was closed (or its iteration abandoned) before the server finished; False before it
+        starts, while it streams, after it finished or failed."""
         return self._closed and not self._done and self._error is None
 
     @property
@@ -120,8 +135,8 @@ class StreamBase(Generic[G]):
         return self._acc.reasoning
 
     def partial(self) -> ChatResult:
-        """A snapshot of what has arrived so far."""
-        return self._acc.result(stopped=not self._done)
+        """A snapshot of what has arrived so far; its ``stopped`` is the stream's (True only once stopped)."""
+        return self._acc.result(stopped=self.stopped)
 
     # --- the run, as the twins drive it ----------------------------------------------------------------------
     def _run(self) -> G:
@@ -187,6 +202,9 @@ class StreamBase(Generic[G]):
         explained by a probe first); nothing after a Stop."""
         if self._response is None or self._stop_requested.is_set():
             return []
+        closed = self._source._closed_error(self.partial())
+        if closed is not None:  # the body ended because the client was closed under it
+            raise closed
         if self._whole is not None:
             text = b"".join(self._whole).decode(self._response.encoding or "utf-8", errors="replace")
             parts = self._non_stream_body(text)
@@ -200,7 +218,11 @@ class StreamBase(Generic[G]):
     def _reading(self) -> AbstractContextManager[None]:
         """Around reading the body: httpx errors become ours, keeping the partial answer (none after a Stop)."""
         return translated(
-            base_url=self._base_url, read_timeout=self._read_timeout, partial=self.partial, unless=self._stop_requested
+            base_url=self._base_url,
+            read_timeout=self._read_timeout,
+            partial=self.partial,
+            unless=self._stop_requested,
+            closed=self._source._closed_error,
         )
 
     @contextmanager
@@ -288,6 +310,8 @@ class StreamBase(Generic[G]):
             path=CHAT_PATH,
             model=self._model,
             partial=partial,
+            max_tokens=self._payload.get("max_tokens"),
+            token_sent=self._response is not None and token_sent(self._response.request),
         )
 
     def _check_finished(self) -> None:

@@ -74,21 +74,27 @@ def translated(
     read_timeout: float | None,
     partial: Callable[[], ChatResult] | None = None,
     unless: threading.Event | None = None,
+    closed: Callable[[ChatResult | None], LMStudioError | None] | None = None,
 ) -> Iterator[None]:
     """An httpx error raised in the block leaves it as ours (:func:`translate_transport_error`).
 
     ``partial``: a stream's answer so far (the error keeps it). ``unless``: while this event is set (a Stop shut the
-    socket down) the error is the stop itself, and is dropped.
+    socket down) the error is the stop itself, and is dropped. ``closed``: the client's "this client is closed"
+    error once it is closed (closing it broke the connection: that is no network fault to retry), else None.
     """
     try:
         yield
     except httpx.HTTPError as exc:
         if unless is not None and unless.is_set():
             return
+        kept = None if partial is None else partial()
+        closed_error = None if closed is None else closed(kept)
+        if closed_error is not None:
+            raise closed_error from exc
         raise translate_transport_error(
             exc,
             base_url=base_url,
             read_timeout=read_timeout,
-            partial=None if partial is None else partial(),
+            partial=kept,
             streaming=partial is not None,
         ) from exc

@@ -659,7 +659,8 @@ def test_an_empty_stream_is_explained_by_a_one_token_probe(mode: str) -> None:
     h = Harness(mode, routes({"/v1/chat/completions": chat}))
     out = h.stream("a very long prompt", model="m", max_tokens=500)
     assert isinstance(out.error, ContextLengthExceededError)
-    probe = h.body()
+    chats = [i for i, r in enumerate(h.requests) if r.url.path == "/v1/chat/completions"]
+    probe = h.body(chats[-1])
     assert probe["stream"] is False and probe["max_tokens"] == 1 and "stream_options" not in probe
     assert probe["messages"] == [{"role": "user", "content": "a very long prompt"}]
 

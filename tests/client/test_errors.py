@@ -103,6 +103,7 @@ def one_of_each() -> list[errors.LMStudioError]:
         _answer(200, "Unexpected endpoint or method. (GET /api/v1/models)"),
         _answer(418, "I'm a teapot"),
         errors.needs_newer_lmstudio("load_model()", _answer(404, "Not Found"), URL, "Load it with `lms load m`."),
+        errors.ClientClosedError("LMStudioClient", URL, partial=partial),
     ]
 
 

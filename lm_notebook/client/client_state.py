@@ -1,0 +1,176 @@
+"""What a client is, apart from what it does: where it talks to and how (base URL, token, a URL's user and password,
+timeouts, its two httpx clients), its current model, whether it is closed, what it has learnt about its server, and
+copies of it for the same server (:meth:`ClientState.from_client`, :meth:`ClientState.with_options`). No I/O here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import httpx
+
+from lm_notebook.client.errors import ClientClosedError, LMStudioRequestError, NoCurrentModelError
+from lm_notebook.client.settings import (
+    base_url_or_env,
+    checked_token,
+    resolve_timeout,
+    token_from_env,
+    twin_url,
+    with_credentials,
+)
+from lm_notebook.client.types import ChatResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+
+# A stream never takes a pooled connection (nor leaves one, see client_base): a fresh one is always connected, so the
+# client knows its socket from the start (a Stop from another thread can wake a request still waiting for a model load)
+_NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+
+
+class ClientState(Generic[HttpT, TransportT]):
+    """A client's settings and what it learnt about its server; no I/O here. The twins set ``_http_type`` (the
+    httpx client class)."""
+
+    _http_type: type[HttpT]
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        transport: TransportT | None = None,
+        model: str | None = None,
+    ) -> None:
+        address = base_url_or_env(base_url)
+        self.base_url = address.base_url  # never holds a password: safe to show
+        self._api_key = checked_token(api_key or token_from_env())
+        # a user and password in the URL (a proxy in front of LM Studio) are sent as HTTP Basic auth, never shown
+        self._address = address
+        if address.credentials is not None and self._api_key is not None:
+            raise LMStudioRequestError(
+                "The base URL carries a user and password (sent as HTTP Basic auth) and an API token is set too "
+                "(api_key, LM_API_TOKEN or LMSTUDIO_API_TOKEN): both go in the Authorization header, so only one "
+                "can be sent. Drop the user and password from the URL, or the token."
+            )
+        self.timeout = resolve_timeout(timeout)
+        self._current_model = model
+        self._closed = False
+        self._models_route: str | None = None  # which models route this server answered
+        # LM Studio checks model ids itself; other OpenAI-compatible servers (llama.cpp's) may silently answer an
+        # unknown id with whatever model they have, so for them the client checks ids against /v1/models.
+        self._is_lmstudio: bool | None = None
+        self._server_is_fake: bool | None = None
+        self._known_ids: frozenset[str] = frozenset()
+        # trust_env=False: a proxy from the environment must not intercept a local model server.
+        options: dict[str, Any] = {"base_url": self.base_url, "headers": self._headers(), "timeout": self.timeout,
+                                   "transport": transport, "trust_env": False}
+        if address.credentials is not None:
+            options["auth"] = httpx.BasicAuth(*address.credentials)
+        self._http: HttpT = self._http_type(**options)
+        # streams get a connection of their own, never pooled: see _NO_KEEPALIVE
+        self._stream_http: HttpT = self._http_type(**options, limits=_NO_KEEPALIVE)
+
+    @classmethod
+    def from_client(
+        cls,
+        client: ClientState[Any, Any],
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        transport: TransportT | None = None,
+    ) -> Self:
+        """A client of this kind for the same server, token and current model as ``client``, knowing what it learnt
+        of the server: ``AsyncLMStudioClient.from_client(get_client())`` gives an async client for the shared one.
+
+        >>> async with AsyncLMStudioClient.from_client(get_client()) as aclient:   # doctest: +SKIP
+        ...     print((await aclient.chat("Hello")).content)
+        """
+        twin = cls(
+            with_credentials(client._address),
+            api_key=client._api_key,
+            timeout=client.timeout if timeout is None else timeout,
+            transport=transport,
+            model=client.current_model,
+        )
+        twin._models_route = client._models_route
+        twin._is_lmstudio, twin._known_ids = client._is_lmstudio, client._known_ids
+        twin._server_is_fake = client._server_is_fake
+        return twin
+
+    def with_options(
+        self,
+        *,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        transport: TransportT | None = None,
+    ) -> Self:
+        """A new client of the same kind (token, current model) with another base URL, timeout and/or transport.
+        A user and password in this client's URL go along only to the same server.
+
+        >>> slow = client.with_options(timeout=900)   # doctest: +SKIP
+        """
+        return type(self)(
+            twin_url(self._address, base_url),
+            api_key=self._api_key,
+            timeout=self.timeout if timeout is None else timeout,
+            transport=transport,
+            model=self.current_model,
+        )
+
+    # --- the current model (the integration guide's `currentModel`) -----------------------------------------------
+    @property
+    def current_model(self) -> str | None:
+        return self._current_model
+
+    @current_model.setter
+    def current_model(self, model_id: str | None) -> None:
+        self.set_current_model(model_id)
+
+    def set_current_model(self, model_id: str | None) -> None:
+        """Select the model that requests without ``model=`` go to."""
+        if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
+            raise LMStudioRequestError(f"A model id must be a non-empty string, not {model_id!r}.")
+        self._current_model = model_id.strip() if model_id else None
+
+    @property
+    def has_api_key(self) -> bool:
+        return self._api_key is not None
+
+    @property
+    def is_closed(self) -> bool:
+        """True once ``close()`` (``aclose()``) was called: the client sends nothing more."""
+        return self._closed
+
+    @property
+    def server_is_fake(self) -> bool | None:
+        """True when the server is this project's bundled fake (``lm_notebook.testing``), False when it is not;
+        None until the client has asked who answers (``GET /lmstudio-greeting``: ``is_running()``, and the first
+        ``chat``, ``stream_chat`` or ``send_message`` ask)."""
+        return self._server_is_fake
+
+    def __repr__(self) -> str:
+        auth = ", api_key=<set>" if self._api_key else ""
+        if self._address.credentials is not None:
+            auth += ", basic_auth=<set>"
+        return f"{type(self).__name__}(base_url={self.base_url!r}, current_model={self._current_model!r}{auth})"
+
+    # --- pure helpers ----------------------------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "lm_notebook"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _model_for(self, model: str | None) -> str:
+        chosen = model or self._current_model
+        if not chosen:
+            raise NoCurrentModelError()
+        return chosen
+
+    def _closed_error(self, partial: ChatResult | None = None) -> ClientClosedError | None:
+        """The error for using this client once it is closed; None while it is open."""
+        return ClientClosedError(type(self).__name__, self.base_url, partial=partial) if self._closed else None
