@@ -1,19 +1,91 @@
-"""What :meth:`ChatPanel.send <lm_notebook.chat.ChatPanel.send>` hands back, and the record of one message.
+"""The chat's data model: messages, what the model is sent, what Retry drops, and the handle of one answer.
 
-:class:`ChatReply` is public (re-exported by :mod:`lm_notebook.chat.panel`); :class:`ConversationEntry` is the
-panel's own record of a message and its view. An answer's :class:`~lm_notebook.chat.generation.AnswerGeneration` fills
-the reply's
-private ``_content`` / ``_reasoning`` as parts arrive and calls ``_settle`` once, when the answer is over.
+Pure: no widgets, no LM Studio, no threads of its own (the panel holds a lock around a :class:`Conversation`), so it
+is tested with plain values::
+
+    chat = Conversation()
+    chat.add_user("Hi")
+    answer, reply = chat.add_answer("qwen")
+    answer.record(AnswerOutcome("Hello!", "", ChatResult("Hello!"), None))
+    chat.history("Be brief.")   # [system, user, assistant]
+
+:class:`ChatReply` is public (what :meth:`ChatPanel.send <lm_notebook.chat.panel.ChatPanel.send>` returns); the text
+of an answer still streaming is a :class:`Draft` that the reader fills and the reply reads.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from lm_notebook.client.errors import error_text
+from lm_notebook.client.errors import LMStudioError, error_text
 from lm_notebook.client.types import ChatResult
+
+
+@dataclass(frozen=True)
+class DraftText:
+    """An answer's text at one moment while it streams; ``parts`` counts the text parts (about one token each)."""
+
+    content: str = ""
+    reasoning: str = ""
+    parts: int = 0
+
+
+class Draft:
+    """The text of an answer as it arrives: one thread adds parts, any thread reads (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._content: list[str] = []
+        self._reasoning: list[str] = []
+
+    def add(self, kind: str, text: str) -> bool:
+        """Add a part of the stream; True when it was text (``content`` or ``reasoning``), False for other kinds."""
+        with self._lock:
+            if kind == "content":
+                self._content.append(text)
+            elif kind == "reasoning":
+                self._reasoning.append(text)
+            else:
+                return False
+        return True
+
+    def text(self) -> DraftText:
+        with self._lock:
+            content, reasoning = "".join(self._content), "".join(self._reasoning)
+            return DraftText(content, reasoning, len(self._content) + len(self._reasoning))
+
+
+@dataclass(frozen=True)
+class AnswerOutcome:
+    """How an answer ended: the text to show and keep, its result (None when it failed) and its error."""
+
+    content: str
+    reasoning: str
+    result: ChatResult | None
+    error: Exception | None
+    parts: int = 0  # text parts streamed, for an approximate token count when the server sent none
+
+
+def answer_outcome(
+    result: ChatResult | None, error: Exception | None, draft: DraftText, *, model: str | None
+) -> AnswerOutcome:
+    """What is kept of an answer: the server's text when it has it (a failed stream's partial answer included), else
+    what was streamed; an answer stopped before the stream existed becomes an empty stopped result."""
+    if isinstance(error, LMStudioError) and error.partial is not None:
+        content, reasoning = error.partial.content, error.partial.reasoning
+    elif result is not None:
+        content, reasoning = result.content, result.reasoning
+    else:
+        content, reasoning = draft.content, draft.reasoning
+    if result is None and error is None:
+        result = ChatResult(content=content, reasoning=reasoning, model=model, stopped=True, streaming=True)
+    return AnswerOutcome(content, reasoning, result, error, draft.parts)
+
+
+def as_stopped(result: ChatResult) -> ChatResult:
+    return result if result.stopped else replace(result, stopped=True)
 
 
 class ChatReply:
@@ -23,14 +95,14 @@ class ChatReply:
     ``error`` (the exception, with an actionable ``.message``) or ``result`` (a :class:`ChatResult`).
     """
 
-    def __init__(self, prompt: str, model: str | None) -> None:
+    def __init__(self, prompt: str, model: str | None, draft: Draft | None = None) -> None:
         self.prompt = prompt
         self.model = model
         self.result: ChatResult | None = None
         self.error: Exception | None = None
         self._done = threading.Event()
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
+        self._settling = threading.Lock()
+        self._draft = draft if draft is not None else Draft()
 
     @property
     def done(self) -> bool:
@@ -50,13 +122,13 @@ class ChatReply:
         """The answer text so far (all of it once done)."""
         if self.result is not None:
             return self.result.content
-        return "".join(self._content)
+        return self._draft.text().content
 
     @property
     def reasoning(self) -> str:
         if self.result is not None:
             return self.result.reasoning
-        return "".join(self._reasoning)
+        return self._draft.text().reasoning
 
     def wait(self, timeout: float | None = None) -> ChatResult | None:
         """The result once the answer is over (None when it failed: see ``error``).
@@ -67,9 +139,13 @@ class ChatReply:
             raise TimeoutError(f"the answer is still streaming after {timeout} s; call stop() to end it")
         return self.result
 
-    def _settle(self, result: ChatResult | None, error: Exception | None) -> None:
-        self.result, self.error = result, error
-        self._done.set()
+    def settle(self, result: ChatResult | None, error: Exception | None) -> None:
+        """Record how the answer ended and wake :meth:`wait` (the panel calls it once; later calls change nothing)."""
+        with self._settling:
+            if self._done.is_set():
+                return
+            self.result, self.error = result, error
+            self._done.set()
 
     @property
     def state(self) -> str:
@@ -84,13 +160,12 @@ class ChatReply:
         return f"<ChatReply {self.state} model={self.model!r}{extra}>"
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the panel maps each entry to its view
 class ConversationEntry:
-    """One message of the conversation, with its view."""
+    """One message of the conversation."""
 
     role: str  # "user" | "assistant"
     content: str
-    view: Any
     model: str | None = None
     reasoning: str = ""
     result: ChatResult | None = None
@@ -102,3 +177,74 @@ class ConversationEntry:
         """Failed answers (and answers stopped before any text) are not part of what the model sees."""
         return self.role == "user" or (self.error is None and bool(self.content))
 
+    def record(self, outcome: AnswerOutcome) -> None:
+        """Keep how this answer ended (its reply is settled separately, once the panel shows the outcome)."""
+        self.content, self.reasoning = outcome.content, outcome.reasoning
+        self.result, self.error = outcome.result, outcome.error
+
+
+class Conversation:
+    """The messages of one chat, oldest first."""
+
+    def __init__(self) -> None:
+        self._entries: list[ConversationEntry] = []
+
+    @property
+    def entries(self) -> list[ConversationEntry]:
+        """A copy of the messages, oldest first."""
+        return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add_user(self, text: str) -> ConversationEntry:
+        entry = ConversationEntry("user", text)
+        self._entries.append(entry)
+        return entry
+
+    def add_answer(self, model: str | None, draft: Draft | None = None) -> tuple[ConversationEntry, ChatReply]:
+        """An answer (still to come) to the last user message, and its :class:`ChatReply` (reading ``draft``)."""
+        prompt = next((e.content for e in reversed(self._entries) if e.role == "user"), "")
+        reply = ChatReply(prompt, model, draft)
+        entry = ConversationEntry("assistant", "", model=model, reply=reply)
+        self._entries.append(entry)
+        return entry, reply
+
+    @property
+    def has_user_message(self) -> bool:
+        return any(e.role == "user" for e in self._entries)
+
+    def drop_answers_to_last_message(self) -> list[ConversationEntry]:
+        """What Retry removes: everything after the last user message (returned, oldest first)."""
+        last_user = max((i for i, e in enumerate(self._entries) if e.role == "user"), default=None)
+        if last_user is None:
+            raise RuntimeError("Nothing to retry: send a message first.")
+        dropped = self._entries[last_user + 1 :]
+        del self._entries[last_user + 1 :]
+        return dropped
+
+    def clear(self) -> list[ConversationEntry]:
+        """Forget every message (returned, oldest first)."""
+        entries, self._entries = self._entries, []
+        return entries
+
+    def history(self, system: str) -> list[dict[str, Any]]:
+        """Role/content dicts: the system prompt (if any), then the messages the model may see."""
+        out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system.strip() else []
+        out.extend({"role": e.role, "content": e.content} for e in self._entries if e.in_history)
+        return out
+
+    def request_messages(self, system: str) -> list[dict[str, Any]]:
+        """What the model is sent: :meth:`history`, with back-to-back user messages (left by failures) joined."""
+        out: list[dict[str, Any]] = []
+        for message in self.history(system):
+            if out and message["role"] == "user" and out[-1]["role"] == "user":
+                out[-1] = {"role": "user", "content": out[-1]["content"] + "\n\n" + message["content"]}
+            else:
+                out.append(dict(message))
+        return out
+
+    @property
+    def replies(self) -> list[ChatReply]:
+        """Every answer's handle, oldest first."""
+        return [e.reply for e in self._entries if e.reply is not None]

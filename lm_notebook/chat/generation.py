@@ -1,61 +1,136 @@
-"""One answer of the chat panel being streamed: a reader thread, a repaint thread, and a stop that is always heard.
+"""One answer of the chat panel being streamed: a reader thread, the throttled repaint, and a stop that is always heard.
 
 The reader pulls the answer's parts off the connection, away from the widget message handler, so Stop is heard while
-an answer streams; the painter repaints a few times a second (never once per token). Whichever comes first — the
-reader's end, an error, or :meth:`AnswerGeneration.stop` giving up on a stuck reader — settles the answer, once.
+an answer streams. It only adds them to a :class:`~lm_notebook.chat.conversation.Draft` and tells the
+:class:`~lm_notebook.display.repaint.Repainter` (the one ``%%lm`` uses too), which calls ``on_update`` with the text so
+far: the first part at once, then at most every ``interval``. Whichever comes first — the reader's end, an error, or
+:meth:`AnswerGeneration.stop` giving up on a stuck reader — settles the answer, once: ``on_settled`` gets its
+:class:`~lm_notebook.chat.conversation.AnswerOutcome` as the final paint, and no ``on_update`` comes after it.
+
+Until the first part arrives, ``on_waiting`` (when given) hears every ``wait_interval`` how long the answer has
+waited: a model loading just in time can take a while, and the panel says so.
+
+The generation knows no widgets and no panel: whoever starts it passes the callbacks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable
+from typing import Any
 
-from lm_notebook.chat.conversation import ChatReply, ConversationEntry
-from lm_notebook.chat.widgets import footer_html
+from lm_notebook.chat.conversation import AnswerOutcome, Draft, DraftText, answer_outcome, as_stopped
+from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import LMStudioError
-from lm_notebook.client.stream import ChatStream, StreamPart
+from lm_notebook.client.stream import ChatStream
 from lm_notebook.client.types import ChatResult
-
-if TYPE_CHECKING:
-    from lm_notebook.chat.panel import ChatPanel
+from lm_notebook.display.repaint import Repainter
 
 REPAINT_INTERVAL = 0.2  # seconds between repaints of a streaming answer (≤ 5 per second)
 STOP_GRACE = 0.5  # how long stop() waits for the reader before it settles the answer itself
+SETTLE_WAIT = 2.0  # how long stop() waits for a settlement another thread has begun (it only paints)
+WAIT_INTERVAL = 1.0  # seconds between "still waiting for the first part" reports
+
+
+class WaitReport:
+    """Calls ``report(seconds waited)`` at once, then every ``interval``, until :meth:`stop` (no call after it).
+
+    ``clock`` says the time; ``interval`` is real time between reports (a test with a clock it moves passes a short
+    one, and waits for the report it expects).
+    """
+
+    def __init__(
+        self, report: Callable[[float], None], *, interval: float = WAIT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self._report = report
+        self._clock = clock
+        self._started = 0.0
+        self._stopped = threading.Event()
+        self._reporting = threading.Lock()  # held while reporting: stop() returns only once no report runs
+        self._thread = threading.Thread(target=self._run, name="lm_notebook-chat-waiting", daemon=True)
+
+    def start(self) -> None:
+        self._started = self._clock()
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        with self._reporting:
+            self._stopped.set()
+
+    def _run(self) -> None:
+        while True:
+            with self._reporting:
+                if self._stopped.is_set():
+                    return
+                self._report(max(0.0, self._clock() - self._started))
+            if self._stopped.wait(self.interval):
+                return
 
 
 class AnswerGeneration:
-    """One answer being streamed: a reader thread, a repaint thread, and a stop that is always heard."""
+    """One answer being streamed from ``client``: call :meth:`start`, then :meth:`stop` or let it end.
+
+    ``on_update(text)`` is called on the repaint thread with the :class:`DraftText` so far; ``on_settled(outcome)``
+    once, on the thread that settles the answer; ``on_waiting(seconds)`` until the first part arrives (see
+    :class:`WaitReport`, whose ``wait_interval`` and ``wait_clock`` these are). ``draft`` is where the text goes (pass
+    the one a :class:`~lm_notebook.chat.conversation.ChatReply` reads); ``interval`` and ``clock`` are the repaint
+    throttle's.
+    """
 
     def __init__(
         self,
-        panel: ChatPanel,
-        entry: ConversationEntry,
-        reply: ChatReply,
+        client: LMStudioClient,
         messages: list[dict[str, Any]],
         params: dict[str, Any],
+        *,
+        model: str | None,
+        on_update: Callable[[DraftText], None],
+        on_settled: Callable[[AnswerOutcome], None],
+        draft: Draft | None = None,
+        interval: float = REPAINT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+        on_waiting: Callable[[float], None] | None = None,
+        wait_interval: float = WAIT_INTERVAL,
+        wait_clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.panel = panel
-        self.entry = entry
-        self.reply = reply
+        self.client = client
         self.messages = messages
         self.params = params
-        self.model = entry.model
-        self.stream: ChatStream | None = None
+        self.model = model
+        self.draft = draft if draft is not None else Draft()
         self.stop_requested = threading.Event()
-        self.finished = threading.Event()
-        self._data_lock = threading.Lock()
-        self._paint_lock = threading.Lock()
-        self._dirty = False
+        self.finished = threading.Event()  # set once on_settled has returned
+        self._on_update = on_update
+        self._on_settled = on_settled
+        self._lock = threading.Lock()  # the stream handle and the settled flag
+        self._stream: ChatStream | None = None
         self._settled = False
-        self._parts = 0
+        self._repainter = Repainter(self._paint, interval=interval, clock=clock, name="lm_notebook-chat-repaint")
         self.reader = threading.Thread(target=self._read, name="lm_notebook-chat-reader", daemon=True)
-        self.painter = threading.Thread(target=self._paint_loop, name="lm_notebook-chat-painter", daemon=True)
+        self._waiting = (
+            WaitReport(on_waiting, interval=wait_interval, clock=wait_clock) if on_waiting is not None else None
+        )
+
+    @property
+    def repaints(self) -> int:
+        """Live repaints so far (the final one not included)."""
+        return self._repainter.paints
 
     def start(self) -> None:
+        self._repainter.start()
+        if self._waiting is not None:
+            self._waiting.start()
         self.reader.start()
-        self.painter.start()
+
+    def _end_wait(self) -> None:
+        if self._waiting is not None:
+            self._waiting.stop()
 
     # --- reading (reader thread) ------------------------------------------------------------------------------
     def _read(self) -> None:
@@ -63,12 +138,14 @@ class AnswerGeneration:
         error: Exception | None = None
         stream: ChatStream | None = None
         try:
-            stream = self.panel.client.stream_chat(self.messages, model=self.model, **self.params)
-            with self._data_lock:
-                self.stream = stream
+            stream = self.client.stream_chat(self.messages, model=self.model, **self.params)
+            with self._lock:
+                self._stream = stream
             if not self.stop_requested.is_set():
                 for part in stream.iter_parts():
-                    self._take(part)
+                    if self.draft.add(part.kind, part.text):
+                        self._end_wait()  # before the first paint: no "waiting" report may come after it
+                        self._repainter.changed()
                     if self.stop_requested.is_set():
                         break
             stream.close()
@@ -86,39 +163,22 @@ class AnswerGeneration:
                 with contextlib.suppress(Exception):
                     stream.close()
         if result is not None and self.stop_requested.is_set() and not result.stopped and not _stream_done(stream):
-            result = _as_stopped(result)
-        self.settle(result, error)
+            result = as_stopped(result)
+        self._settle(result, error)
 
-    def _take(self, part: StreamPart) -> None:
-        with self._data_lock:
-            if part.kind == "content":
-                self.reply._content.append(part.text)
-            elif part.kind == "reasoning":
-                self.reply._reasoning.append(part.text)
-            self._parts += 1
-            self._dirty = True
-
-    # --- painting (painter thread) ----------------------------------------------------------------------------
-    def _paint_loop(self) -> None:
-        while not self.finished.wait(REPAINT_INTERVAL):
-            with self._data_lock:
-                if not self._dirty:
-                    continue
-                self._dirty = False
-                content, reasoning, parts = self.reply.content, self.reply.reasoning, self._parts
-            with self._paint_lock:
-                if self._settled:
-                    return
-                status = f"streaming… ≈{parts} tokens"
-                self.entry.view.show(content, reasoning, status)
-                self.panel._set_status(f"Answering with {self.model}… ≈{parts} tokens")
+    def _paint(self) -> None:
+        self._on_update(self.draft.text())
 
     # --- ending (any thread) ----------------------------------------------------------------------------------
     def stop(self, grace: float = STOP_GRACE) -> None:
-        """Ask the reader to stop, close the connection, and settle the answer within ``grace`` seconds."""
+        """Ask the reader to stop, close the connection, and settle the answer within ``grace`` seconds.
+
+        When it returns, the answer is settled (``on_settled`` has run), whichever thread settled it.
+        """
         self.stop_requested.set()
-        with self._data_lock:
-            stream = self.stream
+        self._end_wait()  # "Stopping…" is not overwritten by a "still waiting" report
+        with self._lock:
+            stream = self._stream
         if stream is not None:
             with contextlib.suppress(Exception):
                 stream.close()
@@ -127,39 +187,21 @@ class AnswerGeneration:
         if not self.finished.is_set():
             # the reader is stuck (e.g. waiting for a model to load): settle with what arrived; it exits later
             snapshot = stream.partial() if stream is not None else None
-            self.settle(_as_stopped(snapshot) if snapshot is not None else None, None, stopped_early=True)
+            self._settle(as_stopped(snapshot) if snapshot is not None else None, None)
+            self.finished.wait(SETTLE_WAIT)  # the reader may have begun settling first
 
-    def settle(self, result: ChatResult | None, error: Exception | None, *, stopped_early: bool = False) -> None:
-        with self._data_lock:
+    def _settle(self, result: ChatResult | None, error: Exception | None) -> None:
+        with self._lock:
             if self._settled:
                 return
             self._settled = True
-            approx = self._parts
-        with self._paint_lock:
-            entry = self.entry
-            if error is not None and isinstance(error, LMStudioError) and error.partial is not None:
-                content, reasoning = error.partial.content, error.partial.reasoning
-            elif result is not None:
-                content, reasoning = result.content, result.reasoning
-            else:
-                content, reasoning = self.reply.content, self.reply.reasoning
-            entry.content, entry.reasoning, entry.result, entry.error = content, reasoning, result, error
-            if result is None and error is None and stopped_early:
-                footer = '<span class="lmnb-footer"><span class="lmnb-stopped">■ stopped</span></span>'
-            else:
-                footer = footer_html(result, approx_tokens=approx, error=error)
-            entry.view.finish(content, reasoning, footer)
-        if result is None and error is None:
-            result = ChatResult(content=content, reasoning=reasoning, model=self.model, stopped=True, streaming=True)
-            entry.result = result
-        self.panel._generation_ended(self, result, error)
-        self.reply._settle(result, error)
-        self.finished.set()
+        self._end_wait()
+        outcome = answer_outcome(result, error, self.draft.text(), model=self.model)
+        try:
+            self._repainter.stop(final=lambda: self._on_settled(outcome))
+        finally:
+            self.finished.set()
 
 
 def _stream_done(stream: ChatStream | None) -> bool:
     return stream is not None and stream.done
-
-
-def _as_stopped(result: ChatResult) -> ChatResult:
-    return result if result.stopped else replace(result, stopped=True)

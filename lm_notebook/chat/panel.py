@@ -9,60 +9,76 @@
 The panel composes ipywidgets (it is not one). Its verbs (:meth:`~ChatPanel.send`, :meth:`~ChatPanel.stop`,
 :meth:`~ChatPanel.clear`, :meth:`~ChatPanel.retry`) are what its buttons call, so code and tests drive it without a
 browser. Each answer is read by its own thread, away from the widget message handler, so Stop is heard while an answer
-streams; a second thread repaints a few times a second (never once per token), re-sending only the unfinished end
+streams; one repaint thread shows it a few times a second (never once per token), re-sending only the unfinished end
 of the answer (see :mod:`lm_notebook.chat.widgets`). Errors never escape :meth:`send`: they are shown in the panel
 with what to do, and carried by the returned :class:`ChatReply`.
 
-This module holds the panel itself; its parts live beside it: :mod:`~lm_notebook.chat.conversation` (the reply handle
-and the record of a message), :mod:`~lm_notebook.chat.generation` (one answer's threads),
-:mod:`~lm_notebook.chat.widgets` (the widgets), :mod:`~lm_notebook.display.markdown` (Markdown) and
-:mod:`~lm_notebook.chat.export` (Markdown / DataFrame export).
+This module holds the panel itself, which only wires its parts together: :mod:`~lm_notebook.chat.conversation` (the
+data: messages, history, retry, the reply handle), :mod:`~lm_notebook.chat.generation` (one answer's reader, reporting
+through callbacks), :mod:`~lm_notebook.chat.widgets` and :mod:`~lm_notebook.chat.controls` (the views),
+:mod:`~lm_notebook.display.markdown` (Markdown) and :mod:`~lm_notebook.chat.export` (Markdown / DataFrame export).
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from lm_notebook.chat.controls import (
+    FAKE_SERVER_NOTICE,
+    MaxTokensInput,
+    MessageInput,
+    ModelPicker,
+    StatusLine,
+    TemperatureSlider,
+    checked_max_tokens,
+    checked_model_id,
+    checked_temperature,
+)
+from lm_notebook.chat.conversation import AnswerOutcome, Conversation, ConversationEntry, Draft, DraftText
 from lm_notebook.chat.conversation import ChatReply as ChatReply
-from lm_notebook.chat.conversation import ConversationEntry
 from lm_notebook.chat.export import conversation_dataframe, conversation_markdown
 from lm_notebook.chat.generation import REPAINT_INTERVAL as REPAINT_INTERVAL
 from lm_notebook.chat.generation import STOP_GRACE as STOP_GRACE
-from lm_notebook.chat.generation import AnswerGeneration
+from lm_notebook.chat.generation import WAIT_INTERVAL, AnswerGeneration
 from lm_notebook.chat.widgets import (
-    SUBMIT_MARK,
     AssistantMessageView,
     UserMessageView,
     close_tree,
     footer_html,
+    live_footer_html,
     page_hook,
 )
 from lm_notebook.client.clients import LMStudioClient
-from lm_notebook.client.errors import LMStudioError, NoCurrentModelError, error_text
-from lm_notebook.client.types import ChatResult
+from lm_notebook.client.errors import NoCurrentModelError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_EMBEDDING_TYPES = ("embeddings", "embedding")
+MessageView = UserMessageView | AssistantMessageView
+DEFAULT_TEMPERATURE = 0.7
 
 
 class ChatPanel:
     """A chat with a model served by LM Studio, as a JupyterLab panel (display it) and as verbs for code.
 
     ``client``: an :class:`LMStudioClient` (default: the kernel's shared one, as ``%lm_use`` sets it). ``model``:
-    default the client's current model, else the first loaded one. ``system``: the system prompt. ``params``: any
-    chat parameters (``temperature`` and ``max_tokens`` also set the panel's controls; ``-1`` tokens = no limit).
+    default the client's current model, else the first loaded one; a named id the server does not list raises
+    ``ModelNotFoundError`` (with the ids it has and the nearest one), as ``%lm_use`` does (a server that cannot be
+    asked refuses nothing: the status line says what the list says when it comes). ``system``: the system
+    prompt. ``params``: any chat parameters; ``temperature`` (0–2, default 0.7) and ``max_tokens`` (1 and up, ``-1``
+    = no limit, the default) also set the panel's controls, and a value out of range raises ``LMStudioRequestError``
+    (so does an empty ``model``), here and when set later (``panel.temperature = …``, ``panel.max_tokens = …``).
 
     ``history`` is the conversation as role/content dicts (system prompt first when set), fit for
     ``client.send_message(..., conversation_history=panel.history)``. Failed answers are shown in the panel but are
-    not in ``history`` and are never sent to the model.
+    not in ``history`` and are never sent to the model. ``repaint_interval`` is the seconds between repaints of a
+    streaming answer (the first part is shown at once).
     """
 
     def __init__(
@@ -73,42 +89,42 @@ class ChatPanel:
         system: str | None = None,
         **params: Any,
     ) -> None:
+        # checked before anything is built or asked: a bad value is refused, never clamped or replaced
+        temperature = params.pop("temperature", None)
+        temperature = DEFAULT_TEMPERATURE if temperature is None else checked_temperature(temperature)
+        max_tokens = params.pop("max_tokens", None)
+        max_tokens = -1 if max_tokens is None else checked_max_tokens(max_tokens)
+        chosen = None if model is None else checked_model_id(model)
         if client is None:
             from lm_notebook.client.session import get_client
 
             client = get_client()
         self.client = client
-        temperature = params.pop("temperature", 0.7)
-        max_tokens = params.pop("max_tokens", -1)
         self.extra_params: dict[str, Any] = params
-        self._lock = threading.RLock()
-        self._entries: list[ConversationEntry] = []
+        self.repaint_interval = REPAINT_INTERVAL
+        self._wait_interval = WAIT_INTERVAL  # how often the status line says how long the first token has taken
+        self._wait_clock: Callable[[], float] = time.monotonic
+        self._lock = threading.RLock()  # the conversation, its views and the active answer
+        self._conversation = Conversation()
+        self._views: dict[ConversationEntry, MessageView] = {}
         self._active: AnswerGeneration | None = None
         self._closed = False
-        self._models_thread: threading.Thread | None = None
-        self._loading_options = False
-        self._status_lock = threading.Lock()
-        self._build(model or client.current_model, system or "", temperature, max_tokens)
-        self._refresh(wait=self.model is None, announce=False)
+        self._build(chosen or client.current_model, system or "", temperature, max_tokens)
+        if chosen is None:
+            self._models.refresh(wait=self.model is None, announce=False)
+            return
+        # a model asked for by name is checked against the listing, as %lm_use does; a listing that fails or comes
+        # late cannot refuse it (the status line says what the listing found when it comes)
+        if (missing := self._models.check_listed(chosen)) is not None:
+            self.close()
+            raise missing
 
     # --- widgets ----------------------------------------------------------------------------------------------
     def _build(self, model: str | None, system: str, temperature: float, max_tokens: int) -> None:
-        options = [(model, model)] if model else []
-        wide_label = {"description_width": "initial"}
-        self.model_dropdown = widgets.Dropdown(
-            options=options, value=model, description="Model", style=wide_label, layout=widgets.Layout(width="320px")
-        )
-        self.refresh_button = widgets.Button(
-            icon="refresh", tooltip="Reload the model list", layout=widgets.Layout(width="36px")
-        )
-        self.temperature_slider = widgets.FloatSlider(
-            value=float(temperature), min=0.0, max=2.0, step=0.05, description="Temperature",
-            continuous_update=False, readout_format=".2f", style=wide_label, layout=widgets.Layout(width="260px"),
-        )
-        self.max_tokens_input = widgets.BoundedIntText(
-            value=int(max_tokens), min=-1, max=10_000_000, description="Max tokens",
-            tooltip="-1 = no limit", style=wide_label, layout=widgets.Layout(width="170px"),
-        )
+        self._models = ModelPicker(self.client, model, self._on_listing)
+        self.model_dropdown, self.refresh_button = self._models.dropdown, self._models.refresh_button
+        self.temperature_slider = TemperatureSlider(temperature)
+        self.max_tokens_input = MaxTokensInput(max_tokens)
         self.system_input = widgets.Textarea(
             value=system, placeholder="System prompt (optional)", rows=2, layout=widgets.Layout(width="100%")
         )
@@ -117,29 +133,20 @@ class ChatPanel:
         self._messages_box.add_class("lmnb-messages")
         self.conversation = widgets.Box([self._messages_box], layout=widgets.Layout(width="100%"))
         self.conversation.add_class("lmnb-scroll")
-        self.input = widgets.Textarea(
-            value="", placeholder="Message — Enter sends, Shift+Enter starts a new line", rows=3,
-            continuous_update=True, layout=widgets.Layout(width="100%"),
-        )
-        self.input.add_class("lmnb-input")
-        self.send_button = widgets.Button(description="Send", icon="paper-plane", button_style="primary")
-        self.send_button.add_class("lmnb-send")
+        self._message_input = MessageInput(lambda text: self._ui_call(lambda: self.send(text)), self._may_send)
+        self.input, self.send_button = self._message_input.textarea, self._message_input.send_button
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
         self.retry_button = widgets.Button(description="Retry", icon="redo", disabled=True,
                                            tooltip="Regenerate the last answer")
         self.clear_button = widgets.Button(description="Clear", icon="trash", tooltip="Start a new conversation")
         for button in (self.send_button, self.stop_button, self.retry_button, self.clear_button):
             button.layout.width = "96px"
-        self.status = widgets.HTML(value="")
-        self.status.add_class("lmnb-status")
+        self._status_line = StatusLine()
+        self.status = self._status_line.widget
 
-        self.send_button.on_click(lambda _b: self._submit(self.input.value))
         self.stop_button.on_click(lambda _b: self.stop())
         self.retry_button.on_click(lambda _b: self._ui_call(self.retry))
         self.clear_button.on_click(lambda _b: self.clear())
-        self.refresh_button.on_click(lambda _b: self._refresh(wait=False, announce=True))
-        self.input.observe(self._on_input, names="value")
-        self.model_dropdown.observe(self._on_model, names="value")
 
         settings = widgets.HBox(
             [self.model_dropdown, self.refresh_button, self.temperature_slider, self.max_tokens_input],
@@ -156,7 +163,6 @@ class ChatPanel:
         self.widget.add_class("lmnb-chat")
         # closing the panel's widget (or Widget.close_all()) closes the panel and stops its stream
         self.widget.observe(self._on_widget_comm, names="comm")
-        self._model = model
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         if self._closed:
@@ -168,23 +174,33 @@ class ChatPanel:
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
-        return f"<ChatPanel{state} model={self.model!r} messages={len(self._entries)}>"
+        return f"<ChatPanel{state} model={self.model!r} messages={len(self._conversation)}>"
 
     # --- settings ---------------------------------------------------------------------------------------------
     @property
     def model(self) -> str | None:
-        return self._model
+        return self._models.model
 
     @model.setter
     def model(self, model_id: str | None) -> None:
-        with self._lock:
-            if model_id and model_id not in self._model_ids():
-                self.model_dropdown.options = [*self.model_dropdown.options, (model_id, model_id)]
-            self.model_dropdown.value = model_id
-            self._model = model_id
+        self._models.model = None if model_id is None else checked_model_id(model_id)
 
-    def _model_ids(self) -> list[str]:
-        return [value for _label, value in self.model_dropdown.options]
+    @property
+    def temperature(self) -> float:
+        return float(self.temperature_slider.value)
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.temperature_slider.value = checked_temperature(value)
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest answer in tokens; -1 = no limit."""
+        return int(self.max_tokens_input.value)
+
+    @max_tokens.setter
+    def max_tokens(self, value: int) -> None:
+        self.max_tokens_input.value = checked_max_tokens(value)
 
     @property
     def system(self) -> str:
@@ -197,11 +213,7 @@ class ChatPanel:
     @property
     def params(self) -> dict[str, Any]:
         """The chat parameters the next answer is asked with."""
-        return {
-            **self.extra_params,
-            "temperature": float(self.temperature_slider.value),
-            "max_tokens": int(self.max_tokens_input.value),
-        }
+        return {**self.extra_params, "temperature": self.temperature, "max_tokens": self.max_tokens}
 
     @property
     def busy(self) -> bool:
@@ -211,50 +223,14 @@ class ChatPanel:
 
     def refresh_models(self, *, wait: bool = True) -> list[str]:
         """Reload the model list from LM Studio (chat models only); returns the ids when ``wait``."""
-        return self._refresh(wait=wait, announce=True)
+        return self._models.refresh(wait=wait, announce=True)
 
-    def _refresh(self, *, wait: bool, announce: bool) -> list[str]:
-        thread = threading.Thread(
-            target=self._load_models, args=(announce,), name="lm_notebook-chat-models", daemon=True
-        )
-        self._models_thread = thread
-        thread.start()
-        if wait:
-            thread.join(timeout=10.0)
-        return self._model_ids()
-
-    def _load_models(self, announce: bool) -> None:
-        # the first, automatic load only speaks on an empty status line: it must not hide an answer's outcome
-        def say(text: str, error: bool = False) -> None:
-            if not self.busy:
-                self._set_status(text, error=error, only_if_empty=not announce)
-
-        try:
-            models = self.client.list_models()
-        except LMStudioError as err:
-            say(f"Could not list models: {error_text(err)}", error=True)
-            return
-        chat_models = [m for m in models if m.type not in _EMBEDDING_TYPES]
-        options = [(f"{m.id}  ●" if m.loaded else m.id, m.id) for m in chat_models]
-        with self._lock:  # the user may have picked a model meanwhile: keep it
-            current = self._model
-            if current and current not in [value for _label, value in options]:
-                options.append((current, current))
-            if not current and chat_models:
-                loaded = [m.id for m in chat_models if m.loaded]
-                current = loaded[0] if loaded else chat_models[0].id
-            self._loading_options = True
-            try:
-                self.model_dropdown.options = options
-                self.model_dropdown.value = current
-            finally:
-                self._loading_options = False
-            self._model = current
-        say(f"{len(chat_models)} models · ● = loaded" if chat_models else "LM Studio lists no models")
-
-    def _on_model(self, change: dict[str, Any]) -> None:
-        if change["new"] is not None and not self._loading_options:
-            self._model = change["new"]
+    def _on_listing(self, text: str, error: bool, asked_for: bool) -> None:
+        if self._models.server_is_fake is not None and not self._closed:
+            self._status_line.notice = FAKE_SERVER_NOTICE if self._models.server_is_fake else ""
+        # the first, automatic listing only speaks on an empty status line: it must not hide an answer's outcome
+        if not self.busy:
+            self._set_status(text, error=error, only_if_empty=not asked_for)
 
     # --- verbs ------------------------------------------------------------------------------------------------
     def send(self, text: str) -> ChatReply:
@@ -266,27 +242,21 @@ class ChatPanel:
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("The message is empty: give send() some text.")
-        self._await_model_list()
+        self._models.await_listing()
         with self._lock:
             self._check_usable()
-            entry = ConversationEntry("user", text, view=UserMessageView(text))
-            self._entries.append(entry)
-            self._show_entry(entry)
+            self._show(self._conversation.add_user(text), UserMessageView(text))
             return self._answer()
 
     def retry(self) -> ChatReply:
         """Regenerate the answer to the last user message (after an error, a stop, or just for another take)."""
-        self._await_model_list()
+        self._models.await_listing()
         with self._lock:
             self._check_usable()
-            last_user = max((i for i, e in enumerate(self._entries) if e.role == "user"), default=None)
-            if last_user is None:
-                raise RuntimeError("Nothing to retry: send a message first.")
-            dropped = self._entries[last_user + 1 :]
-            del self._entries[last_user + 1 :]
-            self._messages_box.children = tuple(e.view.box for e in self._entries)
-            for entry in dropped:
-                close_tree(entry.view.box)
+            dropped = [self._views.pop(e) for e in self._conversation.drop_answers_to_last_message()]
+            self._messages_box.children = tuple(self._views[e].box for e in self._conversation.entries)
+            for view in dropped:
+                close_tree(view.box)
             return self._answer()
 
     def stop(self) -> None:
@@ -300,13 +270,13 @@ class ChatPanel:
         """Stop any answer and start a new conversation (model, system prompt and settings stay)."""
         self.stop()
         with self._lock:
-            entries, self._entries = self._entries, []
+            self._conversation.clear()
+            views, self._views = list(self._views.values()), {}
             self._messages_box.children = ()
-        for entry in entries:
-            close_tree(entry.view.box)
+        for view in views:
+            close_tree(view.box)
         self._sync_buttons()
-        if not self._closed:
-            self._set_status("New conversation")
+        self._set_status("New conversation")
 
     def close(self) -> None:
         """Stop any answer and close every widget of the panel."""
@@ -329,93 +299,101 @@ class ChatPanel:
     @property
     def history(self) -> list[dict[str, Any]]:
         """The conversation as role/content dicts: the system prompt (if any), then the messages."""
-        out: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system.strip() else []
+        system = self.system
         with self._lock:
-            out.extend({"role": e.role, "content": e.content} for e in self._entries if e.in_history)
-        return out
+            return self._conversation.history(system)
 
     @property
     def replies(self) -> list[ChatReply]:
         """Every answer's handle, oldest first."""
         with self._lock:
-            return [e.reply for e in self._entries if e.reply is not None]
+            return self._conversation.replies
 
     # --- exports ----------------------------------------------------------------------------------------------
     def to_markdown(self) -> str:
         """The conversation as Markdown (thinking in ``<details>``, stops and errors noted)."""
         system = self.system
         with self._lock:
-            entries = list(self._entries)
+            entries = self._conversation.entries
         return conversation_markdown(system, entries)
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per message: role, content, model, thinking, finish, tokens, timings, error."""
         system = self.system
         with self._lock:
-            entries = list(self._entries)
+            entries = self._conversation.entries
         return conversation_dataframe(system, entries)
 
-    # --- internals --------------------------------------------------------------------------------------------
+    # --- answering --------------------------------------------------------------------------------------------
     def _check_usable(self) -> None:
         if self._closed:
             raise RuntimeError("This chat panel is closed: create a new ChatPanel.")
         if self.busy:
             raise RuntimeError("The panel is still answering: stop() it or wait for the reply before sending again.")
 
-    def _await_model_list(self) -> None:
-        """With no model chosen yet, give the first model listing a moment (outside the lock: it needs it)."""
-        thread = self._models_thread
-        if thread is not None and self._model is None and thread is not threading.current_thread():
-            thread.join(timeout=10.0)
+    def _show(self, entry: ConversationEntry, view: MessageView) -> None:
+        self._views[entry] = view
+        self._messages_box.children = (*self._messages_box.children, view.box)
 
     def _answer(self) -> ChatReply:
         """Start streaming an answer to the conversation so far (called with the lock held)."""
-        model = self._model
-        last_prompt = next((e.content for e in reversed(self._entries) if e.role == "user"), "")
-        reply = ChatReply(last_prompt, model)
+        model = self.model
+        draft = Draft()
+        entry, reply = self._conversation.add_answer(model, draft)
         view = AssistantMessageView(model or "no model")
-        entry = ConversationEntry("assistant", "", view=view, model=model, reply=reply)
-        self._entries.append(entry)
-        self._show_entry(entry)
+        self._show(entry, view)
         if model is None:
-            error = NoCurrentModelError()
-            error.message = (
+            error = NoCurrentModelError(
                 "No model selected: pick one in the Model list (⟳ reloads it), or load one in LM Studio "
                 "(`lms load <model>`)."
             )
-            entry.error = error
-            entry.view.finish("", "", footer_html(None, approx_tokens=0, error=error))
-            reply._settle(None, error)
+            entry.record(AnswerOutcome("", "", None, error))
+            view.finish("", "", footer_html(None, approx_tokens=0, error=error))
+            reply.settle(None, error)
             self._sync_buttons()
             return reply
-        generation = AnswerGeneration(self, entry, reply, self._request_messages(), self.params)
+
+        def settled(outcome: AnswerOutcome) -> None:
+            self._answer_settled(generation, entry, reply, view, outcome)
+
+        generation = AnswerGeneration(
+            self.client, self._conversation.request_messages(self.system), self.params, model=model,
+            on_update=lambda text: self._answer_grew(model, view, text), on_settled=settled, draft=draft,
+            interval=self.repaint_interval, on_waiting=lambda waited: self._answer_waiting(model, waited),
+            wait_interval=self._wait_interval, wait_clock=self._wait_clock,
+        )
         self._active = generation
         self._sync_buttons()
-        self._set_status(f"Answering with {model}…")
+        self._answer_waiting(model, 0.0)
         generation.start()
         return reply
 
-    def _request_messages(self) -> list[dict[str, Any]]:
-        """What the model is sent: ``history``, with back-to-back user messages (left by failures) joined."""
-        out: list[dict[str, Any]] = []
-        for message in self.history:
-            if out and message["role"] == "user" and out[-1]["role"] == "user":
-                out[-1] = {"role": "user", "content": out[-1]["content"] + "\n\n" + message["content"]}
-            else:
-                out.append(dict(message))
-        return out
+    def _answer_waiting(self, model: str, waited: float) -> None:
+        """The status before the first token: a model the listing said is not loaded is being loaded just in time."""
+        if self._models.is_loading(model):
+            self._set_status(f"Loading {model}… {int(waited)} s")
+        else:
+            self._set_status(f"Answering with {model}…")
 
-    def _show_entry(self, entry: ConversationEntry) -> None:
-        self._messages_box.children = (*self._messages_box.children, entry.view.box)
+    def _answer_grew(self, model: str, view: AssistantMessageView, text: DraftText) -> None:
+        """A repaint of the streaming answer (on the repaint thread)."""
+        view.show(text.content, text.reasoning, live_footer_html(text.parts))
+        self._set_status(f"Answering with {model}… ≈{text.parts} tokens")
 
-    def _generation_ended(
-        self, generation: AnswerGeneration, result: ChatResult | None, error: Exception | None
+    def _answer_settled(
+        self, generation: AnswerGeneration, entry: ConversationEntry, reply: ChatReply, view: AssistantMessageView,
+        outcome: AnswerOutcome,
     ) -> None:
+        """The answer is over (on the thread that settled it): keep it, show it, free the buttons, then the reply."""
         with self._lock:
+            entry.record(outcome)
             if self._active is generation:
                 self._active = None
-        if self._closed:
-            return
+        if outcome.parts and generation.model:
+            self._models.mark_loaded(generation.model)  # it answered: the next answer is not "Loading…"
+        view.finish(outcome.content, outcome.reasoning,
+                    footer_html(outcome.result, approx_tokens=outcome.parts, error=outcome.error))
+        error, result = outcome.error, outcome.result
         if error is not None:
             self._set_status(f"Failed — {type(error).__name__}; press Retry to try again", error=True)
         elif result is not None and result.stopped:
@@ -423,6 +401,7 @@ class ChatPanel:
         else:
             self._set_status("Ready")
         self._sync_buttons()
+        reply.settle(result, error)  # last: whoever waits on the reply finds the panel already settled
 
     def _sync_buttons(self) -> None:
         if self._closed:
@@ -430,41 +409,17 @@ class ChatPanel:
         busy = self.busy
         self.send_button.disabled = busy
         self.stop_button.disabled = not busy
-        self.retry_button.disabled = busy or not any(e.role == "user" for e in self._entries)
+        self.retry_button.disabled = busy or not self._conversation.has_user_message
 
     def _set_status(self, text: str, *, error: bool = False, only_if_empty: bool = False) -> None:
-        if self._closed:
-            return
-        style = ' style="color:#b71c1c"' if error else ""
-        with self._status_lock:
-            if only_if_empty and self.status.value:
-                return
-            self.status.value = f"<span{style}>{html.escape(text)}</span>"
+        if not self._closed:
+            self._status_line.show(text, error=error, only_if_empty=only_if_empty)
 
     # --- widget events ----------------------------------------------------------------------------------------
-    def _on_input(self, change: dict[str, Any]) -> None:
-        value = change["new"]
-        if SUBMIT_MARK not in value:
-            return
-        text, _, rest = value.partition(SUBMIT_MARK)
-        rest = rest.replace(SUBMIT_MARK, "")
-        if self.busy or not text.strip():
-            self.input.value = text + rest
-            if self.busy:
-                self._set_status("Still answering — press Stop, or wait, before sending")
-            return
-        self.input.value = rest
-        self._ui_call(lambda: self.send(text))
-
-    def _submit(self, text: str) -> None:
-        text = text.replace(SUBMIT_MARK, "")
-        if not text.strip():
-            return
+    def _may_send(self) -> bool:
         if self.busy:
             self._set_status("Still answering — press Stop, or wait, before sending")
-            return
-        self.input.value = ""
-        self._ui_call(lambda: self.send(text))
+        return not self.busy
 
     def _ui_call(self, verb: Callable[[], object]) -> None:
         """Run a verb for a button: a refusal becomes the status line, never a traceback in the log."""

@@ -1,6 +1,7 @@
 """The chat panel's widgets: one view per message, Markdown that grows cheaply, the style sheet and the Enter key.
 
-Nothing here talks to LM Studio; :mod:`lm_notebook.chat.panel` drives these views from its threads.
+Nothing here talks to LM Studio; :mod:`lm_notebook.chat.panel` drives these views from the callbacks of an answer's
+generation. An answer's footer says the facts of :mod:`lm_notebook.display.footer`, as a notebook cell's does.
 
 Growing Markdown (:class:`LiveMarkdown`) is shown as a column of HTML widgets: finished blocks are rendered once and
 frozen into their own widget, and each repaint re-renders and re-sends only the unfinished tail. So a repaint costs the
@@ -16,6 +17,7 @@ import ipywidgets as widgets
 
 from lm_notebook.client.errors import error_text
 from lm_notebook.client.types import ChatResult
+from lm_notebook.display.footer import facts_html, footer_facts, live_facts
 from lm_notebook.display.markdown import render_markdown, stable_prefix_length
 
 # The input's Enter key: ipywidgets' Textarea cannot tell Enter from Shift+Enter, so a tiny key handler (installed once
@@ -70,10 +72,11 @@ PANEL_CSS = """
 .lmnb-md ul, .lmnb-md ol { margin: 0.25em 0; padding-left: 1.6em; }
 .lmnb-think .lmnb-md .widget-html-content { color: var(--jp-ui-font-color2, #666); font-size: 90%; }
 .lmnb-footer { font-size: 80%; color: var(--jp-ui-font-color2, #777); }
-.lmnb-stopped { color: #b35c00; font-weight: 600; }
+.lmnb-fact-ending { color: #b35c00; font-weight: 600; }
 .lmnb-error-box { background: #fdecea; color: #611a15; border-left: 4px solid #d32f2f; border-radius: 4px;
   padding: 6px 8px; margin: 4px 0; white-space: pre-wrap; }
 .lmnb-status { font-size: 85%; color: var(--jp-ui-font-color2, #666); }
+.lmnb-notice { color: #8a5a00; }
 .lmnb-input textarea { font-family: inherit; font-size: var(--jp-content-font-size1, 14px); }
 """
 
@@ -178,14 +181,14 @@ class AssistantMessageView:
         self.box.add_class("lmnb-msg")
         self.box.add_class("lmnb-assistant")
 
-    def show(self, content: str, reasoning: str, status: str) -> None:
+    def show(self, content: str, reasoning: str, footer_html: str) -> None:
         """A repaint while the answer streams."""
         if reasoning:
             self._thinking_view().set_text(reasoning)
             if content and self.thinking_box.get_title(0) != "Thinking":
                 self.thinking_box.set_title(0, "Thinking")
         self.content.set_text(content)
-        self.footer.value = f'<span class="lmnb-footer">{html.escape(status)}</span>'
+        self.footer.value = footer_html
 
     def finish(self, content: str, reasoning: str, footer_html: str) -> None:
         if reasoning:
@@ -207,25 +210,11 @@ class AssistantMessageView:
 
 
 def footer_html(result: ChatResult | None, *, approx_tokens: int, error: BaseException | None = None) -> str:
-    """Tokens, time to first token, tokens/s and finish reason; the error box when the answer failed."""
-    parts: list[str] = []
-    if result is not None:
-        tokens = result.completion_tokens
-        if tokens or approx_tokens:
-            parts.append(f"{tokens} tokens" if tokens else f"≈{approx_tokens} tokens")
-        t = result.timings
-        if t.time_to_first_token is not None:
-            parts.append(f"TTFT {t.time_to_first_token:.2f} s")
-        if t.tokens_per_second:
-            parts.append(f"{t.tokens_per_second:.1f} tok/s")
-        if result.finish_reason:
-            parts.append(f"finish: {result.finish_reason}")
-    text = html.escape(" · ".join(parts))
-    if result is not None and result.stopped:
-        text = '<span class="lmnb-stopped">■ stopped</span>' + (" · " + text if text else "")
-    elif result is not None and result.finish_note:
-        text += f' · <span class="lmnb-stopped">{html.escape(result.finish_note)}</span>'
-    out = f'<span class="lmnb-footer">{text}</span>' if text else ""
+    """An answer's footer: the facts the notebook cell's footer says too (less the model, which the answer's heading
+    names; plus the finish reason), and the error box when the answer failed."""
+    facts = [] if result is None else footer_facts(result, approx_tokens=approx_tokens, with_model=False,
+                                                  with_finish=True)
+    out = f'<span class="lmnb-footer">{facts_html(facts)}</span>' if facts else ""
     if result is not None and error is None and not result.stopped and _empty(result):
         # LM Studio answers some context overflows with a well-formed stream that carries no text at all
         out = (
@@ -236,6 +225,11 @@ def footer_html(result: ChatResult | None, *, approx_tokens: int, error: BaseExc
     if error is not None:
         out = f'<div class="lmnb-error-box">⚠ {html.escape(error_text(error))}</div>' + out
     return out
+
+
+def live_footer_html(parts: int) -> str:
+    """The footer of an answer still streaming (``parts``: text parts so far)."""
+    return f'<span class="lmnb-footer">{facts_html(live_facts(None, parts))}</span>'
 
 
 def _empty(result: ChatResult) -> bool:

@@ -1,64 +1,21 @@
-"""The chat panel's verbs against the fake LM Studio server, over real loopback HTTP (no browser)."""
+"""The chat panel's verbs against the fake LM Studio server, over real loopback HTTP (no browser).
+
+Where pacing matters, the server runs on a :class:`~lm_notebook.testing.ManualClock`: it sends a paced answer's tokens
+only as the test moves its clock, so what has arrived when the test looks is decided by the test. Waits are on events
+(a widget's value, the server's log), never on sleeps.
+"""
 
 from __future__ import annotations
 
-import html
 import json
-import re
-import socket
-import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from panel_page import CHAT, MODEL, Shown, advance, answer_view, chat_requests, page_text, slow, text_of
 
 from lm_notebook import ChatPanel, LMStudioClient
 from lm_notebook.chat.panel import ChatReply
 from lm_notebook.chat.widgets import SUBMIT_MARK
-from lm_notebook.client.errors import (
-    ContextLengthExceededError,
-    LMStudioConnectionError,
-    LMStudioError,
-    LMStudioRequestError,
-    LMStudioStreamError,
-    ModelLoadError,
-    ModelNotFoundError,
-    ServerError,
-)
-from lm_notebook.testing import MockLMStudioServer, ModelSpec
-
-MODEL = "qwen2.5-7b-instruct"
-
-
-@pytest.fixture
-def panel(lmstudio_client: LMStudioClient) -> Iterator[ChatPanel]:
-    chat = ChatPanel(lmstudio_client)
-    yield chat
-    chat.close()
-
-
-def page_text(widget: Any) -> str:
-    """Every HTML value in the widget tree, tags removed (what a reader of the panel sees)."""
-    values: list[str] = []
-
-    def walk(w: Any) -> None:
-        value = getattr(w, "value", None)
-        if type(w).__name__ == "HTML" and isinstance(value, str) and not value.startswith("<style>"):
-            values.append(value)
-        for child in getattr(w, "children", ()):
-            walk(child)
-
-    walk(widget)
-    return html.unescape(re.sub(r"<[^>]+>", " ", " ".join(values)))
-
-
-def chat_requests(server: MockLMStudioServer) -> list[dict[str, Any]]:
-    return [r.json for r in server.requests if r.path == "/v1/chat/completions"]
-
-
-def slow(server: MockLMStudioServer, *, tokens: int, rate: float, model: str = MODEL) -> None:
-    server.update_model(model, tokens_per_second=rate, reply_tokens=tokens)
-
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
 
 # --- streaming -----------------------------------------------------------------------------------------------------
 
@@ -75,46 +32,70 @@ def test_send_streams_an_answer_into_the_panel_and_history(panel: ChatPanel, lms
     ]
     shown = page_text(panel.widget)
     assert "Say hello" in shown and "print('hi')" in shown
-    assert "tokens" in shown and "TTFT" in shown and "tok/s" in shown and "finish: stop" in shown
-    answer_html = panel._entries[-1].view.content.box.children[-1].value
+    # the words of a notebook cell's footer ("first token", not "TTFT"), and the finish reason
+    assert "tokens" in shown and "first token" in shown and "tok/s" in shown and "finish: stop" in shown
+    assert "TTFT" not in shown
+    answer_html = answer_view(panel).content.box.children[-1].value
     assert "<strong>bold</strong>" in answer_html and '<code class="language-python">' in answer_html
     assert not panel.busy and not panel.send_button.disabled and panel.stop_button.disabled
     assert not panel.retry_button.disabled
 
 
-def test_the_answer_grows_while_it_streams_with_throttled_repaints(
-    panel: ChatPanel, lmstudio_mock: MockLMStudioServer
+def test_the_answer_grows_while_it_streams(
+    paced_panel: ChatPanel, paced: MockLMStudioServer, clock: ManualClock
 ) -> None:
-    slow(lmstudio_mock, tokens=150, rate=200)  # about 0.75 s
-    reply = panel.send("Tell me a story")
-    tail = panel._entries[-1].view.content._tail
-    seen: list[str] = []
-    tail.observe(lambda change: seen.append(change["new"]), names="value")
-    lengths: list[int] = []
-    while not reply.done:
-        lengths.append(len(reply.content))
-        assert panel.busy or reply.done
-        time.sleep(0.05)
-    assert reply.ok and len(reply.content) > 0
-    growing = sorted(set(lengths))
-    assert len(growing) >= 3, "the reply should be seen growing"
-    elapsed = reply.result.timings.total if reply.result and reply.result.timings.total else 1.0
-    # a few repaints a second at most (plus the final render), never one per token
-    assert 2 <= len(seen) <= elapsed / 0.2 + 3 < 150
+    slow(paced, tokens=200, rate=100)
+    reply = paced_panel.send("Tell me a story")
+    shown = Shown(paced_panel)
+    lengths = [len(text_of(shown.first_token()))]
+    for _ in range(3):
+        advance(clock, 0.2)  # 20 more tokens leave the server
+        lengths.append(len(text_of(shown.wait_for(lambda v: len(text_of(v)) > lengths[-1]))))
+        assert paced_panel.busy and not reply.done
+        assert "streaming…" in page_text(paced_panel.widget)
+    assert lengths == sorted(set(lengths)), "the answer is seen growing"
+    advance(clock, 10)
+    result = reply.wait(10)
+    assert result is not None and result.completion_tokens == 200 and not result.stopped
+    assert len(text_of(shown.values[-1])) > lengths[-1]  # the end: the whole answer, rendered once
 
 
-def test_a_long_answer_repaints_only_its_unfinished_end(panel: ChatPanel, lmstudio_mock: MockLMStudioServer) -> None:
-    slow(lmstudio_mock, tokens=3000, rate=4000)
-    reply = panel.send("Write a lot")
-    live = panel._entries[-1].view.content
-    sizes: list[int] = []
-    live._tail.observe(lambda change: sizes.append(len(change["new"])), names="value")
+def test_the_first_part_is_shown_at_once_then_repaints_wait_for_the_interval(
+    paced_panel: ChatPanel, paced: MockLMStudioServer, clock: ManualClock
+) -> None:
+    paced_panel.repaint_interval = 3600.0  # no second live repaint can come during this test
+    slow(paced, tokens=300, rate=100)
+    reply = paced_panel.send("Tell me a story")
+    shown = Shown(paced_panel)
+    # the server's clock stands still: it has sent one token, and the panel shows it without waiting an interval
+    first = shown.first_token()
+    advance(clock, 10)  # the other 299 tokens arrive; none is repainted live, the end shows them all
+    result = reply.wait(10)
+    assert result is not None and result.completion_tokens == 300
+    assert shown.values == [first, shown.values[-1]]  # one live repaint, then the final render
+    assert text_of(shown.values[-1]).strip().startswith(text_of(first).strip())
+
+
+def test_a_long_answer_repaints_only_its_unfinished_end(
+    paced_panel: ChatPanel, paced: MockLMStudioServer, clock: ManualClock
+) -> None:
+    slow(paced, tokens=3000, rate=1000)
+    reply = paced_panel.send("Write a lot")
+    shown = Shown(paced_panel)
+    shown.first_token()  # the server's pacing has begun
+    for _ in range(5):  # 400 tokens at a time, each repainted before the next leave the server
+        painted = len(shown.values)
+        advance(clock, 0.4)
+        shown.wait_for_count(painted + 1)
+    live = shown.live
+    assert live.frozen_blocks >= 1  # the finished beginning is frozen into widgets of its own, rendered once
+    advance(clock, 10)
     result = reply.wait(20)
     assert result is not None
     assert len(result.content) > 10_000
-    streaming_sizes = sizes[:-1]  # the last one is the whole answer, rendered once at the end
-    assert streaming_sizes, "there were repaints while streaming"
-    assert max(streaming_sizes) < 6_000, "each repaint sends the unfinished end, not the whole answer"
+    *streaming, final = [len(v) for v in shown.values]  # the last one is the whole answer, rendered once at the end
+    assert len(streaming) >= 5, "there were repaints while streaming"
+    assert max(streaming) < 6_000 < final, "each repaint sends the unfinished end, not the whole answer"
     assert live.frozen_blocks == 0 and len(live.box.children) == 1  # folded back into one piece at the end
 
 
@@ -125,7 +106,7 @@ def test_thinking_is_shown_collapsed_and_kept_out_of_history(
     reply = panel.send("Think first")
     result = reply.wait(10)
     assert result is not None and result.reasoning and result.content
-    view = panel._entries[-1].view
+    view = answer_view(panel)
     assert view.thinking_box is not None and view.thinking_box.selected_index is None  # collapsed
     assert view.thinking_box.get_title(0) == "Thinking"
     assert result.reasoning not in json.dumps(panel.history)
@@ -134,68 +115,87 @@ def test_thinking_is_shown_collapsed_and_kept_out_of_history(
 # --- stop ----------------------------------------------------------------------------------------------------------
 
 def test_stop_mid_answer_keeps_the_partial_answer_marked_stopped(
-    panel: ChatPanel, lmstudio_mock: MockLMStudioServer
+    paced_panel: ChatPanel, paced: MockLMStudioServer, clock: ManualClock
 ) -> None:
-    slow(lmstudio_mock, tokens=2000, rate=100)  # 20 s if never stopped
-    reply = panel.send("Ramble on")
-    deadline = time.monotonic() + 5
-    while len(reply.content) < 20 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    started = time.monotonic()
-    panel.stop()
-    assert reply.wait(0.6) is not None
-    assert time.monotonic() - started < 0.6
-    assert reply.stopped and reply.state == "stopped"
+    slow(paced, tokens=2000, rate=100)
+    reply = paced_panel.send("Ramble on")
+    shown = Shown(paced_panel)
+    shown.first_token()  # the server's pacing has begun
+    advance(clock, 0.3)  # 30 tokens leave the server; the other 1,970 wait for a clock that will not move
+    shown.wait_for(lambda v: len(text_of(v)) >= 20)
+    paced_panel.stop()
+    assert reply.done and reply.stopped and reply.state == "stopped"  # settled before stop() returned
     partial = reply.content
-    assert 20 <= len(partial) < 2000
-    assert panel.history[-1] == {"role": "assistant", "content": partial}
-    assert "stopped" in page_text(panel.widget)
-    assert not panel.busy and panel.stop_button.disabled
-    # the connection is gone: the server stops sending (no answer keeps growing behind the panel)
-    time.sleep(0.3)
-    assert reply.content == partial
-    lmstudio_mock.update_model(MODEL, tokens_per_second=0, reply_tokens=5)
-    assert panel.send("Go on").wait(10) is not None
+    assert len(partial) >= 20
+    assert paced_panel.history[-1] == {"role": "assistant", "content": partial}
+    assert "stopped" in page_text(paced_panel.widget)
+    assert not paced_panel.busy and paced_panel.stop_button.disabled
+    # the connection is gone: the server saw the client leave (no answer keeps growing behind the panel)
+    paced.wait_until(lambda: paced.counters.abandoned == 1)
+    slow(paced, tokens=5, rate=0)
+    assert paced_panel.send("Go on").wait(10) is not None
 
 
-def test_stop_while_waiting_for_the_first_token(panel: ChatPanel, lmstudio_mock: MockLMStudioServer) -> None:
-    lmstudio_mock.update_model(MODEL, ttft=10.0)
-    reply = panel.send("Anyone there?")
-    time.sleep(0.2)
-    started = time.monotonic()
-    panel.stop()
-    assert reply.wait(0.7) is not None and reply.stopped and reply.content == ""
-    assert time.monotonic() - started < 0.7
-    assert panel.history == [{"role": "user", "content": "Anyone there?"}]  # kept, retryable
-    lmstudio_mock.update_model(MODEL, ttft=0.0)
-    again = panel.retry().wait(10)
+def test_a_stopped_answer_keeps_its_token_count_in_the_footer(
+    paced_panel: ChatPanel, paced: MockLMStudioServer, clock: ManualClock
+) -> None:
+    slow(paced, tokens=2000, rate=100)
+    reply = paced_panel.send("Ramble on")
+    shown = Shown(paced_panel)
+    shown.first_token()
+    advance(clock, 0.3)  # 30 more tokens leave the server, then it waits for a clock that will not move
+    shown.wait_for(lambda v: len(text_of(v)) >= 20)
+    paced_panel.stop()
+    assert reply.done and reply.stopped
+    footer = text_of(answer_view(paced_panel).footer.value).split(" · ")
+    tokens = [fact for fact in footer if fact.endswith(" tokens")]
+    assert tokens and tokens[0].startswith("≈") and int(tokens[0][1:].split()[0]) >= 20, footer  # the server sent
+    assert footer[-1] == "stopped"  # no usage for a stopped stream: the parts that arrived are counted
+
+
+def test_stop_while_waiting_for_the_first_token(
+    paced_panel: ChatPanel, paced: MockLMStudioServer, clock: ManualClock
+) -> None:
+    paced.update_model(MODEL, ttft=10.0)  # on a clock that stands still: the first token never comes
+    reply = paced_panel.send("Anyone there?")
+    paced.wait_for_requests(1, path=CHAT)
+    paced_panel.stop()
+    assert reply.done and reply.stopped and reply.content == ""  # settled before stop() returned
+    assert paced_panel.history == [{"role": "user", "content": "Anyone there?"}]  # kept, retryable
+    paced.update_model(MODEL, ttft=0.0)
+    again = paced_panel.retry().wait(10)
     assert again is not None and again.content
-    assert [m["role"] for m in panel.history] == ["user", "assistant"]
+    assert [m["role"] for m in paced_panel.history] == ["user", "assistant"]
 
 
-def test_closing_the_panel_stops_its_stream(lmstudio_client: LMStudioClient, lmstudio_mock: MockLMStudioServer) -> None:
-    slow(lmstudio_mock, tokens=2000, rate=100)
-    chat = ChatPanel(lmstudio_client)
+def test_closing_the_panel_stops_its_stream(paced_client: LMStudioClient, paced: MockLMStudioServer) -> None:
+    slow(paced, tokens=2000, rate=100)
+    chat = ChatPanel(paced_client)
     reply = chat.send("Talk forever")
-    time.sleep(0.3)
+    paced.wait_for_requests(1, path=CHAT)
     chat.widget.close()  # what closing the output (or Widget.close_all) does
-    assert reply.wait(0.7) is not None and reply.stopped
+    assert reply.done and reply.stopped
     assert "closed" in repr(chat)
     with pytest.raises(RuntimeError, match="closed"):
         chat.send("hello?")
 
 
-def test_two_panels_are_independent(lmstudio_client: LMStudioClient, lmstudio_mock: MockLMStudioServer) -> None:
-    slow(lmstudio_mock, tokens=200, rate=250)
-    first, second = ChatPanel(lmstudio_client), ChatPanel(lmstudio_client, system="Be brief.")
+def test_two_panels_are_independent(
+    paced_client: LMStudioClient, paced: MockLMStudioServer, clock: ManualClock
+) -> None:
+    slow(paced, tokens=200, rate=100)
+    first, second = ChatPanel(paced_client), ChatPanel(paced_client, system="Be brief.")
     try:
         a, b = first.send("one"), second.send("two")
-        time.sleep(0.2)
+        for chat in (first, second):  # each has its first token (all the server sends until its clock moves)
+            Shown(chat).first_token()
         first.stop()
-        assert a.wait(1) is not None and a.stopped
-        assert not b.done and second.busy
+        assert a.done and a.stopped
+        assert not b.done and second.busy  # the clock has not moved: the second answer is still streaming
+        paced.wait_until(lambda: paced.counters.abandoned == 1)  # the first stream is gone, its pause with it
+        advance(clock, 10)
         result = b.wait(10)
-        assert result is not None and not result.stopped
+        assert result is not None and not result.stopped and result.completion_tokens == 200
         assert first.history[0] == {"role": "user", "content": "one"}
         assert second.history[0] == {"role": "system", "content": "Be brief."}
         assert len(first.history) == 2 and len(second.history) == 3
@@ -220,35 +220,39 @@ def test_retry_regenerates_the_last_answer(panel: ChatPanel, lmstudio_mock: Mock
 
 
 def test_retry_and_send_refuse_politely_when_they_cannot_run(
-    panel: ChatPanel, lmstudio_mock: MockLMStudioServer
+    paced_panel: ChatPanel, paced: MockLMStudioServer
 ) -> None:
+    panel = paced_panel
     with pytest.raises(RuntimeError, match="Nothing to retry"):
         panel.retry()
     with pytest.raises(ValueError, match="empty"):
         panel.send("   ")
-    slow(lmstudio_mock, tokens=500, rate=100)
+    slow(paced, tokens=500, rate=100)  # the server's clock stands still: this answer streams until stopped
     reply = panel.send("busy now")
     with pytest.raises(RuntimeError, match="still answering"):
         panel.send("again")
     panel.retry_button.click()  # from the UI: a status message, not a traceback
     assert "still answering" in panel.status.value
+    panel.input.value = "too soon" + SUBMIT_MARK  # Enter while busy: the text stays, the status says why
+    assert panel.input.value == "too soon" and "Still answering" in panel.status.value
     panel.stop()
-    assert reply.wait(1) is not None
+    assert reply.done and reply.stopped
 
 
-def test_clear_starts_a_new_conversation(panel: ChatPanel, lmstudio_mock: MockLMStudioServer) -> None:
+def test_clear_starts_a_new_conversation(paced_panel: ChatPanel, paced: MockLMStudioServer) -> None:
+    panel = paced_panel
     panel.system = "You are terse."
     assert panel.send("Hi").wait(10) is not None
-    slow(lmstudio_mock, tokens=1000, rate=100)
+    slow(paced, tokens=1000, rate=100)
     streaming = panel.send("And more")
-    time.sleep(0.2)
+    paced.wait_for_requests(2, path=CHAT)
     panel.clear()
     assert streaming.done and streaming.stopped
     assert panel.history == [{"role": "system", "content": "You are terse."}]
-    assert panel._messages_box.children == ()
-    lmstudio_mock.update_model(MODEL, tokens_per_second=0, reply_tokens=5)
+    assert panel._messages_box.children == () and "New conversation" in panel.status.value
+    slow(paced, tokens=5, rate=0)
     assert panel.send("Fresh start").wait(10) is not None
-    assert chat_requests(lmstudio_mock)[-1]["messages"] == [
+    assert chat_requests(paced)[-1]["messages"] == [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "Fresh start"},
     ]
@@ -302,111 +306,6 @@ def test_enter_in_the_input_sends_and_clears_it(panel: ChatPanel, lmstudio_mock:
     assert panel.history[-2]["content"] == "sent with the button"
 
 
-# --- errors --------------------------------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_server_down_is_shown_with_the_action_and_the_message_is_kept() -> None:
-    with LMStudioClient(f"http://127.0.0.1:{_free_port()}", model=MODEL) as client, ChatPanel(client) as chat:
-        chat.refresh_models()
-        assert "Could not list models" in chat.status.value
-        reply = chat.send("Hello?")
-        assert reply.wait(10) is None
-        assert isinstance(reply.error, LMStudioConnectionError) and reply.state == "failed"
-        shown = page_text(chat.widget)
-        assert "is not reachable" in shown and "lms server start" in shown
-        assert chat.history == [{"role": "user", "content": "Hello?"}]
-        assert not chat.busy and not chat.retry_button.disabled
-
-
-@pytest.mark.parametrize(
-    ("setup", "error_type", "words"),
-    [
-        (lambda s: s.set_fault("500", times=1), ServerError, "HTTP 500"),
-        (lambda s: s.set_fault("drop", after_chunks=5, times=1), LMStudioStreamError, "partial answer"),
-        (lambda s: s.set_fault("stream_error", after_chunks=3, times=1), LMStudioError, "mid-answer"),
-        (lambda s: s.set_fault("malformed_chunk", after_chunks=2, times=1), LMStudioStreamError, "malformed"),
-    ],
-    ids=["server-error", "stream-dropped", "in-band-error", "malformed-chunk"],
-)
-def test_each_error_is_shown_in_the_panel_and_retry_recovers(
-    panel: ChatPanel, lmstudio_mock: MockLMStudioServer, setup: Any, error_type: type[Exception], words: str
-) -> None:
-    setup(lmstudio_mock)
-    reply = panel.send("Please answer")
-    assert reply.wait(10) is None
-    assert isinstance(reply.error, error_type), reply.error
-    assert words in page_text(panel.widget)
-    assert panel.history == [{"role": "user", "content": "Please answer"}]
-    assert "Failed" in panel.status.value
-    lmstudio_mock.clear_faults()
-    again = panel.retry()
-    assert again.wait(10) is not None and again.ok
-    assert words not in page_text(panel.widget)  # the failed answer made way for the new one
-    assert [m["role"] for m in panel.history] == ["user", "assistant"]
-
-
-def test_unknown_model(panel: ChatPanel) -> None:
-    panel.model = "no-such-model"
-    reply = panel.send("Hi")
-    assert reply.wait(10) is None and isinstance(reply.error, ModelNotFoundError)
-    assert "Available:" in page_text(panel.widget)
-
-
-def test_context_exceeded(lmstudio_client: LMStudioClient, lmstudio_mock: MockLMStudioServer) -> None:
-    lmstudio_mock.add_model(ModelSpec("tiny-context", loaded=True, context_length=16))
-    with ChatPanel(lmstudio_client, model="tiny-context") as chat:
-        reply = chat.send("word " * 100)
-        assert reply.wait(10) is None and isinstance(reply.error, ContextLengthExceededError)
-        assert "context-length" in page_text(chat.widget)
-
-
-def test_model_failing_to_load(lmstudio_client: LMStudioClient, lmstudio_mock: MockLMStudioServer) -> None:
-    lmstudio_mock.set_fault("load_failure")
-    with ChatPanel(lmstudio_client, model="google/gemma-3-4b") as chat:
-        reply = chat.send("Hi")
-        assert reply.wait(10) is None and isinstance(reply.error, ModelLoadError)
-
-
-def test_a_rejected_parameter_is_shown_not_raised(panel: ChatPanel) -> None:
-    panel.max_tokens_input.value = 0
-    reply = panel.send("Hi")
-    assert reply.wait(5) is None and isinstance(reply.error, LMStudioRequestError)
-    assert "max_tokens must be" in page_text(panel.widget)
-
-
-def test_an_empty_answer_is_flagged_with_the_likely_cause(panel: ChatPanel, lmstudio_mock: MockLMStudioServer) -> None:
-    lmstudio_mock.set_fault("empty_stream", times=1)
-    reply = panel.send("Hi")
-    result = reply.wait(10)
-    assert result is not None and result.content == ""
-    assert "empty answer" in page_text(panel.widget) and "context length" in page_text(panel.widget)
-    assert panel.history == [{"role": "user", "content": "Hi"}]  # nothing empty is sent back to the model
-
-
-def test_failed_answers_are_never_sent_to_the_model(panel: ChatPanel, lmstudio_mock: MockLMStudioServer) -> None:
-    lmstudio_mock.set_fault("drop", after_chunks=3, times=1)
-    assert panel.send("first question").wait(10) is None
-    lmstudio_mock.script(MODEL, "An answer.")
-    assert panel.send("second question").wait(10) is not None
-    sent = chat_requests(lmstudio_mock)[-1]["messages"]
-    # no error text, no partial answer; the unanswered question is joined to the new one
-    assert sent == [{"role": "user", "content": "first question\n\nsecond question"}]
-    assert [m["role"] for m in panel.history] == ["user", "user", "assistant"]
-
-
-def test_no_model_at_all(lmstudio_mock: MockLMStudioServer) -> None:
-    empty = MockLMStudioServer(models=[])
-    with empty, LMStudioClient(empty.url) as client, ChatPanel(client) as chat:
-        assert chat.model is None and "no models" in chat.status.value
-        reply = chat.send("Hi")
-        assert reply.wait(1) is None and "pick one in the Model list" in page_text(chat.widget)
-
-
 # --- exports -------------------------------------------------------------------------------------------------------
 
 def test_exports(panel: ChatPanel, lmstudio_mock: MockLMStudioServer) -> None:
@@ -427,6 +326,3 @@ def test_exports(panel: ChatPanel, lmstudio_mock: MockLMStudioServer) -> None:
     bundle = panel._repr_mimebundle_()
     assert bundle is not None and "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/plain"] == repr(panel)
-
-
-# --- %lm_chat ------------------------------------------------------------------------------------------------------

@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,22 +14,19 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from lm_notebook.client.stream import StreamPart
 from lm_notebook.client.types import ChatResult, ModelInfo, Timings, Usage
-from lm_notebook.display.answer import (
-    PLACEHOLDER,
+from lm_notebook.display.answer import PLACEHOLDER, NotebookStreamView, TerminalStreamView, stream_into
+from lm_notebook.display.footer import footer_text
+from lm_notebook.display.model_table import model_table
+from lm_notebook.display.render import (
     AnswerFormatError,
-    NotebookStreamView,
     RenderedChatResult,
-    TerminalStreamView,
     close_open_fence,
     fenced,
     finish_as,
-    footer_text,
-    model_table,
     parse_json_answer,
     render_answer,
     render_bundle,
     split_code,
-    stream_into,
 )
 
 
@@ -130,18 +126,38 @@ def test_model_table_marks_the_current_model_and_helps_when_empty() -> None:
 # --- the live notebook view -------------------------------------------------------------------------------------
 
 
+class FakeClock:
+    """A clock that moves only when told: the throttle's time, independent of how busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class RecordingPublisher(DisplayPublisher):
-    """Records what a kernel would send: (data, display_id, update)."""
+    """Records what a kernel would send: (data, display_id, update); ``wait_for`` waits for a message count."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sent: list[tuple[dict[str, Any], str | None, bool]] = []
         self.threads: set[str] = set()
+        self._changed = threading.Condition()
 
     def publish(self, data: Any, metadata: Any = None, source: Any = None, *, transient: Any = None,
                 update: bool = False, **kw: Any) -> None:
-        self.sent.append((data, (transient or {}).get("display_id"), update))
-        self.threads.add(threading.current_thread().name)
+        with self._changed:
+            self.sent.append((data, (transient or {}).get("display_id"), update))
+            self.threads.add(threading.current_thread().name)
+            self._changed.notify_all()
+
+    def wait_for(self, condition: Callable[[list[tuple[dict[str, Any], str | None, bool]]], bool]) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: condition(self.sent), timeout=10), self.sent
 
 
 @pytest.fixture
@@ -156,11 +172,10 @@ def publisher() -> Iterator[RecordingPublisher]:
 
 
 class FakeStream:
-    """What stream_into needs from a ChatStream: parts at a given pace, close(), result()."""
+    """What stream_into needs from a ChatStream: parts, close(), result(); ``interrupt_at`` raises Ctrl-C there."""
 
-    def __init__(self, parts: list[StreamPart], *, pace: float = 0.0, interrupt_at: int | None = None) -> None:
+    def __init__(self, parts: list[StreamPart], *, interrupt_at: int | None = None) -> None:
         self.parts = parts
-        self.pace = pace
         self.interrupt_at = interrupt_at
         self.closed = False
         self.sent: list[StreamPart] = []
@@ -169,8 +184,6 @@ class FakeStream:
         for i, part in enumerate(self.parts):
             if i == self.interrupt_at:
                 raise KeyboardInterrupt
-            if self.pace:
-                time.sleep(self.pace)
             self.sent.append(part)
             yield part
 
@@ -181,32 +194,55 @@ class FakeStream:
         return result("".join(p.text for p in self.sent if p.kind == "content"), stopped=self.closed)
 
 
-def test_live_view_starts_and_ends_with_the_placeholder_and_throttles(publisher: RecordingPublisher) -> None:
+def live_text(message: tuple[dict[str, Any], str | None, bool]) -> str:
+    return str(message[0].get("text/markdown", ""))
+
+
+def test_live_view_starts_and_ends_with_the_placeholder_and_repaints_off_the_reader(
+    publisher: RecordingPublisher,
+) -> None:
     parts = [StreamPart("content", f"w{i} ") for i in range(300)]
     view = NotebookStreamView("markdown", "m", interval=0.05)
-    started = time.perf_counter()
-    stream_into(FakeStream(parts, pace=0.001), view)  # type: ignore[arg-type]
-    elapsed = time.perf_counter() - started
+    stream_into(FakeStream(parts), view)  # type: ignore[arg-type]
     sent = publisher.sent
     assert sent[0] == (PLACEHOLDER, view.display_id, False)  # what nbval and the saved notebook keep
     assert sent[-1] == (PLACEHOLDER, view.display_id, True)  # the live output empties itself
     assert all(display_id == view.display_id and update for _, display_id, update in sent[1:])
     live = sent[1:-1]
-    assert live[0][0]["text/markdown"].endswith("m · waiting for the first token…</sub>")
-    # ≤ one repaint per interval (+ the "waiting" one), however many parts came
-    assert len(live) <= elapsed / 0.05 + 2
-    assert len(live) >= 3
-    assert any(name != threading.current_thread().name for name in publisher.threads)  # repaints off the reader
+    assert live_text(live[0]).endswith("m · waiting for the first token…</sub>")
+    assert len(live) < len(parts)  # never one repaint per part
+    assert view.repaints == len(sent) - 1
 
 
-def test_live_view_repaints_after_a_stall_without_new_tokens(publisher: RecordingPublisher) -> None:
+def test_live_view_paints_the_first_token_at_once_then_at_most_once_an_interval(
+    publisher: RecordingPublisher,
+) -> None:
+    clock = FakeClock()
+    view = NotebookStreamView("markdown", "m", interval=0.5, clock=clock)
+    view.start()
+    view.add(StreamPart("content", "first "))
+    # painted without the clock moving: the first token does not wait for an interval
+    publisher.wait_for(lambda sent: len(sent) == 3)
+    assert "first ▌" in live_text(publisher.sent[2])
+    assert publisher.threads - {threading.current_thread().name}, "repaints come from the repaint thread"
+    for i in range(50):
+        view.add(StreamPart("content", f"w{i} "))
+    clock.advance(0.5)  # one interval later: the 50 parts are shown in one repaint
+    publisher.wait_for(lambda sent: len(sent) == 4)
+    assert "w49 ▌" in live_text(publisher.sent[3]) and "≈51 tokens · streaming…" in live_text(publisher.sent[3])
+    view.add(StreamPart("content", "late"))  # the clock stands still: no repaint for it before stop()
+    view.stop()
+    assert publisher.sent[4:] == [(PLACEHOLDER, view.display_id, True)]
+
+
+def test_live_view_shows_the_last_words_of_a_stall(publisher: RecordingPublisher) -> None:
     view = NotebookStreamView("markdown", "m", interval=0.02)
     view.start()
     view.add(StreamPart("content", "early words"))
-    time.sleep(0.15)  # nothing else arrives: the last words must still be on screen
-    shown = publisher.sent[-1][0]["text/markdown"]
+    # nothing else arrives: the last words must still reach the screen, with no further token to push them
+    publisher.wait_for(lambda sent: any("early words" in live_text(m) for m in sent))
     view.stop()
-    assert "early words" in shown
+    assert publisher.sent[-1] == (PLACEHOLDER, view.display_id, True)
 
 
 def test_interrupt_closes_the_stream_and_ends_live_updates(publisher: RecordingPublisher) -> None:
@@ -217,8 +253,9 @@ def test_interrupt_closes_the_stream_and_ends_live_updates(publisher: RecordingP
     assert stream.closed
     assert publisher.sent[-1] == (PLACEHOLDER, view.display_id, True)
     n = len(publisher.sent)
-    time.sleep(0.12)
-    assert len(publisher.sent) == n  # the repaint thread is gone
+    view.add(StreamPart("content", "after the end"))  # a stopped view repaints nothing, whatever arrives
+    assert view._repainter.tick() is None
+    assert len(publisher.sent) == n
     view.show_final(stream.result(), "markdown", note="stopped")
     assert publisher.sent[-1][1] is None and "· stopped</sub>" in publisher.sent[-1][0]["text/markdown"]
 

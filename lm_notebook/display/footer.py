@@ -1,0 +1,100 @@
+"""The facts under an answer — model, tokens, time to the first token, tokens/s, how it ended — and their two forms.
+
+:func:`footer_facts` lists them once; :func:`facts_text` (the notebook cell's footer, the terminal) and
+:func:`facts_html` (the chat panel's footer) only format that list, so the cell and the panel say the same words.
+
+>>> facts_text(footer_facts(ChatResult("Hi", model="qwen", timings=Timings(time_to_first_token=0.25))))
+'qwen · first token 0.25 s'
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from lm_notebook.client.types import ChatResult, Timings
+
+FactKind = Literal["model", "tokens", "first_token", "speed", "duration", "finish", "ending", "streaming"]
+
+SEPARATOR = " · "
+
+
+@dataclass(frozen=True)
+class FooterFact:
+    """One fact of a footer: what it is (``kind``, for styling) and its words."""
+
+    kind: FactKind
+    text: str
+
+
+def footer_facts(
+    result: ChatResult,
+    *,
+    note: str | None = None,
+    approx_tokens: int = 0,
+    with_model: bool = True,
+    with_finish: bool = False,
+) -> list[FooterFact]:
+    """The facts of a finished, stopped or failed answer, in the order they are shown.
+
+    ``note`` replaces the result's own :attr:`~ChatResult.finish_note` (the ending, shown only when it was not a
+    normal stop). ``approx_tokens`` is shown as ``≈N tokens`` when the server sent no token count. ``with_model``
+    leaves the model out where a heading already names it; ``with_finish`` adds the server's finish reason.
+    """
+    facts: list[FooterFact] = []
+    if with_model and result.model:
+        facts.append(FooterFact("model", result.model))
+    tokens = result.completion_tokens
+    if tokens:
+        facts.append(FooterFact("tokens", _tokens(tokens)))
+    elif approx_tokens:
+        facts.append(FooterFact("tokens", f"≈{_tokens(approx_tokens)}"))
+    elif tokens is not None:
+        facts.append(FooterFact("tokens", _tokens(tokens)))
+    facts += _timing_facts(result.timings)
+    if with_finish and result.finish_reason:
+        facts.append(FooterFact("finish", f"finish: {result.finish_reason}"))
+    ending = note if note is not None else result.finish_note
+    if ending:
+        facts.append(FooterFact("ending", ending))
+    return facts
+
+
+def live_facts(model: str | None, parts: int) -> list[FooterFact]:
+    """The facts of an answer still streaming: ``parts`` is the text parts so far (about one token each)."""
+    facts = [FooterFact("model", model)] if model else []
+    if not parts:
+        return [*facts, FooterFact("streaming", "waiting for the first token…")]
+    return [*facts, FooterFact("tokens", f"≈{_tokens(parts)}"), FooterFact("streaming", "streaming…")]
+
+
+def facts_text(facts: Sequence[FooterFact]) -> str:
+    """The facts as one plain line."""
+    return SEPARATOR.join(f.text for f in facts)
+
+
+def facts_html(facts: Sequence[FooterFact]) -> str:
+    """The facts as HTML: the same words, each in a ``lmnb-fact-<kind>`` span for a style sheet to colour."""
+    return SEPARATOR.join(f'<span class="lmnb-fact-{f.kind}">{html.escape(f.text)}</span>' for f in facts)
+
+
+def footer_text(result: ChatResult, *, note: str | None = None) -> str:
+    """A notebook cell's footer: one line of :func:`footer_facts`."""
+    return facts_text(footer_facts(result, note=note))
+
+
+def _tokens(n: int) -> str:
+    return f"{n} token{'s' if n != 1 else ''}"
+
+
+def _timing_facts(t: Timings) -> list[FooterFact]:
+    facts: list[FooterFact] = []
+    if t.time_to_first_token is not None:
+        facts.append(FooterFact("first_token", f"first token {t.time_to_first_token:.2f} s"))
+    if t.tokens_per_second is not None:
+        facts.append(FooterFact("speed", f"{t.tokens_per_second:.1f} tok/s"))
+    elif t.total is not None:
+        facts.append(FooterFact("duration", f"{t.total:.2f} s"))
+    return facts

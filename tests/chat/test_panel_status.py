@@ -1,0 +1,131 @@
+"""What the panel's status line says while nothing else can: a model being loaded just in time (with the seconds it has
+taken, ticking), and that the server is this project's bundled fake one (with how to reach a real LM Studio).
+
+The load is paced by the fake server's :class:`~lm_notebook.testing.ManualClock`, which the panel's status reads too:
+the test moves time, and waits for the words it expects.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from panel_page import CHAT, MODEL, page_text
+
+from lm_notebook import ChatPanel, LMStudioClient
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
+
+
+class StatusLog:
+    """Every text the panel's status line shows from now on (its notice left out), with a wait for one."""
+
+    def __init__(self, panel: ChatPanel) -> None:
+        self.texts: list[str] = []
+        self._changed = threading.Condition()
+        panel.status.observe(self._record, names="value")
+
+    def _record(self, change: dict[str, Any]) -> None:
+        first_line = change["new"].split("<br>")[0]
+        with self._changed:
+            self.texts.append(html.unescape(re.sub(r"<[^>]+>", "", first_line)))
+            self._changed.notify_all()
+
+    def wait_for(self, text: str) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: text in self.texts, timeout=10), self.texts
+
+
+def model_lookups(server: MockLMStudioServer) -> int:
+    return sum(1 for r in server.requests if r.path.endswith("/models"))
+
+
+@pytest.fixture
+def loading_server(clock: ManualClock) -> Iterator[MockLMStudioServer]:
+    with MockLMStudioServer(models=[ModelSpec(MODEL, load_time=5.0, loaded=False)], clock=clock) as server:
+        yield server
+
+
+def test_a_model_loading_just_in_time_is_said_with_the_seconds_then_it_streams(
+    loading_server: MockLMStudioServer, clock: ManualClock
+) -> None:
+    server = loading_server
+    with LMStudioClient(server.url, timeout=30) as client, ChatPanel(client, model=MODEL) as chat:
+        chat._wait_clock = clock.now  # the panel counts the seconds on the server's clock
+        chat._wait_interval = 0.01
+        log = StatusLog(chat)
+        lookups = model_lookups(server)
+        reply = chat.send("Hi")
+        assert chat._status_line.text == f"Loading {MODEL}… 0 s"  # at once: the listing said it is not loaded
+        server.wait_for_requests(1, path=CHAT)  # the request left at once
+        assert 5.0 in clock.wait_for_pending(1)  # the server is loading the model, due in 5 s
+        clock.advance(3)
+        log.wait_for(f"Loading {MODEL}… 3 s")  # it ticks
+        assert not reply.done and chat.busy
+        clock.advance(2)  # loaded: the answer comes
+        result = reply.wait(10)
+        assert result is not None and result.content
+        assert model_lookups(server) == lookups  # nothing was asked on the way to the answer
+        loading = [i for i, text in enumerate(log.texts) if text.startswith("Loading")]
+        assert loading == list(range(len(loading)))  # nothing says "Loading" once the answer has begun
+        assert log.texts[-1] == "Ready"
+        del log.texts[:]
+        assert chat.send("Again").wait(10) is not None
+        assert not any(text.startswith("Loading") for text in log.texts)  # loaded now: the panel knows it
+        assert f"Answering with {MODEL}…" in log.texts
+
+
+def test_a_loaded_model_is_never_said_to_be_loading(lmstudio_client: LMStudioClient) -> None:
+    with ChatPanel(lmstudio_client, model=MODEL) as chat:
+        log = StatusLog(chat)
+        assert chat.send("Hi").wait(10) is not None
+        assert log.texts[0] == f"Answering with {MODEL}…"
+        assert not any(text.startswith("Loading") for text in log.texts)
+
+
+def test_stop_during_the_load_says_stopped(loading_server: MockLMStudioServer, clock: ManualClock) -> None:
+    with LMStudioClient(loading_server.url, timeout=30) as client, ChatPanel(client, model=MODEL) as chat:
+        chat._wait_interval = 0.01
+        reply = chat.send("Hi")
+        loading_server.wait_for_requests(1, path=CHAT)
+        clock.wait_for_pending(1)
+        chat.stop()
+        assert reply.done and reply.stopped
+        assert chat._status_line.text == "Stopped"  # no "still loading" tick comes after it
+
+
+# --- the bundled fake server --------------------------------------------------------------------------------------
+
+def _greeting_server(greeting: dict[str, Any]) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/lmstudio-greeting":
+            return httpx.Response(200, json=greeting)
+        if request.url.path == "/api/v1/models":
+            return httpx.Response(200, json={"models": [{"key": "m", "type": "llm", "loaded_instances": []}]})
+        return httpx.Response(404, content=json.dumps({"error": "Unexpected endpoint"}))
+
+    return httpx.MockTransport(handle)
+
+
+def test_the_bundled_fake_server_is_named_with_how_to_reach_a_real_one() -> None:
+    transport = _greeting_server({"lmstudio": True, "lm_notebook_fake": True})
+    with LMStudioClient("http://127.0.0.1:1234", transport=transport) as client, ChatPanel(client) as chat:
+        chat.refresh_models()
+        status = page_text(chat.status)
+        assert "Connected to the bundled fake LM Studio server (canned answers" in status
+        assert "LMSTUDIO_BASE_URL" in status and "%config LMMagics.base_url" in status
+        chat.clear()  # whatever the line says next, the notice stays under it
+        status = page_text(chat.status)
+        assert "New conversation" in status and "bundled fake LM Studio server" in status
+
+
+def test_a_real_server_gets_no_such_notice() -> None:
+    transport = _greeting_server({"lmstudio": True})
+    with LMStudioClient("http://127.0.0.1:1234", transport=transport) as client, ChatPanel(client) as chat:
+        chat.refresh_models()
+        assert "fake" not in page_text(chat.status) and "1 models" in page_text(chat.status)

@@ -1,0 +1,149 @@
+"""The one throttled repaint: first change at once, then at most once an interval, and a final paint on stop.
+
+Driven by a fake clock and :meth:`Repainter.tick` (one step of its thread), then the thread itself, waited on with
+events: nothing here depends on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from lm_notebook.display.repaint import Repainter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Canvas:
+    """Records what was painted: the live paints and the final one, and on which thread."""
+
+    def __init__(self) -> None:
+        self.version = 0  # what the "reader" has written so far
+        self.painted: list[str] = []
+        self.threads: list[str] = []
+        self.event = threading.Event()
+
+    def paint(self) -> None:
+        self.painted.append(f"v{self.version}")
+        self.threads.append(threading.current_thread().name)
+        self.event.set()
+
+    def final(self) -> None:
+        self.painted.append("final")
+
+
+def test_the_first_change_is_painted_at_once_then_at_most_once_an_interval() -> None:
+    clock, canvas = FakeClock(), Canvas()
+    repainter = Repainter(canvas.paint, interval=0.5, clock=clock)
+    assert repainter.tick() is None and canvas.painted == []  # nothing changed: nothing to paint
+    canvas.version = 1
+    repainter.changed()
+    assert repainter.tick() is None and canvas.painted == ["v1"]  # at once, no interval to wait
+    canvas.version = 2
+    repainter.changed()
+    assert repainter.tick() == pytest.approx(0.5)  # too soon: wait half a second
+    clock.advance(0.3)
+    canvas.version = 3
+    repainter.changed()
+    assert repainter.tick() == pytest.approx(0.2) and canvas.painted == ["v1"]
+    clock.advance(0.2)
+    assert repainter.tick() is None and canvas.painted == ["v1", "v3"]  # the changes of an interval, in one paint
+    clock.advance(10)
+    assert repainter.tick() is None and canvas.painted == ["v1", "v3"]  # no change, no paint, however long
+    assert repainter.paints == 2
+
+
+def test_the_interval_runs_from_the_end_of_a_paint() -> None:
+    clock = FakeClock()
+
+    def slow_paint() -> None:
+        clock.advance(0.4)  # the paint itself takes 0.4 s
+
+    repainter = Repainter(slow_paint, interval=0.5, clock=clock)
+    repainter.changed()
+    repainter.tick()
+    repainter.changed()
+    assert repainter.tick() == pytest.approx(0.5)  # the reader gets a whole interval after a slow paint
+
+
+def test_stop_paints_the_final_view_once_and_nothing_after_it() -> None:
+    clock, canvas = FakeClock(), Canvas()
+    repainter = Repainter(canvas.paint, interval=0.5, clock=clock)
+    canvas.version = 1
+    repainter.changed()
+    repainter.tick()
+    canvas.version = 2
+    repainter.changed()  # a change still waiting for its interval...
+    repainter.stop(final=canvas.final)  # ...gives way to the final paint
+    assert canvas.painted == ["v1", "final"] and repainter.stopped
+    repainter.changed()
+    clock.advance(10)
+    assert repainter.tick() is None
+    repainter.stop(final=canvas.final)  # a second stop does nothing
+    assert canvas.painted == ["v1", "final"]
+
+
+def test_stop_without_a_final_view_flushes_the_last_change() -> None:
+    clock, canvas = FakeClock(), Canvas()
+    repainter = Repainter(canvas.paint, interval=0.5, clock=clock)
+    canvas.version = 1
+    repainter.changed()
+    repainter.tick()
+    canvas.version = 2
+    repainter.changed()
+    repainter.stop()
+    assert canvas.painted == ["v1", "v2"]
+    quiet = Repainter(canvas.paint, interval=0.5, clock=clock)
+    quiet.stop()  # nothing changed: nothing to flush
+    assert canvas.painted == ["v1", "v2"]
+
+
+def test_the_thread_paints_the_first_change_at_once_and_waits_for_the_clock_after() -> None:
+    clock, canvas = FakeClock(), Canvas()
+    repainter = Repainter(canvas.paint, interval=0.05, clock=clock, name="test-repaint")
+    repainter.start()
+    canvas.version = 1
+    repainter.changed()
+    assert canvas.event.wait(10)  # painted with the clock standing still
+    canvas.event.clear()
+    canvas.version = 2
+    repainter.changed()
+    clock.advance(0.05)  # the interval has passed: the thread paints the change
+    assert canvas.event.wait(10)
+    canvas.version = 3
+    repainter.changed()  # the clock stands still from here: only stop() shows this one
+    repainter.stop(final=canvas.final)
+    assert canvas.painted == ["v1", "v2", "final"]
+    assert set(canvas.threads) == {"test-repaint"}
+    with pytest.raises(RuntimeError, match="already started"):
+        repainter.start()
+
+
+def test_the_thread_runs_in_the_starters_context() -> None:
+    import contextvars
+
+    cell: contextvars.ContextVar[str] = contextvars.ContextVar("cell", default="none")
+    seen: list[str] = []
+    done = threading.Event()
+
+    def paint() -> None:
+        seen.append(cell.get())
+        done.set()
+
+    repainter = Repainter(paint, interval=0.01)
+    cell.set("cell 7")  # what IPython's kernel does with the parent header of the cell being run
+    repainter.start()
+    repainter.changed()
+    assert done.wait(10)
+    repainter.stop()
+    assert seen == ["cell 7"]
