@@ -217,10 +217,11 @@ def footer_html(result: ChatResult | None, *, approx_tokens: int, error: BaseExc
     out = f'<span class="lmnb-footer">{facts_html(facts)}</span>' if facts else ""
     if result is not None and error is None and not result.stopped and _empty(result):
         # LM Studio answers some context overflows with a well-formed stream that carries no text at all
+        model = html.escape(result.model or "MODEL")
         out = (
-            '<div class="lmnb-error-box">⚠ The model sent an empty answer. The conversation may no longer fit its '
+            f'<div class="lmnb-error-box">⚠ {model} sent an empty answer. The conversation may no longer fit its '
             "context length: start over with Clear, shorten the system prompt, or reload the model with a larger "
-            "context (<code>lms load &lt;model&gt; --context-length 16384</code>).</div>" + out
+            f"context (<code>lms load {model} --context-length N</code>, N above the context it has now).</div>" + out
         )
     if error is not None:
         out = f'<div class="lmnb-error-box">⚠ {html.escape(error_text(error))}</div>' + out

@@ -46,5 +46,7 @@ def test_the_cell_and_the_panel_say_the_same_words(case: ChatResult) -> None:
 def test_the_panel_footer_adds_the_error_and_the_empty_answer_warning() -> None:
     failed = footer_html(None, approx_tokens=0, error=ValueError("bad <thing>"))
     assert 'class="lmnb-error-box"' in failed and "bad &lt;thing&gt;" in failed
-    empty = footer_html(ChatResult("", model="m", finish_reason="stop"), approx_tokens=0)
+    empty = footer_html(ChatResult("", model="qwen/q3", finish_reason="stop"), approx_tokens=0)
     assert "empty answer" in empty and "context length" in empty
+    # the advice names the model it is about, never a placeholder or a context length picked out of the air
+    assert "lms load qwen/q3 --context-length N" in empty and "&lt;model&gt;" not in empty and "16384" not in empty
