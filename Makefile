@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup setup-run run test lint unit notebooks bench mock clean
+.PHONY: setup setup-run run test test-stress lint unit notebooks bench mock clean
 
 # what `make run` needs (the package, JupyterLab); `make setup` adds the tests' tools, llama.cpp and Chromium
 setup-run: $(RUN_STAMP)
@@ -24,6 +24,10 @@ run: setup-run
 
 test: setup
 	bash scripts/test.sh
+
+# the unit tests three times beside two busy CPU loops (started and always stopped by the script); not part of `test`
+test-stress: setup
+	bash scripts/test_stress.sh
 
 lint: setup
 	$(BIN)/ruff check lm_notebook tests bench scripts

@@ -1,5 +1,5 @@
-"""Doubles for the client tests: LM Studio answers through ``httpx.MockTransport``, and one harness that drives the
-sync and the async client with the same calls, so every case runs against both twins."""
+"""Stand-ins for the client tests: LM Studio's answers through ``httpx.MockTransport``, and one harness that drives
+``LMStudioClient`` and ``AsyncLMStudioClient`` with the same calls, so every case runs against both."""
 
 from __future__ import annotations
 

@@ -21,16 +21,22 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 @dataclass
 class Run:
-    """One cell's execution: its iopub messages (status aside), its shell reply and timings."""
+    """One cell's execution: its iopub messages (status aside), its shell reply, when it was interrupted (as an index
+    into ``messages``: everything from there on came after the interrupt) and timings (for reports, not asserts)."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     reply: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
     interrupted_at: float | None = None
+    interrupted_index: int | None = None
     idle_at: float = 0.0
 
     def of_type(self, *kinds: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["msg_type"] in kinds]
+
+    def after_interrupt(self) -> list[dict[str, Any]]:
+        """The messages that came after the interrupt was sent (none when there was no interrupt)."""
+        return [] if self.interrupted_index is None else self.messages[self.interrupted_index:]
 
     @property
     def status(self) -> str:
@@ -60,12 +66,10 @@ class Kernel:
         msg_id = self.kc.execute(code)
         deadline = out.started + timeout
         while True:
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"kernel still busy after {timeout} s running {code!r}")
             try:
-                msg = self.kc.get_iopub_msg(timeout=0.05)
+                msg = self.kc.get_iopub_msg(timeout=max(0.0, deadline - time.perf_counter()))
             except queue.Empty:
-                continue
+                raise TimeoutError(f"kernel still busy after {timeout} s running {code!r}") from None
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             if msg["msg_type"] == "status":
@@ -81,6 +85,7 @@ class Kernel:
                 and interrupt_when in str(msg["content"]["data"])
             ):
                 out.interrupted_at = time.perf_counter()
+                out.interrupted_index = len(out.messages)
                 self.km.interrupt_kernel()
         out.reply = self.kc.get_shell_msg(timeout=10)
         return out

@@ -8,6 +8,7 @@ Installing the package also installs a pytest plugin with the fixtures ``lmstudi
 """
 
 from lm_notebook.testing.catalogue import ModelSpec, default_models, load_models_file
+from lm_notebook.testing.clock import Clock, LoopClock, ManualClock
 from lm_notebook.testing.cors import CorsPolicy
 from lm_notebook.testing.faults import FAULT_KINDS, Fault, Quirks
 from lm_notebook.testing.recording import RecordedRequest
@@ -17,9 +18,12 @@ from lm_notebook.testing.server import MockLMStudioServer
 
 __all__ = [
     "FAULT_KINDS",
+    "Clock",
     "CorsPolicy",
     "Counters",
     "Fault",
+    "LoopClock",
+    "ManualClock",
     "MockLMStudioServer",
     "ModelCounters",
     "ModelSpec",

@@ -1,7 +1,8 @@
 """LM Studio's HTTP API as one request handler: routing, auth, CORS, models, and generation.
 
 Everything here runs on the server's event loop; configuration that tests change from their own thread
-(models, quirks, faults, scripts) is read through thread-safe holders.
+(models, quirks, faults, scripts) is read through thread-safe holders. Every pause (pacing, stalls, loading) is taken
+on the scheduler's clock.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from lm_notebook.testing import error_bodies as errors
+from lm_notebook.testing.answers import answer_body, usage_body
 from lm_notebook.testing.catalogue import ModelSpec, openai_listing, v0_model, v1_model
+from lm_notebook.testing.clock import Clock
 from lm_notebook.testing.cors import CorsPolicy
 from lm_notebook.testing.faults import STREAM_FAULTS, ErrorStyle, Fault, FaultBook, Quirks
 from lm_notebook.testing.generation import Generation, plan_chat, plan_completion
-from lm_notebook.testing.recording import RecordedRequest, RequestLog, ScriptBook, safe_headers
+from lm_notebook.testing.recording import ChangeSignal, RecordedRequest, RequestLog, ScriptBook, safe_headers
 from lm_notebook.testing.replies import embedding, prompt_tokens
 from lm_notebook.testing.scheduler import Instance, LoadFailed, Scheduler
-from lm_notebook.testing.streaming import Framing, StreamWriter, chat_events
+from lm_notebook.testing.streaming import Framing, StreamWriter, chat_events, pause
 from lm_notebook.testing.wire import ChunkedBody, Request, dump_json, write_response
 
 Version = Literal["0.3", "0.4"]
@@ -60,13 +63,16 @@ class Settings:
 
 
 class LMStudioApp:
-    def __init__(self, models: Sequence[ModelSpec], settings: Settings, scheduler_options: Mapping[str, Any]) -> None:
+    def __init__(self, models: Sequence[ModelSpec], settings: Settings, scheduler_options: Mapping[str, Any],
+                 clock: Clock | None = None) -> None:
         self.settings = settings
         self._models_lock = threading.Lock()
         self._models: dict[str, ModelSpec] = {m.id: m for m in models}
-        self.scheduler = Scheduler(self.models, **scheduler_options)
+        self.signal = ChangeSignal()
+        self.scheduler = Scheduler(self.models, clock=clock, signal=self.signal, **scheduler_options)
+        self.clock: Clock = self.scheduler.clock
         self.faults = FaultBook()
-        self.log = RequestLog()
+        self.log = RequestLog(self.signal)
         self.scripts = ScriptBook()
 
     # --- configuration (any thread) ----------------------------------------------------------------------------
@@ -97,8 +103,10 @@ class LMStudioApp:
         return self.quirks_for(spec).error_style or self.settings.version
 
     # --- entry point (event loop) ------------------------------------------------------------------------------
-    async def handle(self, request: Request, writer: asyncio.StreamWriter) -> bool:
-        """Answer one request; False when the connection must close afterwards."""
+    async def handle(self, request: Request, writer: asyncio.StreamWriter,
+                     client_left: asyncio.Future[None] | None = None) -> bool:
+        """Answer one request; False when the connection must close afterwards. ``client_left`` is done once the
+        client has gone away (a paced answer then ends at once)."""
         body_json = _parse_json(request.body)
         self.log.add(RecordedRequest(request.method, request.path, request.query, safe_headers(request.headers),
                                      body_json, time.time()))
@@ -115,7 +123,8 @@ class LMStudioApp:
             if not self._authorized(request):
                 raise Reply(errors.unauthorized())
             await self._path_faults(path, body_json)
-            handled = await self._route(request.method, path, body_json, writer, extra, keep_alive)
+            handled = await self._route(request.method, path, body_json, writer, extra, keep_alive,
+                                        client_left or asyncio.get_running_loop().create_future())
             if handled is None:
                 raise Reply(errors.unexpected_endpoint(request.method, request.path))
             return keep_alive
@@ -142,10 +151,10 @@ class LMStudioApp:
         model = body.get("model") if isinstance(body, dict) else None
         for fault in self.faults.take(frozenset({"500", "429", "stall", "drop"}), model=model, path=path,
                                       generation=False):
-            await _pre_fault(fault)
+            await self._pre_fault(fault)
 
     async def _route(self, method: str, path: str, body: Any, writer: asyncio.StreamWriter,
-                     extra: list[tuple[str, str]], keep_alive: bool) -> bool | None:
+                     extra: list[tuple[str, str]], keep_alive: bool, client_left: asyncio.Future[None]) -> bool | None:
         def send(payload: Any, status: int = 200) -> bool:
             write_response(writer, status, dump_json(payload), headers=extra, keep_alive=keep_alive)
             return True
@@ -171,10 +180,10 @@ class LMStudioApp:
         if method != "POST":
             return None
         if path in ("/v1/chat/completions", "/api/v0/chat/completions"):
-            await self._chat(path, body, writer, extra, keep_alive, completion=False)
+            await self._chat(path, body, writer, extra, keep_alive, client_left, completion=False)
             return True
         if path == "/v1/completions":
-            await self._chat(path, body, writer, extra, keep_alive, completion=True)
+            await self._chat(path, body, writer, extra, keep_alive, client_left, completion=True)
             return True
         if path == "/v1/embeddings":
             return send(await self._embeddings(path, body))
@@ -253,9 +262,20 @@ class LMStudioApp:
                 "load_time_seconds": round(seconds, 3), "status": "loaded"}
 
     # --- generation --------------------------------------------------------------------------------------------
+    async def _pre_fault(self, fault: Fault) -> None:
+        """A fault that strikes before any work: an error status, a pause, or a cut connection."""
+        if fault.kind == "500":
+            raise Reply(errors.server_error())
+        if fault.kind == "429":
+            raise Reply(errors.rate_limited(fault.retry_after))
+        if fault.kind == "stall":
+            await self.clock.sleep(fault.seconds)
+        if fault.kind == "drop":
+            raise Dropped
+
     async def _generation_faults(self, spec: ModelSpec, path: str) -> list[Fault]:
         for fault in self.faults.take(frozenset({"500", "429"}), model=spec.id, path=path, generation=True):
-            await _pre_fault(fault)
+            await self._pre_fault(fault)
         return self.faults.take(STREAM_FAULTS, model=spec.id, path=path, generation=True)
 
     async def _embeddings(self, path: str, body: Any) -> dict[str, Any]:
@@ -272,7 +292,7 @@ class LMStudioApp:
         return {"object": "list", "data": data, "model": spec.id, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
 
     async def _chat(self, path: str, body: Any, writer: asyncio.StreamWriter, extra: list[tuple[str, str]],
-                    keep_alive: bool, *, completion: bool) -> None:
+                    keep_alive: bool, client_left: asyncio.Future[None], *, completion: bool) -> None:
         if not isinstance(body, dict):
             raise Reply(errors.bad_request("Request body must be a JSON object", self.style()))
         if completion:
@@ -311,7 +331,7 @@ class LMStudioApp:
         faults = [f for f in faults if f.kind != "empty_stream"]
         chunk_id = ("cmpl-" if completion else "chatcmpl-") + "".join(_ids.choices(_ID_CHARS, k=18))
         created = int(time.time())
-        usage = _usage(n_prompt, gen, quirks.extended_fields)
+        usage = usage_body(n_prompt, gen, quirks.extended_fields)
         async with self.scheduler.slot(inst):
             if stream:
                 options = body.get("stream_options")
@@ -322,85 +342,33 @@ class LMStudioApp:
                                      keep_alive_every=quirks.keep_alive_every)
                 sender = StreamWriter(chunked, ttft=spec.ttft, tokens_per_second=spec.tokens_per_second,
                                       quirks=quirks, framing=framing, faults=faults,
-                                      error_payload=errors.stream_fault_event)
+                                      error_payload=errors.stream_fault_event, clock=self.clock,
+                                      client_left=client_left)
                 await sender.send(events)
+                if sender.client_gone:
+                    self.scheduler.count_abandoned(spec.id)
                 if not chunked.finished:
                     raise Dropped
                 return
-            started = time.perf_counter()
+            started = self.clock.now()
             pace = spec.ttft + (gen.completion_tokens / spec.tokens_per_second if spec.tokens_per_second else 0)
             for fault in faults:
-                if fault.kind == "stall":
-                    await asyncio.sleep(fault.seconds)
-                elif fault.kind == "drop":
+                if fault.kind == "drop":
                     raise Dropped
-            if pace > 0:
-                await asyncio.sleep(pace)
-            elapsed = time.perf_counter() - started
-            answer = self._answer(spec, inst, gen, path, chunk_id, created, usage, quirks, elapsed, completion)
+                if fault.kind == "stall" and not await pause(self.clock, fault.seconds, client_left):
+                    self.scheduler.count_abandoned(spec.id)
+                    raise Dropped
+            if pace > 0 and not await pause(self.clock, pace, client_left):
+                self.scheduler.count_abandoned(spec.id)
+                raise Dropped  # the client gave up waiting: nobody to answer
+            elapsed = self.clock.now() - started
+            answer = answer_body(spec, gen, path=path, chunk_id=chunk_id, created=created, usage=usage,
+                                 quirks=quirks, elapsed=elapsed, completion=completion,
+                                 context_length=inst.context_length)
             data = dump_json(answer)
             if any(f.kind == "malformed_chunk" for f in faults):
                 data = data[: len(data) // 2]
             write_response(writer, 200, data, headers=extra, keep_alive=keep_alive)
-
-    def _answer(self, spec: ModelSpec, inst: Instance, gen: Generation, path: str, chunk_id: str, created: int,
-                usage: dict[str, Any], quirks: Quirks, elapsed: float, completion: bool) -> dict[str, Any]:
-        content = gen.text("content")
-        if completion:
-            return {"id": chunk_id, "object": "text_completion", "created": created, "model": spec.id,
-                    "choices": [{"index": 0, "text": content, "logprobs": None, "finish_reason": gen.finish_reason}],
-                    "usage": usage, "system_fingerprint": spec.id}
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if spec.reasoning in ("reasoning", "reasoning_content"):
-            message[spec.reasoning] = gen.text(spec.reasoning)
-        tool_calls = [{"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
-                      for t in gen.tool_calls]
-        if quirks.extended_fields:
-            message.setdefault("reasoning_content", "")
-            message["tool_calls"] = tool_calls
-        elif tool_calls:
-            message["tool_calls"] = tool_calls
-        answer: dict[str, Any] = {
-            "id": chunk_id, "object": "chat.completion", "created": created, "model": spec.id,
-            "choices": [{"index": 0, "logprobs": None, "finish_reason": gen.finish_reason, "message": message}],
-            "usage": usage,
-        }
-        if path.startswith("/api/v0/"):
-            generated = max(gen.completion_tokens, 1)
-            ttft = spec.ttft or min(elapsed, 0.001)
-            answer["stats"] = {"tokens_per_second": round(generated / max(elapsed - ttft, 1e-3), 2)
-                               if not spec.tokens_per_second else spec.tokens_per_second,
-                               "time_to_first_token": round(ttft, 3), "generation_time": round(elapsed, 3),
-                               "stop_reason": gen.stop_reason}
-            answer["model_info"] = {"arch": spec.arch, "quant": spec.quantization, "format": spec.format,
-                                    "context_length": inst.context_length}
-            answer["runtime"] = {"name": "llama.cpp-linux-x86_64-avx2" if spec.format == "gguf"
-                                 else "mlx-llm-mac-arm64-apple-metal-advsimd",
-                                 "version": "1.3.0", "supported_formats": [spec.format]}
-        elif quirks.extended_fields:
-            answer["stats"] = {}
-        answer["system_fingerprint"] = spec.id
-        return answer
-
-
-def _usage(n_prompt: int, gen: Generation, extended: bool) -> dict[str, Any]:
-    usage: dict[str, Any] = {"prompt_tokens": n_prompt, "completion_tokens": gen.completion_tokens,
-                             "total_tokens": n_prompt + gen.completion_tokens}
-    if extended:
-        usage["completion_tokens_details"] = {"reasoning_tokens": gen.reasoning_count}
-    return usage
-
-
-async def _pre_fault(fault: Fault) -> None:
-    """A fault that strikes before any work: an error status, a pause, or a cut connection."""
-    if fault.kind == "500":
-        raise Reply(errors.server_error())
-    if fault.kind == "429":
-        raise Reply(errors.rate_limited(fault.retry_after))
-    if fault.kind == "stall":
-        await asyncio.sleep(fault.seconds)
-    if fault.kind == "drop":
-        raise Dropped
 
 
 def _parse_json(body: bytes) -> Any:

@@ -1,7 +1,8 @@
 """pytest fixtures for testing code that talks to LM Studio, with no LM Studio (entry point ``pytest11``).
 
 - ``lmstudio_mock``: a started :class:`MockLMStudioServer` on a free port, stopped after the test. Configure it with
-  ``@pytest.mark.lmstudio_mock(version="0.3", auth_token="sk-lm-test:secret", ...)`` (constructor arguments).
+  ``@pytest.mark.lmstudio_mock(version="0.3", auth_token="sk-lm-test:secret", ...)`` (constructor arguments;
+  ``clock=ManualClock()`` makes its pacing wait for the test, see :mod:`lm_notebook.testing.clock`).
 - ``lmstudio_client``: an ``LMStudioClient`` pointed at it, with the first loaded model as current model.
 
 >>> def test_answer(lmstudio_client):                     # doctest: +SKIP

@@ -1,10 +1,12 @@
-"""The request log tests assert on, and the queue of scripted replies; both thread-safe."""
+"""What tests observe (the request log, and a signal that wakes a test when anything observable changes) and the queue
+of scripted replies; all thread-safe."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +34,48 @@ def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in _SECRET_HEADERS}
 
 
-class RequestLog:
+class ChangeSignal:
+    """Wakes the threads waiting for the server's observable state (requests, counters, loaded models) to change.
+
+    ``notify`` may be called with other locks held: a waiter never holds this one while it checks its condition.
+    """
+
     def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._version = 0
+
+    def notify(self) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """True once ``condition()`` holds (checked now and after every change); False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._changed:
+                seen = self._version
+            if condition():
+                return True
+            with self._changed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if self._version == seen:
+                    self._changed.wait(remaining)
+
+
+class RequestLog:
+    def __init__(self, signal: ChangeSignal | None = None) -> None:
         self._lock = threading.Lock()
         self._items: list[RecordedRequest] = []
+        self._signal = signal
 
     def add(self, item: RecordedRequest) -> None:
         with self._lock:
             self._items.append(item)
+        if self._signal is not None:
+            self._signal.notify()
 
     def items(self) -> list[RecordedRequest]:
         with self._lock:

@@ -1,20 +1,23 @@
 """LM Studio's model scheduling: just-in-time loading, auto-evict, parallel slots per loaded model, idle ``ttl``.
 
 The async methods run on the server's event loop; the counters and the loaded set are guarded by a lock so tests
-can read them from their own thread at any time.
+can read them from their own thread at any time. Load times and ttl timers run on the server's
+:class:`~lm_notebook.testing.clock.Clock`, so a test with a :class:`~lm_notebook.testing.clock.ManualClock` decides
+when they are over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lm_notebook.testing.catalogue import LoadedView, ModelSpec
+from lm_notebook.testing.clock import Clock, LoopClock, TimerHandle
+from lm_notebook.testing.recording import ChangeSignal
 
 # LM Studio unloads a JIT-loaded model after 60 idle minutes unless the request says otherwise.
 DEFAULT_JIT_TTL = 3600.0
@@ -33,6 +36,7 @@ class ModelCounters:
     requests: int = 0  # generation requests served (or tried)
     max_active: int = 0  # most predictions running at once
     max_queued: int = 0  # most requests waiting for a slot at once
+    abandoned: int = 0  # answers whose client left before their end (a Stop, an interrupt, a break, a timeout)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Counters:
     requests: int
     max_active: int
     per_model: dict[str, ModelCounters]
+    abandoned: int = 0
 
     def model(self, model_id: str) -> ModelCounters:
         return self.per_model.get(model_id, ModelCounters())
@@ -65,7 +70,7 @@ class Instance:
     slots: asyncio.Semaphore = field(init=False)
     active: int = 0
     waiting: int = 0
-    idle_timer: asyncio.TimerHandle | None = None
+    idle_timer: TimerHandle | None = None
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.parallel)
@@ -84,8 +89,12 @@ class Scheduler:
         jit_loading: bool = True,
         auto_evict: bool = True,
         jit_ttl: float | None = DEFAULT_JIT_TTL,
+        clock: Clock | None = None,
+        signal: ChangeSignal | None = None,
     ) -> None:
         self._models = models
+        self.clock: Clock = clock if clock is not None else LoopClock()
+        self.signal = signal if signal is not None else ChangeSignal()
         self.jit_loading = jit_loading
         self.auto_evict = auto_evict
         self.jit_ttl = jit_ttl
@@ -117,22 +126,30 @@ class Scheduler:
             requests=sum(c.requests for c in per.values()),
             max_active=max((c.max_active for c in per.values()), default=0),
             per_model=per,
+            abandoned=sum(c.abandoned for c in per.values()),
         )
 
     def reset_counters(self) -> None:
         with self._lock:
             self._counters.clear()
 
+    def count_abandoned(self, model_id: str) -> None:
+        """An answer of this model's ended early because its client went away."""
+        with self._lock:
+            self._count(model_id, abandoned=1)
+
     def _count(self, model_id: str, **changes: int) -> None:
         # caller holds the lock
         current = self._counters.get(model_id, ModelCounters())
         self._counters[model_id] = replace(current, **{k: getattr(current, k) + v for k, v in changes.items()})
+        self.signal.notify()
 
     def _peak(self, model_id: str, *, active: int, queued: int) -> None:
         current = self._counters.get(model_id, ModelCounters())
         self._counters[model_id] = replace(
             current, max_active=max(current.max_active, active), max_queued=max(current.max_queued, queued)
         )
+        self.signal.notify()
 
     # --- loading (event loop) ---------------------------------------------------------------------------------
     async def ensure_loaded(
@@ -152,6 +169,7 @@ class Scheduler:
                     state="loading", ready=loop.create_future(),
                 )
                 self._instances[spec.id] = inst
+                self.signal.notify()  # "loading" is visible now
                 loader = True
             else:
                 loader = False
@@ -159,21 +177,22 @@ class Scheduler:
                     inst.ttl = ttl
         if not loader:
             if inst.ready is not None and not inst.ready.done():
-                started = time.perf_counter()
+                started = self.clock.now()
                 await asyncio.shield(inst.ready)
-                return inst, time.perf_counter() - started
+                return inst, self.clock.now() - started
             return inst, 0.0
         assert inst.ready is not None
-        started = time.perf_counter()
+        started = self.clock.now()
         try:
             if spec.load_time > 0:
-                await asyncio.sleep(spec.load_time)
+                await self.clock.sleep(spec.load_time)
             if fail:
                 raise LoadFailed(spec.id)
         except BaseException as exc:
             with self._lock:
                 if self._instances.get(spec.id) is inst:
                     del self._instances[spec.id]
+            self.signal.notify()
             inst.ready.set_exception(exc if isinstance(exc, LoadFailed) else LoadFailed(spec.id))
             inst.ready.exception()  # mark retrieved: a load nobody else waited for must not warn
             raise
@@ -182,7 +201,7 @@ class Scheduler:
             self._count(spec.id, loads=1)
         inst.ready.set_result(None)
         self._arm_idle_timer(inst)
-        return inst, time.perf_counter() - started
+        return inst, self.clock.now() - started
 
     def load_now(self, spec: ModelSpec, *, context_length: int | None = None, ttl: float | None = None) -> None:
         """Mark a model loaded at once (before the server starts, or for set-up in tests)."""
@@ -204,6 +223,14 @@ class Scheduler:
 
     def unload_all(self) -> list[str]:
         return [m for m in self.loaded_ids() if self.unload(m)]
+
+    def cancel_timers(self) -> None:
+        """Call off every idle ttl timer (the server is stopping: nothing must stay pending on its clock)."""
+        with self._lock:
+            for inst in self._instances.values():
+                if inst.idle_timer is not None:
+                    inst.idle_timer.cancel()
+                    inst.idle_timer = None
 
     def _evict_jit_models(self, *, keep: str) -> None:
         # caller holds the lock; a model still loading is left alone (its requesters are already waiting on it)
@@ -252,10 +279,9 @@ class Scheduler:
     def _arm_idle_timer(self, inst: Instance) -> None:
         if inst.ttl is None or inst.active or inst.waiting:
             return
-        loop = asyncio.get_running_loop()
         if inst.idle_timer is not None:
             inst.idle_timer.cancel()
-        inst.idle_timer = loop.call_later(inst.ttl, self._expire, inst)
+        inst.idle_timer = self.clock.call_later(inst.ttl, lambda: self._expire(inst))
 
     def _expire(self, inst: Instance) -> None:
         with self._lock:

@@ -22,11 +22,12 @@ from typing import Any, Literal, TypeVar
 
 from lm_notebook.testing.app import LMStudioApp, Settings, Version
 from lm_notebook.testing.catalogue import ModelSpec, default_models
+from lm_notebook.testing.clock import Clock
 from lm_notebook.testing.cors import CorsPolicy, CorsSetting
 from lm_notebook.testing.faults import Fault, FaultKind, Quirks
 from lm_notebook.testing.recording import RecordedRequest
 from lm_notebook.testing.scheduler import DEFAULT_JIT_TTL, Counters
-from lm_notebook.testing.wire import MAX_HEAD_BYTES, BadRequest, read_request, write_response
+from lm_notebook.testing.wire import BadRequest, ConnectionProtocol, read_request, write_response
 
 log = logging.getLogger("lm_notebook.testing")
 T = TypeVar("T")
@@ -48,6 +49,9 @@ class MockLMStudioServer:
     - ``quirks``: server-wide :class:`Quirks` (line endings, keep-alives, split characters, error style).
     - ``reply_tokens``: make every generated reply exactly this many tokens (a model's own setting wins).
     - ``lenient_model_id``: with exactly one model loaded, serve a wrong model id with it (as LM Studio may).
+    - ``clock``: what every pause of the server (load times, time to first token, token rate, stalls) and every idle
+      ``ttl`` runs on. The default is real time; a :class:`~lm_notebook.testing.clock.ManualClock` stands still until
+      the test advances it, so pacing is checked exactly, however busy the machine.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -67,6 +71,7 @@ class MockLMStudioServer:
         quirks: Quirks | None = None,
         reply_tokens: int | None = None,
         lenient_model_id: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         if version not in ("0.3", "0.4"):
             raise ValueError(f"version must be '0.3' or '0.4', not {version!r}")
@@ -77,7 +82,7 @@ class MockLMStudioServer:
                             quirks=quirks or Quirks(), reply_tokens=reply_tokens,
                             lenient_model_id=lenient_model_id)
         self._app = LMStudioApp(list(models) if models is not None else default_models(), settings,
-                                {"jit_loading": jit_loading, "auto_evict": auto_evict, "jit_ttl": jit_ttl})
+                                {"jit_loading": jit_loading, "auto_evict": auto_evict, "jit_ttl": jit_ttl}, clock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -146,8 +151,9 @@ class MockLMStudioServer:
         try:
             asyncio.set_event_loop(loop)
             try:
-                self._server = loop.run_until_complete(asyncio.start_server(
-                    self._connection, self.host, self._requested_port, limit=MAX_HEAD_BYTES, reuse_address=True))
+                self._server = loop.run_until_complete(loop.create_server(
+                    lambda: ConnectionProtocol(self._connection), self.host, self._requested_port,
+                    reuse_address=True))
             except BaseException as exc:
                 failure.append(exc)
                 return
@@ -178,9 +184,11 @@ class MockLMStudioServer:
             task.cancel()
         if others:
             await asyncio.wait(others, timeout=2)
+        self._app.scheduler.cancel_timers()
         asyncio.get_running_loop().stop()
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          client_left: asyncio.Future[None]) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = writer
@@ -195,7 +203,7 @@ class MockLMStudioServer:
                 if request is None:
                     break
                 try:
-                    keep_alive = await self._app.handle(request, writer)
+                    keep_alive = await self._app.handle(request, writer, client_left)
                 except (ConnectionError, asyncio.CancelledError):
                     raise
                 except Exception:
@@ -221,6 +229,11 @@ class MockLMStudioServer:
         if self._loop is not None and self.running:
             return asyncio.run_coroutine_threadsafe(_run(fn), self._loop).result()
         return fn()
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the server's pauses and ttl timers run on (see the ``clock`` argument)."""
+        return self._app.clock
 
     @property
     def auth_token(self) -> str | None:
@@ -339,9 +352,36 @@ class MockLMStudioServer:
     def clear_requests(self) -> None:
         self._app.log.clear()
 
+    def wait_for_requests(self, count: int, *, path: str | None = None, model: str | None = None,
+                          timeout: float = 10.0) -> list[RecordedRequest]:
+        """Block until the request log holds at least ``count`` requests (to ``path``, for ``model``, when given);
+        returns them. A request is logged as soon as it arrives, before any work on it.
+
+        Raises ``TimeoutError`` with what did arrive when they do not come within ``timeout`` seconds.
+        """
+        def matching() -> list[RecordedRequest]:
+            return [r for r in self._app.log.items()
+                    if (path is None or r.path == path) and (model is None or r.model == model)]
+
+        if not self._app.signal.wait_until(lambda: len(matching()) >= count, timeout):
+            seen = [f"{r.method} {r.path}" + (f" ({r.model})" if r.model else "") for r in self._app.log.items()]
+            raise TimeoutError(f"{len(matching())} of {count} requests (path={path!r}, model={model!r}) arrived in "
+                               f"{timeout:g} s; the log holds: {', '.join(seen) or 'nothing'}")
+        return matching()
+
+    def wait_until(self, condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
+        """Block until ``condition()`` is true, checking it again whenever a request arrives or a counter or a
+        loaded model changes (no polling). Raises ``TimeoutError`` when it is still false after ``timeout`` s.
+
+        >>> server.wait_until(lambda: server.counters.abandoned == 1)   # doctest: +SKIP
+        """
+        if not self._app.signal.wait_until(condition, timeout):
+            raise TimeoutError(f"the condition is still false after {timeout:g} s (counters: {self.counters}, "
+                               f"loaded: {self.loaded_models()}, {len(self.requests)} requests logged)")
+
     @property
     def counters(self) -> Counters:
-        """Loads, evictions, expirations, requests and peaks, in total and per model."""
+        """Loads, evictions, expirations, requests, peaks and abandoned streams, in total and per model."""
         return self._app.scheduler.counters()
 
     def reset_counters(self) -> None:

@@ -2,7 +2,8 @@
 
 Without pacing, many chunks go out in one socket write (up to ``BATCH_BYTES``): a client benchmark must never be
 limited by the fake server. With pacing, chunk *i* is due ``ttft + i / tokens_per_second`` after the start, and
-everything due is written together, so timing stays right even when the event loop is late.
+everything due is written together, so timing stays right even when the event loop is late. Every pause is taken on
+the server's :class:`~lm_notebook.testing.clock.Clock`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from lm_notebook.testing.clock import Clock
 from lm_notebook.testing.faults import Fault, Quirks
 from lm_notebook.testing.generation import Generation
 from lm_notebook.testing.wire import ChunkedBody
 
 BATCH_BYTES = 64 * 1024
-SPLIT_PAUSE = 0.05  # long enough that the two halves of a character arrive in two reads, even on a busy machine
+SPLIT_PAUSE = 0.05  # long enough that the two halves of a character arrive in two reads on a real clock
 Event = tuple[bool, bytes]  # (counts as a token chunk, bytes)
 
 
@@ -89,6 +91,25 @@ def chat_events(
     yield False, framing.done
 
 
+async def pause(clock: Clock, seconds: float, client_left: asyncio.Future[None]) -> bool:
+    """Wait ``seconds`` on ``clock``, or less when the client leaves meanwhile (``client_left`` is done then);
+    False when it has left."""
+    if client_left.done():
+        return False
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    timer = clock.call_later(seconds, wake)
+    try:
+        await asyncio.wait((woken, client_left), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()  # off the clock at once when the client leaves first
+    return not client_left.done()
+
+
 def _split_point(data: bytes) -> int:
     """An index inside the first multi-byte UTF-8 character of ``data`` (0 when there is none)."""
     for i, byte in enumerate(data):
@@ -98,13 +119,18 @@ def _split_point(data: bytes) -> int:
 
 
 class StreamWriter:
-    """Writes events to a chunked body with pacing and the in-stream faults; stops when the client goes away."""
+    """Writes events to a chunked body with pacing and the in-stream faults; stops when the client goes away
+    (``client_gone`` tells)."""
 
     def __init__(
         self, body: ChunkedBody, *, ttft: float, tokens_per_second: float, quirks: Quirks, framing: Framing,
-        faults: Iterable[Fault], error_payload: Callable[[], dict[str, Any]],
+        faults: Iterable[Fault], error_payload: Callable[[], dict[str, Any]], clock: Clock,
+        client_left: asyncio.Future[None],
     ) -> None:
         self.body = body
+        self.clock = clock
+        self.client_left = client_left
+        self.client_gone = False
         self.ttft = ttft
         self.interval = 1.0 / tokens_per_second if tokens_per_second > 0 else 0.0
         self.framing = framing
@@ -117,19 +143,37 @@ class StreamWriter:
         self.size = 0
         self.tokens_sent = 0
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Write what is batched; False when the client has gone away."""
         if self.batch:
             self.body.write(b"".join(self.batch))
             self.batch.clear()
             self.size = 0
-        await self.body.flush()
+        try:
+            await self.body.flush()
+        except ConnectionError:
+            self.client_gone = True
+            return False
+        if self.body.closed or self.client_left.done():
+            self.client_gone = True
+            return False
+        return True
+
+    async def _pause(self, seconds: float) -> bool:
+        """Flush, then wait on the clock; False when the client has gone (before or during the wait)."""
+        if not await self._flush():
+            return False
+        if not await pause(self.clock, seconds, self.client_left):
+            self.client_gone = True
+            return False
+        return True
 
     async def _apply_faults(self, faults: list[Fault]) -> bool:
         """Run the faults due now; False when the stream must end here."""
         for fault in faults:
             if fault.kind == "stall":
-                await self._flush()
-                await asyncio.sleep(fault.seconds)
+                if not await self._pause(fault.seconds):
+                    return False
             elif fault.kind == "malformed_chunk":
                 self.batch.append(self.framing.data(b'{"id":"chatcmpl-broken","object":"chat.completion.chunk",'
                                                     b'"choices":[{"index":0,"delta":{"content":"oops'))
@@ -141,14 +185,19 @@ class StreamWriter:
                 payload = _dumps(self.error_payload())
                 self.batch.append(self.framing.event("error", payload) if fault.form == "event"
                                   else self.framing.data(payload))
-                await self._flush()
-                await self.body.finish()
+                if await self._flush():
+                    await self._finish()
                 return False
         return True
 
+    async def _finish(self) -> None:
+        try:
+            await self.body.finish()
+        except ConnectionError:
+            self.client_gone = True
+
     async def send(self, events: Iterable[Event]) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = self.clock.now()
         paced = self.ttft > 0 or self.interval > 0
         for is_token, data in events:
             if self.faults:
@@ -157,27 +206,24 @@ class StreamWriter:
                     return
             if is_token:
                 if paced:
-                    delay = start + self.ttft + self.tokens_sent * self.interval - loop.time()
-                    if delay > 0:
-                        await self._flush()
-                        await asyncio.sleep(delay)
+                    delay = start + self.ttft + self.tokens_sent * self.interval - self.clock.now()
+                    if delay > 0 and not await self._pause(delay):
+                        return  # the client went away: stop generating
                 self.tokens_sent += 1
             if self.split_pending:
                 cut = _split_point(data)
                 if cut:
                     self.split_pending = False
                     self.batch.append(data[:cut])
-                    await self._flush()
-                    await asyncio.sleep(SPLIT_PAUSE)
+                    if not await self._pause(SPLIT_PAUSE):
+                        return
                     data = data[cut:]
             self.batch.append(data)
             self.size += len(data)
-            if self.size >= BATCH_BYTES:
-                await self._flush()
-                if self.body.closed:
-                    return  # the client went away: stop generating
-        await self._flush()
-        await self.body.finish()
+            if self.size >= BATCH_BYTES and not await self._flush():
+                return  # the client went away: stop generating
+        if await self._flush():
+            await self._finish()
 
     def _all_remaining_faults(self) -> list[Fault]:
         # faults set after more chunks than the answer has happen before its final chunk

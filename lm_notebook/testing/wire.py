@@ -3,7 +3,8 @@
 Requests: request line, headers, and a body by ``Content-Length`` or chunked transfer-encoding (both at once is
 refused, as smuggling protection); ``Expect: 100-continue`` is honoured (curl sends it for larger bodies).
 Answers: a whole body with ``Content-Length``, or a chunked body for server-sent events, which is how LM Studio's
-Express server streams and what keeps the connection reusable afterwards.
+Express server streams and what keeps the connection reusable afterwards. Each connection's protocol also tells
+when the client has left.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import unquote
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -188,3 +190,27 @@ class ChunkedBody:
     def abort(self) -> None:
         """Cut the connection without ending the body, like a crashed server."""
         self._writer.transport.abort()
+
+
+class ConnectionProtocol(asyncio.StreamReaderProtocol):
+    """What ``asyncio.start_server`` builds for each connection, plus ``client_left``: done as soon as the client
+    closes its side or the connection is lost, so a paced answer ends at once, as LM Studio stops generating for a
+    client that has gone (asyncio's streams only tell at a failed write, some tokens later)."""
+
+    def __init__(self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Future[None]],
+                                         Coroutine[Any, Any, None]]) -> None:
+        self.client_left: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        super().__init__(asyncio.StreamReader(limit=MAX_HEAD_BYTES),
+                         lambda reader, writer: handler(reader, writer, self.client_left))
+
+    def _leave(self) -> None:
+        if not self.client_left.done():
+            self.client_left.set_result(None)
+
+    def eof_received(self) -> bool:
+        self._leave()
+        return bool(super().eof_received())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._leave()
+        super().connection_lost(exc)

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -134,7 +135,8 @@ def _die_with_parent() -> None:
 
 
 class LlamaServer:
-    """Start ``python -m llama_cpp.server`` on a free loopback port; stop it on exit. The log is kept in a file."""
+    """Start ``python -m llama_cpp.server`` on a free loopback port; stop it on exit. The log is kept in a file, and
+    :meth:`wait_for_log` wakes as soon as a line arrives (a thread copies the server's output there)."""
 
     def __init__(
         self,
@@ -154,8 +156,26 @@ class LlamaServer:
         self.config_path.write_text(json.dumps(config, indent=2))
         self.log_path = Path(self._dir.name) / "server.log"
         self._log: Any = None
+        self._copier: threading.Thread | None = None
+        self._log_seen = ""
+        self._log_changed = threading.Condition()
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> bool:
+        """True once ``text`` is in the server's log (checked as each line arrives); False after ``timeout`` s."""
+        with self._log_changed:
+            return self._log_changed.wait_for(lambda: text in self._log_seen, timeout)
+
+    def _copy_log(self, output: Any) -> None:
+        """On its own thread: each line of the server's output into the log file, waking :meth:`wait_for_log`."""
+        for raw in iter(output.readline, b""):
+            self._log.write(raw)
+            self._log.flush()
+            with self._log_changed:
+                self._log_seen += raw.decode(errors="replace")
+                self._log_changed.notify_all()
+        output.close()
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -170,12 +190,15 @@ class LlamaServer:
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--config_file", str(self.config_path)],
-            stdout=self._log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             preexec_fn=_die_with_parent,
         )
+        self._copier = threading.Thread(target=self._copy_log, args=(self.process.stdout,), daemon=True,
+                                        name="llama-server-log")
+        self._copier.start()
         deadline = started + self.startup_timeout
         with httpx.Client(base_url=self.base_url, trust_env=False, timeout=2.0) as http:
             while True:
@@ -207,6 +230,9 @@ class LlamaServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self._copier is not None:
+            self._copier.join(timeout=10)  # the output ends with the process
+            self._copier = None
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -151,9 +150,7 @@ def test_interrupt_mid_stream_closes_the_connection_and_the_server_goes_on(
     real_client: LMStudioClient, llama_server: LlamaServer
 ) -> None:
     long_prompt = "Write a long story about a dragon who learns to bake bread."
-    started = time.perf_counter()
     full = real_client.chat(long_prompt, model=SMOLLM2, max_tokens=200, **SAMPLING)
-    full_seconds = time.perf_counter() - started
     assert full.usage is not None and full.usage.completion_tokens == 200
 
     received: list[str] = []
@@ -169,18 +166,12 @@ def test_interrupt_mid_stream_closes_the_connection_and_the_server_goes_on(
     assert stream.result().stopped
     assert stream.content == "".join(received) and full.content.startswith(stream.content)
 
-    # The server noticed the closed connection and stopped generating: the next answer does not queue behind the
-    # remaining ~197 tokens (loose bound: this machine is shared; the log line below is the exact proof).
-    started = time.perf_counter()
+    # The server noticed the closed connection and stopped generating (its log says so, the moment it does), and it
+    # answers the next request
+    assert llama_server.wait_for_log("Disconnected from client", timeout=30), llama_server.log_tail()
     after = real_client.chat(QUESTION, model=SMOLLM2, max_tokens=8, **SAMPLING)
-    after_seconds = time.perf_counter() - started
     assert after.content
-    assert after_seconds < full_seconds, (after_seconds, full_seconds)
     assert llama_server.alive()
-    deadline = time.monotonic() + 5
-    while "Disconnected from client" not in llama_server.log_tail(20000) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "Disconnected from client" in llama_server.log_tail(20000)
 
 
 @pytest.fixture(scope="module")

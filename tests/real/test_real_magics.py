@@ -65,12 +65,14 @@ def test_interrupt_stops_a_real_answer_and_the_kernel_goes_on(kernel: Kernel) ->
         f"%%lm -m {SMOLLM2} -t 0 --max-tokens 400 -o cut\nWrite a long story about a lighthouse keeper.",
         interrupt_when="tokens · streaming",
     )
-    assert run.interrupted_at is not None, "the answer never started streaming: " + run.text()
-    to_idle = run.idle_at - run.interrupted_at
-    assert to_idle < 0.5, f"kernel idle {to_idle:.3f} s after the interrupt"
+    assert run.interrupted_index is not None, "the answer never started streaming: " + run.text()
+    # what came after the interrupt: the stopped answer's last renders, then the KeyboardInterrupt as the cell's last
+    # word (no result, nothing streaming after it); a stopped answer is one the model had not finished
+    after = [m["msg_type"] for m in run.after_interrupt()]
+    assert after and after[-1] == "error" and "execute_result" not in after, after
     (error,) = run.of_type("error")
     assert error["content"]["ename"] == "KeyboardInterrupt"
-    check = kernel.run("assert cut.stopped and 0 < len(cut.content)")
+    check = kernel.run("assert cut.stopped and 0 < len(cut.content), cut")
     assert check.status == "ok", check.text()
     again = kernel.run(f"%%lm -m {GEMMA3} -t 0 --max-tokens 8 -f text\nWhat is 2+2?")
     assert again.status == "ok", again.text()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import queue
 import socket
-import time
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from lm_notebook.testing import MockLMStudioServer, ModelSpec, Quirks
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec, Quirks
+from lm_notebook.testing.streaming import SPLIT_PAUSE
 
 QWEN = "qwen2.5-7b-instruct"
 HI = [{"role": "user", "content": "Say hello"}]
@@ -27,17 +30,31 @@ def raw_stream(http: httpx.Client, **body: Any) -> bytes:
         return response.read()
 
 
-def socket_reads(server: MockLMStudioServer, body: dict[str, Any]) -> list[bytes]:
-    """The stream as the separate reads a client's socket sees (chunked framing included)."""
+def raw_request(body: dict[str, Any]) -> bytes:
     payload = json.dumps(body).encode()
-    reads = []
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Connection: close\r\nContent-Length: %d\r\n\r\n%b" % (len(payload), payload))
-        while data := sock.recv(1 << 20):
-            reads.append(data)
-            time.sleep(0.005)  # read slower than the server writes, so only a real pause separates reads
-    return reads
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%b" % (len(payload), payload))
+
+
+def read_until(sock: socket.socket, ending: bytes) -> bytes:
+    """What the socket receives until the bytes so far end with ``ending`` (chunked framing included)."""
+    data = b""
+    while not data.endswith(ending):
+        more = sock.recv(1 << 20)
+        assert more, f"the stream ended before {ending!r}: {data[-200:]!r}"
+        data += more
+    return data
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    data = b""
+    while more := sock.recv(1 << 20):
+        data += more
+    return data
+
+
+def data_lines(chunks: queue.Queue[str], count: int) -> list[str]:
+    return [chunks.get(timeout=10) for _ in range(count)]
 
 
 # --- error styles and request errors -------------------------------------------------------------------------------
@@ -170,14 +187,30 @@ def test_keep_alive_comments(server: MockLMStudioServer, http: httpx.Client) -> 
     assert b": keep-alive" not in raw_stream(http, model="openai/gpt-oss-20b", max_tokens=4)  # per model only
 
 
-def test_multibyte_character_split_across_two_writes(server: MockLMStudioServer) -> None:
-    server.script(QWEN, "Température: 18°C")
-    server.set_quirks(split_multibyte=True)
-    reads = socket_reads(server, {"model": QWEN, "messages": HI, "stream": True})
-    # one read ends with the lead byte of "é" (then the chunk's CRLF); the next opens with its second byte
-    cut = next(i for i, r in enumerate(reads) if r.endswith(b"Temp\xc3\r\n"))
-    size_line, rest = reads[cut + 1].split(b"\r\n", 1)
-    assert int(size_line, 16) > 0 and rest.startswith(b"\xa9rature")
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def paused(clock: ManualClock) -> Iterator[MockLMStudioServer]:
+    """A server whose pauses end only when the test advances ``clock``."""
+    with MockLMStudioServer(clock=clock) as s:
+        yield s
+
+
+def test_multibyte_character_split_across_two_writes(paused: MockLMStudioServer, clock: ManualClock) -> None:
+    paused.script(QWEN, "Température: 18°C")
+    paused.set_quirks(split_multibyte=True)
+    with socket.create_connection(("127.0.0.1", paused.port), timeout=10) as sock:
+        sock.sendall(raw_request({"model": QWEN, "messages": HI, "stream": True}))
+        # the server pauses after the lead byte of "é" (then the chunk's CRLF): a client's read can end there
+        read_until(sock, b"Temp\xc3\r\n")
+        assert clock.wait_for_pending() == [SPLIT_PAUSE]
+        clock.advance(SPLIT_PAUSE)
+        rest = read_to_end(sock)
+    size_line, after = rest.split(b"\r\n", 1)  # the next write opens with the character's second byte
+    assert int(size_line, 16) > 0 and after.startswith(b"\xa9rature")
 
 
 def test_split_character_reassembles(server: MockLMStudioServer, http: httpx.Client) -> None:
@@ -213,23 +246,36 @@ def test_fault_by_path(server: MockLMStudioServer, http: httpx.Client) -> None:
     assert http.get("/api/v1/models").status_code == 200
 
 
-def test_stall_mid_stream(server: MockLMStudioServer, http: httpx.Client) -> None:
-    server.set_fault("stall", seconds=0.4, after_chunks=2, times=1)
-    gaps = []
-    with http.stream("POST", "/v1/chat/completions",
-                     json={"model": QWEN, "messages": HI, "stream": True, "max_tokens": 4}) as r:
-        last = time.perf_counter()
-        for line in r.iter_lines():
-            if line.startswith("data: {"):
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
-    assert len(gaps) == 5 and gaps[2] >= 0.35 and max(gaps[3:]) < 0.3
-    with pytest.raises(httpx.ReadTimeout):  # a client's read timeout fires on a stall
-        server.set_fault("stall", seconds=1.0, after_chunks=1, times=1)
-        with http.stream("POST", "/v1/chat/completions", timeout=0.3,
-                         json={"model": QWEN, "messages": HI, "stream": True}) as r:
-            r.read()
+def test_stall_mid_stream(paused: MockLMStudioServer, clock: ManualClock) -> None:
+    paused.set_fault("stall", seconds=0.5, after_chunks=2, times=1)
+    chunks: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        with httpx.stream("POST", paused.url + "/v1/chat/completions", timeout=10,
+                          json={"model": QWEN, "messages": HI, "stream": True, "max_tokens": 4}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    chunks.put(line)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert clock.wait_for_pending() == [0.5]  # the stall, after two token chunks
+        assert len(data_lines(chunks, 2)) == 2 and chunks.empty()
+    finally:
+        clock.advance(0.5)
+        reader.join(timeout=10)
+    assert len(data_lines(chunks, 3)) == 3 and chunks.empty()  # the last two tokens and the final chunk
+
+
+def test_a_stall_fires_the_clients_read_timeout(paused: MockLMStudioServer) -> None:
+    # on a clock nobody advances, the stall lasts until the server stops
+    paused.set_fault("stall", seconds=1.0, after_chunks=1, times=1)
+    with pytest.raises(httpx.ReadTimeout), httpx.stream(
+        "POST", paused.url + "/v1/chat/completions", timeout=0.3,
+        json={"model": QWEN, "messages": HI, "stream": True},
+    ) as r:
+        r.read()
 
 
 def test_drop_mid_stream(server: MockLMStudioServer, http: httpx.Client) -> None:
