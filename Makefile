@@ -19,6 +19,8 @@ $(TEST_STAMP): pyproject.toml scripts/setup.sh $(wildcard scripts/setup_*.sh)
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh test
 	touch $@ $(RUN_STAMP)
 
+# with nothing answering on LMSTUDIO_BASE_URL (default :1234), run_lab.py starts the bundled fake server there,
+# paced like a local model (`python -m lm_notebook.testing --demo`), for as long as JupyterLab runs
 run: setup-run
 	$(BIN)/python scripts/run_lab.py
 

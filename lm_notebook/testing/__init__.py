@@ -7,7 +7,7 @@
 Installing the package also installs a pytest plugin with the fixtures ``lmstudio_mock`` and ``lmstudio_client``.
 """
 
-from lm_notebook.testing.catalogue import ModelSpec, default_models, load_models_file
+from lm_notebook.testing.catalogue import DEMO_PACING, ModelSpec, Pacing, default_models, demo_models, load_models_file
 from lm_notebook.testing.clock import Clock, LoopClock, ManualClock
 from lm_notebook.testing.cors import CorsPolicy
 from lm_notebook.testing.faults import FAULT_KINDS, Fault, Quirks
@@ -17,6 +17,7 @@ from lm_notebook.testing.scheduler import Counters, ModelCounters
 from lm_notebook.testing.server import MockLMStudioServer
 
 __all__ = [
+    "DEMO_PACING",
     "FAULT_KINDS",
     "Clock",
     "CorsPolicy",
@@ -27,10 +28,12 @@ __all__ = [
     "MockLMStudioServer",
     "ModelCounters",
     "ModelSpec",
+    "Pacing",
     "Quirks",
     "RecordedRequest",
     "count_tokens",
     "default_models",
+    "demo_models",
     "load_models_file",
     "tokenize",
 ]

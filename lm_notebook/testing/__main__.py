@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from lm_notebook.testing.catalogue import ModelSpec, default_models, load_models_file
+from lm_notebook.testing.catalogue import DEMO_PACING, ModelSpec, default_models, demo_models, load_models_file
 from lm_notebook.testing.faults import Quirks
 from lm_notebook.testing.server import MockLMStudioServer
 
@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="require `Authorization: Bearer $LM_API_TOKEN` (the token comes from the environment)")
     parser.add_argument("--no-jit", action="store_true", help="turn just-in-time model loading off")
     parser.add_argument("--no-auto-evict", action="store_true", help="keep every JIT-loaded model loaded")
+    parser.add_argument("--demo", action="store_true",
+                        help="pace it like a local model on a laptop, as `make run` does: every model starts "
+                             f"unloaded; {DEMO_PACING.describe()} (--load-time, --ttft and --tokens-per-second "
+                             "override these)")
     parser.add_argument("--ttft", type=float, help="seconds to the first token, for every model")
     parser.add_argument("--tokens-per-second", type=float, help="generation speed for every model (0 = unpaced)")
     parser.add_argument("--load-time", type=float, help="seconds a model takes to load, for every model")
@@ -73,6 +77,8 @@ def _models(path: str | None) -> list[ModelSpec]:
 
 def build_server(args: argparse.Namespace) -> MockLMStudioServer:
     models = _models(args.models_file)
+    if args.demo:
+        models = demo_models(models)
     token = None
     if args.require_token:
         token = os.environ.get("LM_API_TOKEN") or os.environ.get("LMSTUDIO_API_TOKEN")
@@ -111,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     auth = " (token required)" if server.auth_token else ""
-    print(f"Fake LM Studio server listening on {server.url}{auth} — Ctrl-C to stop.", flush=True)
+    demo = f" (demo pacing: {DEMO_PACING.describe()})" if args.demo else ""
+    print(f"Fake LM Studio server listening on {server.url}{auth}{demo} — Ctrl-C to stop.", flush=True)
     try:
         while not stop.wait(0.5):  # a timed wait, so Ctrl-C is heard on every platform
             pass

@@ -162,7 +162,8 @@ class LMStudioApp:
         v04 = self.settings.version == "0.4"
         if method == "GET":
             if path == "/lmstudio-greeting":
-                return send({"lmstudio": True})
+                # LM Studio's answer, plus the one field that tells a client this is the bundled fake server
+                return send({"lmstudio": True, "lm_notebook_fake": True})
             if path == "/v1/models":
                 return send(openai_listing(self._listed_models()))
             if path == "/api/v0/models":

@@ -108,6 +108,31 @@ def default_models() -> list[ModelSpec]:
     ]
 
 
+@dataclass(frozen=True)
+class Pacing:
+    """How long the fake server takes, in seconds: to load a model, to the first token, and per token."""
+
+    load_time: float
+    ttft: float
+    tokens_per_second: float
+
+    def describe(self) -> str:
+        return (f"a {self.load_time:g} s load on a model's first use, then {self.ttft:g} s to the first token and "
+                f"{self.tokens_per_second:g} tokens/s")
+
+
+# a 7B model on a laptop: slow enough that the load, the wait for the first token and the stream are all visible
+DEMO_PACING = Pacing(load_time=2.0, ttft=0.4, tokens_per_second=30.0)
+
+
+def demo_models(models: Iterable[ModelSpec] | None = None, pacing: Pacing = DEMO_PACING) -> list[ModelSpec]:
+    """The demo profile: ``models`` (default :func:`default_models`) all unloaded and paced with ``pacing``, so the
+    first use of a model waits for a just-in-time load and answers stream like a local model's."""
+    return [dataclasses.replace(m, loaded=False, load_time=pacing.load_time, ttft=pacing.ttft,
+                                tokens_per_second=pacing.tokens_per_second)
+            for m in (default_models() if models is None else models)]
+
+
 def load_models_file(path: str | Path) -> list[ModelSpec]:
     """Read a JSON list of model objects (see :meth:`ModelSpec.from_dict`)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from lm_notebook.testing.app import LMStudioApp, Settings, Version
-from lm_notebook.testing.catalogue import ModelSpec, default_models
+from lm_notebook.testing.catalogue import DEMO_PACING, ModelSpec, Pacing, default_models, demo_models
 from lm_notebook.testing.clock import Clock
 from lm_notebook.testing.cors import CorsPolicy, CorsSetting
 from lm_notebook.testing.faults import Fault, FaultKind, Quirks
@@ -88,6 +88,13 @@ class MockLMStudioServer:
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.errors: list[str] = []  # tracebacks of bugs in the fake itself (answered with 500)
+
+    @classmethod
+    def demo(cls, port: int = 0, host: str = "127.0.0.1", pacing: Pacing = DEMO_PACING,
+             **options: Any) -> MockLMStudioServer:
+        """The demo profile (``make run``, ``--demo``): the default models, all unloaded, paced like a local model on a
+        laptop (``pacing``, see :func:`~lm_notebook.testing.catalogue.demo_models`); ``options`` as the constructor."""
+        return cls(port, host, demo_models(pacing=pacing), **options)
 
     def __repr__(self) -> str:
         state = self.url if self.running else "stopped"

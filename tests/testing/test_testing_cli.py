@@ -38,7 +38,7 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[sub
 def test_module_cli_serves_until_ctrl_c() -> None:
     with serving("-m", "lm_notebook.testing", "--port", "0", "--cors") as (proc, url):
         assert url.startswith("http://127.0.0.1:")
-        assert httpx.get(url + "/lmstudio-greeting").json() == {"lmstudio": True}
+        assert httpx.get(url + "/lmstudio-greeting").json() == {"lmstudio": True, "lm_notebook_fake": True}
         preflight = httpx.options(url + "/v1/models", headers={"Origin": "http://localhost:3000"})
         assert preflight.headers["access-control-allow-origin"] == "*"
         proc.send_signal(signal.SIGINT)

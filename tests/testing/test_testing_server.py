@@ -50,7 +50,7 @@ def test_start_stop_frees_port_and_thread() -> None:
     server.start()
     port = server.port
     assert server.url == f"http://127.0.0.1:{port}"
-    assert httpx.get(server.url + "/lmstudio-greeting").json() == {"lmstudio": True}
+    assert httpx.get(server.url + "/lmstudio-greeting").json()["lmstudio"] is True
     # a client with an open keep-alive connection must not keep the server alive
     client = httpx.Client()
     client.get(server.url + "/v1/models")
@@ -128,12 +128,12 @@ def test_keep_alive_reuses_one_connection(server: MockLMStudioServer) -> None:
         request = f"GET /lmstudio-greeting HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
         sock.sendall(request + request)  # pipelined: both answered, in order, on one connection
         data = b""
-        while data.count(b'{"lmstudio":true}') < 2:
+        while data.count(b'{"lmstudio":true,"lm_notebook_fake":true}') < 2:
             chunk = sock.recv(65536)
             assert chunk
             data += chunk
         assert data.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert b"Content-Length: 17\r\n" in data and b"Connection: keep-alive" in data
+        assert b"Content-Length: 41\r\n" in data and b"Connection: keep-alive" in data
 
 
 def test_malformed_request_gets_400_and_close(server: MockLMStudioServer) -> None:
