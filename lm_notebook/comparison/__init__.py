@@ -1,5 +1,6 @@
 """Comparing models: :func:`compare` / :func:`acompare` and their parts, each in its own module —
-inputs → schedule → run (with retry, cache and progress) → rows → views (pandas tables and plots).
+inputs → schedule → preflight (what is settled before sending) → run (with retry, cache and progress) → rows →
+views (pandas tables and plots).
 """
 
 from __future__ import annotations

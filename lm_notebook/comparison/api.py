@@ -16,17 +16,21 @@ DataFrame so far, with unfinished rows ``status == "cancelled"`` and their parti
 only its own rows; 429, 503 and dropped connections are retried with bounded backoff (honouring ``Retry-After``);
 ``cache=`` stores finished answers in SQLite so a re-run skips them.
 
-The parts: ``compare_inputs`` (prompt forms), ``compare_schedule`` (the plan), ``compare_run`` (the executor),
-``compare_retry`` (retries, the per-model breaker), ``compare_rows`` (outcomes → DataFrame), ``compare_progress``,
-``compare_cache``, ``compare_views`` (tables, summary, charts) and ``compare_magics`` (``%%lm_compare``).
+The parts, each a module of :mod:`lm_notebook.comparison`: ``inputs`` (prompt forms), ``schedule`` (the plan),
+``preflight`` (what is settled before sending), ``run`` (the executor), ``retry`` (retries, the per-model breaker),
+``rows`` (outcomes → DataFrame), ``progress``, ``cache`` and ``views`` (tables, summary, charts); the ``%%lm_compare``
+magic is :mod:`lm_notebook.magics.compare`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Coroutine, Hashable, Mapping, Sequence
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any, TypeAlias
 
 import pandas as pd
@@ -104,7 +108,7 @@ def _async_client(
 
 
 def _params(
-    temperature: float | None, max_tokens: int | None, seed: int | None, params: Mapping[str, Any]
+    temperature: float | None, max_tokens: int | None, seed: int | None, params: Mapping[str, object]
 ) -> dict[str, Any]:
     for name in ("stream", "messages", "model"):
         if name in params:
@@ -113,10 +117,11 @@ def _params(
 
 
 async def _start(
-    prompts: Any,
+    prompts: Prompts,
     models: str | Sequence[str] | None,
     *,
     client: LMStudioClient | AsyncLMStudioClient | None,
+    template: str | None,
     system: str | None,
     repeats: int,
     temperature: float | None,
@@ -126,11 +131,10 @@ async def _start(
     cache: CacheArg,
     progress: bool | ProgressCallback,
     timeout: float | None,
-    params: dict[str, Any],
+    params: dict[str, object],
     reuse_async: bool,
     box: list[ComparisonRun],
 ) -> pd.DataFrame:
-    template = params.pop("template", None)
     inputs = prompt_inputs(prompts, template)
     resolve_slots(concurrency, None)  # validate early
     all_params = _params(temperature, max_tokens, seed, params)
@@ -182,7 +186,8 @@ def compare(
     cache: CacheArg = None,
     progress: bool | ProgressCallback = True,
     timeout: float | None = None,
-    **params: Any,
+    template: str | None = None,
+    **params: object,
 ) -> pd.DataFrame:
     """Send every prompt to every model (``repeats`` times each) and return one row per answer.
 
@@ -204,7 +209,7 @@ def compare(
     """
     box: list[ComparisonRun] = []
     coro = _start(
-        prompts, models, client=client, system=system, repeats=repeats, temperature=temperature,
+        prompts, models, client=client, template=template, system=system, repeats=repeats, temperature=temperature,
         max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache, progress=progress, timeout=timeout,
         params=dict(params), reuse_async=False, box=box,
     )
@@ -230,21 +235,26 @@ async def acompare(
     cache: CacheArg = None,
     progress: bool | ProgressCallback = True,
     timeout: float | None = None,
-    **params: Any,
+    template: str | None = None,
+    **params: object,
 ) -> pd.DataFrame:
     """The async twin of :func:`compare` (same arguments). Cancelling it returns the rows so far.
 
     An :class:`AsyncLMStudioClient` passed as ``client`` is used as is (and left open).
     """
     return await _start(
-        prompts, models, client=client, system=system, repeats=repeats, temperature=temperature,
+        prompts, models, client=client, template=template, system=system, repeats=repeats, temperature=temperature,
         max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache, progress=progress, timeout=timeout,
         params=dict(params), reuse_async=True, box=[],
     )
 
 
-def _run_sync(coro: Any) -> pd.DataFrame:
-    """Run ``coro`` to the end: with ``asyncio.run`` in a script, on the running loop (nest_asyncio) in Jupyter."""
+def _run_sync(coro: Coroutine[Any, Any, pd.DataFrame]) -> pd.DataFrame:
+    """Run ``coro`` to the end: with ``asyncio.run`` in a script, on the running loop (nest_asyncio) in Jupyter.
+
+    Either way the first Ctrl-C cancels the run, which returns the rows so far: ``asyncio.run`` does that itself,
+    :class:`_CtrlCCancels` does it inside a running loop.
+    """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -253,5 +263,45 @@ def _run_sync(coro: Any) -> pd.DataFrame:
     import nest_asyncio
 
     nest_asyncio.apply(loop)
-    nested: pd.DataFrame = loop.run_until_complete(coro)
+    task = loop.create_task(coro)
+    with _CtrlCCancels(task) as ctrl_c:
+        try:
+            nested: pd.DataFrame = loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if ctrl_c.pressed:
+                raise KeyboardInterrupt from None  # cancelled before the run began: nothing to return
+            raise
     return nested
+
+
+class _CtrlCCancels:
+    """The first Ctrl-C cancels ``task`` instead of raising KeyboardInterrupt; a second one raises it as usual.
+
+    Inside a running loop (a notebook cell) Ctrl-C raises KeyboardInterrupt wherever the main thread happens to be,
+    and inside httpx's connection set-up (anyio's task group) it can be lost: the run would go on to the end. This is
+    what ``asyncio.Runner`` does for ``asyncio.run``. A SIGINT handler other than Python's default is left alone.
+    """
+
+    def __init__(self, task: asyncio.Task[pd.DataFrame]) -> None:
+        self.task = task
+        self.pressed = False
+
+    def __enter__(self) -> _CtrlCCancels:
+        if threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.pressed or self.task.done():
+            raise KeyboardInterrupt
+        self.pressed = True
+        self.task.cancel()
+        self.task.get_loop().call_soon_threadsafe(lambda: None)  # wake the loop if it waits in select()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if signal.getsignal(signal.SIGINT) == self._on_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)

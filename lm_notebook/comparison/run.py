@@ -1,17 +1,17 @@
 """The executor behind ``compare``: one asyncio loop running the plan model by model, with retries and a breaker.
 
-:class:`ComparisonRun` holds one comparison's state: the plan (from :mod:`lm_notebook.comparison.schedule`), every row's
-:class:`~lm_notebook.compare_rows.Outcome` so far, and the streams in flight, so an interrupt can always return the
-rows finished and mark the rest ``cancelled``.
+:class:`ComparisonRun` holds one comparison's state: the plan (from :mod:`lm_notebook.comparison.schedule`), every
+row's :class:`~lm_notebook.comparison.rows.Outcome` so far, and the streams in flight, so an interrupt can always return
+the rows finished and mark the rest ``cancelled``. What is settled before anything is sent (unknown models, cache hits)
+is :mod:`lm_notebook.comparison.preflight`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import warnings
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -19,32 +19,25 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from lm_notebook.client import AsyncChatStream
 from lm_notebook.client.clients import AsyncLMStudioClient
-from lm_notebook.client.errors import (
-    LMStudioConnectionError,
-    LMStudioError,
-    ModelNotFoundError,
-    model_not_found_message,
-)
+from lm_notebook.client.errors import LMStudioAPIError, LMStudioConnectionError, LMStudioError
 from lm_notebook.client.types import ChatResult, ModelInfo
-from lm_notebook.comparison.cache import ResponseCache, cache_key
+from lm_notebook.comparison.cache import ResponseCache
 from lm_notebook.comparison.inputs import PromptInputs
+from lm_notebook.comparison.preflight import model_infos, refused_rows, request_key
 from lm_notebook.comparison.progress import ProgressCallback, ProgressReporter
 from lm_notebook.comparison.retry import ModelBreaker, RetryPolicy, worth_retrying
 from lm_notebook.comparison.rows import Outcome, build_frame
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec, resolve_slots, schedule
 
+# The longest an interrupt waits for the requests in flight to stop. A cancelled request ends at its next await; this
+# only bounds one that does not, so that Stop still returns the rows. Read at call time (a test may lift it).
+STOP_WAIT_SECONDS: float | None = 5.0
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
-
-
-def _known_model(model: str, infos: Mapping[str, ModelInfo]) -> bool:
-    if model in infos or any(model in i.instance_ids for i in infos.values()):
-        return True
-    # a variant ("name@q4_k_m") or a second instance ("name:2") of a listed model
-    base = re.sub(r":\d+$", "", model.split("@", 1)[0])
-    return base in infos
 
 
 @dataclass
@@ -99,7 +92,7 @@ class ComparisonRun:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.main_task: asyncio.Task[Any] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._live: dict[int, Any] = {}  # row index → its AsyncChatStream in flight
+        self._live: dict[int, AsyncChatStream] = {}  # row index → its stream in flight
         self._begun: dict[int, tuple[str, int, bool]] = {}  # row index → (started_at, attempts, cold)
         self._events: asyncio.Queue[tuple[str, Any] | None] | None = None
         totals: dict[str, int] = {}
@@ -111,59 +104,20 @@ class ComparisonRun:
     # --- setup -------------------------------------------------------------------------------------------------
     async def prepare(self) -> None:
         """Read the models' metadata, settle what is already known (unknown models, cache hits), make the plan."""
-        self.infos = await self._list_models()
-        models = list(dict.fromkeys(s.model for s in self.specs))
-        if self.infos:
-            ids = sorted(self.infos)
-            for model in models:
-                info = self.infos.get(model)
-                err: LMStudioError | None = None
-                if not _known_model(model, self.infos):
-                    err = ModelNotFoundError(
-                        model_not_found_message(model, ids, self.client.base_url), status_code=404, body=None
-                    )
-                elif info is not None and info.type == "embeddings":
-                    err = ModelNotFoundError(
-                        f'"{model}" is an embedding model: it cannot chat. Compare it with client.embed(...) '
-                        "instead, or pick a language model.",
-                        status_code=400,
-                        body=None,
-                    )
-                if err is not None:
-                    for spec in self.specs:
-                        if spec.model == model:
-                            self.outcomes[spec.index] = Outcome.from_error(
-                                err, started_at=None, attempts=0, cold=False
-                            )
-        for spec in self.specs:
-            info = self.infos.get(spec.model)
-            if self.cache is not None and self.cache.accepts(self.send):
-                key = cache_key(
-                    model=spec.model,
-                    messages=self.messages[spec.prompt_index],
-                    params=self.send,
-                    repeat=spec.repeat,
-                    quantization=info.quantization if info else None,
-                    format=info.format if info else None,
-                )
+        self.infos = await model_infos(self.client)
+        for index, outcome in refused_rows(self.specs, self.infos, self.client.base_url).items():
+            self.outcomes[index] = outcome
+        if self.cache is not None and self.cache.accepts(self.send):
+            for spec in self.specs:
+                key = request_key(spec, self.messages[spec.prompt_index], self.send, self.infos.get(spec.model))
                 self.keys[spec.index] = key
-                if self.outcomes[spec.index] is None:
-                    record = self.cache.get(key)
-                    if record is not None:
-                        self.outcomes[spec.index] = Outcome.from_record(record)
+                record = self.cache.get(key) if self.outcomes[spec.index] is None else None
+                if record is not None:
+                    self.outcomes[spec.index] = Outcome.from_record(record)
         todo = [s for s in self.specs if self.outcomes[s.index] is None]
         loaded = [i.id for i in self.infos.values() if i.loaded]
         parallel = {i.id: i.parallel for i in self.infos.values()}
         self.batches = schedule(todo, loaded=loaded, concurrency=self.concurrency, parallel=parallel)
-
-    async def _list_models(self) -> dict[str, ModelInfo]:
-        try:
-            return {m.id: m for m in await self.client.list_models()}
-        except LMStudioConnectionError:
-            raise
-        except LMStudioError:
-            # not LM Studio, or an odd build: run without metadata rather than not at all
-            return {}
 
     # --- running -----------------------------------------------------------------------------------------------
     async def execute(self) -> pd.DataFrame:
@@ -196,7 +150,7 @@ class ComparisonRun:
             await self._close()
         return self.frame()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -287,7 +241,8 @@ class ComparisonRun:
                     ):
                         self._live.pop(spec.index, None)
                         await stream.aclose()
-                        await asyncio.sleep(self.retry.delay(attempts, getattr(err, "retry_after", None)))
+                        retry_after = err.retry_after if isinstance(err, LMStudioAPIError) else None
+                        await asyncio.sleep(self.retry.delay(attempts, retry_after))
                         continue
                     outcome = Outcome.from_error(err, started_at=started_at, attempts=attempts, cold=cold)
                     if isinstance(err, LMStudioConnectionError) and isinstance(
@@ -372,7 +327,7 @@ class ComparisonRun:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=5.0)
+            await asyncio.wait(tasks, timeout=STOP_WAIT_SECONDS)
         for task in tasks:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: no "exception was never retrieved" noise

@@ -1,17 +1,22 @@
-"""The IPython magics, one module per family: :mod:`~lm_notebook.magics.lm` (``%%lm`` and friends),
-:mod:`~lm_notebook.magics.chat` (``%lm_chat``) and :mod:`~lm_notebook.magics.compare` (``%%lm_compare``).
+"""The IPython magics, one module per family: :mod:`~lm_notebook.magics.lm` (``%%lm`` and friends, with
+:mod:`~lm_notebook.magics.memory` for ``--chat``), :mod:`~lm_notebook.magics.chat` (``%lm_chat``) and
+:mod:`~lm_notebook.magics.compare` (``%%lm_compare``). What they share: :mod:`~lm_notebook.magics.arguments` (typed
+``magic_arguments``, one-line errors) and :mod:`~lm_notebook.magics.registry` (taking a family out again).
 
 ``%load_ext lm_notebook`` calls :func:`register`; nothing here is imported until then.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lm_notebook.magics.registry import remove_magics
 
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
-def register(ipython: Any) -> None:
+
+def register(ipython: InteractiveShell) -> None:
     """Register every magic: :class:`LMMagics`, ``%lm_chat`` and ``%%lm_compare`` (a second call does nothing)."""
     # imported here: loading the extension imports only IPython; pandas and ipywidgets wait for a magic to run
     from lm_notebook.magics import chat as chat_magics
@@ -24,7 +29,7 @@ def register(ipython: Any) -> None:
     compare_magics.register(ipython)
 
 
-def unregister(ipython: Any) -> None:
+def unregister(ipython: InteractiveShell) -> None:
     """Remove the magics (``%unload_ext lm_notebook``); open chat panels are closed."""
     from lm_notebook.magics import chat as chat_magics
 

@@ -14,9 +14,12 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.session import get_client
 from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
+from lm_notebook.magics.lm import LMMagics
 from lm_notebook.magics.registry import remove_magics
 
 if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
     from lm_notebook.chat.panel import ChatPanel
 
 
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 class ChatMagics(Magics):
     """The chat panel's magic."""
 
-    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.panels: list[ChatPanel] = []  # every panel this kernel's %lm_chat made, oldest first
 
@@ -68,37 +71,31 @@ class ChatMagics(Magics):
             self.shell.user_ns[args.output] = panel
         display(panel)  # type: ignore[no-untyped-call]
 
-    def _lm_magics(self) -> Any:
-        if self.shell is None:
-            return None
-        return self.shell.magics_manager.registry.get("LMMagics")
+    def _lm_magics(self) -> LMMagics | None:
+        magics = self.shell.magics_manager.registry.get("LMMagics") if self.shell is not None else None
+        return magics if isinstance(magics, LMMagics) else None
 
     def _client(self) -> LMStudioClient:
         """The client %%lm uses (it follows %config LMMagics.base_url), else the shared one."""
         magics = self._lm_magics()
-        client = getattr(magics, "client", None) if magics is not None else None
-        return client if isinstance(client, LMStudioClient) else get_client()
+        return magics.client if magics is not None else get_client()
 
     def _lm_magics_defaults(self) -> dict[str, Any]:
         """Settings made with %config LMMagics.* apply to the panel too."""
         magics = self._lm_magics()
         if magics is None:
             return {}
-        return {
-            "temperature": getattr(magics, "temperature", None),
-            "max_tokens": getattr(magics, "max_tokens", None),
-            "system": getattr(magics, "system", None),
-        }
+        return {"temperature": magics.temperature, "max_tokens": magics.max_tokens, "system": magics.system}
 
 
-def register(ipython: Any) -> None:
+def register(ipython: InteractiveShell) -> None:
     """Register :class:`ChatMagics` with ``ipython`` (a second call does nothing)."""
     if "ChatMagics" in ipython.magics_manager.registry:
         return
     ipython.register_magics(ChatMagics(shell=ipython))
 
 
-def unregister(ipython: Any) -> None:
+def unregister(ipython: InteractiveShell) -> None:
     """Remove ``%lm_chat`` and close the panels it opened."""
     magics = ipython.magics_manager.registry.get("ChatMagics")
     if magics is None:

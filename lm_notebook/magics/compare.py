@@ -12,7 +12,7 @@ One prompt per line (``--single``: the whole cell is one prompt). The DataFrame 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
@@ -20,10 +20,17 @@ from IPython.core.magic import Magics, cell_magic, magics_class
 from lm_notebook.client.errors import LMStudioError
 from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from lm_notebook.comparison.schedule import Concurrency
+    from lm_notebook.comparison.views import ComparisonTable
+
 RESULT_NAME = "_lm_compare"
 
 
-def _concurrency(value: str | None) -> int | str:
+def _concurrency(value: str | None) -> Concurrency:
     if value is None or value == "auto":
         return "auto"
     try:
@@ -63,7 +70,7 @@ class CompareMagics(Magics):
     @argument("--no-progress", action="store_true", help="No progress bar.")
     @argument("-o", "--out", default=None, help=f"Also store the DataFrame in this variable (always: {RESULT_NAME}).")
     @cell_magic
-    def lm_compare(self, line: str, cell: str) -> Any:
+    def lm_compare(self, line: str, cell: str) -> ComparisonTable | pd.DataFrame:
         """Send the cell's prompts to each model and show the answers side by side."""
         # the function itself (cell_magic's typing hides it behind the bound method): it carries the parser
         args = parse_argstring(vars(CompareMagics)["lm_compare"], line)
@@ -88,7 +95,7 @@ class CompareMagics(Magics):
                 temperature=args.temperature,
                 max_tokens=args.max_tokens,
                 seed=args.seed,
-                concurrency=_concurrency(args.concurrency),  # type: ignore[arg-type]
+                concurrency=_concurrency(args.concurrency),
                 cache=(True if args.cache == "" else args.cache),
                 progress=not args.no_progress,
                 timeout=args.timeout,
@@ -111,13 +118,13 @@ class CompareMagics(Magics):
         return table
 
 
-def register(ipython: Any) -> None:
+def register(ipython: InteractiveShell) -> None:
     """Register :class:`CompareMagics` with ``ipython`` (a second call does nothing)."""
     if "CompareMagics" in ipython.magics_manager.registry:
         return
     ipython.register_magics(CompareMagics(shell=ipython))
 
 
-def load_ipython_extension(ipython: Any) -> None:
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext lm_notebook.magics.compare``: just this magic (``%load_ext lm_notebook`` brings every magic)."""
     register(ipython)

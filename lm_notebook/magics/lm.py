@@ -4,7 +4,8 @@
 ``ipython_config.py`` both work. Every magic talks to the kernel's shared client (:func:`lm_notebook.get_client`), so
 the model chosen with ``%lm_use`` is the one the chat panel and ``compare`` use too.
 
-Failures are one line (the exception's actionable message), not a traceback; ``%lm_last_error`` shows the full one.
+Failures are one line, not a traceback: the exception's actionable message, or advice in the magics' own verbs built
+from its fields (an unknown model: ``%lm_use``); the exception is never edited. ``%lm_last_error`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -22,19 +23,21 @@ from lm_notebook.client.errors import LMStudioError, ModelNotFoundError, suggest
 from lm_notebook.client.interpolation import InterpolationError, fill
 from lm_notebook.client.session import get_client, set_client
 from lm_notebook.client.types import ChatResult, ModelInfo
-from lm_notebook.display.answer import (
-    FORMATS,
-    AnswerFormat,
-    AnswerFormatError,
-    RenderedChatResult,
-    TerminalStreamView,
-    finish_as,
-    make_view,
-    model_table,
-    show_bundle,
-    stream_into,
-)
+from lm_notebook.display.answer import TerminalStreamView, make_view, show_bundle, stream_into
+from lm_notebook.display.model_table import model_table
+from lm_notebook.display.render import FORMATS, AnswerFormat, AnswerFormatError, RenderedChatResult, finish_as
 from lm_notebook.magics.arguments import argument, error_message, magic_arguments, one_line, parse_argstring
+
+# isort: split
+# (apart from the block above while the display layer's move edits it; one block once that has landed)
+from typing import TYPE_CHECKING, TypeVar
+
+from lm_notebook.magics.memory import ChatMemory
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+_T = TypeVar("_T")
 
 
 @magics_class
@@ -59,12 +62,13 @@ class LMMagics(Magics):
     )
     updates_per_second = Float(10.0, help="Most repaints a second of a streaming answer.").tag(config=True)
 
-    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self.history: list[dict[str, Any]] = []
+        self.memory = ChatMemory()  # what %%lm --chat sends again
         self.last_error: BaseException | None = None
-        if shell is not None and self not in shell.configurables:
-            shell.configurables.append(self)  # so %config LMMagics.x = ... reaches this instance
+        # so %config LMMagics.x = ... reaches this instance (IPython types the list as shells only)
+        if shell is not None and self not in shell.configurables:  # type: ignore[comparison-overlap]
+            shell.configurables.append(self)  # type: ignore[arg-type]
 
     # --- shared plumbing --------------------------------------------------------------------------------------------
     @property
@@ -79,16 +83,24 @@ class LMMagics(Magics):
             set_client(client, close_previous=False)
         return client
 
-    def _fail(self, err: BaseException, text: str | None = None) -> BaseException:
-        """Remember ``err`` for %lm_last_error and return it ready to raise as one line."""
-        self.last_error = err
-        if text is None and isinstance(err, ModelNotFoundError) and getattr(err, "available", None):
-            # the core's message advises set_current_model(); here the verb is %lm_use
-            text = self._unknown_model(getattr(err, "model", None) or "?", err.available, self.client.base_url).message
-            err.message, err.args = text, (text,)
-        return one_line(err, text if text is not None else error_message(err))
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The messages %%lm --chat sends again (prompts and answers, oldest first)."""
+        return self.memory.messages
 
-    def _guard(self, action: Callable[[], Any]) -> Any:
+    def _fail(self, err: BaseException, text: str | None = None) -> BaseException:
+        """Remember ``err`` for %lm_last_error and return it ready to raise as one line: ``text``, else the advice
+        built from the exception's fields. The exception itself is left as it was raised."""
+        self.last_error = err
+        return one_line(err, text if text is not None else self._advice(err))
+
+    def _advice(self, err: BaseException) -> str:
+        if isinstance(err, ModelNotFoundError) and err.available:
+            # the core's message advises set_current_model(); here the verb is %lm_use
+            return self._unknown_model_text(err.model or "?", err.available, self.client.base_url)
+        return error_message(err)
+
+    def _guard(self, action: Callable[[], _T]) -> _T:
         try:
             return action()
         except LMStudioError as err:
@@ -96,7 +108,7 @@ class LMMagics(Magics):
             raise
 
     @property
-    def _shell(self) -> Any:
+    def _shell(self) -> InteractiveShell:
         if self.shell is None:
             raise UsageError("These magics need an IPython shell: %load_ext lm_notebook")
         return self.shell
@@ -142,7 +154,9 @@ class LMMagics(Magics):
         wanted = args.model.strip()
         chosen = next((m for m in models if m.id == wanted or wanted in m.instance_ids), None)
         if chosen is None:
-            raise self._fail(self._unknown_model(wanted, models, client.base_url))
+            ids = [m.id for m in models]
+            text = self._unknown_model_text(wanted, ids, client.base_url)
+            raise self._fail(ModelNotFoundError(text, status_code=404, model=wanted, available=ids))
         client.set_current_model(wanted)
         if chosen.loaded:
             state = "loaded" + (f", context {chosen.context_length}" if chosen.context_length else "")
@@ -153,8 +167,8 @@ class LMMagics(Magics):
         show_bundle({"text/plain": f"Current model: {wanted} ({state})"})
 
     @staticmethod
-    def _unknown_model(wanted: str, models: list[ModelInfo] | list[str], base_url: str) -> ModelNotFoundError:
-        ids = [m if isinstance(m, str) else m.id for m in models]
+    def _unknown_model_text(wanted: str, ids: list[str], base_url: str) -> str:
+        """What %lm_use and %%lm -m say about an id the server does not have, in the magics' verbs."""
         if ids:
             shown = ", ".join(ids[:20]) + (" …" if len(ids) > 20 else "")
             guess = suggest_model(wanted, ids)
@@ -168,10 +182,7 @@ class LMMagics(Magics):
                 f'LM Studio at {base_url} has no model "{wanted}" and lists none: download one in LM Studio '
                 "(Discover tab) or with `lms get <model>`."
             )
-        err = ModelNotFoundError(text, status_code=404, body=None)
-        err.available = ids
-        err.model = wanted
-        return err
+        return text
 
     # --- %lm_config / %lm_reset / %lm_last_error ---------------------------------------------------------------------
     @line_magic
@@ -187,15 +198,14 @@ class LMMagics(Magics):
             ("system", self.system or "(none)"),
             ("default_format", self.default_format),
             ("timeout", f"{client.timeout.read:g} s" if client.timeout.read is not None else "none"),
-            ("chat_memory", f"{self.chat_memory} exchanges ({len(self.history) // 2} remembered)"),
+            ("chat_memory", f"{self.chat_memory} exchanges ({self.memory.exchanges} remembered)"),
         ]
         show_bundle(_settings_bundle(rows))
 
     @line_magic
     def lm_reset(self, line: str = "") -> None:
         """Forget the %%lm --chat conversation."""
-        n = len(self.history) // 2
-        self.history.clear()
+        n = self.memory.clear()
         show_bundle({"text/plain": f"Conversation cleared ({n} exchange{'s' if n != 1 else ''} forgotten)."})
 
     @line_magic
@@ -252,7 +262,8 @@ class LMMagics(Magics):
             raise UsageError(
                 "No model selected: choose one with %lm_use MODEL (%lm_models lists them) or pass -m MODEL."
             )
-        messages = self._messages(prompt, args.system, args.chat)
+        messages = self.memory.prompt(prompt, system=args.system if args.system is not None else self.system,
+                                      chat=args.chat)
         params = {
             "temperature": args.temperature if args.temperature is not None else self.temperature,
             "max_tokens": args.max_tokens if args.max_tokens is not None else self.max_tokens,
@@ -262,22 +273,9 @@ class LMMagics(Magics):
             return self._answer_blocking(client, messages, model, params, fmt, args)
         return self._answer_streaming(client, messages, model, params, fmt, args)
 
-    def _messages(self, prompt: str, system: str | None, chat: bool) -> list[dict[str, Any]]:
-        messages: list[dict[str, Any]] = []
-        system_text = system if system is not None else self.system
-        if system_text:
-            messages.append({"role": "system", "content": system_text})
+    def _remember(self, sent: list[dict[str, Any]], result: ChatResult, chat: bool) -> None:
         if chat:
-            messages.extend(self.history)
-        messages.append({"role": "user", "content": prompt})
-        return messages
-
-    def _remember(self, prompt_messages: list[dict[str, Any]], result: ChatResult, chat: bool) -> None:
-        if not chat or not result.content:
-            return
-        self.history.extend([prompt_messages[-1], result.as_message()])
-        keep = max(0, self.chat_memory) * 2
-        del self.history[: max(0, len(self.history) - keep)]
+            self.memory.remember(sent, result, keep=self.chat_memory)
 
     def _answer_blocking(
         self,

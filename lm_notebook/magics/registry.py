@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 
-def remove_magics(ipython: Any, class_name: str) -> None:
+def remove_magics(ipython: InteractiveShell, class_name: str) -> None:
     """Take one registered ``Magics`` class (by class name) out of ``ipython``, with its config entry."""
     magics = ipython.magics_manager.registry.pop(class_name, None)
     if magics is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,13 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 
 import lm_notebook.display.answer
 from lm_notebook import LMStudioClient, get_client, set_client
-from lm_notebook.client.errors import LMStudioError
+from lm_notebook.client.errors import (
+    ContextLengthExceededError,
+    LMStudioConnectionError,
+    LMStudioError,
+    ModelNotFoundError,
+    NoModelLoadedError,
+)
 from lm_notebook.display.answer import PLACEHOLDER, RenderedChatResult
 from lm_notebook.testing import MockLMStudioServer
 
@@ -188,6 +193,10 @@ def test_lm_use_refuses_an_unknown_id_with_the_list_and_the_closest(ip: Interact
     assert line.startswith('ModelNotFoundError: LM Studio at http://127.0.0.1:')
     assert 'Did you mean "qwen2.5-7b-instruct"?' in line and "google/gemma-3-4b" in line
     assert get_client().current_model is None
+    err = res.error_in_exec
+    assert isinstance(err, ModelNotFoundError)
+    assert err.model == "qwen2.5-7b" and "qwen2.5-7b-instruct" in err.available
+    assert str(err) == err.message and line == f"ModelNotFoundError: {err.message}"
 
 
 # --- %%lm: output, value, formats ------------------------------------------------------------------------------
@@ -351,22 +360,35 @@ def test_server_not_running(ip: InteractiveShell) -> None:
 
 
 def test_unknown_model_suggests_lm_use(ip: InteractiveShell) -> None:
-    line = error_line(run(ip, "%%lm -m qwen-7b\nHi"))
+    res = run(ip, "%%lm -m qwen-7b\nHi")
+    line = error_line(res)
     assert line.startswith('ModelNotFoundError: LM Studio at http://127.0.0.1:')
     assert "Choose one with %lm_use MODEL" in line and "qwen2.5-7b-instruct" in line
+    # the line is built from the error's fields; the error itself is the client's, as raised
+    err = res.error_in_exec
+    assert isinstance(err, ModelNotFoundError)
+    assert err.model == "qwen-7b" and "qwen2.5-7b-instruct" in err.available
+    assert str(err) == err.message and "%lm_use" not in err.message and line != f"ModelNotFoundError: {err.message}"
 
 
 @pytest.mark.lmstudio_mock(jit_loading=False)
 def test_no_model_loaded(ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
     lmstudio_mock.unload_all()
-    line = error_line(run(ip, "%%lm -m google/gemma-3-4b\nHi"))
-    assert line.startswith("NoModelLoadedError: No model is loaded in LM Studio.")
+    res = run(ip, "%%lm -m google/gemma-3-4b\nHi")
+    err = res.error_in_exec
+    assert isinstance(err, NoModelLoadedError)
+    # the client's advice, shown as it is (its wording is the client's tests' business)
+    assert error_line(res) == f"NoModelLoadedError: {err.message}"
+    assert "load" in err.message
 
 
 def test_context_length_exceeded(ip: InteractiveShell) -> None:
     use(ip)
-    line = error_line(run(ip, "%%lm\n" + "word " * 5000))
-    assert line.startswith("ContextLengthExceededError: The prompt does not fit in the model's context length.")
+    res = run(ip, "%%lm\n" + "word " * 5000)
+    err = res.error_in_exec
+    assert isinstance(err, ContextLengthExceededError)
+    assert error_line(res) == f"ContextLengthExceededError: {err.message}"
+    assert "context" in err.message
 
 
 def test_stream_broken_midway_keeps_the_partial_answer_visible(
@@ -397,5 +419,11 @@ def test_lm_last_error_shows_the_full_traceback(ip: InteractiveShell, capsys: py
 def test_errors_are_lm_studio_errors_underneath(ip: InteractiveShell) -> None:
     set_client(LMStudioClient("http://127.0.0.1:9", model=MODEL))
     res = run(ip, "%%lm\nHi")
-    assert isinstance(res.error_in_exec, LMStudioError)
-    assert json.dumps(str(res.error_in_exec))  # a plain message, usable in logs
+    err = res.error_in_exec
+    assert isinstance(err, LMStudioError) and isinstance(err, LMStudioConnectionError)
+    # what happened, where, and what to do — the same text in str(), in a log, and on the one line shown
+    assert err.base_url == "http://127.0.0.1:9"
+    assert str(err) == err.message == err.args[0]
+    assert err.message.startswith("LM Studio is not reachable at http://127.0.0.1:9")
+    assert "lms server start" in err.message
+    assert error_line(res) == f"LMStudioConnectionError: {err.message}"

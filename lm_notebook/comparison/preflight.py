@@ -1,0 +1,89 @@
+"""What a comparison knows before it sends anything: the models' metadata, rows that cannot be sent, cache keys.
+
+A model the server does not list, or an embedding model (it cannot chat), fails its rows unsent; its
+:class:`~lm_notebook.client.errors.ModelNotFoundError` names the model and the ids the server has. With a cache, each
+row's key is made here from the request and the model's metadata, so a stored answer settles the row before the run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lm_notebook.client.clients import AsyncLMStudioClient
+from lm_notebook.client.errors import (
+    LMStudioConnectionError,
+    LMStudioError,
+    ModelNotFoundError,
+    model_not_found_message,
+)
+from lm_notebook.client.types import ModelInfo
+from lm_notebook.comparison.cache import cache_key
+from lm_notebook.comparison.rows import Outcome
+from lm_notebook.comparison.schedule import RequestSpec
+
+
+async def model_infos(client: AsyncLMStudioClient) -> dict[str, ModelInfo]:
+    """The server's models by id; empty when it cannot list them (then nothing is refused before sending)."""
+    try:
+        return {m.id: m for m in await client.list_models()}
+    except LMStudioConnectionError:
+        raise
+    except LMStudioError:
+        # not LM Studio, or an odd build: run without metadata rather than not at all
+        return {}
+
+
+def known_model(model: str, infos: Mapping[str, ModelInfo]) -> bool:
+    """Whether the listing has ``model``: an id, an instance id, a variant ("name@q4_k_m") or instance ("name:2")."""
+    if model in infos or any(model in i.instance_ids for i in infos.values()):
+        return True
+    base = re.sub(r":\d+$", "", model.split("@", 1)[0])
+    return base in infos
+
+
+def refusal(model: str, infos: Mapping[str, ModelInfo], base_url: str) -> ModelNotFoundError | None:
+    """Why ``model`` cannot be compared, or None when it can (always None without a listing)."""
+    if not infos:
+        return None
+    ids = sorted(infos)
+    info = infos.get(model)
+    if not known_model(model, infos):
+        message, status = model_not_found_message(model, ids, base_url), 404
+    elif info is not None and info.type == "embeddings":
+        message = (
+            f'"{model}" is an embedding model: it cannot chat. Compare it with client.embed(...) instead, or pick a '
+            "language model."
+        )
+        status = 400
+    else:
+        return None
+    return ModelNotFoundError(message, status_code=status, model=model, available=ids)
+
+
+def refused_rows(specs: Sequence[RequestSpec], infos: Mapping[str, ModelInfo], base_url: str) -> dict[int, Outcome]:
+    """The rows whose model cannot be compared (row index → its error outcome, never sent)."""
+    refused: dict[str, ModelNotFoundError | None] = {}
+    rows: dict[int, Outcome] = {}
+    for spec in specs:
+        if spec.model not in refused:
+            refused[spec.model] = refusal(spec.model, infos, base_url)
+        err = refused[spec.model]
+        if err is not None:
+            rows[spec.index] = Outcome.from_error(err, started_at=None, attempts=0, cold=False)
+    return rows
+
+
+def request_key(
+    spec: RequestSpec, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], info: ModelInfo | None
+) -> str:
+    """The cache key of one row: the request as sent, and the model's quantization and format when listed."""
+    return cache_key(
+        model=spec.model,
+        messages=messages,
+        params=params,
+        repeat=spec.repeat,
+        quantization=info.quantization if info else None,
+        format=info.format if info else None,
+    )
