@@ -5,6 +5,11 @@ points at it, so the notebooks talk to it exactly as they would to LM Studio —
 show in another's stored outputs. ``sanitize.cfg`` (next to this file) masks what truly varies between runs —
 timings and the server's port — and is used unless ``--nbval-sanitize-with`` names another file.
 
+nbval reads the kernel's messages as they come; a frontend (and nbclient, which saves notebooks) applies
+``clear_output`` and ``update_display_data`` to them. ``%%lm`` shows its answer live in a display it updates, then
+clears it when the answer comes, so a saved cell holds the answer once; here nbval reads each cell through
+:class:`~lm_notebook.display.frontend.FrontendReplay`, so it collects what the frontend kept, as strictly as ever.
+
 To refresh the stored outputs after changing a notebook: ``python notebooks/conftest.py [notebook.ipynb ...]``.
 """
 
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from lm_notebook.display.frontend import FrontendReplay
 from lm_notebook.testing import MockLMStudioServer, default_models
 
 HERE = Path(__file__).resolve().parent
@@ -58,14 +64,35 @@ def pytest_configure(config: pytest.Config) -> None:
 _current_notebook: object = None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Before the first cell of each notebook (nbval starts its kernel in this setup), start a fresh server."""
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> object:
+    """Before the first cell of each notebook (nbval starts its kernel in this setup), start a fresh server; once
+    the kernel is up, have nbval read it as a frontend would."""
     global _current_notebook
-    if not _nbval_on(item.config) or item.parent is _current_notebook:
+    if _nbval_on(item.config) and item.parent is not _current_notebook:
+        _current_notebook = item.parent
+        _fresh_server()
+    outcome = yield
+    kernel = getattr(item.parent, "kernel", None)
+    if kernel is not None:
+        read_as_a_frontend(kernel)
+    return outcome
+
+
+def read_as_a_frontend(kernel: object) -> None:
+    """Make nbval's kernel (``nbval.kernel.RunningKernel``) hand on each cell's iopub messages as a frontend keeps
+    them. Both of nbval's readers (the cell's outputs, and the wait for idle after an error) go through
+    ``get_message``, so both read through one replay. A second call does nothing."""
+    if getattr(kernel, "_lm_notebook_replay", None) is not None:
         return
-    _current_notebook = item.parent
-    _fresh_server()
+    read = kernel.get_message  # type: ignore[attr-defined]
+    replay = FrontendReplay(lambda timeout: read("iopub", timeout=timeout))
+
+    def get_message(stream: str, timeout: float | None = None) -> dict[str, object]:
+        return replay(timeout) if stream == "iopub" else read(stream, timeout=timeout)
+
+    kernel.get_message = get_message  # type: ignore[attr-defined]
+    kernel._lm_notebook_replay = replay  # type: ignore[attr-defined]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,15 +1,20 @@
 """A chat answer in a notebook cell: streamed live (throttled), then rendered exactly once it is complete.
 
-How a streamed cell looks on the wire (the order matters for nbval, which ignores ``update_display_data``)::
+How a streamed cell looks on the wire::
 
-    display_data          PLACEHOLDER (an empty text/plain), with a display_id
-    update_display_data   live views of the answer, at most ``1 / interval`` a second, from one repaint thread
-    update_display_data   PLACEHOLDER again: the live output empties itself
-    execute_result        the final render (or display_data for a stopped / failed answer)
+    display_data          the first live view ("waiting for the first token…" or "Loading MODEL… 0 s"), with a
+                          display_id
+    update_display_data   live views of the answer, at most ``1 / interval`` a second, from one repaint thread (and
+                          once a second while a model loads, the seconds ticking)
+    clear_output          wait=True: the live view goes when the next output comes, so it never flickers away
+    execute_result        the final render (or display_data for a stopped / failed answer, or the error)
 
-So a saved notebook holds ``[PLACEHOLDER, final]`` and nbval, which only sees the first and the last message,
-collects the same ``[PLACEHOLDER, final]``. Where a frontend cannot update displays (terminal IPython), text is
-written to ``sys.stdout`` as it arrives instead.
+So JupyterLab, Notebook 7, VS Code and nbclient (``jupyter nbconvert --execute``) save ``[final]``: the answer,
+once. Whoever shows the answer after :meth:`NotebookStreamView.stop` must show something (the cell's value, a
+display or an error), or the last live view stays. nbval 0.11 ignores ``clear_output`` and
+``update_display_data``: it needs the frontend's reading of them, :class:`~lm_notebook.display.frontend.FrontendReplay`
+(``notebooks/conftest.py`` installs it). Where a frontend cannot update displays (terminal IPython), text is written
+to ``sys.stdout`` as it arrives instead.
 
 The views only collect parts; what they show comes from the pure renderers (:mod:`~lm_notebook.display.render`,
 :mod:`~lm_notebook.display.footer`) and the live repaints from the one throttle (:mod:`~lm_notebook.display.repaint`).
@@ -30,11 +35,8 @@ from lm_notebook.display.render import AnswerFormat, Bundle, render_answer, rend
 from lm_notebook.display.render import RenderedChatResult as RenderedChatResult  # what %%lm returns, as before
 from lm_notebook.display.repaint import Repainter
 
-# The live output's first and last content. Empty text/plain renders as nothing in JupyterLab, Notebook 7 and
-# VS Code; it must be the same object at both ends so the saved notebook and nbval agree.
-PLACEHOLDER: Bundle = {"text/plain": ""}
-
 DEFAULT_INTERVAL = 0.1  # seconds between repaints: ≤ 10 display messages a second, whatever the token rate
+LOADING_TICK = 1.0  # seconds between repaints of "Loading MODEL… N s" while nothing arrives
 
 
 class StreamView(Protocol):
@@ -45,7 +47,8 @@ class StreamView(Protocol):
     def add(self, part: StreamPart) -> None: ...
 
     def stop(self) -> None:
-        """No more parts: end live updates (called on success, error and interrupt alike)."""
+        """No more parts: end live updates (called on success, error and interrupt alike). In a notebook the cell's
+        next output (its value, a display, the error) replaces the live view: show one."""
 
     def show_final(self, result: ChatResult, fmt: AnswerFormat, *, parsed: Any = None, note: str | None = None) -> None:
         """Show a stopped or failed answer (a finished one is the cell's value instead)."""
@@ -62,12 +65,21 @@ def _display(bundle: Bundle, **kwargs: Any) -> None:
     display(bundle, raw=True, **kwargs)  # type: ignore[no-untyped-call]
 
 
+def _clear_at_next_output() -> None:
+    from IPython.display import clear_output
+
+    clear_output(wait=True)  # type: ignore[no-untyped-call]
+
+
 class NotebookStreamView:
     """Live, throttled output of one answer in a notebook cell.
 
     The reading loop only appends text (cheap at any token rate); a :class:`Repainter` shows the first token at once,
     then repaints at most every ``interval`` seconds and only when something changed, so a fast model costs the kernel
-    almost nothing and a stall still shows the last tokens. ``clock`` is the throttle's (tests pass a fake one).
+    almost nothing and a stall still shows the last tokens. With ``loading`` (the model is known not to be loaded: LM
+    Studio loads it just in time), the view says "Loading MODEL… N s" until the first token, repainted every second.
+    ``fake_server`` adds "fake server" to the footer. ``clock`` is the throttle's and the loading seconds' (tests pass
+    a fake one).
     """
 
     def __init__(
@@ -77,20 +89,35 @@ class NotebookStreamView:
         *,
         interval: float = DEFAULT_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        loading: bool = False,
+        fake_server: bool = False,
     ) -> None:
         self.fmt = fmt
         self.model = model or ""
         self.interval = interval
+        self.loading = loading
+        self.fake_server = fake_server
         self.display_id = uuid.uuid4().hex
         self.repaints = 0
         self._content: list[str] = []
         self._reasoning: list[str] = []
         self._tokens = 0
-        self._repainter = Repainter(self._paint_live, interval=interval, clock=clock, name="lm_notebook-cell-repaint")
+        self._clock = clock
+        self._started = clock()
+        self._repainter = Repainter(
+            self._paint_live, interval=interval, clock=clock, name="lm_notebook-cell-repaint",
+            heartbeat=LOADING_TICK if loading else None,
+        )
+
+    @property
+    def tokens(self) -> int:
+        """The text parts received so far (about one token each): the count a stopped answer's footer shows."""
+        return self._tokens
 
     def start(self) -> None:
-        _display(PLACEHOLDER, display_id=self.display_id)
-        self._paint_live()  # "waiting for the first token…"
+        self._started = self._clock()
+        # the live output is created here, on the cell's thread; the repaint thread only updates it
+        _display(self._live_bundle(), display_id=self.display_id)
         self._repainter.start()
 
     def add(self, part: StreamPart) -> None:
@@ -100,34 +127,47 @@ class NotebookStreamView:
             self._reasoning.append(part.text)
         else:
             return
+        if not self._tokens and self.loading:
+            self._repainter.end_heartbeat()  # loaded: from here on only new text repaints
         self._tokens += 1
         self._repainter.changed()
 
     def stop(self) -> None:
-        # the live output empties itself last: nothing repaints over the placeholder
-        self._repainter.stop(final=lambda: self._update(PLACEHOLDER))
+        # no repaint after this: the next output of the cell (the answer, or the error) replaces the live view
+        self._repainter.stop(final=_clear_at_next_output)
 
     def show_final(self, result: ChatResult, fmt: AnswerFormat, *, parsed: Any = None, note: str | None = None) -> None:
-        _display(render_answer(result, fmt, parsed=parsed, note=note))
+        _display(render_answer(result, fmt, parsed=parsed, note=note, approx_tokens=self._tokens,
+                               fake_server=self.fake_server))
 
-    def _paint_live(self) -> None:
+    def _live_bundle(self) -> Bundle:
         content = "".join(self._content)
         reasoning = "".join(self._reasoning)
-        footer = facts_text(live_facts(self.model, self._tokens))
-        self._update(render_bundle(content, reasoning, self.fmt, footer, live=True))
+        loading_for = max(0.0, self._clock() - self._started) if self.loading else None
+        footer = facts_text(live_facts(self.model, self._tokens, loading_for=loading_for, fake_server=self.fake_server))
+        return render_bundle(content, reasoning, self.fmt, footer, live=True)
 
-    def _update(self, bundle: Bundle) -> None:
+    def _paint_live(self) -> None:
         self.repaints += 1
-        _display(bundle, display_id=self.display_id, update=True)
+        _display(self._live_bundle(), display_id=self.display_id, update=True)
 
 
 class TerminalStreamView:
-    """Terminal IPython: write answer text to ``sys.stdout`` as it comes (thinking dimmed, apart)."""
+    """Terminal IPython: write answer text to ``sys.stdout`` as it comes (thinking dimmed, apart).
 
-    def __init__(self, fmt: AnswerFormat, model: str | None) -> None:
+    With ``loading``, a "Loading MODEL…" line comes first (erased at the first token on a terminal that can).
+    """
+
+    def __init__(
+        self, fmt: AnswerFormat, model: str | None, *, loading: bool = False, fake_server: bool = False
+    ) -> None:
         self.fmt = fmt
         self.model = model
+        self.loading = loading
+        self.fake_server = fake_server
         self.wrote_answer = False
+        self._parts = 0
+        self._loading_shown = False
         self._in_thinking = False
         self._tty = bool(getattr(sys.stdout, "isatty", lambda: False)())
 
@@ -136,16 +176,22 @@ class TerminalStreamView:
         sys.stdout.flush()
 
     def start(self) -> None:
-        pass
+        if self.loading:
+            self._loading_shown = True
+            self._write(f"Loading {self.model or 'the model'}… (LM Studio loads it before it answers)")
 
     def add(self, part: StreamPart) -> None:
+        if part.kind not in ("content", "reasoning"):
+            return
+        self._parts += 1
+        if self._loading_shown:
+            self._loading_shown = False
+            self._write("\r\x1b[2K" if self._tty else "\n")
         if part.kind == "reasoning":
             if not self._in_thinking:
                 self._in_thinking = True
                 self._write("\x1b[2m[thinking] " if self._tty else "[thinking] ")
             self._write(part.text)
-            return
-        if part.kind != "content":
             return
         if self._in_thinking:
             self._in_thinking = False
@@ -154,6 +200,9 @@ class TerminalStreamView:
         self._write(part.text)
 
     def stop(self) -> None:
+        if self._loading_shown:
+            self._loading_shown = False
+            self._write("\n")
         if self._in_thinking:
             self._in_thinking = False
             self._write("\x1b[0m\n" if self._tty else "\n")
@@ -161,17 +210,31 @@ class TerminalStreamView:
     def show_final(self, result: ChatResult, fmt: AnswerFormat, *, parsed: Any = None, note: str | None = None) -> None:
         """Text already written stays; add what is missing and the footer."""
         if not self.wrote_answer:
-            bundle = render_answer(result, fmt, parsed=parsed, note=note)
+            bundle = render_answer(result, fmt, parsed=parsed, note=note, approx_tokens=self._parts,
+                                   fake_server=self.fake_server)
             self._write(cast(str, bundle["text/plain"]) + "\n")
             return
-        footer = footer_text(result, note=note)
+        footer = footer_text(result, note=note, approx_tokens=self._parts, fake_server=self.fake_server)
         self._write(f"\n\n— {footer}\n" if footer else "\n")
 
 
-def make_view(shell: Any, fmt: AnswerFormat, model: str | None, *, interval: float = DEFAULT_INTERVAL) -> StreamView:
+def make_view(
+    shell: Any,
+    fmt: AnswerFormat,
+    model: str | None,
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    loading: bool = False,
+    fake_server: bool = False,
+) -> StreamView:
+    """The view for ``shell``: live in a notebook, written as it comes in a terminal.
+
+    ``loading``: the model is known not to be loaded (the wait is a just-in-time load, and the view says so);
+    ``fake_server``: the answers come from the bundled fake LM Studio server (the footer says so).
+    """
     if live_updates_supported(shell):
-        return NotebookStreamView(fmt, model, interval=interval)
-    return TerminalStreamView(fmt, model)
+        return NotebookStreamView(fmt, model, interval=interval, loading=loading, fake_server=fake_server)
+    return TerminalStreamView(fmt, model, loading=loading, fake_server=fake_server)
 
 
 def stream_into(stream: ChatStream, view: StreamView) -> ChatResult:

@@ -16,9 +16,12 @@ from typing import Literal
 
 from lm_notebook.client.types import ChatResult, Timings
 
-FactKind = Literal["model", "tokens", "first_token", "speed", "duration", "finish", "ending", "streaming"]
+FactKind = Literal[
+    "model", "tokens", "first_token", "speed", "duration", "finish", "ending", "streaming", "loading", "server"
+]
 
 SEPARATOR = " · "
+FAKE_SERVER = "fake server"  # the last fact of an answer from the bundled fake LM Studio server (canned text)
 
 
 @dataclass(frozen=True)
@@ -36,12 +39,14 @@ def footer_facts(
     approx_tokens: int = 0,
     with_model: bool = True,
     with_finish: bool = False,
+    fake_server: bool = False,
 ) -> list[FooterFact]:
     """The facts of a finished, stopped or failed answer, in the order they are shown.
 
     ``note`` replaces the result's own :attr:`~ChatResult.finish_note` (the ending, shown only when it was not a
     normal stop). ``approx_tokens`` is shown as ``≈N tokens`` when the server sent no token count. ``with_model``
-    leaves the model out where a heading already names it; ``with_finish`` adds the server's finish reason.
+    leaves the model out where a heading already names it; ``with_finish`` adds the server's finish reason;
+    ``fake_server`` says last that the answer is the bundled fake server's.
     """
     facts: list[FooterFact] = []
     if with_model and result.model:
@@ -59,15 +64,27 @@ def footer_facts(
     ending = note if note is not None else result.finish_note
     if ending:
         facts.append(FooterFact("ending", ending))
+    if fake_server:
+        facts.append(FooterFact("server", FAKE_SERVER))
     return facts
 
 
-def live_facts(model: str | None, parts: int) -> list[FooterFact]:
-    """The facts of an answer still streaming: ``parts`` is the text parts so far (about one token each)."""
+def live_facts(
+    model: str | None, parts: int, *, loading_for: float | None = None, fake_server: bool = False
+) -> list[FooterFact]:
+    """The facts of an answer still streaming: ``parts`` is the text parts so far (about one token each).
+
+    ``loading_for`` (seconds) says, until the first part, that the model is being loaded (just in time) and for how
+    long, instead of "waiting for the first token…".
+    """
+    server = [FooterFact("server", FAKE_SERVER)] if fake_server else []
+    if not parts and loading_for is not None:
+        what = model or "the model"
+        return [FooterFact("loading", f"Loading {what}… {int(loading_for)} s"), *server]
     facts = [FooterFact("model", model)] if model else []
     if not parts:
-        return [*facts, FooterFact("streaming", "waiting for the first token…")]
-    return [*facts, FooterFact("tokens", f"≈{_tokens(parts)}"), FooterFact("streaming", "streaming…")]
+        return [*facts, FooterFact("streaming", "waiting for the first token…"), *server]
+    return [*facts, FooterFact("tokens", f"≈{_tokens(parts)}"), FooterFact("streaming", "streaming…"), *server]
 
 
 def facts_text(facts: Sequence[FooterFact]) -> str:
@@ -80,9 +97,11 @@ def facts_html(facts: Sequence[FooterFact]) -> str:
     return SEPARATOR.join(f'<span class="lmnb-fact-{f.kind}">{html.escape(f.text)}</span>' for f in facts)
 
 
-def footer_text(result: ChatResult, *, note: str | None = None) -> str:
+def footer_text(
+    result: ChatResult, *, note: str | None = None, approx_tokens: int = 0, fake_server: bool = False
+) -> str:
     """A notebook cell's footer: one line of :func:`footer_facts`."""
-    return facts_text(footer_facts(result, note=note))
+    return facts_text(footer_facts(result, note=note, approx_tokens=approx_tokens, fake_server=fake_server))
 
 
 def _tokens(n: int) -> str:

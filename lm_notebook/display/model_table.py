@@ -11,6 +11,11 @@ Bundle = dict[str, Any]
 
 _MODEL_COLUMNS = ("", "id", "type", "state", "format", "quantization", "arch", "context")
 
+FAKE_SERVER_CAPTION = (
+    "These models are the bundled fake LM Studio server's: its answers are canned. Set LMSTUDIO_BASE_URL "
+    "(or %config LMMagics.base_url) to reach your LM Studio."
+)
+
 
 def _context_cell(model: ModelInfo) -> str:
     if model.loaded_context_length and model.max_context_length and model.loaded and (
@@ -21,14 +26,24 @@ def _context_cell(model: ModelInfo) -> str:
     return str(value) if value else "—"
 
 
-def model_table(models: list[ModelInfo], *, current: str | None, base_url: str) -> Bundle:
-    """What ``%lm_models`` shows: one row per model, the current one marked ``▶``."""
+def model_table(
+    models: list[ModelInfo], *, current: str | None, base_url: str, fake_server: bool = False
+) -> Bundle:
+    """What ``%lm_models`` shows: one row per model, the current one marked ``▶``.
+
+    ``fake_server``: the server is the bundled fake one; a caption says so, and how to reach a real LM Studio.
+    """
+    caption = [FAKE_SERVER_CAPTION] if fake_server else []
     if not models:
         text = (
             f"LM Studio at {base_url} has no models. Download one in LM Studio's Discover tab or with "
             "`lms get <model>`, then load it in the Developer tab or with `lms load <model>`."
         )
-        return {"text/plain": text, "text/html": f"<p>{html.escape(text)}</p>"}
+        paragraphs = [text, *caption]
+        return {
+            "text/plain": "\n".join(paragraphs),
+            "text/html": "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs),
+        }
     rows = [
         (
             "▶" if current is not None and (m.id == current or current in m.instance_ids) else "",
@@ -47,7 +62,7 @@ def model_table(models: list[ModelInfo], *, current: str | None, base_url: str) 
     note = f"{len(models)} model{'s' if len(models) != 1 else ''} at {base_url}"
     if current is None:
         note += " · no current model: choose one with %lm_use MODEL"
-    plain = "\n".join([*lines, note])
+    plain = "\n".join([*lines, note, *caption])
     head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in _MODEL_COLUMNS)
     body = "".join(
         "<tr>"
@@ -59,4 +74,5 @@ def model_table(models: list[ModelInfo], *, current: str | None, base_url: str) 
         for r in rows
     )
     rich = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><p><sub>{html.escape(note)}</sub></p>"
+    rich += "".join(f"<p><b>{html.escape(c)}</b></p>" for c in caption)
     return {"text/plain": plain, "text/html": rich}

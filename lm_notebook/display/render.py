@@ -56,12 +56,27 @@ def close_open_fence(markdown: str) -> str:
     return markdown + ("" if markdown.endswith("\n") else "\n") + opened
 
 
-def split_code(text: str) -> tuple[str, str]:
-    """``(language, code)`` of an answer: the first fenced block when there is one, else the whole text."""
-    found = _FENCED_BLOCK.search(text)
-    if found:
-        return found.group(2), found.group(3).rstrip("\n")
-    return "", text.strip("\n")
+@dataclass(frozen=True)
+class CodeBlock:
+    """One fenced code block of an answer: its language (the fence's info word, ``""`` when none) and its code."""
+
+    language: str
+    code: str
+
+
+def code_blocks(text: str) -> tuple[CodeBlock, ...]:
+    """Every fenced code block of ``text``, in order; a block left open (a cut answer) runs to the end."""
+    return tuple(
+        CodeBlock(m.group(2), m.group(3).rstrip("\n")) for m in _FENCED_BLOCK.finditer(close_open_fence(text))
+    )
+
+
+def answer_code(text: str) -> tuple[CodeBlock, ...]:
+    """What ``-f code`` shows: every fenced block, or the whole answer as one block when it has no fence."""
+    blocks = code_blocks(text)
+    if blocks or not text.strip():
+        return blocks
+    return (CodeBlock("", text.strip("\n")),)
 
 
 def fenced(code: str, language: str = "") -> str:
@@ -127,9 +142,9 @@ def render_bundle(
             shown = close_open_fence(content + cursor)
             plain = content
         else:
-            language, code = split_code(content)
-            shown = fenced(code, language)
-            plain = code
+            blocks = answer_code(content)
+            shown = "\n\n".join(fenced(b.code, b.language) for b in blocks)
+            plain = "\n\n".join(b.code for b in blocks)
     elif fmt == "json":
         if live or parsed is None:
             shown = fenced(content + cursor, "json")
@@ -144,40 +159,69 @@ def render_bundle(
     return {"text/plain": _plain(plain, reasoning, footer), "text/markdown": markdown}
 
 
-def render_answer(result: ChatResult, fmt: AnswerFormat, *, parsed: Any = None, note: str | None = None) -> Bundle:
-    """The final (exact) render of a finished, stopped or failed answer."""
-    return render_bundle(result.content, result.reasoning, fmt, footer_text(result, note=note), parsed=parsed)
+def render_answer(
+    result: ChatResult,
+    fmt: AnswerFormat,
+    *,
+    parsed: Any = None,
+    note: str | None = None,
+    approx_tokens: int = 0,
+    fake_server: bool = False,
+) -> Bundle:
+    """The final (exact) render of a finished, stopped or failed answer.
+
+    ``approx_tokens`` is the count shown (``≈N tokens``) when the server sent none, as for a stopped stream;
+    ``fake_server`` ends the footer with "fake server".
+    """
+    footer = footer_text(result, note=note, approx_tokens=approx_tokens, fake_server=fake_server)
+    return render_bundle(result.content, result.reasoning, fmt, footer, parsed=parsed)
 
 
 @dataclass(frozen=True)
 class RenderedChatResult(ChatResult):
     """A :class:`ChatResult` that knows how it was asked to be shown; what ``%%lm`` returns and ``-o`` stores.
 
-    ``parsed`` is the JSON value when the format is ``json``.
+    ``parsed`` is the JSON value when the format is ``json``; ``fake_server`` is True when the answer came from the
+    bundled fake LM Studio server (its footer says so); ``code`` holds the answer's code blocks.
     """
 
     display_format: AnswerFormat = "markdown"
     parsed: Any = dataclasses.field(default=None, compare=False)
+    fake_server: bool = dataclasses.field(default=False, compare=False)
 
     @classmethod
-    def of(cls, result: ChatResult, fmt: AnswerFormat, parsed: Any = None) -> RenderedChatResult:
+    def of(
+        cls, result: ChatResult, fmt: AnswerFormat, parsed: Any = None, *, fake_server: bool = False
+    ) -> RenderedChatResult:
         values = {f.name: getattr(result, f.name) for f in dataclasses.fields(ChatResult)}
-        return cls(**values, display_format=fmt, parsed=parsed)
+        return cls(**values, display_format=fmt, parsed=parsed, fake_server=fake_server)
+
+    @property
+    def code(self) -> tuple[CodeBlock, ...]:
+        """Every fenced code block of the answer, in order, each with its language.
+
+        Under ``-f code`` an answer with no fence is one block (what the cell shows), so ``r.code[0].code`` is the
+        code whatever the model wrote around it.
+        """
+        return answer_code(self.content) if self.display_format == "code" else code_blocks(self.content)
 
     def _repr_mimebundle_(self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> Bundle:
-        return render_answer(self, self.display_format, parsed=self.parsed)
+        return render_answer(self, self.display_format, parsed=self.parsed, fake_server=self.fake_server)
 
 
-def finish_as(result: ChatResult, fmt: AnswerFormat) -> RenderedChatResult:
-    """Attach the format (and, for JSON, the parsed value). Raises :class:`AnswerFormatError` for invalid JSON."""
+def finish_as(result: ChatResult, fmt: AnswerFormat, *, fake_server: bool = False) -> RenderedChatResult:
+    """Attach the format (and, for JSON, the parsed value). Raises :class:`AnswerFormatError` for invalid JSON.
+
+    ``fake_server``: the answer came from the bundled fake LM Studio server (its footer says so).
+    """
     if fmt != "json":
-        return RenderedChatResult.of(result, fmt)
+        return RenderedChatResult.of(result, fmt, fake_server=fake_server)
     try:
         parsed = parse_json_answer(result.content)
     except ValueError as exc:
-        kept = RenderedChatResult.of(result, "text")
+        kept = RenderedChatResult.of(result, "text", fake_server=fake_server)
         raise AnswerFormatError(
             f"The answer is not valid JSON ({exc}). The raw text is shown above and kept in the result's .content.",
             kept,
         ) from exc
-    return RenderedChatResult.of(result, fmt, parsed)
+    return RenderedChatResult.of(result, fmt, parsed, fake_server=fake_server)

@@ -14,6 +14,10 @@ first change at once (the time to the first token is what a user feels), then at
 The interval runs from the end of one paint to the start of the next, so a slow paint still leaves the reader time.
 ``clock`` is injectable, and :meth:`Repainter.tick` is one step of the thread, so tests check the throttle without
 waiting on wall time.
+
+A ``heartbeat`` also repaints with no change, every ``heartbeat`` seconds, until :meth:`Repainter.end_heartbeat`: what
+shows a clock ticking ("Loading qwen… 3 s") while nothing arrives. Heartbeat paints do not hold back the next change,
+so the first token after them is still painted at once.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Repainter:
         interval: float,
         clock: Callable[[], float] = time.monotonic,
         name: str = "lm_notebook-repaint",
+        heartbeat: float | None = None,
     ) -> None:
         self.interval = interval
         self.paints = 0  # paints done by the thread or tick() (the final one not included)
@@ -49,8 +54,10 @@ class Repainter:
         self._state = threading.Condition()  # guards the flags below; never held while painting
         self._changed = False
         self._stopped = False
-        self._idle = False  # the thread waits for a change with no timeout: changed() must wake it
-        self._last: float | None = None  # when the last paint ended
+        self._waiting = False  # the thread waits (for the interval, a heartbeat or a change): changed() may wake it
+        self._last: float | None = None  # when the last paint of a change ended
+        self._heartbeat = heartbeat
+        self._last_beat = clock()  # when the last paint of any kind ended (or the repainter started)
         self._painting = threading.RLock()  # one paint at a time, and none after the final one
         self._thread: threading.Thread | None = None
 
@@ -62,6 +69,8 @@ class Repainter:
         """Start the repaint thread (once)."""
         if self._thread is not None:
             raise RuntimeError("This Repainter is already started: create one per live view.")
+        with self._state:
+            self._last_beat = self._clock()
         context = contextvars.copy_context()
         self._thread = threading.Thread(target=context.run, args=(self._run,), name=self._name, daemon=True)
         self._thread.start()
@@ -69,33 +78,58 @@ class Repainter:
     def changed(self) -> None:
         """Something to show changed (cheap: call it for every token)."""
         with self._state:
+            if self._changed:
+                return  # already waiting for its paint
             self._changed = True
-            if self._idle:
-                self._idle = False
+            if self._waiting:  # idle, or waiting for a heartbeat: this change may be due at once
                 self._state.notify()
 
-    def tick(self) -> float | None:
-        """One step: paint now if a change waits and the interval has passed since the last paint.
+    def end_heartbeat(self) -> None:
+        """No more heartbeat paints: from now on only changes are painted (a second call does nothing)."""
+        with self._state:
+            self._heartbeat = None
 
-        Returns the seconds until the waiting change may be painted, or None when nothing waits (it was just painted,
-        nothing changed, or the repainter is stopped).
+    def tick(self) -> float | None:
+        """One step: paint now if a change waits and the interval has passed since the last paint of a change, or
+        if a heartbeat is due.
+
+        Returns the seconds until the next paint may be due (a waiting change's or the heartbeat's), or None when
+        nothing waits (nothing changed and no heartbeat, or the repainter is stopped).
         """
         with self._painting:
             with self._state:
-                if self._stopped or not self._changed:
+                if self._stopped:
                     return None
-                if self._last is not None:
-                    remaining = self._last + self.interval - self._clock()
-                    if remaining > 0:
-                        return remaining
+                wait, due = self._due()
+                if not due:
+                    return wait
+                shows_change = self._changed  # a heartbeat paint shows a waiting change too
                 self._changed = False
             try:
                 self._paint()
             finally:
                 self.paints += 1
                 with self._state:
-                    self._last = self._clock()
-        return None
+                    self._last_beat = self._clock()
+                    if shows_change:
+                        self._last = self._last_beat
+            with self._state:
+                return None if self._stopped else self._due()[0]
+
+    def _due(self) -> tuple[float | None, bool]:
+        """(seconds until the next paint may be due or None, whether one is due now); ``_state`` is held."""
+        now = self._clock()
+        waits: list[float] = []
+        due = False
+        if self._changed:
+            change_in = 0.0 if self._last is None else self._last + self.interval - now
+            due = change_in <= 0
+            waits.append(max(change_in, 0.0))
+        if self._heartbeat is not None:
+            beat_in = self._last_beat + self._heartbeat - now
+            due = due or beat_in <= 0
+            waits.append(max(beat_in, 0.0))
+        return (min(waits) if waits else None), due
 
     def stop(self, final: Callable[[], None] | None = None) -> None:
         """End live painting and paint once more: ``final`` if given, else ``paint`` if a change is still unshown.
@@ -119,13 +153,16 @@ class Repainter:
 
     def _run(self) -> None:
         while True:
-            wait = self.tick()
+            self.tick()
             with self._state:
                 if self._stopped:
                     return
-                if wait is not None:
-                    self._state.wait(wait)
-                elif not self._changed:  # a change that came during the paint is handled by the next tick
-                    self._idle = True
-                    self._state.wait_for(lambda: not self._idle or self._stopped)
-                    self._idle = False
+                # decided under the lock that changed() takes: a change from here on finds the thread waiting
+                wait, due = self._due()
+                if due:
+                    continue
+                self._waiting = True
+                try:
+                    self._state.wait(wait)  # None: until a change or stop() wakes it
+                finally:
+                    self._waiting = False

@@ -1,42 +1,33 @@
-"""The notebook layer: rendering an answer (pure), the live notebook view and its throttle, the terminal view."""
+"""The notebook layer: rendering an answer (pure), the live notebook view and its throttle, the terminal view.
+
+The views' newer behaviour (loading, stopped counts, the fake server, every code block) is in test_answer_views.py.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
-from IPython.core.displaypub import DisplayPublisher
-from IPython.core.interactiveshell import InteractiveShell
+from stream_view_doubles import CLEAR_AT_NEXT_OUTPUT, FakeClock, FakeStream, RecordingPublisher, live_text, result
 
 from lm_notebook.client.stream import StreamPart
-from lm_notebook.client.types import ChatResult, ModelInfo, Timings, Usage
-from lm_notebook.display.answer import PLACEHOLDER, NotebookStreamView, TerminalStreamView, stream_into
+from lm_notebook.client.types import ChatResult, ModelInfo
+from lm_notebook.display.answer import NotebookStreamView, TerminalStreamView, stream_into
 from lm_notebook.display.footer import footer_text
 from lm_notebook.display.model_table import model_table
 from lm_notebook.display.render import (
     AnswerFormatError,
     RenderedChatResult,
+    answer_code,
     close_open_fence,
     fenced,
     finish_as,
     parse_json_answer,
     render_answer,
     render_bundle,
-    split_code,
 )
-
-
-def result(content: str = "Hello **world**", **kw: Any) -> ChatResult:
-    kw.setdefault("model", "qwen")
-    kw.setdefault("usage", Usage(prompt_tokens=3, completion_tokens=12, total_tokens=15))
-    kw.setdefault("timings", Timings(time_to_first_token=0.25, total=1.0, tokens_per_second=16.0))
-    kw.setdefault("finish_reason", "stop")
-    return ChatResult(content, **kw)
-
 
 # --- pure rendering ---------------------------------------------------------------------------------------------
 
@@ -75,8 +66,8 @@ def test_an_open_code_fence_is_closed_so_the_footer_stays_outside() -> None:
 
 
 def test_code_format_keeps_the_language_and_survives_backticks() -> None:
-    assert split_code("Here:\n```python\nx = 1\n```\nDone") == ("python", "x = 1")
-    assert split_code("x = 1\n") == ("", "x = 1")
+    assert [(b.language, b.code) for b in answer_code("Here:\n```python\nx = 1\n```\nDone")] == [("python", "x = 1")]
+    assert [(b.language, b.code) for b in answer_code("x = 1\n")] == [("", "x = 1")]
     md = render_answer(result("Sure!\n```sql\nSELECT 1;\n```"), "code")["text/markdown"]
     assert md.startswith("```sql\nSELECT 1;\n```")
     assert fenced("a ``` b").startswith("````\n")
@@ -126,92 +117,21 @@ def test_model_table_marks_the_current_model_and_helps_when_empty() -> None:
 # --- the live notebook view -------------------------------------------------------------------------------------
 
 
-class FakeClock:
-    """A clock that moves only when told: the throttle's time, independent of how busy the machine is."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class RecordingPublisher(DisplayPublisher):
-    """Records what a kernel would send: (data, display_id, update); ``wait_for`` waits for a message count."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[tuple[dict[str, Any], str | None, bool]] = []
-        self.threads: set[str] = set()
-        self._changed = threading.Condition()
-
-    def publish(self, data: Any, metadata: Any = None, source: Any = None, *, transient: Any = None,
-                update: bool = False, **kw: Any) -> None:
-        with self._changed:
-            self.sent.append((data, (transient or {}).get("display_id"), update))
-            self.threads.add(threading.current_thread().name)
-            self._changed.notify_all()
-
-    def wait_for(self, condition: Callable[[list[tuple[dict[str, Any], str | None, bool]]], bool]) -> None:
-        with self._changed:
-            assert self._changed.wait_for(lambda: condition(self.sent), timeout=10), self.sent
-
-
-@pytest.fixture
-def publisher() -> Iterator[RecordingPublisher]:
-    shell = InteractiveShell.instance()
-    saved = shell.display_pub
-    shell.display_pub = RecordingPublisher()
-    try:
-        yield shell.display_pub
-    finally:
-        shell.display_pub = saved
-
-
-class FakeStream:
-    """What stream_into needs from a ChatStream: parts, close(), result(); ``interrupt_at`` raises Ctrl-C there."""
-
-    def __init__(self, parts: list[StreamPart], *, interrupt_at: int | None = None) -> None:
-        self.parts = parts
-        self.interrupt_at = interrupt_at
-        self.closed = False
-        self.sent: list[StreamPart] = []
-
-    def iter_parts(self) -> Iterator[StreamPart]:
-        for i, part in enumerate(self.parts):
-            if i == self.interrupt_at:
-                raise KeyboardInterrupt
-            self.sent.append(part)
-            yield part
-
-    def close(self) -> None:
-        self.closed = True
-
-    def result(self) -> ChatResult:
-        return result("".join(p.text for p in self.sent if p.kind == "content"), stopped=self.closed)
-
-
-def live_text(message: tuple[dict[str, Any], str | None, bool]) -> str:
-    return str(message[0].get("text/markdown", ""))
-
-
-def test_live_view_starts_and_ends_with_the_placeholder_and_repaints_off_the_reader(
+def test_live_view_is_one_display_updated_off_the_reader_then_cleared_at_the_next_output(
     publisher: RecordingPublisher,
 ) -> None:
     parts = [StreamPart("content", f"w{i} ") for i in range(300)]
     view = NotebookStreamView("markdown", "m", interval=0.05)
     stream_into(FakeStream(parts), view)  # type: ignore[arg-type]
     sent = publisher.sent
-    assert sent[0] == (PLACEHOLDER, view.display_id, False)  # what nbval and the saved notebook keep
-    assert sent[-1] == (PLACEHOLDER, view.display_id, True)  # the live output empties itself
-    assert all(display_id == view.display_id and update for _, display_id, update in sent[1:])
-    live = sent[1:-1]
-    assert live_text(live[0]).endswith("m · waiting for the first token…</sub>")
+    first, live, last = sent[0], sent[1:-1], sent[-1]
+    # the first message creates the live display (no empty placeholder a saved notebook would keep)
+    assert first[1:] == (view.display_id, False)
+    assert live_text(first).endswith("m · waiting for the first token…</sub>")
+    assert all(display_id == view.display_id and update for _, display_id, update in live)
+    assert last == (CLEAR_AT_NEXT_OUTPUT, None, False)  # the answer shown next replaces the live view
     assert len(live) < len(parts)  # never one repaint per part
-    assert view.repaints == len(sent) - 1
+    assert view.repaints == len(live)
 
 
 def test_live_view_paints_the_first_token_at_once_then_at_most_once_an_interval(
@@ -222,17 +142,17 @@ def test_live_view_paints_the_first_token_at_once_then_at_most_once_an_interval(
     view.start()
     view.add(StreamPart("content", "first "))
     # painted without the clock moving: the first token does not wait for an interval
-    publisher.wait_for(lambda sent: len(sent) == 3)
-    assert "first ▌" in live_text(publisher.sent[2])
+    publisher.wait_for(lambda sent: len(sent) == 2)
+    assert "first ▌" in live_text(publisher.sent[1])
     assert publisher.threads - {threading.current_thread().name}, "repaints come from the repaint thread"
     for i in range(50):
         view.add(StreamPart("content", f"w{i} "))
     clock.advance(0.5)  # one interval later: the 50 parts are shown in one repaint
-    publisher.wait_for(lambda sent: len(sent) == 4)
-    assert "w49 ▌" in live_text(publisher.sent[3]) and "≈51 tokens · streaming…" in live_text(publisher.sent[3])
+    publisher.wait_for(lambda sent: len(sent) == 3)
+    assert "w49 ▌" in live_text(publisher.sent[2]) and "≈51 tokens · streaming…" in live_text(publisher.sent[2])
     view.add(StreamPart("content", "late"))  # the clock stands still: no repaint for it before stop()
     view.stop()
-    assert publisher.sent[4:] == [(PLACEHOLDER, view.display_id, True)]
+    assert publisher.sent[3:] == [(CLEAR_AT_NEXT_OUTPUT, None, False)]
 
 
 def test_live_view_shows_the_last_words_of_a_stall(publisher: RecordingPublisher) -> None:
@@ -242,7 +162,7 @@ def test_live_view_shows_the_last_words_of_a_stall(publisher: RecordingPublisher
     # nothing else arrives: the last words must still reach the screen, with no further token to push them
     publisher.wait_for(lambda sent: any("early words" in live_text(m) for m in sent))
     view.stop()
-    assert publisher.sent[-1] == (PLACEHOLDER, view.display_id, True)
+    assert publisher.sent[-1] == (CLEAR_AT_NEXT_OUTPUT, None, False)
 
 
 def test_interrupt_closes_the_stream_and_ends_live_updates(publisher: RecordingPublisher) -> None:
@@ -251,7 +171,7 @@ def test_interrupt_closes_the_stream_and_ends_live_updates(publisher: RecordingP
     with pytest.raises(KeyboardInterrupt):
         stream_into(stream, view)  # type: ignore[arg-type]
     assert stream.closed
-    assert publisher.sent[-1] == (PLACEHOLDER, view.display_id, True)
+    assert publisher.sent[-1] == (CLEAR_AT_NEXT_OUTPUT, None, False)
     n = len(publisher.sent)
     view.add(StreamPart("content", "after the end"))  # a stopped view repaints nothing, whatever arrives
     assert view._repainter.tick() is None

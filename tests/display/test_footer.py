@@ -37,7 +37,12 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_the_text_and_html_formatters_say_the_same_facts(case: ChatResult) -> None:
-    for facts in (footer_facts(case), footer_facts(case, approx_tokens=7, with_finish=True), live_facts("m", 3)):
+    for facts in (
+        footer_facts(case),
+        footer_facts(case, approx_tokens=7, with_finish=True, fake_server=True),
+        live_facts("m", 3),
+        live_facts("m", 0, loading_for=2.0, fake_server=True),
+    ):
         assert words_of(facts_html(facts)) == facts_text(facts)
         assert facts_html(facts).count("lmnb-fact-") == len(facts)
 

@@ -147,3 +147,43 @@ def test_the_thread_runs_in_the_starters_context() -> None:
     assert done.wait(10)
     repainter.stop()
     assert seen == ["cell 7"]
+
+
+def test_a_heartbeat_repaints_with_no_change_and_never_holds_back_a_change() -> None:
+    clock, canvas = FakeClock(), Canvas()
+    repainter = Repainter(canvas.paint, interval=0.5, clock=clock, heartbeat=1.0)
+    assert repainter.tick() == pytest.approx(1.0) and canvas.painted == []  # the first beat is a second away
+    clock.advance(1.0)
+    assert repainter.tick() == pytest.approx(1.0) and canvas.painted == ["v0"]  # painted with nothing changed
+    clock.advance(0.4)
+    assert repainter.tick() == pytest.approx(0.6)
+    canvas.version = 1
+    repainter.changed()  # just after a heartbeat paint, the first change is painted at once all the same
+    assert repainter.tick() == pytest.approx(1.0) and canvas.painted == ["v0", "v1"]
+    repainter.end_heartbeat()
+    clock.advance(30)
+    assert repainter.tick() is None and canvas.painted == ["v0", "v1"]  # no beats after the heartbeat ends
+    canvas.version = 2
+    repainter.changed()
+    repainter.changed()  # changes still paint, throttled as ever
+    assert repainter.tick() is None and canvas.painted == ["v0", "v1", "v2"]
+    assert repainter.paints == 3
+
+
+def test_the_thread_beats_on_the_clock_and_a_change_during_a_long_beat_is_painted_at_once() -> None:
+    clock, canvas = FakeClock(), Canvas()
+    beating = Repainter(canvas.paint, interval=0.5, clock=clock, heartbeat=0.01, name="test-beat")
+    beating.start()
+    clock.advance(0.01)  # a beat's worth of clock: the thread paints with nothing changed
+    assert canvas.event.wait(10)
+    beating.stop()
+    assert canvas.painted[0] == "v0" and set(canvas.threads) == {"test-beat"}
+
+    canvas = Canvas()
+    waiting = Repainter(canvas.paint, interval=0.5, clock=clock, heartbeat=3600.0)
+    waiting.start()  # the thread now waits an hour for its beat...
+    canvas.version = 1
+    waiting.changed()  # ...and a change wakes it: painted with the clock standing still
+    assert canvas.event.wait(10)
+    waiting.stop()
+    assert canvas.painted == ["v1"]
