@@ -9,6 +9,8 @@ known to fail when someone adds an upward import or a cycle.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,9 @@ def imports_of(root: Path) -> Iterator[Import]:
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     yield Import(source, alias.name, node.lineno)
+            elif isinstance(node, ast.Call) and _dynamic_import(node) is not None:
+                # importlib.import_module("pkg.x") / __import__("pkg.x") with a literal name imports as surely
+                yield Import(source, str(_dynamic_import(node)), node.lineno)
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
@@ -56,6 +61,15 @@ def imports_of(root: Path) -> Iterator[Import]:
                 for alias in node.names:
                     # ``from pkg import sub`` imports the module pkg.sub when it exists; the name otherwise
                     yield Import(source, f"{base}.{alias.name}" if base else alias.name, node.lineno)
+
+
+def _dynamic_import(node: ast.Call) -> str | None:
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    if name not in ("import_module", "__import__") or not node.args:
+        return None
+    first = node.args[0]
+    return first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
 
 
 def resolve(target: str, modules: set[str]) -> str | None:
@@ -166,6 +180,16 @@ def test_the_conversation_model_imports_no_widgets() -> None:
     assert not any(m.split(".")[0] == "ipywidgets" for m in seen), sorted(seen)
 
 
+def test_importing_the_conversation_model_loads_no_widgets_at_run_time() -> None:
+    # at run time too: importing a module runs its packages' __init__ first, which the static walk does not follow
+    code = (
+        "import sys, lm_notebook.chat.conversation\n"
+        "print(sorted(m for m in ('ipywidgets', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_only_init_and_the_command_line_sit_at_the_root() -> None:
     assert sorted(p.name for p in PACKAGE.glob("*.py")) == ["__init__.py", "cli.py"]
     for folder in ("client", "display", "magics", "chat", "comparison", "testing"):
@@ -193,6 +217,8 @@ def _write(root: Path, files: dict[str, str]) -> Path:
         ({"chat/a.py": "from pkg.chat import b\n", "chat/b.py": "def f():\n    from .a import x\n"},
          "import cycle: pkg.chat.a → pkg.chat.b → pkg.chat.a"),
         ({"display/view.py": "from pkg import thing\n"}, "imports the package root"),
+        ({"client/core.py": "import importlib\nimportlib.import_module('pkg.magics.lm')\n"},
+         "magics is not below client"),
     ],
 )
 def test_the_checker_catches_what_the_rule_forbids(tmp_path: Path, files: dict[str, str], expected: str) -> None:

@@ -72,6 +72,9 @@ def _item(container: Any, key: Any) -> Any:
     )
     if not builtin and kind.__module__.split(".")[0] not in _ITEM_MODULES:
         raise _NotStored(f"items of a {kind.__name__} are computed by its own code")
+    if isinstance(container, dict) and key not in container:
+        # a missing key would run __missing__ (a defaultdict would insert it): report it as missing instead
+        raise KeyError(key)
     return container[key]
 
 

@@ -55,7 +55,7 @@ class Settings:
     """Server-wide behaviour; see :class:`~lm_notebook.testing.server.MockLMStudioServer`."""
 
     version: Version = "0.4"
-    auth_token: str | None = None
+    auth_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or an assertion diff
     cors: CorsPolicy | None = None
     quirks: Quirks = field(default_factory=Quirks)
     reply_tokens: int | None = None

@@ -41,7 +41,7 @@ def lmstudio_mock(request: pytest.FixtureRequest) -> Iterator[MockLMStudioServer
 @pytest.fixture
 def lmstudio_client(lmstudio_mock: MockLMStudioServer) -> Iterator[LMStudioClient]:
     """An ``LMStudioClient`` for ``lmstudio_mock``; its current model is the first loaded one."""
-    # imported here so that merely having the plugin installed costs nothing in unrelated test suites
+    # imported here, not at the top: the plugin loads in every pytest run where the package is installed
     from lm_notebook.client.clients import LMStudioClient
 
     loaded = lmstudio_mock.loaded_models()

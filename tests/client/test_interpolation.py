@@ -113,3 +113,14 @@ def test_one_rule_for_braces(text: str, expected: str) -> None:
 def test_fields_and_reference_names() -> None:
     assert fields('{a} {{b}} {"k": 1} {{{c}}}') == ["a", '"k": 1', "c"]
     assert [reference_name(f) for f in ["doc[0].title:.2f", '"k": 1', "x!r"]] == ["doc", None, "x"]
+
+
+def test_a_missing_key_of_a_defaultdict_is_not_inserted() -> None:
+    from collections import defaultdict
+
+    d: defaultdict[str, list[int]] = defaultdict(list)
+    with pytest.raises(InterpolationError, match="KeyError"):
+        fill('{d["x"]}', {"d": d})
+    assert dict(d) == {}  # __missing__ never ran
+    d["y"].append(1)
+    assert fill('{d["y"]}', {"d": d}) == "[1]"

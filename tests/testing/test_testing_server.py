@@ -355,3 +355,8 @@ def test_custom_models() -> None:
         assert ids == ["tiny/test-model"]
         server.add_model(ModelSpec("second"))
         assert "second" in server.models
+
+
+def test_the_token_never_shows_in_the_servers_settings_repr() -> None:
+    with MockLMStudioServer(auth_token="sk-lm-abc:SECRET") as server:
+        assert "SECRET" not in repr(server._app.settings)
