@@ -1,7 +1,9 @@
 """The IPython magics, one module per family: :mod:`~lm_notebook.magics.lm` (``%%lm`` and friends, with
-:mod:`~lm_notebook.magics.memory` for ``--chat``), :mod:`~lm_notebook.magics.chat` (``%lm_chat``) and
-:mod:`~lm_notebook.magics.compare` (``%%lm_compare``). What they share: :mod:`~lm_notebook.magics.arguments` (typed
-``magic_arguments``, one-line errors) and :mod:`~lm_notebook.magics.registry` (taking a family out again).
+:mod:`~lm_notebook.magics.settings` for ``%config LMMagics`` and :mod:`~lm_notebook.magics.memory` for ``--chat``),
+:mod:`~lm_notebook.magics.chat` (``%lm_chat``) and :mod:`~lm_notebook.magics.compare` (``%%lm_compare``). What they
+share: :mod:`~lm_notebook.magics.arguments` (typed ``magic_arguments``, one-line errors),
+:mod:`~lm_notebook.magics.advice` (what they add to an error, in their verbs) and :mod:`~lm_notebook.magics.registry`
+(taking a family out again).
 
 ``%load_ext lm_notebook`` calls :func:`register`; nothing here is imported until then.
 """
@@ -24,7 +26,14 @@ def register(ipython: InteractiveShell) -> None:
     from lm_notebook.magics.lm import LMMagics
 
     if "LMMagics" not in ipython.magics_manager.registry:
-        ipython.register_magics(LMMagics(shell=ipython))
+        from IPython.core.error import UsageError
+        from traitlets import TraitError
+
+        try:
+            magics = LMMagics(shell=ipython)
+        except TraitError as err:  # a bad value in ipython_config.py (or an earlier c.LMMagics... in this kernel)
+            raise UsageError(f"{err} Fix it in your IPython config, then %load_ext lm_notebook again.") from err
+        ipython.register_magics(magics)
     chat_magics.register(ipython)
     compare_magics.register(ipython)
 

@@ -12,7 +12,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from lm_notebook.client.clients import LMStudioClient
+from lm_notebook.client.errors import LMStudioRequestError, ModelNotFoundError
 from lm_notebook.client.session import get_client
+from lm_notebook.magics.advice import unknown_model_text
 from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
 from lm_notebook.magics.lm import LMMagics
 from lm_notebook.magics.registry import remove_magics
@@ -34,8 +36,8 @@ class ChatMagics(Magics):
     @magic_arguments()
     @argument("-m", "--model", help="Model id (default: the current one, as %%lm_use set it).")
     @argument("-s", "--system", help="System prompt (quote it).")
-    @argument("-t", "--temperature", type=float, help="Sampling temperature (default 0.7).")
-    @argument("--max-tokens", type=int, help="Longest answer in tokens; -1 (the default) = no limit.")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2 (default 0.7).")
+    @argument("--max-tokens", type=int, help="Longest answer in tokens, 1 and up; -1 (the default) = no limit.")
     @argument("-o", "--output", metavar="NAME", help="Also store the panel in this variable (send, to_dataframe...).")
     @line_magic
     def lm_chat(self, line: str = "") -> None:
@@ -47,10 +49,6 @@ class ChatMagics(Magics):
         args = parse_argstring(ChatMagics.lm_chat, line)
         if args.output is not None and not args.output.isidentifier():
             raise UsageError(f"-o needs a Python variable name, not {args.output!r}.")
-        if args.temperature is not None and args.temperature < 0:
-            raise UsageError(f"--temperature must be ≥ 0, not {args.temperature}.")
-        if args.max_tokens is not None and args.max_tokens < 1 and args.max_tokens != -1:
-            raise UsageError(f"--max-tokens must be a positive number or -1 for no limit, not {args.max_tokens}.")
         from IPython.display import display
 
         from lm_notebook.chat.panel import ChatPanel
@@ -63,9 +61,16 @@ class ChatMagics(Magics):
         max_tokens = args.max_tokens if args.max_tokens is not None else defaults.get("max_tokens")
         if max_tokens is not None:
             params["max_tokens"] = max_tokens
-        panel = ChatPanel(
-            self._client(), model=args.model, system=args.system or defaults.get("system") or None, **params
-        )
+        client = self._client()
+        # the panel checks its settings and a named model (against the server's list) itself; here its refusal
+        # becomes the magic's one line, in the magics' verbs
+        try:
+            panel = ChatPanel(client, model=args.model, system=args.system or defaults.get("system") or None, **params)
+        except ModelNotFoundError as err:
+            wanted = err.model or args.model or "?"
+            raise UsageError(unknown_model_text(wanted, err.available, client.base_url)) from err
+        except LMStudioRequestError as err:
+            raise UsageError(str(err)) from err
         self.panels.append(panel)
         if args.output and self.shell is not None:
             self.shell.user_ns[args.output] = panel

@@ -1,87 +1,92 @@
 """IPython magics: ``%lm_models``, ``%lm_use``, ``%lm_config``, ``%%lm``, ``%lm_reset``, ``%lm_last_error``.
 
-``%load_ext lm_notebook`` registers them. Settings are traitlets, so ``%config LMMagics.temperature = 0.2`` and
-``ipython_config.py`` both work. Every magic talks to the kernel's shared client (:func:`lm_notebook.get_client`), so
-the model chosen with ``%lm_use`` is the one the chat panel and ``compare`` use too.
+``%load_ext lm_notebook`` registers them. Settings are traitlets (:mod:`~lm_notebook.magics.settings`), so ``%config
+LMMagics.temperature = 0.2`` and ``ipython_config.py`` both work, and a bad value is refused when it is set. Every
+magic talks to the kernel's shared client (:func:`lm_notebook.get_client`), so the model chosen with ``%lm_use`` is the
+one the chat panel and ``compare`` use too.
 
-Failures are one line, not a traceback: the exception's actionable message, or advice in the magics' own verbs built
-from its fields (an unknown model: ``%lm_use``); the exception is never edited. ``%lm_last_error`` shows the traceback.
+Failures are one line, not a traceback: the exception's actionable message, with advice in the magics' own verbs
+built from its fields (:mod:`~lm_notebook.magics.advice`); the exception is never edited. ``%lm_last_error`` shows the
+traceback. Arguments a magic does not take are a ``UsageError``.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from traitlets import Enum, Float, Int, Unicode
+from IPython.core.magic import cell_magic, line_magic, magics_class
+from traitlets import observe
 
-from lm_notebook.client.clients import LMStudioClient, normalize_base_url
-from lm_notebook.client.errors import LMStudioError, ModelNotFoundError, suggest_model
+from lm_notebook.client.clients import LMStudioClient
+from lm_notebook.client.errors import (
+    ContextLengthExceededError,
+    LMStudioAPIError,
+    LMStudioError,
+    LMStudioRequestError,
+    ModelNotFoundError,
+)
 from lm_notebook.client.interpolation import InterpolationError, fill
 from lm_notebook.client.session import get_client, set_client
+from lm_notebook.client.settings import parse_base_url, resolve_timeout
 from lm_notebook.client.types import ChatResult, ModelInfo
-from lm_notebook.display.answer import TerminalStreamView, make_view, show_bundle, stream_into
+from lm_notebook.display.answer import NotebookStreamView, TerminalStreamView, make_view, show_bundle, stream_into
 from lm_notebook.display.model_table import model_table
 from lm_notebook.display.render import FORMATS, AnswerFormat, AnswerFormatError, RenderedChatResult, finish_as
+from lm_notebook.magics.advice import FAKE_SERVER_TEXT, chat_overflow_advice, retry_advice, unknown_model_text
 from lm_notebook.magics.arguments import argument, error_message, magic_arguments, one_line, parse_argstring
-
-# isort: split
-# (apart from the block above while the display layer's move edits it; one block once that has landed)
-from typing import TYPE_CHECKING, TypeVar
-
 from lm_notebook.magics.memory import ChatMemory
+from lm_notebook.magics.settings import LMSettings, checked_max_tokens, checked_temperature
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
 _T = TypeVar("_T")
 
+NOT_LOADED_STATES = ("not-loaded", "loading")  # a request to such a model waits for a just-in-time load
+
 
 @magics_class
-class LMMagics(Magics):
+class LMMagics(LMSettings):
     """Magics for LM Studio. Settings: ``%config LMMagics`` lists them."""
 
-    base_url = Unicode(
-        "",
-        help="LM Studio's address, e.g. http://127.0.0.1:1234. Empty: LMSTUDIO_BASE_URL, else http://127.0.0.1:1234.",
-    ).tag(config=True)
-    temperature = Float(None, allow_none=True, help="Sampling temperature; None leaves the model's own.").tag(
-        config=True
-    )
-    max_tokens = Int(None, allow_none=True, help="Longest answer in tokens; None means no limit.").tag(config=True)
-    system = Unicode("", help="System prompt sent before every %%lm prompt (-s overrides it).").tag(config=True)
-    default_format = Enum(list(FORMATS), "markdown", help="How %%lm shows answers without -f.").tag(config=True)
-    timeout = Float(
-        None, allow_none=True, help="Seconds to wait for an answer (a just-in-time model load counts); None: 300."
-    ).tag(config=True)
-    chat_memory = Int(20, help="Exchanges (prompt + answer) that %%lm --chat remembers; older ones are dropped.").tag(
-        config=True
-    )
-    updates_per_second = Float(10.0, help="Most repaints a second of a streaming answer.").tag(config=True)
-
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+        self.memory = ChatMemory()  # what %%lm --chat sends again (made first: the config may set chat_memory)
         super().__init__(shell=shell, **kwargs)
-        self.memory = ChatMemory()  # what %%lm --chat sends again
         self.last_error: BaseException | None = None
-        # so %config LMMagics.x = ... reaches this instance (IPython types the list as shells only)
-        if shell is not None and self not in shell.configurables:  # type: ignore[comparison-overlap]
-            shell.configurables.append(self)  # type: ignore[arg-type]
+        # (base URL, model id) -> state, from the last listing (%lm_models, %lm_use) and the answers since: whether a
+        # cell will wait for a just-in-time load is known without asking the server before the request
+        self._model_states: dict[tuple[str, str], str | None] = {}
+        self._made_for: tuple[LMStudioClient, str] | None = None  # the client this made, and the base_url it was for
 
     # --- shared plumbing --------------------------------------------------------------------------------------------
     @property
     def client(self) -> LMStudioClient:
         """The shared client, replaced when ``base_url`` or ``timeout`` were configured to something else."""
         client = get_client()
-        url = normalize_base_url(self.base_url) if self.base_url else client.base_url
-        timeout_differs = self.timeout is not None and client.timeout.read != float(self.timeout)
-        if url != client.base_url or timeout_differs:
-            # same token and model; the old client stays open for a chat panel or variable that still holds it
-            client = client.with_options(base_url=url, timeout=self.timeout)
+        if self._wants_new_client(client):
+            # same token and model; the old client stays open for a chat panel or variable that still holds it.
+            # The configured URL itself: a user and password in it are the new client's to send.
+            client = client.with_options(base_url=self.base_url or None, timeout=self.timeout)
             set_client(client, close_previous=False)
+            self._made_for = (client, self.base_url)
         return client
+
+    def _wants_new_client(self, client: LMStudioClient) -> bool:
+        if self.timeout is not None and resolve_timeout(self.timeout).read != client.timeout.read:
+            return True
+        if not self.base_url:
+            return False
+        if self._made_for is not None and self._made_for[0] is client:
+            return bool(self._made_for[1] != self.base_url)
+        wanted = parse_base_url(self.base_url)
+        return wanted.base_url != client.base_url or wanted.credentials is not None
+
+    @observe("chat_memory")
+    def _forget_beyond_memory(self, change: dict[str, Any]) -> None:
+        self.memory.keep_last(change["new"])  # lowered: the next --chat cell already sends fewer exchanges
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -94,11 +99,17 @@ class LMMagics(Magics):
         self.last_error = err
         return one_line(err, text if text is not None else self._advice(err))
 
-    def _advice(self, err: BaseException) -> str:
+    def _advice(self, err: BaseException, *, remembered: int = 0) -> str:
+        """The line shown for ``err``; ``remembered``: the --chat exchanges the failed cell sent before its prompt."""
         if isinstance(err, ModelNotFoundError) and err.available:
             # the core's message advises set_current_model(); here the verb is %lm_use
-            return self._unknown_model_text(err.model or "?", err.available, self.client.base_url)
-        return error_message(err)
+            return unknown_model_text(err.model or "?", err.available, self.client.base_url)
+        extra = ""
+        if isinstance(err, ContextLengthExceededError):
+            extra = chat_overflow_advice(err, exchanges=remembered, chat_memory=self.chat_memory)
+        elif isinstance(err, LMStudioAPIError):
+            extra = retry_advice(err)
+        return f"{error_message(err)} {extra}" if extra else error_message(err)
 
     def _guard(self, action: Callable[[], _T]) -> _T:
         try:
@@ -122,6 +133,22 @@ class LMMagics(Magics):
         if name is not None and not name.isidentifier():
             raise UsageError(f"-o needs a Python variable name, not {name!r}.")
 
+    def _listed(self, client: LMStudioClient) -> list[ModelInfo]:
+        """The server's models, their states remembered for %%lm's "Loading …"."""
+        models: list[ModelInfo] = self._guard(client.list_models)
+        states = {key: s for key, s in self._model_states.items() if key[0] != client.base_url}
+        for m in models:
+            for name in (m.id, *m.instance_ids):
+                states[(client.base_url, name)] = m.state
+        self._model_states = states
+        return models
+
+    def _fake_server(self, client: LMStudioClient) -> bool | None:
+        """Whether the bundled fake server answers; asks who answers the first time (None: nobody answers)."""
+        if client.server_is_fake is None:
+            self._guard(client.is_running)
+        return client.server_is_fake
+
     # --- %lm_models -----------------------------------------------------------------------------------------------
     @magic_arguments()
     @argument("-o", "--output", metavar="NAME", help="Store the list of ModelInfo in this variable.")
@@ -134,9 +161,10 @@ class LMMagics(Magics):
         args = parse_argstring(LMMagics.lm_models, line)
         self._check_name(args.output)
         client = self.client
-        models: list[ModelInfo] = self._guard(client.list_models)
+        fake = self._fake_server(client)
+        models = self._listed(client)
         self._store(args.output, models)
-        show_bundle(model_table(models, current=client.current_model, base_url=client.base_url))
+        show_bundle(model_table(models, current=client.current_model, base_url=client.base_url, fake_server=bool(fake)))
 
     # --- %lm_use --------------------------------------------------------------------------------------------------
     @magic_arguments()
@@ -150,12 +178,12 @@ class LMMagics(Magics):
             current = client.current_model or "none (choose one with %lm_use MODEL; %lm_models lists them)"
             show_bundle({"text/plain": f"Current model: {current}"})
             return
-        models: list[ModelInfo] = self._guard(client.list_models)
+        models = self._listed(client)
         wanted = args.model.strip()
         chosen = next((m for m in models if m.id == wanted or wanted in m.instance_ids), None)
         if chosen is None:
             ids = [m.id for m in models]
-            text = self._unknown_model_text(wanted, ids, client.base_url)
+            text = unknown_model_text(wanted, ids, client.base_url)
             raise self._fail(ModelNotFoundError(text, status_code=404, model=wanted, available=ids))
         client.set_current_model(wanted)
         if chosen.loaded:
@@ -166,51 +194,36 @@ class LMMagics(Magics):
             state = "not loaded yet: LM Studio loads it on first use"
         show_bundle({"text/plain": f"Current model: {wanted} ({state})"})
 
-    @staticmethod
-    def _unknown_model_text(wanted: str, ids: list[str], base_url: str) -> str:
-        """What %lm_use and %%lm -m say about an id the server does not have, in the magics' verbs."""
-        if ids:
-            shown = ", ".join(ids[:20]) + (" …" if len(ids) > 20 else "")
-            guess = suggest_model(wanted, ids)
-            hint = f' Did you mean "{guess}"?' if guess else ""
-            text = (
-                f'LM Studio at {base_url} has no model "{wanted}".{hint} Available: {shown}. '
-                "Choose one with %lm_use MODEL or -m MODEL."
-            )
-        else:
-            text = (
-                f'LM Studio at {base_url} has no model "{wanted}" and lists none: download one in LM Studio '
-                "(Discover tab) or with `lms get <model>`."
-            )
-        return text
-
     # --- %lm_config / %lm_reset / %lm_last_error ---------------------------------------------------------------------
+    @magic_arguments()
     @line_magic
     def lm_config(self, line: str = "") -> None:
-        """Show the server address, current model and the defaults %%lm uses (change them with %config LMMagics.…)."""
+        """Show the server address (and who answers there), the current model and the defaults %%lm uses (change them
+        with %config LMMagics.…)."""
+        parse_argstring(LMMagics.lm_config, line)
         client = self.client
-        rows = [
-            ("base_url", client.base_url),
-            ("current model", client.current_model or "(none: %lm_use MODEL)"),
-            ("api token", "set" if client.has_api_key else "not set"),
-            ("temperature", "model default" if self.temperature is None else str(self.temperature)),
-            ("max_tokens", "no limit" if self.max_tokens is None else str(self.max_tokens)),
-            ("system", self.system or "(none)"),
-            ("default_format", self.default_format),
-            ("timeout", f"{client.timeout.read:g} s" if client.timeout.read is not None else "none"),
-            ("chat_memory", f"{self.chat_memory} exchanges ({self.memory.exchanges} remembered)"),
-        ]
-        show_bundle(_settings_bundle(rows))
+        fake = self._fake_server(client)
+        if fake:
+            server = FAKE_SERVER_TEXT[0].upper() + FAKE_SERVER_TEXT[1:] + "."
+        elif fake is None:
+            server = "nothing answers there: start LM Studio's server (Developer tab, or `lms server start`)"
+        else:
+            server = "a real server (not the bundled fake)"
+        show_bundle(self.describe(client, remembered=self.memory.exchanges, server=server))
 
+    @magic_arguments()
     @line_magic
     def lm_reset(self, line: str = "") -> None:
         """Forget the %%lm --chat conversation."""
+        parse_argstring(LMMagics.lm_reset, line)
         n = self.memory.clear()
         show_bundle({"text/plain": f"Conversation cleared ({n} exchange{'s' if n != 1 else ''} forgotten)."})
 
+    @magic_arguments()
     @line_magic
     def lm_last_error(self, line: str = "") -> None:
         """The full traceback of the last error an lm magic reported in one line."""
+        parse_argstring(LMMagics.lm_last_error, line)
         err = self.last_error
         if err is None:
             sys.stdout.write("No lm magic has failed in this session.\n")
@@ -222,15 +235,15 @@ class LMMagics(Magics):
     @magic_arguments()
     @argument("-m", "--model", help="Model id for this cell (default: the current one, see %%lm_use).")
     @argument("-s", "--system", help="System prompt for this cell (quote it).")
-    @argument("-t", "--temperature", type=float, help="Sampling temperature.")
-    @argument("--max-tokens", type=int, metavar="N", help="Longest answer in tokens.")
+    @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
+    @argument("--max-tokens", type=int, metavar="N", help="Longest answer in tokens (1 and up; -1: no limit).")
     @argument("--seed", type=int, metavar="N", help="Seed for reproducible sampling.")
     @argument(
         "-f",
         "--format",
         choices=list(FORMATS),
-        help="markdown (default): rendered; text: plain; code: a fenced block; json: parsed and shown as JSON "
-        "(the value is in result.parsed).",
+        help="markdown (default): rendered; text: plain; code: the fenced blocks (all in result.code); json: parsed "
+        "and shown as JSON (the value is in result.parsed).",
     )
     @argument("-o", "--output", metavar="NAME", help="Store the ChatResult in this variable.")
     @argument("--chat", action="store_true", help="Continue the conversation of earlier --chat cells (%%lm_reset).")
@@ -246,6 +259,13 @@ class LMMagics(Magics):
         """
         args = parse_argstring(LMMagics.lm, line)
         self._check_name(args.output)
+        try:
+            params = {
+                "temperature": checked_temperature(args.temperature, "-t/--temperature", unset=""),
+                "max_tokens": checked_max_tokens(args.max_tokens, "--max-tokens", unset=""),
+            }
+        except LMStudioRequestError as err:
+            raise UsageError(str(err)) from None
         prompt = cell.strip("\n")
         if not prompt.strip():
             raise UsageError("The %%lm cell is empty: write the prompt on the lines below %%lm.")
@@ -262,20 +282,26 @@ class LMMagics(Magics):
             raise UsageError(
                 "No model selected: choose one with %lm_use MODEL (%lm_models lists them) or pass -m MODEL."
             )
-        messages = self.memory.prompt(prompt, system=args.system if args.system is not None else self.system,
-                                      chat=args.chat)
+        system = args.system if args.system is not None else self.system
+        messages = self.memory.prompt(prompt, system=system, chat=args.chat)
         params = {
-            "temperature": args.temperature if args.temperature is not None else self.temperature,
-            "max_tokens": args.max_tokens if args.max_tokens is not None else self.max_tokens,
+            "temperature": self.temperature if params["temperature"] is None else params["temperature"],
+            "max_tokens": self.max_tokens if params["max_tokens"] is None else params["max_tokens"],
             "seed": args.seed,
         }
         if args.no_stream:
             return self._answer_blocking(client, messages, model, params, fmt, args)
         return self._answer_streaming(client, messages, model, params, fmt, args)
 
-    def _remember(self, sent: list[dict[str, Any]], result: ChatResult, chat: bool) -> None:
+    def _remember(self, client: LMStudioClient, model: str, sent: list[dict[str, Any]], result: ChatResult,
+                  chat: bool) -> None:
+        if result.content or result.reasoning:  # it answered, so it is loaded now: the next cell is no "Loading …"
+            self._model_states[(client.base_url, model)] = "loaded"
         if chat:
             self.memory.remember(sent, result, keep=self.chat_memory)
+
+    def _failed(self, err: LMStudioError, args: Any) -> BaseException:
+        return self._fail(err, self._advice(err, remembered=self.memory.exchanges if args.chat else 0))
 
     def _answer_blocking(
         self,
@@ -289,13 +315,13 @@ class LMMagics(Magics):
         try:
             result = client.chat(messages, model=model, **params)
         except LMStudioError as err:
-            self._fail(err)
+            self._failed(err, args)
             raise
         except KeyboardInterrupt as err:
             self._fail(err, "stopped before the answer arrived; the connection is closed.")
             raise
-        self._remember(messages, result, args.chat)
-        return self._deliver(result, fmt, args, already_written=False)
+        self._remember(client, model, messages, result, args.chat)
+        return self._deliver(client, result, fmt, args, already_written=False)
 
     def _answer_streaming(
         self,
@@ -306,20 +332,27 @@ class LMMagics(Magics):
         fmt: AnswerFormat,
         args: Any,
     ) -> RenderedChatResult | None:
-        interval = 1.0 / self.updates_per_second if self.updates_per_second > 0 else 0.1
-        view = make_view(self._shell, fmt, model, interval=interval)
+        interval = 1.0 / self.updates_per_second
+        loading = self._model_states.get((client.base_url, model)) in NOT_LOADED_STATES
+        view = make_view(
+            self._shell, fmt, model, interval=interval, loading=loading, fake_server=client.server_is_fake is True
+        )
         try:
             stream = client.stream_chat(messages, model=model, **params)
         except LMStudioError as err:
-            self._fail(err)
+            self._failed(err, args)
             raise
         try:
-            result = stream_into(stream, view)
+            try:
+                result = stream_into(stream, view)
+            finally:
+                # a fresh client learns who answers with its first request: the final footer says it
+                if isinstance(view, (NotebookStreamView, TerminalStreamView)):
+                    view.fake_server = client.server_is_fake is True
         except KeyboardInterrupt as err:
             partial = stream.result()
-            self._remember(messages, partial, args.chat)
-            shown = RenderedChatResult.of(partial, fmt)
-            self._store(args.output, shown)
+            self._remember(client, model, messages, partial, args.chat)
+            self._store(args.output, RenderedChatResult.of(partial, fmt, fake_server=client.server_is_fake is True))
             view.show_final(partial, fmt, note="stopped")
             where = f" and in {args.output}" if args.output else ""
             self._fail(err, f"stopped by you; the partial answer is shown above{where}.")
@@ -327,20 +360,29 @@ class LMMagics(Magics):
         except LMStudioError as err:
             received = err.partial
             if received is not None and (received.content or received.reasoning):
-                self._store(args.output, RenderedChatResult.of(received, fmt))
+                fake = client.server_is_fake is True
+                self._store(args.output, RenderedChatResult.of(received, fmt, fake_server=fake))
                 view.show_final(received, fmt, note="incomplete (error below)")
-            self._fail(err)
+            self._failed(err, args)
             raise
-        self._remember(messages, result, args.chat)
+        self._remember(client, model, messages, result, args.chat)
         written = isinstance(view, TerminalStreamView) and view.wrote_answer
-        return self._deliver(result, fmt, args, already_written=written, view=view)
+        return self._deliver(client, result, fmt, args, already_written=written, view=view)
 
     def _deliver(
-        self, result: ChatResult, fmt: AnswerFormat, args: Any, *, already_written: bool, view: Any = None
+        self,
+        client: LMStudioClient,
+        result: ChatResult,
+        fmt: AnswerFormat,
+        args: Any,
+        *,
+        already_written: bool,
+        view: Any = None,
     ) -> RenderedChatResult | None:
         """Store and return the answer; in a terminal whose text is already written, add only the footer."""
         try:
-            rendered = finish_as(result, fmt)
+            # the answer's footer says when it is the bundled fake server's (known once the client has greeted it)
+            rendered = finish_as(result, fmt, fake_server=client.server_is_fake is True)
         except AnswerFormatError as err:
             self._store(args.output, err.result)
             if already_written and view is not None:
@@ -354,15 +396,3 @@ class LMMagics(Magics):
             view.show_final(rendered, fmt, parsed=rendered.parsed)
             return None
         return rendered
-
-
-def _settings_bundle(rows: list[tuple[str, str]]) -> dict[str, Any]:
-    import html
-
-    width = max(len(k) for k, _ in rows)
-    plain = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-    cells = "".join(
-        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
-        for k, v in rows
-    )
-    return {"text/plain": plain, "text/html": f"<table>{cells}</table>"}

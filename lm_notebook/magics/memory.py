@@ -43,6 +43,10 @@ class ChatMemory:
         if not result.content:
             return
         self.messages.extend([sent[-1], result.as_message()])
+        self.keep_last(keep)
+
+    def keep_last(self, keep: int) -> None:
+        """Forget all but the last ``keep`` exchanges (``%config LMMagics.chat_memory`` lowered takes effect now)."""
         del self.messages[: max(0, len(self.messages) - max(0, keep) * 2)]
 
     def clear(self) -> int:

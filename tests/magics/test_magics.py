@@ -1,102 +1,18 @@
-"""The magics in a real ``InteractiveShell`` against the fake LM Studio server (real loopback HTTP)."""
+"""The magics in a real ``InteractiveShell`` against the fake LM Studio server (real loopback HTTP): settings, models,
+answers and formats, interpolation, conversation memory. Errors: ``test_magic_errors.py``; settings' checks:
+``test_magic_settings.py``."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
-from IPython.core.displaypub import DisplayPublisher
-from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
+from IPython.core.interactiveshell import InteractiveShell
+from magic_shell import MODEL, error_line, recorder, run, shown, use
 
 import lm_notebook.display.answer
-from lm_notebook import LMStudioClient, get_client, set_client
-from lm_notebook.client.errors import (
-    ContextLengthExceededError,
-    LMStudioConnectionError,
-    LMStudioError,
-    ModelNotFoundError,
-    NoModelLoadedError,
-)
-from lm_notebook.display.answer import PLACEHOLDER, RenderedChatResult
+from lm_notebook import get_client
+from lm_notebook.client.errors import ModelNotFoundError
+from lm_notebook.display.answer import RenderedChatResult
 from lm_notebook.testing import MockLMStudioServer
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-MODEL = "qwen2.5-7b-instruct"
-
-
-class Recorder(DisplayPublisher):
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[tuple[dict[str, Any], str | None, bool]] = []
-
-    def publish(self, data: Any, metadata: Any = None, source: Any = None, *, transient: Any = None,
-                update: bool = False, **kw: Any) -> None:
-        self.sent.append((data, (transient or {}).get("display_id"), update))
-
-    def shown(self) -> list[dict[str, Any]]:
-        """Outputs a frontend would keep: new displays, with updates applied to the display they name."""
-        outputs: list[dict[str, Any]] = []
-        ids: dict[str, int] = {}
-        for data, display_id, update in self.sent:
-            if update:
-                if display_id in ids:
-                    outputs[ids[display_id]] = data
-                continue
-            if display_id:
-                ids[display_id] = len(outputs)
-            outputs.append(data)
-        return outputs
-
-
-@pytest.fixture(scope="module")
-def shell() -> InteractiveShell:
-    return InteractiveShell.instance()
-
-
-@pytest.fixture
-def ip(shell: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch,
-       capsys: pytest.CaptureFixture[str]) -> Iterator[InteractiveShell]:
-    """A shell with freshly loaded magics, a recording display publisher and the shared client on the fake server."""
-    monkeypatch.setenv("LMSTUDIO_BASE_URL", lmstudio_mock.url)
-    set_client(LMStudioClient(lmstudio_mock.url, timeout=10))
-    shell.config.pop("LMMagics", None)  # %config in an earlier test must not leak into this one
-    shell.run_line_magic("unload_ext", "lm_notebook")
-    shell.run_line_magic("load_ext", "lm_notebook")
-    saved = shell.display_pub
-    shell.display_pub = Recorder()
-    capsys.readouterr()
-    try:
-        yield shell
-    finally:
-        shell.display_pub = saved
-        for name in ("ans", "models", "data", "topic", "items"):
-            shell.user_ns.pop(name, None)
-        set_client(None)
-
-
-def run(ip: InteractiveShell, source: str) -> ExecutionResult:
-    return ip.run_cell(source, store_history=True)
-
-
-def shown(ip: InteractiveShell) -> list[dict[str, Any]]:
-    return ip.display_pub.shown()  # type: ignore[no-any-return, attr-defined]
-
-
-def error_line(res: ExecutionResult) -> str:
-    """The exact lines IPython shows for the cell's exception (its _render_traceback_)."""
-    err = res.error_in_exec or res.error_before_exec
-    assert err is not None, "the cell should have failed"
-    lines = err._render_traceback_()  # type: ignore[union-attr]
-    assert len(lines) == 1
-    return ANSI.sub("", lines[0])
-
-
-def use(ip: InteractiveShell) -> None:
-    assert run(ip, f"%lm_use {MODEL}").success
-    ip.display_pub.sent.clear()  # type: ignore[attr-defined]
-
 
 # --- loading, settings ------------------------------------------------------------------------------------------
 
@@ -212,10 +128,11 @@ def test_the_answer_is_the_cell_value_and_stored_with_o(ip: InteractiveShell, lm
     value = res.result
     assert isinstance(value, RenderedChatResult) and value is ip.user_ns["ans"]
     assert value.content == "# Title\n\nSome **bold** text." and value.finish_reason == "stop"
-    # the displayhook shows the value; the cell's only other output is the emptied live display
-    assert shown(ip) == [PLACEHOLDER]
-    sent = ip.display_pub.sent  # type: ignore[attr-defined]
-    assert sent[0][0] == PLACEHOLDER and not sent[0][2] and sent[-1] == (PLACEHOLDER, sent[0][1], True)
+    # one live display, updated in place, cleared when the value (the displayhook's) comes: the cell keeps the answer
+    sent = recorder(ip).sent
+    assert sent[0]["msg_type"] == "display_data" and sent[0]["content"]["transient"]["display_id"]
+    assert recorder(ip).kinds()[-1] == "clear_output" and sent[-1]["content"]["wait"] is True
+    assert shown(ip, value) == [value._repr_mimebundle_()]
     md = value._repr_mimebundle_()["text/markdown"]
     assert md.startswith("# Title\n\nSome **bold** text.\n\n<sub>qwen2.5-7b-instruct · ")
 
@@ -279,7 +196,7 @@ def test_cut_at_max_tokens_is_in_the_footer(ip: InteractiveShell) -> None:
     use(ip)
     res = run(ip, "%%lm --max-tokens 5 --no-stream\nWrite a lot")
     assert res.result.finish_reason == "length"
-    assert "· cut at max tokens</sub>" in res.result._repr_mimebundle_()["text/markdown"]
+    assert "· cut at max tokens · fake server</sub>" in res.result._repr_mimebundle_()["text/markdown"]
 
 
 # --- interpolation ----------------------------------------------------------------------------------------------
@@ -322,108 +239,3 @@ def test_chat_continues_across_cells_bounded_and_reset(ip: InteractiveShell, lms
     assert "2 exchanges forgotten" in shown(ip)[-1]["text/plain"]
     run(ip, "%%lm --chat\nfresh")
     assert len(lmstudio_mock.last_request.json["messages"]) == 1  # type: ignore[union-attr]
-
-
-# --- errors: one line each, traceback on demand ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("line", "message"),
-    [
-        ("--bogus", "unrecognized arguments: --bogus"),
-        ("-f yaml", "argument -f/--format: invalid choice: 'yaml'"),
-        ("-o 1x", "-o needs a Python variable name, not '1x'."),
-        ("--max-tokens many", "argument --max-tokens: invalid int value: 'many'"),
-    ],
-)
-def test_bad_flags_are_usage_errors(ip: InteractiveShell, capsys: pytest.CaptureFixture[str], line: str,
-                                    message: str) -> None:
-    use(ip)
-    res = run(ip, f"%%lm {line}\nHi")
-    assert not res.success
-    err = capsys.readouterr().err
-    assert err.startswith("UsageError: ") and message in err and "Traceback" not in err
-
-
-def test_empty_cell_and_no_model_are_usage_errors(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
-    run(ip, "%%lm\n\n")
-    assert "The %%lm cell is empty" in capsys.readouterr().err
-    run(ip, "%%lm\nHi")
-    assert "No model selected: choose one with %lm_use MODEL" in capsys.readouterr().err
-
-
-def test_server_not_running(ip: InteractiveShell) -> None:
-    set_client(LMStudioClient("http://127.0.0.1:9", model=MODEL))
-    line = error_line(run(ip, "%%lm\nHi"))
-    assert line.startswith("LMStudioConnectionError: LM Studio is not reachable at http://127.0.0.1:9")
-    assert "lms server start" in line
-
-
-def test_unknown_model_suggests_lm_use(ip: InteractiveShell) -> None:
-    res = run(ip, "%%lm -m qwen-7b\nHi")
-    line = error_line(res)
-    assert line.startswith('ModelNotFoundError: LM Studio at http://127.0.0.1:')
-    assert "Choose one with %lm_use MODEL" in line and "qwen2.5-7b-instruct" in line
-    # the line is built from the error's fields; the error itself is the client's, as raised
-    err = res.error_in_exec
-    assert isinstance(err, ModelNotFoundError)
-    assert err.model == "qwen-7b" and "qwen2.5-7b-instruct" in err.available
-    assert str(err) == err.message and "%lm_use" not in err.message and line != f"ModelNotFoundError: {err.message}"
-
-
-@pytest.mark.lmstudio_mock(jit_loading=False)
-def test_no_model_loaded(ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
-    lmstudio_mock.unload_all()
-    res = run(ip, "%%lm -m google/gemma-3-4b\nHi")
-    err = res.error_in_exec
-    assert isinstance(err, NoModelLoadedError)
-    # the client's advice, shown as it is (its wording is the client's tests' business)
-    assert error_line(res) == f"NoModelLoadedError: {err.message}"
-    assert "load" in err.message
-
-
-def test_context_length_exceeded(ip: InteractiveShell) -> None:
-    use(ip)
-    res = run(ip, "%%lm\n" + "word " * 5000)
-    err = res.error_in_exec
-    assert isinstance(err, ContextLengthExceededError)
-    assert error_line(res) == f"ContextLengthExceededError: {err.message}"
-    assert "context" in err.message
-
-
-def test_stream_broken_midway_keeps_the_partial_answer_visible(
-    ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(lm_notebook.display.answer, "live_updates_supported", lambda shell: True)
-    use(ip)
-    lmstudio_mock.set_fault("drop", after_chunks=5, times=1)
-    res = run(ip, "%%lm -o ans\nHi")
-    assert error_line(res).startswith("LMStudioStreamError: ")
-    outputs = shown(ip)
-    assert outputs[0] == PLACEHOLDER and len(outputs) == 2
-    assert "· incomplete (error below)</sub>" in outputs[1]["text/markdown"]
-    assert ip.user_ns["ans"].content and ip.user_ns["ans"].content in outputs[1]["text/markdown"]
-
-
-def test_lm_last_error_shows_the_full_traceback(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
-    run(ip, "%lm_last_error")
-    assert "No lm magic has failed" in capsys.readouterr().out
-    set_client(LMStudioClient("http://127.0.0.1:9", model=MODEL))
-    run(ip, "%%lm\nHi")
-    capsys.readouterr()
-    run(ip, "%lm_last_error")
-    out = ANSI.sub("", capsys.readouterr().out)
-    assert "Traceback" in out and "ConnectError" in out and "LMStudioConnectionError" in out
-
-
-def test_errors_are_lm_studio_errors_underneath(ip: InteractiveShell) -> None:
-    set_client(LMStudioClient("http://127.0.0.1:9", model=MODEL))
-    res = run(ip, "%%lm\nHi")
-    err = res.error_in_exec
-    assert isinstance(err, LMStudioError) and isinstance(err, LMStudioConnectionError)
-    # what happened, where, and what to do — the same text in str(), in a log, and on the one line shown
-    assert err.base_url == "http://127.0.0.1:9"
-    assert str(err) == err.message == err.args[0]
-    assert err.message.startswith("LM Studio is not reachable at http://127.0.0.1:9")
-    assert "lms server start" in err.message
-    assert error_line(res) == f"LMStudioConnectionError: {err.message}"

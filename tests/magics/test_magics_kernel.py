@@ -4,12 +4,14 @@ one-line errors — what JupyterLab, Notebook 7 and VS Code receive on iopub."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from kernel_driver import ANSI, Kernel, kernel_for
 
-from lm_notebook.testing import MockLMStudioServer, ModelSpec, default_models
+from lm_notebook.display.frontend import CellOutputs
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec, default_models
 
 MODEL = "qwen2.5-7b-instruct"
 SLOW = "slow-model"
@@ -38,22 +40,28 @@ def test_streaming_updates_one_display_live_then_shows_the_exact_answer(kernel: 
     kinds = [m["msg_type"] for m in run.messages]
     assert kinds[0] == "execute_input"
     first = run.messages[1]
-    assert first["msg_type"] == "display_data" and first["content"]["data"] == {"text/plain": ""}
+    assert first["msg_type"] == "display_data"
+    assert "waiting for the first token" in first["content"]["data"]["text/markdown"]
     display_id = first["content"]["transient"]["display_id"]
     updates = run.of_type("update_display_data")
     assert all(u["content"]["transient"]["display_id"] == display_id for u in updates)
-    live = [u["content"]["data"]["text/markdown"] for u in updates[:-1]]
+    live = [u["content"]["data"]["text/markdown"] for u in updates]
     assert len(live) >= 5, "the answer should be seen growing"
-    assert "waiting for the first token" in live[0]
-    growing = [len(t) for t in live[1:]]
+    growing = [len(t) for t in live]
     assert growing == sorted(growing) and growing[0] < growing[-1]
-    assert updates[-1]["content"]["data"] == {"text/plain": ""}  # the live output empties itself at the end
     # throttled: ≤ ~10 repaints a second however fast the tokens come (200 tokens/s here)
     seconds = run.idle_at - run.started
     assert len(updates) <= 12 * seconds + 2
-    assert kinds[-1] == "execute_result"  # the exact final render is the cell's value
+    # the live view goes when the answer comes: a saved notebook holds the answer once
+    assert kinds[-2:] == ["clear_output", "execute_result"] and run.messages[-2]["content"]["wait"] is True
     final = run.messages[-1]["content"]["data"]
-    assert "▌" not in final["text/markdown"] and "<sub>qwen2.5-7b-instruct · 200 tokens · " in final["text/markdown"]
+    assert "▌" not in final["text/markdown"]
+    assert "<sub>qwen2.5-7b-instruct · 200 tokens · " in final["text/markdown"]
+    assert final["text/markdown"].endswith(" · fake server</sub>")
+    saved = CellOutputs()
+    for message in run.messages:
+        saved.add(message)
+    assert [o["output_type"] for o in saved.outputs()] == ["execute_result"]
     assert kernel.run("assert ans.completion_tokens == 200 and not ans.stopped").status == "ok"
 
 
@@ -63,9 +71,9 @@ def test_interrupt_stops_the_answer_and_the_kernel_takes_the_next_cell(kernel: K
     assert run.interrupted_at is not None, "the answer never started streaming"
     assert run.status == "error"  # so "Run all" stops here, as after any interrupt
     displays = run.of_type("display_data")
-    assert displays[0]["content"]["data"] == {"text/plain": ""}
+    assert "tokens · streaming" in run.of_type("update_display_data")[-1]["content"]["data"]["text/markdown"]
     partial = displays[-1]["content"]["data"]["text/markdown"]
-    assert "· stopped</sub>" in partial
+    assert "· stopped · fake server</sub>" in partial
     (error,) = run.of_type("error")
     assert error["content"]["ename"] == "KeyboardInterrupt"
     assert [ANSI.sub("", line) for line in error["content"]["traceback"]] == [
@@ -101,6 +109,35 @@ def test_a_bad_flag_is_a_usage_error_line(kernel: Kernel) -> None:
     assert not run.of_type("error", "display_data")
 
 
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [("%lm_config bogus", "unrecognized arguments: bogus"), ("%lm_reset now", "unrecognized arguments: now")],
+)
+def test_an_argument_a_magic_does_not_take_is_a_usage_error_line(kernel: Kernel, line: str, words: str) -> None:
+    run = kernel.run(line)
+    assert run.status == "error"
+    (stream,) = run.of_type("stream")
+    assert stream["content"]["name"] == "stderr" and stream["content"]["text"] == f"UsageError: {words}\n"
+    assert not run.of_type("display_data")
+
+
+def test_a_bad_setting_is_refused_when_set_and_the_previous_value_kept(kernel: Kernel) -> None:
+    assert kernel.run("%config LMMagics.timeout = 120").status == "ok"
+    try:
+        run = kernel.run("%config LMMagics.timeout = 0")
+        (stream,) = run.of_type("stream")
+        assert stream["content"]["name"] == "stderr" and stream["content"]["text"].count("\n") == 1
+        assert stream["content"]["text"].endswith(
+            'LMMagics.timeout must be a positive number of seconds, or float("inf") for no read timeout; not 0.\n'
+        )
+        kept = kernel.run("%lm_config")
+        (table,) = kept.of_type("display_data")
+        assert "timeout         120 s" in table["content"]["data"]["text/plain"]
+        assert kernel.run("%%lm\nHi").status == "ok"  # and the next cell is answered, not a traceback
+    finally:
+        kernel.run("%config LMMagics.timeout = None")
+
+
 def test_server_gone_is_one_line(kernel: Kernel) -> None:
     kernel.run("%config LMMagics.base_url = 'http://127.0.0.1:9'")
     try:
@@ -112,3 +149,52 @@ def test_server_gone_is_one_line(kernel: Kernel) -> None:
     (error,) = run.of_type("error")
     assert error["content"]["ename"] == "LMStudioConnectionError"
     assert len(error["content"]["traceback"]) == 1
+
+
+def run_and_act(kernel: Kernel, code: str, *, when: str, act: Callable[[], None], timeout: float = 60) -> list[Any]:
+    """Execute ``code``; once an output of the cell contains ``when``, call ``act`` (once). The cell's messages."""
+    msg_id = kernel.kc.execute(code)
+    messages: list[Any] = []
+    acted = False
+    while True:
+        msg = kernel.kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status":
+            if msg["content"]["execution_state"] == "idle":
+                break
+            continue
+        messages.append(msg)
+        if not acted and when in str(msg["content"].get("data", "")):
+            acted = True
+            act()
+    kernel.kc.get_shell_msg(timeout=10)
+    assert acted, f"no output of the cell said {when!r}"
+    return messages
+
+
+def test_a_just_in_time_load_says_loading_with_the_seconds_before_the_first_token(kernel: Kernel) -> None:
+    clock = ManualClock()
+    model = ModelSpec("m", loaded=False, load_time=30.0, reply_tokens=5)
+    with MockLMStudioServer(models=[model], clock=clock) as loading:
+
+        def finish_the_load() -> None:
+            assert clock.wait_for_pending() == [30.0]  # the server is loading "m" and the cell still shows no token
+            clock.advance(30.0)
+
+        assert kernel.run(f"%config LMMagics.base_url = '{loading.url}'\n%lm_use m").status == "ok"
+        try:
+            messages = run_and_act(kernel, "%%lm -o loaded\nHi", when="Loading m…", act=finish_the_load)
+        finally:
+            kernel.run(f"%config LMMagics.base_url = ''\n%lm_use {MODEL}")
+    shown = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data", "execute_result")]
+    first = shown[0]["content"]["data"]["text/markdown"]
+    assert shown[0]["msg_type"] == "display_data" and "<sub>Loading m… 0 s" in first  # painted before the request
+    # every live view until the answer streams says the model is loading (the load was still pending when the test
+    # saw it: no token could have come), never "waiting for the first token"
+    live = [str(m["content"]["data"]) for m in shown[:-1]]
+    assert all("Loading m…" in view or "tokens · streaming" in view for view in live)
+    final = shown[-1]
+    assert final["msg_type"] == "execute_result" and "Loading" not in str(final["content"]["data"])
+    assert final["content"]["data"]["text/markdown"].endswith(" · fake server</sub>")
+    assert loading.counters.model("m").loads == 1
