@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     # the lazy names, typed for users' type checkers (``reveal_type(compare)`` is the function, not Any)
     from lm_notebook.chat.panel import ChatPanel
     from lm_notebook.comparison.api import acompare, compare
+    from lm_notebook.comparison.interrupt import ComparisonInterrupted, last_comparison
     from lm_notebook.comparison.views import comparison_table, plot_summary, summary
 
 __version__ = "0.1.0"
@@ -60,6 +61,8 @@ _LAZY = {
     "summary": "lm_notebook.comparison.views",
     "plot_summary": "lm_notebook.comparison.views",
     "ChatPanel": "lm_notebook.chat.panel",
+    "ComparisonInterrupted": "lm_notebook.comparison.interrupt",
+    "last_comparison": "lm_notebook.comparison.interrupt",
 }
 
 
@@ -99,6 +102,7 @@ __all__ = [
     "ChatResult",
     "ChatStream",
     "ClientClosedError",
+    "ComparisonInterrupted",
     "ContextLengthExceededError",
     "EndpointNotSupportedError",
     "InvalidRequestError",
@@ -126,6 +130,7 @@ __all__ = [
     "compare",
     "comparison_table",
     "get_client",
+    "last_comparison",
     "plot_summary",
     "set_client",
     "summary",

@@ -11,26 +11,24 @@ with LM Studio's auto-evict; within a model up to the server's parallel slots in
 gets its first request alone, and that row is marked ``cold`` (its load time is ``load_s``, kept out of the TTFT
 statistics). Everything runs on one asyncio loop with :class:`~lm_notebook.client.AsyncLMStudioClient`.
 
-Never losing work: an interrupt (Ctrl-C, the notebook's stop button, or cancelling ``acompare``) returns the
-DataFrame so far, with unfinished rows ``status == "cancelled"`` and their partial text kept; one model failing marks
-only its own rows; 429, 503 and dropped connections are retried with bounded backoff (honouring ``Retry-After``);
-``cache=`` stores finished answers in SQLite so a re-run skips them.
+Stop means stop, and nothing finished is lost: an interrupt (Ctrl-C, the notebook's Stop button) raises
+:class:`~lm_notebook.comparison.interrupt.ComparisonInterrupted` (a ``KeyboardInterrupt``, so the cell ends) whose
+``frame`` holds every row so far — finished rows complete, unfinished ones ``status == "cancelled"`` with their partial
+text — also kept as :func:`last_comparison`; one model failing marks only its own rows; 429, 503 and dropped
+connections are retried with bounded backoff (honouring ``Retry-After``); ``cache=`` stores finished answers in SQLite
+so a re-run skips them.
 
 The parts, each a module of :mod:`lm_notebook.comparison`: ``inputs`` (prompt forms), ``schedule`` (the plan),
 ``preflight`` (what is settled before sending), ``run`` (the executor), ``retry`` (retries, the per-model breaker),
-``rows`` (outcomes → DataFrame), ``progress``, ``cache`` and ``views`` (tables, summary, charts); the ``%%lm_compare``
-magic is :mod:`lm_notebook.magics.compare`.
+``rows`` (outcomes → DataFrame), ``progress``, ``cache``, ``interrupt`` (Stop), ``user_warnings`` and ``views``
+(tables, summary, charts); the ``%%lm_compare`` magic is :mod:`lm_notebook.magics.compare`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import threading
-import warnings
-from collections.abc import Coroutine, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any, TypeAlias
 
 import pandas as pd
@@ -39,16 +37,25 @@ from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient, reso
 from lm_notebook.client.errors import NoCurrentModelError
 from lm_notebook.comparison.cache import ResponseCache, open_cache
 from lm_notebook.comparison.inputs import chat_messages, prompt_inputs
+from lm_notebook.comparison.interrupt import (
+    ComparisonInterrupted,
+    SigintWatch,
+    last_comparison,
+    remember,
+    run_to_end,
+)
 from lm_notebook.comparison.progress import ProgressCallback, ProgressEvent
 from lm_notebook.comparison.retry import RetryPolicy
 from lm_notebook.comparison.rows import COLUMNS
 from lm_notebook.comparison.run import ComparisonRun
 from lm_notebook.comparison.schedule import Concurrency, plan_requests, resolve_slots
+from lm_notebook.comparison.user_warnings import warn_at_user_line
 from lm_notebook.comparison.views import ComparisonTable, comparison_table, plot_summary, summary
 
 __all__ = [
     "COLUMNS",
     "DEFAULT_RETRY",
+    "ComparisonInterrupted",
     "ComparisonTable",
     "ProgressEvent",
     "ResponseCache",
@@ -56,6 +63,7 @@ __all__ = [
     "acompare",
     "compare",
     "comparison_table",
+    "last_comparison",
     "plot_summary",
     "summary",
 ]
@@ -67,19 +75,34 @@ CacheArg: TypeAlias = "bool | str | Path | ResponseCache | None"
 DEFAULT_RETRY = RetryPolicy()
 
 
+NO_MODEL = (
+    "No model to compare: pass models=['model-a', 'model-b'] (list_models() shows the ids), or set the current model "
+    "compare uses without them: client.set_current_model('model-id'), or %lm_use model-id in a notebook."
+)
+
+
 def _models_list(models: str | Sequence[str] | None, client: AsyncLMStudioClient) -> list[str]:
     if models is None:
         if not client.current_model:
-            raise NoCurrentModelError()
+            raise NoCurrentModelError(NO_MODEL)
         return [client.current_model]
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",")] if "," in models else [models]
-    out = list(dict.fromkeys(m for m in models if m))
+    out = [m for m in models if m]
     if not out:
         raise ValueError("No models given: pass model ids, e.g. compare(prompts, ['model-a', 'model-b']).")
     for m in out:
         if not isinstance(m, str):
             raise TypeError(f"Model ids must be strings, not {type(m).__name__}.")
+    # Refused rather than collapsed or kept twice: (prompt, model, repeat) names a row, and several answers from one
+    # model are what repeats= is for.
+    twice = sorted({m for m in out if out.count(m) > 1})
+    if twice:
+        listed = ", ".join(repr(m) for m in twice)
+        raise ValueError(
+            f"models lists {listed} more than once: give each model once (for several answers per prompt from one "
+            "model, pass repeats=N)."
+        )
     return out
 
 
@@ -151,10 +174,9 @@ async def _start(
             await aclient.aclose()
         raise
     if rcache is not None and not rcache.accepts(all_params):
-        warnings.warn(
+        warn_at_user_line(
             "compare(cache=...): these requests are not deterministic (no temperature=0 and no seed), so nothing "
-            "is cached. Pass temperature=0 or a seed, or cache=ResponseCache(path, deterministic_only=False).",
-            stacklevel=3,
+            "is cached. Pass temperature=0 or a seed, or cache=ResponseCache(path, deterministic_only=False)."
         )
     run = ComparisonRun(
         specs=specs, inputs=inputs, messages=messages, params=all_params, extra_params=dict(params), system=system,
@@ -201,7 +223,9 @@ def compare(
     - ``cache``: ``True`` (default location), a path, or a :class:`ResponseCache`; deterministic requests only.
     - ``progress``: a bar (``True``), none (``False``), or a callable receiving each :class:`ProgressEvent`.
 
-    Interrupting (Ctrl-C, the stop button) returns the rows so far; unfinished ones have ``status == "cancelled"``.
+    Interrupting it (Ctrl-C, the notebook's Stop button) raises :class:`ComparisonInterrupted`, a
+    ``KeyboardInterrupt``: the cell (or loop) stops, and its ``frame`` — also :func:`last_comparison` — holds every row
+    so far, unfinished ones with ``status == "cancelled"`` and their partial text.
 
     >>> df = compare({"mutex": "Explain a mutex.", "primes": "Name 3 primes."},
     ...              ["qwen2.5-7b-instruct", "google/gemma-3-4b"], temperature=0)   # doctest: +SKIP
@@ -214,11 +238,12 @@ def compare(
         params=dict(params), reuse_async=False, box=box,
     )
     try:
-        return _run_sync(coro)
+        frame = run_to_end(coro)
     except KeyboardInterrupt:
         if not box:
-            raise  # interrupted while starting: no row to keep
-        return box[0].recover()
+            raise  # interrupted while starting: there is no row to keep
+        frame = box[0].recover()  # a second Ctrl-C, or one before the run began
+    return _result(box[0], frame, "compare()")
 
 
 async def acompare(
@@ -238,70 +263,51 @@ async def acompare(
     template: str | None = None,
     **params: object,
 ) -> pd.DataFrame:
-    """The async twin of :func:`compare` (same arguments). Cancelling it returns the rows so far.
+    """The async twin of :func:`compare` (same arguments).
 
+    Ctrl-C or the Stop button (which cancel the task running it, in ``asyncio.run`` and in Jupyter) raises
+    :class:`ComparisonInterrupted`, as :func:`compare` does. Cancelled by code — ``task.cancel()``, a timeout, a
+    ``TaskGroup`` — it raises ``CancelledError`` as asyncio expects; the rows so far are in :func:`last_comparison`.
     An :class:`AsyncLMStudioClient` passed as ``client`` is used as is (and left open).
     """
-    return await _start(
-        prompts, models, client=client, template=template, system=system, repeats=repeats, temperature=temperature,
-        max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache, progress=progress, timeout=timeout,
-        params=dict(params), reuse_async=True, box=[],
-    )
-
-
-def _run_sync(coro: Coroutine[Any, Any, pd.DataFrame]) -> pd.DataFrame:
-    """Run ``coro`` to the end: with ``asyncio.run`` in a script, on the running loop (nest_asyncio) in Jupyter.
-
-    Either way the first Ctrl-C cancels the run, which returns the rows so far: ``asyncio.run`` does that itself,
-    :class:`_CtrlCCancels` does it inside a running loop.
-    """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        result: pd.DataFrame = asyncio.run(coro)
-        return result
-    import nest_asyncio
-
-    nest_asyncio.apply(loop)
-    task = loop.create_task(coro)
-    with _CtrlCCancels(task) as ctrl_c:
+    box: list[ComparisonRun] = []
+    with SigintWatch() as sigint:
         try:
-            nested: pd.DataFrame = loop.run_until_complete(task)
+            frame = await _start(
+                prompts, models, client=client, template=template, system=system, repeats=repeats,
+                temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
+                progress=progress, timeout=timeout, params=dict(params), reuse_async=True, box=box,
+            )
         except asyncio.CancelledError:
-            if ctrl_c.pressed:
-                raise KeyboardInterrupt from None  # cancelled before the run began: nothing to return
-            raise
-    return nested
+            if not box:
+                raise
+            box[0].stopped_by = "cancel"  # before the run began (while it read the models)
+            box[0].interrupt()
+            frame = box[0].frame()
+    run = box[0]
+    if run.stopped_by == "cancel":
+        if not sigint.pressed:
+            remember(frame)
+            raise asyncio.CancelledError  # cancelled by code: asyncio's signal goes on (timeouts, task groups)
+        # a Stop: raised as ComparisonInterrupted instead, so the cancellation is handled here
+        uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
+    return _result(run, frame, "acompare()")
 
 
-class _CtrlCCancels:
-    """The first Ctrl-C cancels ``task`` instead of raising KeyboardInterrupt; a second one raises it as usual.
+def _result(run: ComparisonRun, frame: pd.DataFrame, caller: str) -> pd.DataFrame:
+    """``frame``, kept as :func:`last_comparison`; raised in :class:`ComparisonInterrupted` when the run was stopped."""
+    remember(frame)
+    if run.stopped_by is None:
+        return frame
+    cache = run.cache
+    # a re-run resumes only from a cache that outlives this call and holds at least one of its answers
+    resumable = (
+        cache is not None
+        and cache.accepts(run.send)
+        and not (run.owns_cache and str(cache.path) == ":memory:")
+        and any(o is not None and o.status == "ok" for o in run.outcomes)
+    )
+    raise ComparisonInterrupted(frame, resumable=resumable, caller=caller)
 
-    Inside a running loop (a notebook cell) Ctrl-C raises KeyboardInterrupt wherever the main thread happens to be,
-    and inside httpx's connection set-up (anyio's task group) it can be lost: the run would go on to the end. This is
-    what ``asyncio.Runner`` does for ``asyncio.run``. A SIGINT handler other than Python's default is left alone.
-    """
-
-    def __init__(self, task: asyncio.Task[pd.DataFrame]) -> None:
-        self.task = task
-        self.pressed = False
-
-    def __enter__(self) -> _CtrlCCancels:
-        if threading.current_thread() is threading.main_thread() and (
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            signal.signal(signal.SIGINT, self._on_sigint)
-        return self
-
-    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        if self.pressed or self.task.done():
-            raise KeyboardInterrupt
-        self.pressed = True
-        self.task.cancel()
-        self.task.get_loop().call_soon_threadsafe(lambda: None)  # wake the loop if it waits in select()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if signal.getsignal(signal.SIGINT) == self._on_sigint:
-            signal.signal(signal.SIGINT, signal.default_int_handler)

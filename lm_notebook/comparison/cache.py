@@ -26,6 +26,11 @@ from typing import Any
 
 # Bump when the stored record's shape changes: old entries then simply miss.
 KEY_VERSION = 1
+# Marks an SQLite file as this cache ("lmnb"), so a database of anyone else's is never written to.
+APPLICATION_ID = 0x6C6D6E62
+_COLUMNS = ("key", "model", "created", "record")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_WHAT_TO_PASS = "Pass a file path of its own, e.g. cache='answers.sqlite', or cache=True for the default location."
 
 
 def default_cache_path() -> Path:
@@ -74,10 +79,63 @@ def cache_key(
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def check_cache_file(path: Path) -> None:
+    """Refuse (``ValueError``, naming the path and what to pass) a path that is not ours to write: a directory, a
+    file with other bytes, another SQLite database. A missing or empty file is fine (it becomes the cache); nothing is
+    written here, so a refused file is left exactly as it was."""
+    if path.is_dir():
+        raise ValueError(
+            f"cache={str(path)!r} is a directory: pass a file in it, e.g. cache={str(path / 'compare.sqlite')!r}, "
+            "or cache=True for the default location."
+        )
+    if path.exists() and not path.is_file():
+        raise ValueError(f"cache={str(path)!r} is not a regular file. {_WHAT_TO_PASS}")
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+        if header != _SQLITE_HEADER:
+            raise ValueError(
+                f"cache={str(path)!r} is a file that is not an answer cache (not an SQLite database); it is left "
+                f"as it is. {_WHAT_TO_PASS}"
+            )
+        _check_database(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cache={str(path)!r}: cannot make its folder ({exc}). {_WHAT_TO_PASS}") from exc
+
+
+def _check_database(path: Path) -> None:
+    """An existing SQLite file is ours when it carries our application id, or (made before the id was set) holds
+    just our table."""
+    try:
+        # read-only: looking must not change the file (no journal, no schema)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            (application_id,) = db.execute("PRAGMA application_id").fetchone()
+            tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            columns = tuple(row[1] for row in db.execute("PRAGMA table_info(responses)"))
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise ValueError(
+            f"cache={str(path)!r} cannot be read as an answer cache ({exc}); it is left as it is. {_WHAT_TO_PASS}"
+        ) from exc
+    if application_id == APPLICATION_ID or (application_id == 0 and tables == ["responses"] and columns == _COLUMNS):
+        return
+    what = f"its tables: {', '.join(tables)}" if tables else "another application's"
+    raise ValueError(
+        f"cache={str(path)!r} is an SQLite database that is not an answer cache ({what}); it is left as it is. "
+        f"{_WHAT_TO_PASS}"
+    )
+
+
 class ResponseCache:
     """Answers on disk, keyed by :func:`cache_key`. Safe to share between threads; writes are committed at once.
 
-    ``path``: a file (created with its directory), ``":memory:"``, or None for :func:`default_cache_path`.
+    ``path``: a file (created with its directory), ``":memory:"``, or None for :func:`default_cache_path`; a
+    directory, or a file that is not such a cache (other bytes, another SQLite database), is refused with a
+    ``ValueError`` and left untouched.
     ``deterministic_only=False`` caches sampled answers too (a re-run then shows the same sample).
     """
 
@@ -90,14 +148,20 @@ class ResponseCache:
         else:
             self.path = Path(path).expanduser()
         if isinstance(self.path, Path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_cache_file(self.path)
         self.deterministic_only = deterministic_only
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, created REAL, record TEXT)"
-        )
-        self._db.commit()
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+            self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, created REAL, record TEXT)"
+            )
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise ValueError(
+                f"cache={str(self.path)!r}: SQLite cannot open it as a cache ({exc}). {_WHAT_TO_PASS}"
+            ) from exc
 
     def __repr__(self) -> str:
         return f"ResponseCache({str(self.path)!r}, deterministic_only={self.deterministic_only})"

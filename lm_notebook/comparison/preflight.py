@@ -12,14 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lm_notebook.client.clients import AsyncLMStudioClient
-from lm_notebook.client.errors import (
-    LMStudioConnectionError,
-    LMStudioError,
-    ModelNotFoundError,
-    model_not_found_message,
-)
+from lm_notebook.client.errors import LMStudioConnectionError, LMStudioError, ModelNotFoundError, suggest_model
 from lm_notebook.client.types import ModelInfo
-from lm_notebook.comparison.cache import cache_key
+from lm_notebook.comparison.cache import ResponseCache, cache_key
 from lm_notebook.comparison.rows import Outcome
 from lm_notebook.comparison.schedule import RequestSpec
 
@@ -50,7 +45,7 @@ def refusal(model: str, infos: Mapping[str, ModelInfo], base_url: str) -> ModelN
     ids = sorted(infos)
     info = infos.get(model)
     if not known_model(model, infos):
-        message, status = model_not_found_message(model, ids, base_url), 404
+        message, status = not_listed_message(model, ids, base_url), 404
     elif info is not None and info.type == "embeddings":
         message = (
             f'"{model}" is an embedding model: it cannot chat. Compare it with client.embed(...) instead, or pick a '
@@ -60,6 +55,18 @@ def refusal(model: str, infos: Mapping[str, ModelInfo], base_url: str) -> ModelN
     else:
         return None
     return ModelNotFoundError(message, status_code=status, model=model, available=ids)
+
+
+def not_listed_message(model: str, ids: list[str], base_url: str) -> str:
+    """The client's "not available" message, with compare's own remedy: the id is fixed where it was given (the
+    client's says set_current_model, which compare does not read)."""
+    shown = ", ".join(ids[:20]) + (" …" if len(ids) > 20 else "")
+    guess = suggest_model(model, ids)
+    did_you_mean = f' Did you mean "{guess}"?' if guess else ""
+    return (
+        f'Model "{model}" is not available on LM Studio at {base_url}. Available: {shown}.{did_you_mean} Fix the id '
+        "in models (compare's models=, %%lm_compare's -m), or download the model in LM Studio."
+    )
 
 
 def refused_rows(specs: Sequence[RequestSpec], infos: Mapping[str, ModelInfo], base_url: str) -> dict[int, Outcome]:
@@ -87,3 +94,24 @@ def request_key(
         quantization=info.quantization if info else None,
         format=info.format if info else None,
     )
+
+
+def cache_hits(
+    specs: Sequence[RequestSpec],
+    messages: Sequence[Sequence[Mapping[str, Any]]],
+    params: Mapping[str, Any],
+    infos: Mapping[str, ModelInfo],
+    cache: ResponseCache,
+    settled: Sequence[object | None],
+) -> tuple[list[str | None], dict[int, Outcome]]:
+    """Every row's cache key, and the rows the cache answers (row index → its stored outcome); a row ``settled``
+    already (refused) is not looked up."""
+    keys: list[str | None] = []
+    hits: dict[int, Outcome] = {}
+    for spec in specs:
+        key = request_key(spec, messages[spec.prompt_index], params, infos.get(spec.model))
+        keys.append(key)
+        record = cache.get(key) if settled[spec.index] is None else None
+        if record is not None:
+            hits[spec.index] = Outcome.from_record(record)
+    return keys, hits

@@ -6,21 +6,26 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
-EventKind = Literal["start", "model", "row", "end"]
+EventKind = Literal["start", "model", "loading", "loaded", "row", "end"]
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """What a ``progress=`` callback receives: at the start, when a model's turn begins, after each row, at the end.
+    """What a ``progress=`` callback receives, in this order:
 
-    ``kind``: ``"start" | "model" | "row" | "end"``; ``index`` is the row's position in the result.
+    - ``"start"``: at once, before anything is sent (rows found in the cache or refused follow as ``"row"``s);
+    - ``"model"``: a model's turn begins; ``cold`` when it is not loaded (its first request carries the load);
+    - ``"loading"``: about once a second while that first request waits for the model, ``elapsed_s`` so far;
+    - ``"loaded"``: its first token came, ``elapsed_s`` after the request (none when the request failed first);
+    - ``"row"``: after each row settles, ``index`` its position in the result, ``status`` its status;
+    - ``"end"``: the run is over (not sent when it was interrupted).
     """
 
-    kind: Literal["start", "model", "row", "end"]
+    kind: EventKind
     done: int
     total: int
     errors: int
@@ -29,44 +34,67 @@ class ProgressEvent:
     index: int | None = None
     status: str | None = None
     cold: bool = False
+    elapsed_s: float | None = None
 
 
 ProgressCallback = Callable[[ProgressEvent], object]
 
 
 class ProgressBar:
-    """tqdm's bar (the widget in a notebook, text in a terminal); any failure of the bar only turns it off."""
+    """tqdm's bar (the widget in a notebook, text in a terminal); any failure of the bar only turns it off.
 
-    def __init__(self, total: int, models: Sequence[str]) -> None:
+    Shown from the start: the description says which model is loading and for how long, then the model whose rows
+    are running; the counts after the bar are each model's rows done and the errors so far.
+    """
+
+    def __init__(self, total: int, models: Sequence[str], *, file: IO[str] | None = None) -> None:
         self._counts = {m: [0, 0] for m in models}  # model → [done, total]
+        for m in models:
+            self._counts[m][1] += 1
+        self._errors = 0
+        self._loading: str | None = None  # the model whose load the description shows
         self._bar: Any = None
         try:
             tqdm = importlib.import_module("tqdm.auto").tqdm
-            # delay: a comparison that is over in a moment shows no bar at all
-            self._bar = tqdm(total=total, desc="compare", unit="answer", delay=0.5, leave=True, dynamic_ncols=True)
+            # delay=0: shown at once, so a model's load is never a blank wait
+            self._bar = tqdm(total=total, desc="compare", unit="answer", delay=0, leave=True, dynamic_ncols=True,
+                             file=file)
+            self._bar.set_postfix_str(self._counts_text(), refresh=True)
         except Exception:
             self._bar = None
 
-    def set_totals(self, totals: Mapping[str, int]) -> None:
-        for m, n in totals.items():
-            self._counts.setdefault(m, [0, 0])[1] = n
+    def _counts_text(self) -> str:
+        shown = " · ".join(f"{m} {d}/{t}" for m, (d, t) in self._counts.items())
+        return shown + (f" · {self._errors} error{'s' if self._errors != 1 else ''}" if self._errors else "")
 
     def __call__(self, event: ProgressEvent) -> None:
         if self._bar is None:
             return
         try:
-            if event.kind == "model" and event.model:
-                self._bar.set_description(f"{event.model}{' (loading)' if event.cold else ''}", refresh=False)
-            if event.kind == "row" and event.model:
-                self._counts.setdefault(event.model, [0, 0])[0] += 1
-                shown = " · ".join(f"{m} {d}/{t}" for m, (d, t) in self._counts.items())
-                errors = f" · {event.errors} error{'s' if event.errors != 1 else ''}" if event.errors else ""
-                self._bar.set_postfix_str(shown + errors, refresh=False)
-                self._bar.update(1)
-            if event.kind == "end":
-                self.close()
+            self._show(event)
         except Exception:
             self._bar = None
+
+    def _show(self, event: ProgressEvent) -> None:
+        model = event.model
+        if event.kind == "model" and model:
+            self._loading = model if event.cold else None
+            self._bar.set_description(f"{model}: loading…" if event.cold else model, refresh=True)
+        elif event.kind == "loading" and model and model == self._loading:
+            self._bar.set_description(f"{model}: loading… {event.elapsed_s or 0:.0f} s", refresh=True)
+        elif event.kind == "loaded" and model:
+            self._loading = None
+            self._bar.set_description(f"{model} (loaded in {event.elapsed_s or 0:.1f} s)", refresh=True)
+        elif event.kind == "row" and model:
+            if model == self._loading:  # its first request ended without a token: the load is over all the same
+                self._loading = None
+                self._bar.set_description(model, refresh=False)
+            self._counts.setdefault(model, [0, 0])[0] += 1
+            self._errors = event.errors
+            self._bar.set_postfix_str(self._counts_text(), refresh=False)
+            self._bar.update(1)
+        elif event.kind == "end":
+            self.close()
 
     def close(self) -> None:
         bar, self._bar = self._bar, None
@@ -80,14 +108,12 @@ class ProgressBar:
 class ProgressReporter:
     """What ``compare(progress=...)`` asked for: a bar (``True``), nothing (``False``), or a callable per event."""
 
-    def __init__(self, progress: bool | ProgressCallback, totals: Mapping[str, int]) -> None:
-        self.total = sum(totals.values())
+    def __init__(self, progress: bool | ProgressCallback, models: Sequence[str]) -> None:
+        """``models``: each row's model, in order."""
+        self.total = len(models)
         self._done = self._errors = self._cached = 0
         self._callback: ProgressCallback | None = progress if callable(progress) else None
-        self._bar: ProgressBar | None = None
-        if progress is True:
-            self._bar = ProgressBar(self.total, list(totals))
-            self._bar.set_totals(totals)
+        self._bar: ProgressBar | None = ProgressBar(self.total, models) if progress is True else None
 
     def event(self, kind: EventKind, **kw: Any) -> ProgressEvent:
         return ProgressEvent(kind, self._done, self.total, self._errors, self._cached, **kw)

@@ -83,6 +83,27 @@ class Outcome:
         return out
 
     @classmethod
+    def answered(
+        cls, result: ChatResult, *, model: str, context_length: int | None, started_at: str, attempts: int,
+        cold: bool,
+    ) -> Outcome:
+        """A finished answer's row. One with no text, no thinking and no tool call is an error row ("EmptyAnswer"):
+        LM Studio (and llama.cpp) end some context overflows with a well-formed, empty stream.
+        ``context_length``: the model's loaded context, when known."""
+        out = cls.from_result(result, started_at=started_at, attempts=attempts, cold=cold)
+        if result.content or result.reasoning or result.tool_calls:
+            return out
+        out.status, out.error_type = "error", "EmptyAnswer"
+        size = f" (the prompt is {result.prompt_tokens} tokens)" if result.prompt_tokens else ""
+        loaded = f"its loaded context of {context_length} tokens" if context_length else "its context length"
+        above = f", N above {context_length}" if context_length else ""
+        out.error = (
+            f"{model} sent an empty answer: the prompt{size} may not fit {loaded}. Shorten the prompt or the system "
+            f"prompt, or reload the model with a larger context (lms load {model} --context-length N{above})."
+        )
+        return out
+
+    @classmethod
     def cancelled(
         cls, partial: ChatResult | None, *, started_at: str | None, attempts: int, cold: bool
     ) -> Outcome:
@@ -102,7 +123,8 @@ class Outcome:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Outcome:
         known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, "cached": True})
+        # a stored answer is never cold: nothing was loaded for it (its record keeps the run that made it)
+        return cls(**{**known, "cached": True, "cold": False})
 
 
 def build_frame(

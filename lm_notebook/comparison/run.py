@@ -9,12 +9,11 @@ is :mod:`lm_notebook.comparison.preflight`.
 from __future__ import annotations
 
 import asyncio
-import warnings
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pandas as pd
@@ -25,15 +24,19 @@ from lm_notebook.client.errors import LMStudioAPIError, LMStudioConnectionError,
 from lm_notebook.client.types import ChatResult, ModelInfo
 from lm_notebook.comparison.cache import ResponseCache
 from lm_notebook.comparison.inputs import PromptInputs
-from lm_notebook.comparison.preflight import model_infos, refused_rows, request_key
-from lm_notebook.comparison.progress import ProgressCallback, ProgressReporter
+from lm_notebook.comparison.interrupt import cancel_and_wait
+from lm_notebook.comparison.preflight import cache_hits, model_infos, refused_rows
+from lm_notebook.comparison.progress import EventKind, ProgressCallback, ProgressReporter
 from lm_notebook.comparison.retry import ModelBreaker, RetryPolicy, worth_retrying
 from lm_notebook.comparison.rows import Outcome, build_frame
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec, resolve_slots, schedule
+from lm_notebook.comparison.user_warnings import warn_at_user_line
 
 # The longest an interrupt waits for the requests in flight to stop. A cancelled request ends at its next await; this
 # only bounds one that does not, so that Stop still returns the rows. Read at call time (a test may lift it).
 STOP_WAIT_SECONDS: float | None = 5.0
+# How often the progress hears how long a model has been loading for its first request (read at call time).
+LOADING_TICK_SECONDS = 1.0
 
 
 def _now() -> str:
@@ -47,6 +50,7 @@ class _BatchState:
     breaker: ModelBreaker
     warm: asyncio.Event = field(default_factory=asyncio.Event)
     cold_next: bool = False
+    loading_since: float | None = None  # loop time the first request to a model known not to be loaded was sent
 
 
 class ComparisonRun:
@@ -88,17 +92,16 @@ class ComparisonRun:
         self.keys: list[str | None] = [None] * len(specs)
         self.batches: list[ModelBatch] = []
         self.interrupted = False
+        # how the run was stopped: a KeyboardInterrupt (in a progress callback, a second Ctrl-C), or a cancellation
+        self.stopped_by: Literal["keyboard", "cancel"] | None = None
         self.server_down: LMStudioConnectionError | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.main_task: asyncio.Task[Any] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._live: dict[int, AsyncChatStream] = {}  # row index → its stream in flight
         self._begun: dict[int, tuple[str, int, bool]] = {}  # row index → (started_at, attempts, cold)
-        self._events: asyncio.Queue[tuple[str, Any] | None] | None = None
-        totals: dict[str, int] = {}
-        for spec in specs:
-            totals[spec.model] = totals.get(spec.model, 0) + 1
-        self._progress = ProgressReporter(progress, totals)
+        self._events: asyncio.Queue[tuple[EventKind, Any] | None] | None = None
+        self._progress = ProgressReporter(progress, [spec.model for spec in specs])
         self._closed = False
 
     # --- setup -------------------------------------------------------------------------------------------------
@@ -108,12 +111,9 @@ class ComparisonRun:
         for index, outcome in refused_rows(self.specs, self.infos, self.client.base_url).items():
             self.outcomes[index] = outcome
         if self.cache is not None and self.cache.accepts(self.send):
-            for spec in self.specs:
-                key = request_key(spec, self.messages[spec.prompt_index], self.send, self.infos.get(spec.model))
-                self.keys[spec.index] = key
-                record = self.cache.get(key) if self.outcomes[spec.index] is None else None
-                if record is not None:
-                    self.outcomes[spec.index] = Outcome.from_record(record)
+            self.keys, hits = cache_hits(self.specs, self.messages, self.send, self.infos, self.cache, self.outcomes)
+            for index, outcome in hits.items():
+                self.outcomes[index] = outcome
         todo = [s for s in self.specs if self.outcomes[s.index] is None]
         loaded = [i.id for i in self.infos.values() if i.loaded]
         parallel = {i.id: i.parallel for i in self.infos.values()}
@@ -139,11 +139,11 @@ class ComparisonRun:
                 if kind == "row":
                     self._report_row(payload)
                 else:
-                    model, cold = payload
-                    self._progress.report(self._progress.event("model", model=model, cold=cold))
+                    self._progress.report(self._progress.event(kind, **payload))
             await scheduler
             self._progress.report(self._progress.event("end"))
-        except (asyncio.CancelledError, KeyboardInterrupt):
+        except (asyncio.CancelledError, KeyboardInterrupt) as exc:
+            self.stopped_by = "keyboard" if isinstance(exc, KeyboardInterrupt) else "cancel"
             self.interrupt()
             await self._drain()
         finally:
@@ -179,16 +179,23 @@ class ComparisonRun:
         loaded = fresh is not None and fresh.loaded
         known_cold = fresh is not None and fresh.state is not None and not fresh.loaded
         state.cold_next = known_cold
-        self._put(("model", (batch.model, known_cold)))
+        self._put(("model", {"model": batch.model, "cold": known_cold}))
         slots = batch.slots
         if loaded and not batch.slots_known and fresh is not None:
             slots, _ = resolve_slots(self.concurrency, fresh.parallel)
+        ticker = None
+        if known_cold:
+            state.loading_since = asyncio.get_running_loop().time()
+            ticker = self._spawn(self._tick_loading(state))
         workers = [self._spawn(self._worker(state))]
         if not loaded:
             # The first request carries the load; the other slots open once its first token shows the model is up.
             waiter = self._spawn(state.warm.wait())
             await asyncio.wait({workers[0], waiter}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
+            state.loading_since = None  # over, with a first token or with the first request's end (an error)
+            if ticker is not None:
+                ticker.cancel()
             fresh = await self._refresh(batch.model)
             if not batch.slots_known:
                 slots, _ = resolve_slots(self.concurrency, fresh.parallel if fresh else None)
@@ -197,6 +204,26 @@ class ComparisonRun:
         if state.breaker.failure is not None and state.pending:
             self._fail_rest(list(state.pending), state.breaker.failure, state.breaker.failure_note)
             state.pending.clear()
+
+    async def _tick_loading(self, state: _BatchState) -> None:
+        """While a model loads for its first request: a "loading" event every LOADING_TICK_SECONDS."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(LOADING_TICK_SECONDS)
+            since = state.loading_since
+            if since is None:
+                return
+            self._put(("loading", {"model": state.batch.model, "elapsed_s": loop.time() - since}))
+
+    def _warm(self, state: _BatchState) -> None:
+        """The model answered: open its other slots, and end its loading (said at once, before its first row)."""
+        if state.warm.is_set():
+            return
+        state.warm.set()
+        since, state.loading_since = state.loading_since, None
+        if since is not None:
+            elapsed = asyncio.get_running_loop().time() - since
+            self._put(("loaded", {"model": state.batch.model, "elapsed_s": elapsed}))
 
     async def _refresh(self, model: str) -> ModelInfo | None:
         try:
@@ -228,8 +255,7 @@ class ComparisonRun:
                 self._live[spec.index] = stream
                 try:
                     async for _part in stream.iter_parts():
-                        if not state.warm.is_set():
-                            state.warm.set()
+                        self._warm(state)
                     result = await stream.result()
                 except LMStudioError as err:
                     partial = err.partial
@@ -264,10 +290,14 @@ class ComparisonRun:
                         del self._live[spec.index]
                         await stream.aclose()
                 state.breaker.note(None)
-                state.warm.set()
-                self._finish(
-                    spec.index, Outcome.from_result(result, started_at=started_at, attempts=attempts, cold=cold)
-                )
+                self._warm(state)
+                if not (result.content or result.reasoning or result.tool_calls):
+                    await self._refresh(spec.model)  # the context it is loaded with, for the empty answer's message
+                info = self._seen_loaded.get(spec.model) or self.infos.get(spec.model)
+                self._finish(spec.index, Outcome.answered(
+                    result, model=spec.model, context_length=info.loaded_context_length if info else None,
+                    started_at=started_at, attempts=attempts, cold=cold,
+                ))
                 return
         except asyncio.CancelledError:
             if self.outcomes[spec.index] is None:
@@ -285,8 +315,7 @@ class ComparisonRun:
             try:
                 self.cache.put(key, outcome.record(), model=self.specs[index].model)
             except Exception as exc:  # a full disk must not cost the answer
-                warnings.warn(f"compare(): could not write the cache ({exc}); answers are still returned.",
-                              stacklevel=2)
+                warn_at_user_line(f"compare(): could not write the cache ({exc}); answers are still returned.")
         self._put(("row", index))
 
     def _fail_rest(self, specs: Sequence[RequestSpec], err: LMStudioError, note: str | None) -> None:
@@ -297,7 +326,7 @@ class ComparisonRun:
                     spec.index, Outcome.from_error(err, started_at=None, attempts=0, cold=False, message=message)
                 )
 
-    def _put(self, event: tuple[str, Any]) -> None:
+    def _put(self, event: tuple[EventKind, Any]) -> None:
         if self._events is not None:
             self._events.put_nowait(event)
 
@@ -305,17 +334,13 @@ class ComparisonRun:
     def interrupt(self) -> None:
         """Stop now: rows in flight keep their partial text, rows not run are marked cancelled. Idempotent."""
         self.interrupted = True
-        for index, stream in list(self._live.items()):
-            if self.outcomes[index] is None:
-                started_at, attempts, cold = self._begun.get(index, (None, 0, False))
-                self.outcomes[index] = Outcome.cancelled(
-                    stream.partial(), started_at=started_at, attempts=attempts, cold=cold
-                )
         for spec in self.specs:
             if self.outcomes[spec.index] is None:
+                stream = self._live.get(spec.index)
                 started_at, attempts, cold = self._begun.get(spec.index, (None, 0, False))
                 self.outcomes[spec.index] = Outcome.cancelled(
-                    None, started_at=started_at, attempts=attempts, cold=cold
+                    stream.partial() if stream is not None else None, started_at=started_at, attempts=attempts,
+                    cold=cold,
                 )
         current = asyncio.current_task() if self.loop is not None and self.loop.is_running() else None
         for task in list(self._tasks):
@@ -323,14 +348,7 @@ class ComparisonRun:
                 task.cancel()
 
     async def _drain(self) -> None:
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=STOP_WAIT_SECONDS)
-        for task in tasks:
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: no "exception was never retrieved" noise
+        await cancel_and_wait([t for t in self._tasks if t is not asyncio.current_task()], STOP_WAIT_SECONDS)
         for stream in list(self._live.values()):
             try:
                 await stream.aclose()
@@ -352,7 +370,8 @@ class ComparisonRun:
             self.cache.close()
 
     def recover(self) -> pd.DataFrame:
-        """After a KeyboardInterrupt escaped the event loop (``compare`` in a notebook): finish cleanly, return rows."""
+        """After a KeyboardInterrupt escaped the event loop (a second Ctrl-C): finish cleanly, return the rows."""
+        self.stopped_by = self.stopped_by or "keyboard"
         self.interrupt()
         loop, main = self.loop, self.main_task
         if loop is not None and not loop.is_closed() and main is not None and not main.done():
@@ -374,13 +393,6 @@ class ComparisonRun:
 
     def frame(self) -> pd.DataFrame:
         """The tidy DataFrame: one row per (prompt, model, repeat), in that order."""
-        return build_frame(
-            self.specs,
-            self.outcomes,
-            items=self.inputs.items,
-            input_columns=self.inputs.input_columns,
-            infos={**self.infos, **self._seen_loaded},  # the loaded context length wins over a later listing
-            system=self.system,
-            params=self.params,
-            extra_params=self.extra_params,
-        )
+        infos = {**self.infos, **self._seen_loaded}  # the loaded context length wins over a later listing
+        return build_frame(self.specs, self.outcomes, items=self.inputs.items, input_columns=self.inputs.input_columns,
+                           infos=infos, system=self.system, params=self.params, extra_params=self.extra_params)

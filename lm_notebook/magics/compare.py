@@ -7,7 +7,8 @@
     Name three prime numbers.
 
 One prompt per line (``--single``: the whole cell is one prompt). The DataFrame is kept in ``_lm_compare`` (and in
-``-o NAME``); the table is the cell's output (``--summary`` adds the per-model summary).
+``-o NAME``); the table is the cell's output (``--summary`` adds the per-model summary). Stopped (the Stop button,
+Ctrl-C), the cell shows the table so far, keeps its rows there too, and ends with a one-line note.
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ from typing import TYPE_CHECKING
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 
-from lm_notebook.client.errors import LMStudioError
-from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
+from lm_notebook.client.errors import LMStudioError, NoCurrentModelError
+from lm_notebook.magics.arguments import argument, magic_arguments, one_line, parse_argstring
 
 if TYPE_CHECKING:
     import pandas as pd
     from IPython.core.interactiveshell import InteractiveShell
 
+    from lm_notebook.comparison.interrupt import ComparisonInterrupted
     from lm_notebook.comparison.schedule import Concurrency
     from lm_notebook.comparison.views import ComparisonTable
 
 RESULT_NAME = "_lm_compare"
+NO_MODEL = "No model to compare: pass -m model-a,model-b, or choose a current model with %lm_use MODEL."
 
 
 def _concurrency(value: str | None) -> Concurrency:
@@ -84,8 +87,9 @@ class CompareMagics(Magics):
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
         if args.models is not None and not models:
             raise UsageError("-m needs model ids, e.g. -m qwen2.5-7b-instruct,google/gemma-3-4b")
-        from lm_notebook.comparison.api import compare, comparison_table, summary
+        from lm_notebook.comparison.api import ComparisonInterrupted, compare, comparison_table, summary
 
+        namespace = self.shell.user_ns if self.shell is not None else {}
         try:
             df = compare(
                 prompts,
@@ -100,12 +104,21 @@ class CompareMagics(Magics):
                 progress=not args.no_progress,
                 timeout=args.timeout,
             )
+        except ComparisonInterrupted as err:
+            # Stop means stop: the table so far is shown and kept, then the cell ends (and "Run all" with it)
+            keep = [RESULT_NAME, *([args.out] if args.out else [])]
+            namespace.update(dict.fromkeys(keep, err.frame))
+            from IPython.display import display
+
+            display(comparison_table(err.frame))  # type: ignore[no-untyped-call]
+            raise one_line(err, stopped_note(err, keep)) from None
+        except NoCurrentModelError as err:
+            raise UsageError(NO_MODEL) from err
         except LMStudioError as err:
             # one line, not a traceback: the message says what to do
             raise UsageError(err.message) from err
         except (ValueError, TypeError) as err:
             raise UsageError(str(err)) from err
-        namespace = self.shell.user_ns if self.shell is not None else {}
         namespace[RESULT_NAME] = df
         if args.out:
             namespace[args.out] = df
@@ -116,6 +129,17 @@ class CompareMagics(Magics):
             display(table)  # type: ignore[no-untyped-call]
             return summary(df)
         return table
+
+
+def stopped_note(err: ComparisonInterrupted, names: list[str]) -> str:
+    """The line an interrupted ``%%lm_compare`` ends with: rows finished, where they are, whether a re-run resumes."""
+    note = (
+        f"%%lm_compare stopped: {err.finished} of {err.total} rows finished; the table so far is shown above, and "
+        f"every row is in {' and '.join(names)}."
+    )
+    if err.resumable:
+        note += " Run the cell again to resume: the finished answers are cached."
+    return note
 
 
 def register(ipython: InteractiveShell) -> None:

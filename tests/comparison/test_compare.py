@@ -1,16 +1,17 @@
-"""compare() on the fake LM Studio server over loopback: scheduling, shapes, failures, retries, cache, interrupt."""
+"""compare() on the fake LM Studio server over loopback: shapes, inputs, scheduling, the cache, the public names.
+
+Failures and retries are in test_compare_failures, interrupts in test_compare_interrupt, progress in
+test_compare_progress; the fixtures (a server with four models, a client) in conftest.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,40 +19,9 @@ import pandas as pd
 import pytest
 
 import lm_notebook
-import lm_notebook.comparison.api as compare_module
-import lm_notebook.comparison.run as run_module
 from lm_notebook import AsyncLMStudioClient, LMStudioClient, set_client
-from lm_notebook.comparison.api import COLUMNS, ProgressEvent, ResponseCache, RetryPolicy, acompare, compare
-from lm_notebook.testing import MockLMStudioServer, ModelSpec
-
-FAST = {"reply_tokens": 8}
-
-
-def spec(model_id: str, **kw: Any) -> ModelSpec:
-    return ModelSpec(model_id, **{**FAST, **kw})
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compare_module, "DEFAULT_RETRY", RetryPolicy(attempts=3, base_delay=0.05, max_delay=2.0))
-
-
-@pytest.fixture
-def server() -> Iterator[MockLMStudioServer]:
-    models = [
-        spec("alpha", arch="llama", quantization="Q4_K_M", context_length=4096, parallel=2),
-        spec("beta", arch="qwen2", quantization="Q8_0", format="mlx", context_length=2048),
-        spec("gamma", load_time=0.05),
-        spec("thinker", reasoning="reasoning_content", reasoning_tokens=5),
-    ]
-    with MockLMStudioServer(models=models) as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server: MockLMStudioServer) -> Iterator[LMStudioClient]:
-    with LMStudioClient(server.url, timeout=10) as c:
-        yield c
+from lm_notebook.comparison.api import COLUMNS, ResponseCache, acompare, compare
+from lm_notebook.testing import MockLMStudioServer
 
 
 def chat_requests(server: MockLMStudioServer) -> list[Any]:
@@ -127,6 +97,22 @@ def test_bad_inputs_fail_before_anything_is_sent(server: MockLMStudioServer, cli
     assert chat_requests(server) == []
 
 
+def test_a_model_given_twice_is_refused(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    for models in (["alpha", "beta", "alpha"], "alpha,alpha"):
+        with pytest.raises(ValueError, match="models lists 'alpha' more than once") as refused:
+            compare(["a"], models, client=client, progress=False)
+        assert "repeats=N" in str(refused.value)
+    assert chat_requests(server) == []
+
+
+def test_advice_names_the_models_parameter(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    with pytest.raises(lm_notebook.NoCurrentModelError) as no_model:
+        compare(["a"], client=client, progress=False)
+    assert "models=['model-a', 'model-b']" in no_model.value.message and "model=" not in no_model.value.message
+    df = compare(["a"], ["alpah"], client=client, progress=False)
+    assert "Fix the id in models" in df.error[0] and "set_current_model" not in df.error[0]
+
+
 def test_reasoning_is_kept_apart(server: MockLMStudioServer, client: LMStudioClient) -> None:
     df = compare(["Why is the sky blue?"], ["thinker"], client=client, progress=False)
     assert df.reasoning[0] and df.response[0] and df.reasoning[0] not in df.response[0]
@@ -150,7 +136,7 @@ def test_each_model_loads_once_and_slots_are_filled(server: MockLMStudioServer, 
     server.update_model("alpha", tokens_per_second=200, reply_tokens=10)
     server.update_model("beta", tokens_per_second=200, reply_tokens=10)
     prompts = [f"question {i}" for i in range(8)]
-    df = compare(prompts, ["alpha", "beta", "alpha"], client=client, progress=False)
+    df = compare(prompts, ["alpha", "beta"], client=client, progress=False)
     assert (df.status == "ok").all() and len(df) == 16
     counters = server.counters
     assert counters.model("alpha").loads == 1 and counters.model("beta").loads == 1
@@ -195,116 +181,6 @@ def test_cold_request_carries_the_load_time_apart(server: MockLMStudioServer, cl
     assert len(rest) == 4 and all(r.time - first.time >= 0.4 for r in rest)
 
 
-# --- failures --------------------------------------------------------------------------------------------------
-
-
-def test_unknown_model_marks_only_its_rows_and_sends_nothing(
-    server: MockLMStudioServer, client: LMStudioClient
-) -> None:
-    df = compare(["a", "b"], ["alpha", "alpah"], client=client, progress=False)
-    bad = df[df.model == "alpah"]
-    assert (bad.status == "error").all() and (bad.error_type == "ModelNotFoundError").all()
-    assert 'Did you mean "alpha"' in bad.error.iloc[0]
-    assert (df[df.model == "alpha"].status == "ok").all()
-    assert {r.json["model"] for r in chat_requests(server)} == {"alpha"}
-
-
-def test_a_model_that_fails_to_load_costs_one_request(server: MockLMStudioServer, client: LMStudioClient) -> None:
-    server.set_fault("load_failure", model="beta")
-    df = compare([f"q{i}" for i in range(6)], ["beta", "gamma"], client=client, progress=False)
-    beta = df[df.model == "beta"]
-    assert (beta.status == "error").all() and (beta.error_type == "ModelLoadError").all()
-    assert (df[df.model == "gamma"].status == "ok").all()
-    assert sum(r.json["model"] == "beta" for r in chat_requests(server)) == 1
-
-
-def test_a_model_answering_500_is_given_up_after_a_few(server: MockLMStudioServer, client: LMStudioClient) -> None:
-    server.set_fault("500", model="alpha")
-    df = compare([f"q{i}" for i in range(10)], ["alpha", "gamma"], client=client, progress=False)
-    alpha = df[df.model == "alpha"]
-    assert (alpha.status == "error").all() and (alpha.error_type == "ServerError").all()
-    assert alpha.error.str.startswith("not sent: alpha failed 3 requests in a row").sum() == 7
-    assert (df[df.model == "gamma"].status == "ok").all()
-    # the model never answered, so it was probed one request at a time: three sent, seven spared
-    assert sum(r.json["model"] == "alpha" for r in chat_requests(server)) == 3
-
-
-def test_context_exceeded_marks_only_that_prompt(server: MockLMStudioServer, client: LMStudioClient) -> None:
-    long_prompt = "word " * 2500  # over beta's 2048-token context, within alpha's 4096
-    df = compare({"short": "Hi", "long": long_prompt}, ["beta", "alpha"], client=client, progress=False)
-    by = df.set_index(["prompt_name", "model"])
-    assert by.loc[("long", "beta"), "error_type"] == "ContextLengthExceededError"
-    assert by.loc[("long", "alpha"), "status"] == "ok"
-    assert by.loc[("short", "beta"), "status"] == "ok"
-
-
-def test_a_stalled_answer_times_out_keeping_its_partial_text(
-    server: MockLMStudioServer, client: LMStudioClient
-) -> None:
-    server.update_model("gamma", reply_tokens=12)
-    # the stall outlasts the test: only the read timeout ends that answer (waiting it out would give an "ok" row)
-    server.set_fault("stall", model="gamma", seconds=600, after_chunks=3, times=1)
-    df = compare(["a", "b"], ["gamma"], client=client, timeout=1.0, progress=False)
-    stalled = df[df.status == "error"]
-    assert len(stalled) == 1 and stalled.error_type.iloc[0] == "LMStudioTimeoutError"
-    assert stalled.response.iloc[0]  # the three tokens that came before the stall
-    assert (df.status == "ok").sum() == 1
-
-
-@dataclass(frozen=True)
-class RecordingRetry(RetryPolicy):
-    """The test's retry policy: records each wait it decides (attempt, the server's Retry-After, seconds)."""
-
-    waits: list[tuple[int, float | None, float]] = field(default_factory=list)
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        seconds = super().delay(attempt, retry_after)
-        self.waits.append((attempt, retry_after, seconds))
-        return seconds
-
-
-def test_429_is_retried_after_retry_after(
-    server: MockLMStudioServer, client: LMStudioClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    policy = RecordingRetry(attempts=3, base_delay=0.05, max_delay=2.0)
-    monkeypatch.setattr(compare_module, "DEFAULT_RETRY", policy)
-    server.set_fault("429", model="gamma", times=1, retry_after=0.3)
-    df = compare(["a"], ["gamma"], client=client, progress=False)
-    assert df.status.tolist() == ["ok"] and df.attempts.tolist() == [2]
-    assert policy.waits == [(1, 0.3, 0.3)]  # the server's Retry-After, not the (shorter) backoff
-    refused, answered = chat_requests(server)
-    assert answered.time - refused.time >= 0.3  # and it was waited out before asking again
-
-
-def test_dropped_connection_is_retried(server: MockLMStudioServer, client: LMStudioClient) -> None:
-    server.update_model("gamma", reply_tokens=10)
-    server.set_fault("drop", model="gamma", times=1, after_chunks=4)
-    df = compare(["a", "b"], ["gamma"], client=client, concurrency=1, progress=False)
-    assert (df.status == "ok").all()
-    assert sorted(df.attempts.tolist()) == [1, 2]
-    assert (df.completion_tokens == 10).all()
-
-
-def test_an_error_the_server_sent_is_not_retried(server: MockLMStudioServer, client: LMStudioClient) -> None:
-    server.set_fault("malformed_chunk", model="gamma", after_chunks=2)
-    df = compare(["a"], ["gamma"], client=client, progress=False)
-    assert df.error_type.tolist() == ["LMStudioStreamError"] and df.attempts.tolist() == [1]
-    assert df.response.tolist()[0]  # the partial text is kept
-
-
-def test_retries_are_bounded(server: MockLMStudioServer, client: LMStudioClient) -> None:
-    server.set_fault("429", model="gamma", retry_after=0.01)
-    df = compare(["a"], ["gamma"], client=client, progress=False)
-    assert df.error_type.tolist() == ["RateLimitError"] and df.attempts.tolist() == [3]
-
-
-def test_server_gone_is_an_error_not_a_frame() -> None:
-    with MockLMStudioServer() as srv:
-        url = srv.url
-    with LMStudioClient(url, timeout=2) as c, pytest.raises(lm_notebook.LMStudioConnectionError):
-        compare(["a"], ["x"], client=c, progress=False)
-
-
 # --- cache -----------------------------------------------------------------------------------------------------
 
 
@@ -324,6 +200,69 @@ def test_cache_skips_done_requests_and_says_so(
     assert not changed.cached.any()
 
 
+def test_cached_rows_are_never_cold(server: MockLMStudioServer, client: LMStudioClient, tmp_path: Path) -> None:
+    first = compare(["a", "b"], ["gamma"], client=client, temperature=0, cache=tmp_path / "c.sqlite", progress=False)
+    assert first.cold.tolist() == [True, False] and first.load_s.notna().tolist() == [True, False]
+    again = compare(["a", "b"], ["gamma"], client=client, temperature=0, cache=tmp_path / "c.sqlite", progress=False)
+    assert again.cached.all() and not again.cold.any() and again.load_s.isna().all()
+
+
+def test_a_cache_that_is_not_ours_is_refused_before_anything_is_sent(
+    server: MockLMStudioServer, client: LMStudioClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "people.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE people (name TEXT)")
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"is an SQLite database that is not an answer cache \(its tables: people\)"):
+        compare(["a"], ["alpha"], client=client, temperature=0, cache=path, progress=False)
+    assert path.read_bytes() == before and chat_requests(server) == []
+
+
+def test_the_not_cached_warning_points_at_the_callers_line(
+    server: MockLMStudioServer, client: LMStudioClient, tmp_path: Path
+) -> None:
+    async def in_a_coroutine() -> None:
+        async with AsyncLMStudioClient(server.url) as c:
+            await acompare(["a"], ["gamma"], client=c, temperature=0.7, cache=tmp_path / "c.sqlite", progress=False)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compare(["a"], ["gamma"], client=client, temperature=0.7, cache=tmp_path / "c.sqlite", progress=False)
+        asyncio.run(in_a_coroutine())
+    assert [(w.filename, "not deterministic" in str(w.message)) for w in caught] == [(__file__, True)] * 2
+
+
+def test_compare_inside_a_running_event_loop(tmp_path: Path) -> None:
+    # in a child process: nest_asyncio patches asyncio for the whole process, as it does in a Jupyter kernel
+    code = textwrap.dedent(
+        f"""
+        import asyncio, warnings
+        from lm_notebook import LMStudioClient
+        from lm_notebook.comparison.api import compare
+        from lm_notebook.testing import MockLMStudioServer, ModelSpec
+
+        async def cell():  # what a notebook cell is: code running inside the kernel's loop
+            return compare(["a", "b"], ["m"], client=client, progress=False)
+
+        with MockLMStudioServer(models=[ModelSpec("m", reply_tokens=5)]) as srv, LMStudioClient(srv.url) as client:
+            df = asyncio.run(cell())
+            again = asyncio.run(cell())  # twice: the kernel's loop stays usable
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                async def sampled():
+                    return compare(["a"], ["m"], client=client, temperature=0.7, cache={str(tmp_path / "c.sqlite")!r},
+                                   progress=False)
+                asyncio.run(sampled())
+        print(df.status.tolist(), again.status.tolist(), [w.filename for w in caught])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # the "not cached" warning points at the cell's line (this script is "<string>"), not into nest_asyncio
+    assert out.stdout.strip() == "['ok', 'ok'] ['ok', 'ok'] ['<string>']", out.stderr
+
+
 def test_sampled_requests_are_not_cached_unless_asked(
     server: MockLMStudioServer, client: LMStudioClient, tmp_path: Path
 ) -> None:
@@ -341,177 +280,10 @@ def test_sampled_requests_are_not_cached_unless_asked(
     anyway.close()
 
 
-# --- progress and interrupt ------------------------------------------------------------------------------------
-
-
-def test_progress_callback_sees_every_row(server: MockLMStudioServer, client: LMStudioClient) -> None:
-    events: list[ProgressEvent] = []
-    compare(["a", "b"], ["alpha", "nope"], client=client, progress=events.append)
-    kinds = [e.kind for e in events]
-    assert kinds[0] == "start" and kinds[-1] == "end"
-    rows = [e for e in events if e.kind == "row"]
-    assert len(rows) == 4 and rows[-1].done == 4 and rows[-1].total == 4 and rows[-1].errors == 2
-    assert [e.model for e in events if e.kind == "model"] == ["alpha"]
-
-
-def test_progress_bar_in_a_plain_process(
-    server: MockLMStudioServer, client: LMStudioClient, capsys: pytest.CaptureFixture[str]
-) -> None:
-    server.update_model("gamma", tokens_per_second=40, reply_tokens=30)  # ~0.8 s: long enough to show the bar
-    df = compare(["a", "b"], ["gamma"], client=client, progress=True)
-    assert (df.status == "ok").all()
-    assert "gamma 2/2" in capsys.readouterr().err
-
-
-# An answer that outlasts any test (5 minutes at 20 tokens/s): a row still streaming it can only end by the interrupt.
-ENDLESS = " ".join(["word"] * 6000)
-
-
-def test_interrupt_from_the_progress_callback_keeps_finished_and_partial_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # no safety net for a request that ignores its cancellation: were one to wait for its answer, this test would hang
-    monkeypatch.setattr(run_module, "STOP_WAIT_SECONDS", None)
-    models = [ModelSpec("slow", tokens_per_second=20, reply_tokens=len(ENDLESS.split()))]
-    with MockLMStudioServer(models=models) as srv, LMStudioClient(srv.url) as c:
-        # the first request (alone: it carries the load) streams the endless answer; of the three sent once its first
-        # token is in, two are short and finish while it streams; every later answer is endless too
-        srv.script("slow", ENDLESS, "Short one.", "Quick.")
-        seen: list[int] = []
-
-        def stop_after_two(event: ProgressEvent) -> None:
-            if event.kind == "row":
-                seen.append(event.index or 0)
-                if len(seen) == 2:
-                    raise KeyboardInterrupt
-
-        path = tmp_path / "c.sqlite"
-        df = compare([f"q{i}" for i in range(9)], ["slow"], client=c, temperature=0, cache=path,
-                     progress=stop_after_two)
-        assert len(df) == 9
-        done = df[df.status == "ok"]
-        assert sorted(done.index) == sorted(seen)
-        assert sorted(done.response) == ["Quick.", "Short one."]
-        cancelled = df[df.status == "cancelled"]
-        assert len(cancelled) == 7 and cancelled.error.notna().all()
-        # the first row was mid-answer: the text that had arrived is kept, marked as such
-        first = df.loc[0]
-        assert first.status == "cancelled" and first.response and first.response != ENDLESS
-        assert ENDLESS.startswith(first.response) and "mid-answer" in first.error
-        partial = cancelled[cancelled.response != ""]
-        assert partial.error.str.contains("mid-answer").all()
-        # the re-run skips what finished
-        sent = len(chat_requests(srv))
-        srv.update_model("slow", tokens_per_second=0, reply_tokens=3)
-        again = compare([f"q{i}" for i in range(9)], ["slow"], client=c, temperature=0, cache=path, progress=False)
-        assert again.cached.sum() == 2 and (again.status == "ok").all()
-        assert len(chat_requests(srv)) == sent + 7
-
-
-def test_cancelling_acompare_returns_the_rows_so_far() -> None:
-    async def main(url: str) -> pd.DataFrame:
-        async with AsyncLMStudioClient(url) as c:
-            a_row_settled = asyncio.Event()
-
-            def progress(event: ProgressEvent) -> None:
-                if event.kind == "row":
-                    a_row_settled.set()
-
-            task = asyncio.create_task(acompare([f"q{i}" for i in range(6)], ["slow"], client=c, progress=progress))
-            await a_row_settled.wait()
-            task.cancel()
-            df = await task
-            assert not c._http.is_closed  # a client passed in is left open
-            return df
-
-    with MockLMStudioServer(models=[ModelSpec("slow", tokens_per_second=20, reply_tokens=6000)]) as srv:
-        srv.script("slow", ENDLESS, "Done quickly.")  # the first (cold) request streams; a later one finishes at once
-        df = asyncio.run(main(srv.url))
-    assert len(df) == 6
-    assert df[df.status == "ok"].response.tolist() == ["Done quickly."]
-    assert (df.status == "cancelled").sum() == 5
-    assert df.status[0] == "cancelled" and ENDLESS.startswith(df.response[0]) and df.response[0]
-
-
-def test_compare_inside_a_running_event_loop() -> None:
-    # in a child process: nest_asyncio patches asyncio for the whole process, as it does in a Jupyter kernel
-    code = textwrap.dedent(
-        """
-        import asyncio
-        from lm_notebook import LMStudioClient
-        from lm_notebook.comparison.api import compare
-        from lm_notebook.testing import MockLMStudioServer, ModelSpec
-
-        async def cell():  # what a notebook cell is: code running inside the kernel's loop
-            return compare(["a", "b"], ["m"], client=client, progress=False)
-
-        with MockLMStudioServer(models=[ModelSpec("m", reply_tokens=5)]) as srv, LMStudioClient(srv.url) as client:
-            df = asyncio.run(cell())
-            again = asyncio.run(cell())  # twice: the kernel's loop stays usable
-        print(df.status.tolist(), again.status.tolist())
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == "['ok', 'ok'] ['ok', 'ok']", out.stderr
-
-
-SIGINT_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    from lm_notebook import LMStudioClient
-    from lm_notebook.comparison.api import compare
-    from lm_notebook.testing import MockLMStudioServer, ModelSpec
-
-    models = [ModelSpec("slow", tokens_per_second=20, reply_tokens=6000)]  # 5 minutes each
-    with MockLMStudioServer(models=models) as srv, LMStudioClient(srv.url) as c:
-        # the first request (cold, alone) streams; of those sent once its first token is in, one finishes at once
-        srv.script("slow", " ".join(["word"] * 6000), "Done quickly.")
-        def progress(event):
-            if event.kind == "row":
-                print("ROW", flush=True)
-        run = lambda: compare([f"q{i}" for i in range(6)], ["slow"], client=c, progress=progress)
-        if sys.argv[1] == "loop":
-            # like a Jupyter kernel: compare() called inside a running loop that has no SIGINT handler of its
-            # own, so Ctrl-C would raise KeyboardInterrupt wherever the main thread happens to be
-            import asyncio
-            async def cell():
-                return run()
-            kernel_loop = asyncio.new_event_loop()
-            df = kernel_loop.run_until_complete(cell())
-            kernel_loop.run_until_complete(asyncio.sleep(0))  # a kernel's loop runs on after the cell
-        else:
-            df = run()
-        print(json.dumps({"status": df.status.tolist(), "response": df.response.tolist()}), flush=True)
-    """
-)
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
-@pytest.mark.parametrize("where", ["script", "loop"])
-def test_ctrl_c_returns_the_frame(where: str) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", SIGINT_SCRIPT, where], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert child.stdout is not None
-        # the short answer finished, so the first request is mid-answer (its first token came before it was sent)
-        assert child.stdout.readline().strip() == "ROW"
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=20)
-    finally:
-        child.kill()
-    assert child.returncode == 0, err
-    result = pd.read_json(__import__("io").StringIO(out.strip().splitlines()[-1]), typ="series")
-    assert result["status"].count("ok") == 1 and result["status"].count("cancelled") == 5
-    assert "Done quickly." in result["response"]
-    assert result["status"][0] == "cancelled" and result["response"][0], "the answer in flight kept its partial text"
-    assert "Traceback" not in err and "never retrieved" not in err and "destroyed but it is pending" not in err
-
-
 COMPARE_MODULES = (
     "comparison", "comparison.api", "comparison.run", "comparison.rows", "comparison.inputs", "comparison.progress",
     "comparison.retry", "comparison.views", "magics.compare", "comparison.cache", "comparison.schedule",
+    "comparison.preflight", "comparison.interrupt", "comparison.user_warnings",
 )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from lm_notebook.comparison.cache import (
+    APPLICATION_ID,
     ResponseCache,
     cache_key,
     default_cache_path,
@@ -122,3 +123,49 @@ def test_zero_and_zero_point_zero_are_one_request() -> None:
     assert as_int == as_float
     assert as_int != cache_key(model="m", messages=[{"role": "user", "content": "a"}], params={"temperature": 0.1},
                                repeat=0)
+
+
+def _make(path: Path, kind: str) -> None:
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "other bytes":
+        path.write_text("my notes, not a database\n")
+    else:
+        table = "people (name TEXT)" if kind == "another database" else "responses (id INTEGER, body BLOB)"
+        with sqlite3.connect(path) as db:
+            db.execute(f"CREATE TABLE {table}")
+        db.close()
+
+
+def _snapshot(folder: Path) -> list[tuple[str, bytes]]:
+    return sorted((str(p), p.read_bytes() if p.is_file() else b"") for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("kind", ["directory", "other bytes", "another database", "a table of the same name"])
+def test_a_path_that_is_not_a_cache_is_refused_in_one_line_and_left_alone(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "answers.sqlite"
+    _make(path, kind)
+    before = _snapshot(tmp_path)
+    for opening in (lambda: ResponseCache(path), lambda: open_cache(path), lambda: open_cache(str(path))):
+        with pytest.raises(ValueError) as refused:
+            opening()
+        message = str(refused.value)
+        assert message.startswith(f"cache={str(path)!r} is ") and "\n" not in message
+        assert "cache=True" in message  # what to pass instead
+        assert _snapshot(tmp_path) == before  # not a byte written, no journal left
+
+
+def test_a_cache_is_marked_as_ours_and_an_unmarked_one_of_ours_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    with ResponseCache(path) as cache:
+        cache.put(key(), {"response": "hello"})
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+    db.execute("PRAGMA application_id = 0")  # as a cache made before the mark was
+    db.commit()
+    db.close()
+    with ResponseCache(path) as cache:
+        assert cache.get(key()) == {"response": "hello"}
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+    db.close()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,8 +13,10 @@ import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
 from lm_notebook import LMStudioClient, set_client
+from lm_notebook.comparison import ComparisonInterrupted, last_comparison
 from lm_notebook.comparison.views import ComparisonTable
 from lm_notebook.magics.compare import CompareMagics, cell_prompts, register
 from lm_notebook.testing import MockLMStudioServer, ModelSpec
@@ -97,3 +103,52 @@ def test_an_unreachable_server_is_a_usage_error() -> None:
             ip.run_cell_magic("lm_compare", "--no-progress", "Hi")
     finally:
         set_client(previous)
+
+
+def test_without_a_model_the_advice_is_the_magics(shell: tuple[InteractiveShell, MockLMStudioServer]) -> None:
+    ip, server = shell
+    previous = set_client(LMStudioClient(server.url))  # no current model
+    try:
+        with pytest.raises(UsageError, match=r"No model to compare: pass -m model-a,model-b, or .* %lm_use MODEL"):
+            ip.run_cell_magic("lm_compare", "--no-progress", "Hi")
+    finally:
+        set_client(previous)
+
+
+def test_a_model_given_twice_is_a_usage_error(shell: tuple[InteractiveShell, MockLMStudioServer]) -> None:
+    ip, _ = shell
+    with pytest.raises(UsageError, match="'alpha' more than once"):
+        ip.run_cell_magic("lm_compare", "-m alpha,beta,alpha --no-progress", "Hi")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+def test_stop_shows_the_table_so_far_then_ends_the_cell() -> None:
+    # "slow" answers for minutes; "nope" is not on the server, so its two rows are settled before anything is sent
+    models = [ModelSpec("slow", loaded=True, tokens_per_second=20, reply_tokens=6000)]
+    with MockLMStudioServer(models=models) as server, LMStudioClient(server.url, model="slow") as client:
+        previous = set_client(client)
+        ip = InteractiveShell.instance()
+        register(ip)
+
+        def press_stop() -> None:  # what Ctrl-C or the Stop button sends, once both answers are asked for
+            server.wait_for_requests(2, path="/v1/chat/completions")
+            os.kill(os.getpid(), signal.SIGINT)
+
+        stop = threading.Thread(target=press_stop)
+        try:
+            stop.start()
+            with capture_output() as shown, pytest.raises(ComparisonInterrupted) as stopped:
+                ip.run_cell_magic("lm_compare", "-m slow,nope --no-progress -o partial", "Q one\nQ two")
+        finally:
+            stop.join()
+            set_client(previous)
+    (table,) = shown.outputs
+    assert "Q one" in table.data["text/html"] and "⏹ cancelled" in table.data["text/html"]
+    df = stopped.value.frame
+    assert ip.user_ns["partial"] is df and ip.user_ns["_lm_compare"] is df and last_comparison() is df
+    assert sorted(df.status) == ["cancelled", "cancelled", "error", "error"]
+    assert stopped.value._render_traceback_() == [
+        "\x1b[0;31mComparisonInterrupted\x1b[0m: %%lm_compare stopped: 2 of 4 rows finished; the table so far is "
+        "shown above, and every row is in _lm_compare and partial."
+    ]
+    ip.user_ns.pop("partial", None)

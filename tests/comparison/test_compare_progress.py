@@ -1,0 +1,122 @@
+"""compare()'s progress: the events a callback receives (a model's load paced by a ManualClock), and tqdm's bar."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import lm_notebook.comparison.run as run_module
+from lm_notebook import LMStudioClient
+from lm_notebook.comparison.api import ProgressEvent, compare
+from lm_notebook.comparison.progress import ProgressBar
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
+
+LOAD = 30.0  # seconds on the fake server's clock: passes only when the test moves the clock
+
+
+@pytest.fixture
+def server() -> Iterator[MockLMStudioServer]:
+    models = [ModelSpec("alpha", reply_tokens=4, loaded=True), ModelSpec("gamma", reply_tokens=4)]
+    with MockLMStudioServer(models=models) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server: MockLMStudioServer) -> Iterator[LMStudioClient]:
+    with LMStudioClient(server.url, timeout=10) as c:
+        yield c
+
+
+def test_the_callback_sees_the_start_each_model_and_every_row(
+    server: MockLMStudioServer, client: LMStudioClient
+) -> None:
+    events: list[ProgressEvent] = []
+    compare(["a", "b"], ["alpha", "nope"], client=client, progress=events.append)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and events[0].done == 0 and events[0].total == 4 and kinds[-1] == "end"
+    rows = [e for e in events if e.kind == "row"]
+    assert len(rows) == 4 and rows[-1].done == 4 and rows[-1].total == 4 and rows[-1].errors == 2
+    assert [(e.model, e.cold) for e in events if e.kind == "model"] == [("alpha", False)]
+    assert "loading" not in kinds and "loaded" not in kinds  # alpha was loaded already
+
+
+def test_a_models_load_is_reported_while_it_lasts_then_never_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_module, "LOADING_TICK_SECONDS", 0.01)
+    clock = ManualClock()
+    events: list[ProgressEvent] = []
+
+    def progress(event: ProgressEvent) -> None:
+        events.append(event)
+        if event.kind == "loading" and sum(e.kind == "loading" for e in events) == 3:
+            clock.advance(LOAD)  # the load ends only now: three "loading" events came while it lasted
+
+    with MockLMStudioServer(models=[ModelSpec("gamma", load_time=LOAD, reply_tokens=4)], clock=clock) as srv, \
+            LMStudioClient(srv.url) as c:
+        df = compare(["a", "b", "c"], ["gamma"], client=c, progress=progress)
+    assert (df.status == "ok").all() and df.cold.tolist() == [True, False, False]
+    kinds = [e.kind for e in events]
+    assert kinds[:3] == ["start", "model", "loading"] and events[1].cold and events[1].model == "gamma"
+    assert kinds.index("loaded") < kinds.index("row")  # the load is over before the first row
+    loading = [e for e in events if e.kind == "loading"]
+    assert len(loading) == 3 and "loading" not in kinds[kinds.index("loaded"):]
+    assert all(e.model == "gamma" and e.elapsed_s is not None and e.elapsed_s > 0 for e in loading)
+    elapsed = [e.elapsed_s for e in loading]
+    assert elapsed == sorted(elapsed)
+    (loaded,) = [e for e in events if e.kind == "loaded"]
+    assert loaded.model == "gamma" and loaded.elapsed_s is not None and loaded.elapsed_s >= elapsed[-1]
+    assert all(e.done == 0 for e in events[: kinds.index("row")])
+
+
+def bar_text(out: io.StringIO) -> list[str]:
+    """What the bar showed, one repaint each (tqdm repaints a line with a carriage return)."""
+    return [s.strip() for s in re.split(r"[\r\n]", out.getvalue()) if s.strip()]
+
+
+def event(kind: Any, done: int = 0, errors: int = 0, **kw: Any) -> ProgressEvent:
+    return ProgressEvent(kind, done, 3, errors, 0, **kw)
+
+
+def test_the_bar_shows_at_once_then_the_load_with_its_seconds_then_rows_and_errors() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(3, ["alpha", "alpha", "gamma"], file=out)
+    assert "compare" in bar_text(out)[-1] and "alpha 0/2 · gamma 0/1" in bar_text(out)[-1]  # before any row
+    bar(event("start"))
+    bar(event("model", model="alpha"))
+    bar(event("row", 1, model="alpha", index=0, status="ok"))
+    bar(event("row", 2, 1, model="alpha", index=1, status="error"))
+    bar(event("model", model="gamma", cold=True))
+    assert bar_text(out)[-1].startswith("gamma: loading…")
+    bar(event("loading", 2, 1, model="gamma", elapsed_s=1.2))
+    bar(event("loading", 2, 1, model="gamma", elapsed_s=2.3))
+    assert bar_text(out)[-1].startswith("gamma: loading… 2 s")
+    bar(event("loaded", 2, 1, model="gamma", elapsed_s=2.6))
+    assert bar_text(out)[-1].startswith("gamma (loaded in 2.6 s)")
+    bar(event("row", 3, 1, model="gamma", index=2, status="ok"))
+    bar(event("end", 3, 1))
+    final = bar_text(out)[-1]
+    assert "loading" not in final and "3/3" in final and "alpha 2/2 · gamma 1/1 · 1 error" in final
+
+
+def test_a_load_that_fails_stops_saying_loading_at_its_row() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(1, ["gamma"], file=out)
+    bar(event("model", model="gamma", cold=True))
+    bar(event("loading", model="gamma", elapsed_s=1.0))
+    bar(event("row", 1, 1, model="gamma", index=0, status="error"))
+    bar.close()
+    assert "loading" not in bar_text(out)[-1] and "gamma 1/1 · 1 error" in bar_text(out)[-1]
+
+
+def test_the_bar_in_a_plain_process(
+    server: MockLMStudioServer, client: LMStudioClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.update_model("gamma", load_time=0.05)
+    df = compare(["a", "b"], ["gamma"], client=client, progress=True)
+    assert (df.status == "ok").all()
+    shown = [s.strip() for s in re.split(r"[\r\n]", capsys.readouterr().err) if s.strip()]
+    assert any(s.startswith("gamma: loading…") for s in shown)
+    assert "loading" not in shown[-1] and "gamma 2/2" in shown[-1]
