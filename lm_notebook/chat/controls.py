@@ -125,7 +125,7 @@ class ModelPicker:
         self._report = report
         self._lock = threading.Lock()
         self._model = model
-        self._filling = False  # the list is being refilled: its value changes are not the user's picks
+        self._filler: int | None = None  # the thread refilling the list: its value changes are not the user's picks
         self._thread: threading.Thread | None = None
         self._listed: list[ModelInfo] | None = None  # the last listing that succeeded (every type)
         self._states: dict[str, str | None] = {}  # model id -> "loaded" / "not-loaded" / "loading" / None
@@ -212,18 +212,24 @@ class ModelPicker:
         with self._lock:  # the user may have picked a model meanwhile: keep it
             self._listed = list(models)
             self._states = {m.id: m.state for m in models}
-            current = self._model
+            before = current = self._model
             if current and current not in [value for _label, value in options]:
                 options.append((current, current))
             if not current and chat_models:
                 loaded = [m.id for m in chat_models if m.loaded]
                 current = loaded[0] if loaded else chat_models[0].id
-            self._filling = True
+            self._filler = threading.get_ident()
             try:
                 self.dropdown.options = options
                 self.dropdown.value = current
             finally:
-                self._filling = False
+                self._filler = None
+            # a pick that landed during the refill (on the widget's thread) was recorded, and the refill then set the
+            # list back: the pick stands if its model is still listed
+            picked = self._model
+            if picked != before and picked in [value for _label, value in options]:
+                current = picked
+                self.dropdown.value = picked
             self._model = current
         missing = self.unknown_model_error(current) if current else None
         if missing is not None:
@@ -244,7 +250,8 @@ class ModelPicker:
         self.server_is_fake = fake if isinstance(fake, bool) else None
 
     def _on_pick(self, change: dict[str, Any]) -> None:
-        if change["new"] is not None and not self._filling:
+        # the refilling thread's own changes are not picks; a pick from any other thread counts even during a refill
+        if change["new"] is not None and self._filler != threading.get_ident():
             self._model = change["new"]
 
 

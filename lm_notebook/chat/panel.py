@@ -16,7 +16,8 @@ with what to do, and carried by the returned :class:`ChatReply`.
 This module holds the panel itself, which only wires its parts together: :mod:`~lm_notebook.chat.conversation` (the
 data: messages, history, retry, the reply handle), :mod:`~lm_notebook.chat.generation` (one answer's reader, reporting
 through callbacks), :mod:`~lm_notebook.chat.widgets` and :mod:`~lm_notebook.chat.controls` (the views),
-:mod:`~lm_notebook.display.markdown` (Markdown) and :mod:`~lm_notebook.chat.export` (Markdown / DataFrame export).
+:mod:`~lm_notebook.display.markdown` (Markdown) and :mod:`~lm_notebook.chat.export` (Markdown / DataFrame export);
+its settings as properties are :mod:`~lm_notebook.chat.panel_settings`.
 """
 
 from __future__ import annotations
@@ -36,9 +37,6 @@ from lm_notebook.chat.controls import (
     ModelPicker,
     StatusLine,
     TemperatureSlider,
-    checked_max_tokens,
-    checked_model_id,
-    checked_temperature,
 )
 from lm_notebook.chat.conversation import AnswerOutcome, Conversation, ConversationEntry, Draft, DraftText
 from lm_notebook.chat.conversation import ChatReply as ChatReply
@@ -46,6 +44,8 @@ from lm_notebook.chat.export import conversation_dataframe, conversation_markdow
 from lm_notebook.chat.generation import REPAINT_INTERVAL as REPAINT_INTERVAL
 from lm_notebook.chat.generation import STOP_GRACE as STOP_GRACE
 from lm_notebook.chat.generation import WAIT_INTERVAL, AnswerGeneration
+from lm_notebook.chat.panel_settings import DEFAULT_TEMPERATURE as DEFAULT_TEMPERATURE
+from lm_notebook.chat.panel_settings import PanelSettings
 from lm_notebook.chat.widgets import (
     AssistantMessageView,
     UserMessageView,
@@ -61,10 +61,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MessageView = UserMessageView | AssistantMessageView
-DEFAULT_TEMPERATURE = 0.7
 
 
-class ChatPanel:
+class ChatPanel(PanelSettings):
     """A chat with a model served by LM Studio, as a JupyterLab panel (display it) and as verbs for code.
 
     ``client``: an :class:`LMStudioClient` (default: the kernel's shared one, as ``%lm_use`` sets it). ``model``:
@@ -90,11 +89,7 @@ class ChatPanel:
         **params: Any,
     ) -> None:
         # checked before anything is built or asked: a bad value is refused, never clamped or replaced
-        temperature = params.pop("temperature", None)
-        temperature = DEFAULT_TEMPERATURE if temperature is None else checked_temperature(temperature)
-        max_tokens = params.pop("max_tokens", None)
-        max_tokens = -1 if max_tokens is None else checked_max_tokens(max_tokens)
-        chosen = None if model is None else checked_model_id(model)
+        chosen, temperature, max_tokens = self._checked_settings(model, params)
         if client is None:
             from lm_notebook.client.session import get_client
 
@@ -176,45 +171,7 @@ class ChatPanel:
         state = " closed" if self._closed else ""
         return f"<ChatPanel{state} model={self.model!r} messages={len(self._conversation)}>"
 
-    # --- settings ---------------------------------------------------------------------------------------------
-    @property
-    def model(self) -> str | None:
-        return self._models.model
-
-    @model.setter
-    def model(self, model_id: str | None) -> None:
-        self._models.model = None if model_id is None else checked_model_id(model_id)
-
-    @property
-    def temperature(self) -> float:
-        return float(self.temperature_slider.value)
-
-    @temperature.setter
-    def temperature(self, value: float) -> None:
-        self.temperature_slider.value = checked_temperature(value)
-
-    @property
-    def max_tokens(self) -> int:
-        """The longest answer in tokens; -1 = no limit."""
-        return int(self.max_tokens_input.value)
-
-    @max_tokens.setter
-    def max_tokens(self, value: int) -> None:
-        self.max_tokens_input.value = checked_max_tokens(value)
-
-    @property
-    def system(self) -> str:
-        return str(self.system_input.value)
-
-    @system.setter
-    def system(self, text: str | None) -> None:
-        self.system_input.value = text or ""
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The chat parameters the next answer is asked with."""
-        return {**self.extra_params, "temperature": self.temperature, "max_tokens": self.max_tokens}
-
+    # --- state ----------------------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
         """True while an answer streams."""
@@ -384,23 +341,27 @@ class ChatPanel:
         self, generation: AnswerGeneration, entry: ConversationEntry, reply: ChatReply, view: AssistantMessageView,
         outcome: AnswerOutcome,
     ) -> None:
-        """The answer is over (on the thread that settled it): keep it, show it, free the buttons, then the reply."""
+        """The answer is over (on the thread that settled it): keep it, show it, free the buttons, then the reply.
+
+        All under the panel's lock, the answer freed last: a send() or retry() waiting on the lock starts the next
+        answer only after this one's status is written, so "Ready" never lands over its "Answering…".
+        """
         with self._lock:
             entry.record(outcome)
-            if self._active is generation:
+            if outcome.parts and generation.model:
+                self._models.mark_loaded(generation.model)  # it answered: the next answer is not "Loading…"
+            view.finish(outcome.content, outcome.reasoning,
+                        footer_html(outcome.result, approx_tokens=outcome.parts, error=outcome.error))
+            error, result = outcome.error, outcome.result
+            if self._active is generation:  # (else a newer answer owns the status line)
+                if error is not None:
+                    self._set_status(f"Failed — {type(error).__name__}; press Retry to try again", error=True)
+                elif result is not None and result.stopped:
+                    self._set_status("Stopped")
+                else:
+                    self._set_status("Ready")
                 self._active = None
-        if outcome.parts and generation.model:
-            self._models.mark_loaded(generation.model)  # it answered: the next answer is not "Loading…"
-        view.finish(outcome.content, outcome.reasoning,
-                    footer_html(outcome.result, approx_tokens=outcome.parts, error=outcome.error))
-        error, result = outcome.error, outcome.result
-        if error is not None:
-            self._set_status(f"Failed — {type(error).__name__}; press Retry to try again", error=True)
-        elif result is not None and result.stopped:
-            self._set_status("Stopped")
-        else:
-            self._set_status("Ready")
-        self._sync_buttons()
+            self._sync_buttons()
         reply.settle(result, error)  # last: whoever waits on the reply finds the panel already settled
 
     def _sync_buttons(self) -> None:

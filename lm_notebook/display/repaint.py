@@ -18,16 +18,23 @@ waiting on wall time.
 A ``heartbeat`` also repaints with no change, every ``heartbeat`` seconds, until :meth:`Repainter.end_heartbeat`: what
 shows a clock ticking ("Loading qwen… 3 s") while nothing arrives. Heartbeat paints do not hold back the next change,
 so the first token after them is still painted at once.
+
+A ``paint`` that raises does not end live painting: the error is logged once (``logging``, this module's logger) and
+the next change is painted as ever; the final paint still happens. A paint that hangs holds :meth:`Repainter.stop` up
+for at most ``JOIN_TIMEOUT``: see there.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 JOIN_TIMEOUT = 2.0  # how long stop() waits for a paint in progress before it paints the final view anyway
+
+logger = logging.getLogger(__name__)
 
 
 class Repainter:
@@ -48,6 +55,7 @@ class Repainter:
     ) -> None:
         self.interval = interval
         self.paints = 0  # paints done by the thread or tick() (the final one not included)
+        self.paint_errors = 0  # paints that raised (the first is logged; painting goes on)
         self._paint = paint
         self._clock = clock
         self._name = name
@@ -106,7 +114,7 @@ class Repainter:
                 shows_change = self._changed  # a heartbeat paint shows a waiting change too
                 self._changed = False
             try:
-                self._paint()
+                self._guarded_paint()
             finally:
                 self.paints += 1
                 with self._state:
@@ -115,6 +123,17 @@ class Repainter:
                         self._last = self._last_beat
             with self._state:
                 return None if self._stopped else self._due()[0]
+
+    def _guarded_paint(self) -> None:
+        """``paint``, whose error is logged (the first one) instead of ending the repaint thread: one bad frame must
+        not freeze the view, and a traceback per frame would flood the log."""
+        try:
+            self._paint()
+        except Exception:
+            self.paint_errors += 1
+            if self.paint_errors == 1:
+                logger.exception("%s: a live paint failed (painting goes on; later failures are not logged)",
+                                 self._name)
 
     def _due(self) -> tuple[float | None, bool]:
         """(seconds until the next paint may be due or None, whether one is due now); ``_state`` is held."""
@@ -134,7 +153,14 @@ class Repainter:
     def stop(self, final: Callable[[], None] | None = None) -> None:
         """End live painting and paint once more: ``final`` if given, else ``paint`` if a change is still unshown.
 
-        No paint starts after this one. A second call does nothing.
+        No paint starts after this one. A second call does nothing. An error of ``final`` reaches the caller (it is
+        the caller's own work, on its thread); one of ``paint`` is logged as on the thread.
+
+        Bounded: a paint still running after ``JOIN_TIMEOUT`` (stuck, say, on a front-end that no longer answers)
+        does not hold stop() up. ``final`` then runs without waiting for it, because it is what settles the
+        caller's work (the chat panel's answer and its reply): skipping it would leave that unsettled for good,
+        which is worse than the stuck paint, if it ever returns, showing its frame over the final one. The flush of
+        a last change (no ``final``) is skipped instead: it would run ``paint`` beside itself.
         """
         with self._state:
             if self._stopped:
@@ -142,14 +168,19 @@ class Repainter:
             self._stopped = True
             pending = self._changed
             self._state.notify_all()
+        deadline = time.monotonic() + JOIN_TIMEOUT  # real time, whatever clock the throttle reads
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(JOIN_TIMEOUT)
-        with self._painting:
+        locked = self._painting.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+        try:
             if final is not None:
                 final()
-            elif pending:
-                self._paint()
+            elif pending and locked:
+                self._guarded_paint()
+        finally:
+            if locked:
+                self._painting.release()
 
     def _run(self) -> None:
         while True:

@@ -129,3 +129,54 @@ def test_a_real_server_gets_no_such_notice() -> None:
     with LMStudioClient("http://127.0.0.1:1234", transport=transport) as client, ChatPanel(client) as chat:
         chat.refresh_models()
         assert "fake" not in page_text(chat.status) and "1 models" in page_text(chat.status)
+
+
+# --- an answer settling while the next one starts ---------------------------------------------------------------
+
+class WatchedLock:
+    """The panel's lock, setting ``waited`` when the thread named ``watch`` has to wait for it."""
+
+    def __init__(self, watch: str, waited: threading.Event) -> None:
+        self.waited = waited
+        self._watch = watch
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> WatchedLock:
+        if not self._lock.acquire(blocking=False):
+            if threading.current_thread().name == self._watch:
+                self.waited.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_a_retry_started_while_the_last_answer_settles_keeps_its_status(
+    paced_panel: ChatPanel, paced: MockLMStudioServer
+) -> None:
+    chat = paced_panel
+    moved_on = threading.Event()  # the retry returned, or waits for the settling answer to let it in
+    chat._lock = WatchedLock("test-retry", moved_on)  # type: ignore[assignment]
+    mark_loaded = chat._models.mark_loaded
+    retries: list[Any] = []
+
+    def retry() -> None:
+        retries.append(chat.retry())
+        moved_on.set()
+
+    retrier = threading.Thread(target=retry, name="test-retry", daemon=True)
+
+    def settling(model: str) -> None:  # called while the first answer settles, before its status is written
+        mark_loaded(model)
+        if retrier.ident is None:
+            paced.update_model(MODEL, tokens_per_second=1.0, reply_tokens=5)  # the retried answer waits on the clock
+            retrier.start()  # "from another thread": e.g. the Retry button, as soon as it is enabled
+            assert moved_on.wait(10)
+
+    chat._models.mark_loaded = settling  # type: ignore[method-assign]
+    assert chat.send("Hi").wait(10) is not None
+    retrier.join(10)
+    assert retries and not retries[0].done and chat.busy
+    assert chat._status_line.text.startswith(f"Answering with {MODEL}…")  # not the first answer's "Ready"
+

@@ -6,10 +6,12 @@ events: nothing here depends on how fast the machine is.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
 
+from lm_notebook.display import repaint
 from lm_notebook.display.repaint import Repainter
 
 
@@ -187,3 +189,112 @@ def test_the_thread_beats_on_the_clock_and_a_change_during_a_long_beat_is_painte
     assert canvas.event.wait(10)
     waiting.stop()
     assert canvas.painted == ["v1"]
+
+
+def test_a_paint_that_raises_is_logged_once_and_painting_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    clock, canvas = FakeClock(), Canvas()
+    failures = 2  # the first two paints fail
+    failed = threading.Event()
+
+    def paint() -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            failed.set()
+            raise ValueError("the front-end refused the frame")
+        canvas.paint()
+
+    repainter = Repainter(paint, interval=0.0, clock=clock, name="test-failing")  # every change painted at once
+    caplog.set_level(logging.ERROR, logger="lm_notebook.display.repaint")
+    repainter.start()
+    repainter.changed()  # painted at once, and fails
+    assert failed.wait(10)
+    failed.clear()
+    repainter.changed()  # fails again: not logged again
+    assert failed.wait(10)
+    canvas.version = 3
+    repainter.changed()  # the thread is still there: this one is painted
+    assert canvas.event.wait(10)
+    repainter.stop(final=canvas.final)
+    assert canvas.painted == ["v3", "final"] and repainter.paint_errors == 2
+    logged = [r for r in caplog.records if r.name == "lm_notebook.display.repaint"]
+    assert len(logged) == 1 and "test-failing" in logged[0].getMessage()
+    assert logged[0].exc_info is not None and "refused the frame" in str(logged[0].exc_info[1])
+
+
+def test_the_final_paint_happens_after_a_paint_that_raised() -> None:
+    clock, canvas = FakeClock(), Canvas()
+
+    def paint() -> None:
+        raise ValueError("broken")
+
+    repainter = Repainter(paint, interval=0.5, clock=clock)
+    repainter.changed()
+    assert repainter.tick() is None  # the error did not escape the step
+    repainter.changed()
+    repainter.stop(final=canvas.final)
+    assert canvas.painted == ["final"] and repainter.paint_errors == 1
+
+
+def test_stop_returns_while_a_paint_is_stuck_and_still_paints_the_final_view(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(repaint, "JOIN_TIMEOUT", 0.01)  # how long stop() gives the stuck paint
+    canvas = Canvas()
+    painting, release = threading.Event(), threading.Event()
+
+    def stuck_paint() -> None:
+        painting.set()
+        release.wait()  # held by the test: a front-end that never answers
+
+    repainter = Repainter(stuck_paint, interval=0.5, clock=FakeClock(), name="test-stuck")
+    repainter.start()
+    repainter.changed()
+    assert painting.wait(10)
+    returned = threading.Event()
+
+    def stop() -> None:
+        repainter.stop(final=canvas.final)
+        returned.set()
+
+    stopper = threading.Thread(target=stop, name="test-stopper", daemon=True)
+    stopper.start()
+    try:
+        assert returned.wait(10), "stop() waited on the stuck paint"
+        assert canvas.painted == ["final"]
+    finally:
+        release.set()
+        stopper.join(10)
+    repainter.changed()
+    assert repainter.tick() is None and canvas.painted == ["final"]  # nothing paints after the final view
+
+
+def test_stop_skips_the_flush_rather_than_paint_beside_a_stuck_paint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repaint, "JOIN_TIMEOUT", 0.01)
+    calls: list[str] = []
+    painting, release = threading.Event(), threading.Event()
+
+    def stuck_paint() -> None:
+        calls.append(threading.current_thread().name)
+        painting.set()
+        release.wait()
+
+    repainter = Repainter(stuck_paint, interval=0.5, clock=FakeClock(), name="test-stuck")
+    repainter.start()
+    repainter.changed()
+    assert painting.wait(10)
+    repainter.changed()  # a change the stuck paint will not show
+    returned = threading.Event()
+
+    def stop() -> None:
+        repainter.stop()
+        returned.set()
+
+    stopper = threading.Thread(target=stop, name="test-stopper", daemon=True)
+    stopper.start()
+    try:
+        assert returned.wait(10), "stop() waited on the stuck paint"
+        assert calls == ["test-stuck"]  # no second paint beside the stuck one
+    finally:
+        release.set()
+        stopper.join(10)
