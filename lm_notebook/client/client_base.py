@@ -96,18 +96,25 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         )
 
     # --- steps: every request goes through _exchange -------------------------------------------------------------
-    def _exchange(self, step: Send | ReadBody) -> Flow[httpx.Response]:
-        """Ask for one piece of I/O. An httpx error it meets is thrown in here by the driver and leaves as ours."""
+    def _exchange(self, step: Send | ReadBody, *, probe: bool = False) -> Flow[httpx.Response]:
+        """Ask for one piece of I/O. An httpx error it meets is thrown in here by the driver and leaves as ours.
+        ``probe``: it is one of the client's own quick checks (a timeout says so)."""
         closed = self._closed_error()
         if closed is not None:
             raise closed
-        with translated(base_url=self.base_url, read_timeout=self.timeout.read, closed=self._closed_error):
+        request = step.request if isinstance(step, Send) else step.response.request
+        # the timeout this request was sent with (a probe's is its own), else the client's
+        read_timeout = request.extensions.get("timeout", {}).get("read", self.timeout.read)
+        with translated(
+            base_url=self.base_url, read_timeout=read_timeout, closed=self._closed_error,
+            probe=request.url.path if probe else None,
+        ):
             response: httpx.Response = yield step
         return response
 
     def _probe(self, path: str) -> Flow[httpx.Response]:
         """A quick ``GET`` the client makes on its own account (who is there, which ids it has)."""
-        return self._exchange(Send(self._http.build_request("GET", path, timeout=_PROBE_TIMEOUT)))
+        return self._exchange(Send(self._http.build_request("GET", path, timeout=_PROBE_TIMEOUT)), probe=True)
 
     def _json(
         self, method: str, path: str, *, json_body: Any = None, model: str | None = None, max_tokens: int | None = None

@@ -78,11 +78,20 @@ def explained_error(
             err = error_from_response(
                 response, base_url=client.base_url, model=model, available=ids, max_tokens=max_tokens
             )
-    elif isinstance(err, ContextLengthExceededError) and model is not None:
-        info = yield from model_info_quietly(client, model)
-        if info is not None:
-            err = with_model_facts(err, info)
+    elif isinstance(err, ContextLengthExceededError):
+        err = yield from overflow_with_model_facts(client, err, model)
     return err
+
+
+def overflow_with_model_facts(
+    client: Explainer, err: ContextLengthExceededError, model: str | None
+) -> Flow[ContextLengthExceededError]:
+    """``err`` with what the model list says of ``model`` (its loaded and largest contexts): without the largest,
+    the advice could name a context the model cannot load. Unchanged when the list cannot say."""
+    if model is None:
+        return err
+    info = yield from model_info_quietly(client, model)
+    return err if info is None else with_model_facts(err, info)
 
 
 def with_model_facts(err: ContextLengthExceededError, info: ModelInfo) -> ContextLengthExceededError:

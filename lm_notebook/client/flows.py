@@ -127,7 +127,8 @@ class AsyncDriven(Protocol):
 class operation(Generic[P, T]):  # lower case: it is used like ``property``
     """A client method written once, as a flow: ``chat = operation(_chat)`` in the shared base.
 
-    On a sync client the method runs the flow to its value; on an async client it returns a coroutine to await.
+    On a sync client the method runs the flow to its value; on an async client it is an ``async def`` (a coroutine
+    function, as ``inspect`` sees it) that runs the flow.
     ``help()`` and IPython's ``?`` show the flow's parameters and docstring.
     """
 
@@ -138,16 +139,30 @@ class operation(Generic[P, T]):  # lower case: it is used like ``property``
         def call(client: Any, /, *args: Any, **kwargs: Any) -> Any:
             return client._drive(flow(client, *args, **kwargs))
 
+        # the async client's method is an ``async def`` of its own: inspect.iscoroutinefunction (tenacity,
+        # unittest.mock.create_autospec) must see a coroutine function, as before operations were flows
+        async def acall(client: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return await client._drive(flow(client, *args, **kwargs))
+
         # what help() shows: the flow's parameters; what it returns, the docstring says
-        call.__signature__ = inspect.signature(flow).replace(  # type: ignore[attr-defined]
-            return_annotation=inspect.Signature.empty
-        )
-        call.__doc__ = flow.__doc__
+        signature = inspect.signature(flow).replace(return_annotation=inspect.Signature.empty)
+        for method in (call, acall):
+            method.__signature__ = signature  # type: ignore[union-attr]
+            method.__doc__ = flow.__doc__
         self._call = call
+        self._acall = acall
+        self._drives_async: dict[type, bool] = {}  # per client class: is its ``_drive`` a coroutine function?
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self._call.__name__ = name
-        self._call.__qualname__ = f"{owner.__qualname__}.{name}"
+        for method in (self._call, self._acall):
+            method.__name__ = name
+            method.__qualname__ = f"{owner.__qualname__}.{name}"
+
+    def _method_for(self, owner: type) -> Callable[..., Any]:
+        drives_async = self._drives_async.get(owner)
+        if drives_async is None:
+            drives_async = self._drives_async[owner] = inspect.iscoroutinefunction(getattr(owner, "_drive", None))
+        return self._acall if drives_async else self._call
 
     @overload
     def __get__(self, client: None, owner: type | None = None) -> Callable[..., object]: ...
@@ -159,6 +174,7 @@ class operation(Generic[P, T]):  # lower case: it is used like ``property``
     def __get__(self, client: AsyncDriven, owner: type | None = None) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
     def __get__(self, client: object, owner: type | None = None) -> Callable[..., object]:
+        method = self._method_for(owner if owner is not None else type(client))
         if client is None:
-            return self._call
-        return types.MethodType(self._call, client)
+            return method
+        return types.MethodType(method, client)

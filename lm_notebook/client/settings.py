@@ -47,6 +47,13 @@ def _userinfo_split(text: str) -> tuple[str, str | None, str]:
     return f"{head}{user}:", password, f"@{host}"
 
 
+def _host_part(url: str) -> str:
+    """The host and port of a URL as typed (``http://user:pw@host:1234/v1`` → ``host:1234``): only their colons tell
+    an IPv6 address without brackets from a bad port."""
+    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return authority.rpartition("@")[2]
+
+
 def _server_path(path: str) -> str:
     """The part of a URL's path before the server's own routes: ``/proxy/v1/chat/completions`` → ``/proxy``."""
     segments = path.split("/")
@@ -75,7 +82,7 @@ def parse_base_url(url: object, *, setting: str = "base_url") -> ServerAddress:
         parsed = httpx.URL(text)
     except httpx.InvalidURL as exc:
         why = str(exc).replace(password, "***") if password else str(exc)
-        if "[" not in text and text.count(":") > 2:
+        if "[" not in text and _host_part(text).count(":") > 1:
             why = "an IPv6 address without brackets"
         raise LMStudioRequestError(f"{setting} {shown!r} is not a URL ({why}): {_URL_EXAMPLE}.") from None
     if parsed.scheme not in ("http", "https"):
@@ -185,9 +192,11 @@ def checked_token(token: str | None) -> str | None:
     token = token.strip()
     if not token:
         return None
-    if not token.isprintable() or any(c.isspace() for c in token):
+    # an HTTP header carries ASCII only: httpx would fail on anything else with a raw UnicodeEncodeError
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
         raise LMStudioRequestError(
-            "The API token contains spaces or control characters, so it cannot be sent in an HTTP header. Check "
+            "The API token contains spaces, control characters or non-ASCII characters (a pasted curly quote or "
+            "dash, say), so it cannot be sent in an HTTP header. Check "
             "LM_API_TOKEN (or the api_key you passed): it should look like sk-lm-XXXXXXXX:XXXXXXXXXXXXXXXXXXXX."
         )
     return token

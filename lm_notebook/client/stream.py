@@ -20,6 +20,7 @@ at once, with or without ``with``, and ``result()`` is then the partial answer, 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Generator, Iterator
@@ -36,6 +37,7 @@ from lm_notebook.client.accumulator import (
     StreamPart,
     TextBuffer,
 )
+from lm_notebook.client.errors import ContextLengthExceededError
 from lm_notebook.client.flows import Flow
 from lm_notebook.client.stream_base import OnToken, StreamBase, StreamSource, TokenRelay, shut_down
 from lm_notebook.client.types import ChatResult
@@ -117,6 +119,10 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         return self._acc.result(stopped=self.stopped)
 
     def _open(self) -> httpx.Response | None:
+        if self._reader_thread is None:
+            # the thread that opens is the reader from here on (``with`` opens before any iteration): a Stop from
+            # another thread during a long opening (a model load) must wake it, not close it from outside
+            self._reader_thread = threading.get_ident()
         return self._client._drive(self._opening(self._on_connect))
 
     def _run(self) -> Generator[Any, None, None]:
@@ -126,12 +132,15 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
             with self._recording():
                 response = self._open()
                 if response is not None and (take := self._taker(response)) is not None:
-                    with self._reading():
-                        self._chunks = chunks = response.iter_bytes()
-                        for raw in chunks:
-                            yield from take(raw)
-                            if self._ended:
-                                break
+                    try:
+                        with self._reading():
+                            self._chunks = chunks = response.iter_bytes()
+                            for raw in chunks:
+                                yield from take(raw)
+                                if self._ended:
+                                    break
+                    except ContextLengthExceededError as err:  # in the stream: explained as an error answer is
+                        raise self._client._drive(self._explained(err)) from None
                 yield from self._client._drive(self._ending())
         finally:
             if self._chunks is not None:
@@ -161,7 +170,11 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
                 self._wake_reader()
             return
         if self._gen is not None:
-            self._gen.close()  # runs the generator's finally: closes the response
+            try:
+                self._gen.close()  # runs the generator's finally: closes the response
+            except ValueError:  # "generator already executing": another thread has just started reading
+                self._wake_reader()
+                return
         if self._response is not None:
             self._response.close()
         if not self._closed:
@@ -191,6 +204,7 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
         super().__init__(source, payload)
         self._client = source  # the source, as the async client it is
         self._chunks: AsyncIterator[bytes] | None = None
+        self._closing: asyncio.Task[None] | None = None  # the closing an abandoned ``async for`` handed to the loop
 
     async def __aenter__(self) -> AsyncChatStream:
         await self._open()
@@ -222,6 +236,8 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
             else:
                 async for _ in self:
                     pass
+        elif self._closing is not None:
+            await self._closing
         return self._acc.result(stopped=self.stopped)
 
     async def _open(self) -> httpx.Response | None:
@@ -233,13 +249,16 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
             with self._recording():
                 response = await self._open()
                 if response is not None and (take := self._taker(response)) is not None:
-                    with self._reading():
-                        self._chunks = chunks = response.aiter_bytes()
-                        async for raw in chunks:
-                            for out in take(raw):
-                                yield out
-                            if self._ended:
-                                break
+                    try:
+                        with self._reading():
+                            self._chunks = chunks = response.aiter_bytes()
+                            async for raw in chunks:
+                                for out in take(raw):
+                                    yield out
+                                if self._ended:
+                                    break
+                    except ContextLengthExceededError as err:  # in the stream: explained as an error answer is
+                        raise await self._client._drive(self._explained(err)) from None
                 for out in await self._client._drive(self._ending()):
                     yield out
         finally:
@@ -258,15 +277,30 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
         return await self.result()
 
     def _abandon(self) -> None:
-        """An ``async for`` left early (its iterator was dropped): stop at once. Nothing can be awaited here, so the
-        socket is shut down (the server sees the client leave now); the response is closed by ``result()``,
-        ``aclose()`` or ``async with``, or when the stream is collected."""
+        """An ``async for`` left early (its iterator was dropped): stop at once, as the sync twin does. The stream is
+        stopped from now on and the socket is shut down (the server sees the client leave now). Nothing can be
+        awaited here: closing the reading and the response is handed to the running loop (``result()`` and
+        ``aclose()`` wait for it); with no loop running, the stream is collected with its response."""
         self._stop_requested.set()
         shut_down(None, self._response)
+        self._finish()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._closing = loop.create_task(self._close_reading())
 
     async def aclose(self) -> None:
         """Stop reading and close the connection; what arrived so far stays available."""
         self._stop_requested.set()
+        await self._close_reading()
+        if not self._closed:
+            self._finish()
+
+    async def _close_reading(self) -> None:
+        if self._closing is not None and self._closing is not asyncio.current_task():
+            await self._closing  # an abandoned loop's closing, already under way
+            return
         if self._gen is not None:
             try:
                 await self._gen.aclose()
@@ -274,8 +308,6 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
                 pass
         if self._response is not None:
             await self._response.aclose()
-        if not self._closed:
-            self._finish()
 
 
 class _Consumer(Generic[T_co]):

@@ -19,7 +19,8 @@ import httpx
 
 from lm_notebook.client.accumulator import CONTENT, REASONING, ChatAccumulator, StreamPart
 from lm_notebook.client.error_classification import classify_error, error_message_and_code, is_error_body
-from lm_notebook.client.errors import LMStudioAPIError, LMStudioError, LMStudioStreamError
+from lm_notebook.client.error_explanation import Explainer, overflow_with_model_facts
+from lm_notebook.client.errors import ContextLengthExceededError, LMStudioAPIError, LMStudioError, LMStudioStreamError
 from lm_notebook.client.flows import Flow, Step
 from lm_notebook.client.routes import CHAT_PATH, token_sent
 from lm_notebook.client.sse import ServerSentEvent, SSEDecoder
@@ -33,10 +34,10 @@ G = TypeVar("G")  # how the twin hands out what it reads: an Iterator (sync) or 
 _scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-class StreamSource(Protocol):
-    """What a stream needs from its client: where it talks to, and the flows that open it and explain an empty one."""
+class StreamSource(Explainer, Protocol):
+    """What a stream needs from its client: where it talks to, the flows that open it and explain an empty one, and
+    its quick probe (an in-band error is explained with the model list, as an error answer is)."""
 
-    base_url: str
     timeout: httpx.Timeout
 
     def _open_stream(self, payload: dict[str, Any], on_socket: OnSocket | None) -> Flow[httpx.Response]: ...
@@ -207,13 +208,21 @@ class StreamBase(Generic[G]):
             raise closed
         if self._whole is not None:
             text = b"".join(self._whole).decode(self._response.encoding or "utf-8", errors="replace")
-            parts = self._non_stream_body(text)
+            try:
+                parts = self._non_stream_body(text)
+            except ContextLengthExceededError as err:
+                raise (yield from self._explained(err)) from None
             return [p.text for p in parts if p.kind is CONTENT] if self._content_only else parts
         if self._acc.deltas == 0:
             # raises the server's reason for an empty stream, if it has one
             yield from self._source._explain_empty_stream(self._payload)
         self._check_finished()
         return []
+
+    def _explained(self, err: ContextLengthExceededError) -> Flow[ContextLengthExceededError]:
+        """An overflow the server sent with its 200 (in the stream, or as the whole body), with the model list's
+        facts, as ``chat()`` gets them: else its advice could name a context larger than the model's largest."""
+        return (yield from overflow_with_model_facts(self._source, err, err.model or self._model))
 
     def _reading(self) -> AbstractContextManager[None]:
         """Around reading the body: httpx errors become ours, keeping the partial answer (none after a Stop)."""

@@ -24,8 +24,10 @@ def translate_transport_error(
     read_timeout: float | None,
     partial: ChatResult | None = None,
     streaming: bool = False,
+    probe: str | None = None,
 ) -> LMStudioError:
-    """Our exception for a transport-level failure, with what to do about it."""
+    """Our exception for a transport-level failure, with what to do about it. ``probe``: the path of the quick check
+    the client made on its own account (its timeout is its own: raising the client's would not help)."""
     if isinstance(exc, httpx.ConnectTimeout):
         return LMStudioConnectionError(base_url, "no answer while connecting", partial=partial)
     if isinstance(exc, httpx.ConnectError):
@@ -36,6 +38,14 @@ def translate_transport_error(
         return LMStudioError(
             f"The request to LM Studio at {base_url} could not be sent: it is malformed on our side "
             f"({type(exc).__name__}). Check the API token and the base URL.",
+            partial=partial,
+        )
+    if isinstance(exc, httpx.TimeoutException) and probe is not None:
+        wait = f"{read_timeout:g} s " if read_timeout else ""
+        return LMStudioTimeoutError(
+            f"LM Studio at {base_url} did not answer a quick {wait}check (GET {probe}) the client makes before its "
+            "request: the server is stalled or too busy to answer. Check that it responds (LM Studio's Developer tab "
+            "shows its log), or restart it.",
             partial=partial,
         )
     if isinstance(exc, httpx.TimeoutException):
@@ -75,12 +85,14 @@ def translated(
     partial: Callable[[], ChatResult] | None = None,
     unless: threading.Event | None = None,
     closed: Callable[[ChatResult | None], LMStudioError | None] | None = None,
+    probe: str | None = None,
 ) -> Iterator[None]:
     """An httpx error raised in the block leaves it as ours (:func:`translate_transport_error`).
 
     ``partial``: a stream's answer so far (the error keeps it). ``unless``: while this event is set (a Stop shut the
     socket down) the error is the stop itself, and is dropped. ``closed``: the client's "this client is closed"
     error once it is closed (closing it broke the connection: that is no network fault to retry), else None.
+    ``probe``: the path, when the request is one of the client's own quick checks.
     """
     try:
         yield
@@ -97,4 +109,5 @@ def translated(
             read_timeout=read_timeout,
             partial=kept,
             streaming=partial is not None,
+            probe=probe,
         ) from exc

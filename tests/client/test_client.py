@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from typing import Any
+from unittest.mock import AsyncMock, create_autospec
 
 import httpx
 import pytest
@@ -42,6 +43,7 @@ from lm_notebook import (
     ServerBusyError,
     ServerError,
 )
+from lm_notebook.testing import ManualClock, MockLMStudioServer
 
 TOKEN = "sk-lm-Abcd1234:SecretSecretSecret99"
 MODELS_V1 = {"object": "list", "data": [{"id": "qwen2.5-7b-instruct", "object": "model", "owned_by": "x"},
@@ -783,3 +785,48 @@ def test_both_twins_show_the_same_methods_with_their_parameters() -> None:
     pending = aio.is_running()  # the async twin's methods give coroutines to await
     assert inspect.iscoroutine(pending)
     pending.close()
+
+
+def test_the_async_twins_operations_are_coroutine_functions_and_the_sync_ones_are_not() -> None:
+    sync, aio = LMStudioClient(), AsyncLMStudioClient()
+    names = ("fetch_models", "list_models", "get_model", "is_running", "load_model", "unload_model", "chat",
+             "send_message")
+    for name in names:
+        assert inspect.iscoroutinefunction(getattr(aio, name)), name  # tenacity and create_autospec look at this
+        assert inspect.iscoroutinefunction(getattr(AsyncLMStudioClient, name)), name
+        assert not inspect.iscoroutinefunction(getattr(sync, name)), name
+        assert getattr(aio, name).__func__ is getattr(AsyncLMStudioClient(), name).__func__, name  # built once
+    spec = create_autospec(AsyncLMStudioClient, instance=True)
+    assert isinstance(spec.chat, AsyncMock) and not isinstance(create_autospec(LMStudioClient).chat, AsyncMock)
+
+
+def test_an_async_operation_awaited_over_http_answers() -> None:
+    async def run(url: str, model: str) -> tuple[bool, str]:
+        async with AsyncLMStudioClient(url) as client:
+            return await client.is_running(), (await client.chat("hi", model=model)).content
+
+    with MockLMStudioServer() as server:
+        running, content = asyncio.run(run(server.url, server.loaded_models()[0]))
+    assert running and content
+
+
+def test_a_stalled_probe_reports_the_probes_own_timeout_not_the_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lm_notebook.client.client_base as client_base
+
+    monkeypatch.setattr(client_base, "_PROBE_TIMEOUT", httpx.Timeout(0.25))  # the test waits for this, not 5 s
+    with MockLMStudioServer(clock=ManualClock()) as server, LMStudioClient(server.url, timeout=600) as client:
+        server.set_fault("stall", path="/lmstudio-greeting", seconds=3600)
+        with pytest.raises(LMStudioTimeoutError) as info:
+            client.chat("hi", model=server.loaded_models()[0])
+    text = info.value.message
+    assert "/lmstudio-greeting" in text and "0.25 s" in text and "600" not in text
+    assert "raise the timeout" not in text and "\n" not in text
+
+
+def test_a_stalled_answer_reports_the_requests_read_timeout() -> None:
+    with MockLMStudioServer(clock=ManualClock()) as server, LMStudioClient(server.url, timeout=0.25) as client:
+        model = server.loaded_models()[0]
+        server.set_fault("stall", model=model, seconds=3600)
+        with pytest.raises(LMStudioTimeoutError) as info:
+            client.chat("hi", model=model)
+    assert "sent nothing for 0.25 s" in info.value.message and "raise the timeout" in info.value.message

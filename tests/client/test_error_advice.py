@@ -217,3 +217,26 @@ def test_server_is_fake_once_the_greeting_is_read(mode: str, greeting: dict[str,
             return before, aclient.server_is_fake
 
     assert asyncio.run(run()) == (None, fake)
+
+
+def test_a_streamed_overflow_too_long_for_the_largest_context_says_so_as_chat_does() -> None:
+    spec = ModelSpec("m", loaded=True, context_length=4096, max_context_length=8192)
+    prompt = "word " * 9000  # more than even the largest context
+    with MockLMStudioServer(models=[spec]) as server, LMStudioClient(server.url) as client:
+        with pytest.raises(ContextLengthExceededError) as unstreamed:
+            client.chat(prompt, model="m")
+        with pytest.raises(ContextLengthExceededError) as streamed:  # the stream's in-band error event
+            client.stream_chat(prompt, model="m").text()
+
+        async def in_async() -> ContextLengthExceededError:
+            async with AsyncLMStudioClient(server.url) as aclient:
+                try:
+                    await aclient.stream_chat(prompt, model="m").text()
+                except ContextLengthExceededError as err:
+                    return err
+            raise AssertionError("no overflow")
+
+        from_async = asyncio.run(in_async())
+    for err in (unstreamed.value, streamed.value, from_async):
+        assert (err.context_length, err.max_context_length, err.suggested_context_length) == (4096, 8192, None)
+        assert "largest context (8192 tokens) is too small" in err.message and "--context-length" not in err.message

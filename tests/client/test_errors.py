@@ -1,17 +1,29 @@
-"""Error classification and messages, independent of HTTP."""
+"""Error classification and messages; and each error's fields, as the client raises it over loopback HTTP against
+the fake server."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from lm_notebook import (
+    AuthenticationError,
+    LMStudioClient,
+    LMStudioStreamError,
+    NoModelLoadedError,
+    RateLimitError,
+)
 from lm_notebook.client import errors
 from lm_notebook.client.error_classification import classify_error, ids_from_message, parse_error_body
 from lm_notebook.client.errors import ContextLengthExceededError, LMStudioAPIError, ModelNotFoundError, suggest_model
 from lm_notebook.client.transport_errors import translate_transport_error
 from lm_notebook.client.types import ChatResult
+from lm_notebook.testing import MockLMStudioServer, ModelSpec
+
+E = TypeVar("E", bound=errors.LMStudioError)
 
 IDS = ["qwen2.5-7b-instruct", "google/gemma-3-4b", "openai/gpt-oss-20b", "deepseek-r1-distill-qwen-7b",
        "text-embedding-nomic-embed-text-v1.5"]
@@ -111,26 +123,80 @@ def error_classes() -> set[type[errors.LMStudioError]]:
     return {c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.LMStudioError)}
 
 
-def fields_of(cls: type[errors.LMStudioError]) -> set[str]:
-    """Every field the class declares, its bases' included."""
-    return {name for base in cls.__mro__ if issubclass(base, errors.LMStudioError)
-            for name in vars(base).get("__annotations__", {})}
-
-
 def test_every_error_class_is_made_somewhere_here() -> None:
     assert {type(err) for err in one_of_each()} == error_classes()
 
 
 @pytest.mark.parametrize("err", one_of_each(), ids=lambda e: type(e).__name__)
-def test_every_field_is_set_and_str_is_the_message(err: errors.LMStudioError) -> None:
+def test_str_is_the_message(err: errors.LMStudioError) -> None:
     assert isinstance(err.message, str) and err.message
     assert str(err) == err.message
-    for name in fields_of(type(err)):
-        assert hasattr(err, name), f"{type(err).__name__}.{name} is not set"
-    if isinstance(err, errors.ModelNotFoundError):
-        assert isinstance(err.available, list) and err.available and err.model
-    if isinstance(err, (errors.RateLimitError,)):
-        assert err.retry_after == 3.0
+
+
+# --- each error's fields carry the real values where the client raises it (loopback HTTP, the fake server) -----
+
+QWEN, GEMMA = "qwen2.5-7b-instruct", "google/gemma-3-4b"
+
+
+@pytest.fixture
+def fake() -> Iterator[MockLMStudioServer]:
+    with MockLMStudioServer(models=[ModelSpec(QWEN, loaded=True, context_length=4096), ModelSpec(GEMMA)]) as server:
+        yield server
+
+
+def raised(expected: type[E], call: Callable[[], object]) -> E:
+    with pytest.raises(expected) as info:
+        call()
+    assert type(info.value) is expected and str(info.value) == info.value.message
+    return info.value
+
+
+def test_model_not_found_names_the_model_asked_for_and_the_ids_the_server_has(fake: MockLMStudioServer) -> None:
+    with LMStudioClient(fake.url) as client:
+        err = raised(ModelNotFoundError, lambda: client.chat("hi", model="qwen-7b"))
+    assert (err.model, err.available, err.status_code) == ("qwen-7b", [QWEN, GEMMA], 400)
+
+
+def test_authentication_error_says_whether_a_token_was_sent() -> None:
+    with MockLMStudioServer(auth_token="sk-lm-right:secret") as server:
+        with LMStudioClient(server.url) as client:
+            none_sent = raised(AuthenticationError, client.list_models)
+        with LMStudioClient(server.url, api_key="sk-lm-wrong:nope") as client:
+            refused = raised(AuthenticationError, client.list_models)
+    assert (none_sent.token_sent, none_sent.status_code) == (False, 401)
+    assert (refused.token_sent, refused.status_code) == (True, 401)
+
+
+def test_no_model_loaded_says_the_model_is_downloaded() -> None:
+    with MockLMStudioServer(models=[ModelSpec(GEMMA)], jit_loading=False) as server, \
+            LMStudioClient(server.url) as client:
+        err = raised(NoModelLoadedError, lambda: client.chat("hi", model=GEMMA))
+    assert (err.model, err.downloaded) == (GEMMA, True)
+
+
+def test_context_length_exceeded_carries_the_real_numbers(fake: MockLMStudioServer) -> None:
+    with LMStudioClient(fake.url) as client:
+        err = raised(ContextLengthExceededError, lambda: client.chat("word " * 5000, model=QWEN, max_tokens=100))
+    assert (err.model, err.prompt_tokens, err.context_length, err.max_context_length, err.max_tokens,
+            err.suggested_context_length) == (QWEN, 5007, 4096, 32768, 100, 8192)
+
+
+def test_a_stream_error_says_whether_the_answer_was_dropped(fake: MockLMStudioServer) -> None:
+    with LMStudioClient(fake.url) as client:
+        fake.set_fault("drop", model=QWEN, after_chunks=2, times=1)
+        dropped = raised(LMStudioStreamError, lambda: client.stream_chat("hi", model=QWEN).text())
+        fake.set_fault("stream_error", model=QWEN, after_chunks=2, times=1)
+        reported = raised(LMStudioStreamError, lambda: client.stream_chat("hi", model=QWEN).text())
+    assert dropped.dropped is True and reported.dropped is False
+    for err in (dropped, reported):
+        assert err.partial is not None and err.partial_content == err.partial.content != ""
+
+
+def test_rate_limit_error_carries_the_servers_retry_after(fake: MockLMStudioServer) -> None:
+    with LMStudioClient(fake.url) as client:
+        fake.set_fault("429", model=QWEN, times=1, retry_after=3)
+        err = raised(RateLimitError, lambda: client.chat("hi", model=QWEN))
+    assert (err.retry_after, err.status_code) == (3.0, 429)
 
 
 def test_str_follows_the_message() -> None:

@@ -196,3 +196,26 @@ def test_a_user_and_password_in_the_url_are_sent_as_basic_auth_and_never_shown(
     for text in [*shown, caplog.text]:
         assert PASSWORD not in text
     assert "alice:***@" in " ".join(shown)  # the bad URL is shown, masked
+
+
+def test_a_bad_port_after_a_user_and_password_is_called_a_bad_port_not_ipv6() -> None:
+    with pytest.raises(LMStudioRequestError) as info:
+        LMStudioClient(f"http://alice:{PASSWORD}@localhost:12x")
+    text = one_line(info.value)
+    assert text.startswith("base_url 'http://alice:***@localhost:12x' is not a URL")
+    assert "port" in text.lower() and "12x" in text and "IPv6" not in text.split("(an IPv6 address goes")[0]
+    assert PASSWORD not in text
+
+
+@pytest.mark.parametrize("token", ["sk-lm-ü", "sk-lm-abc:déf", "sk-lm-\u2013dash"])
+def test_a_non_ascii_token_is_refused_in_one_line_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    with pytest.raises(LMStudioRequestError) as info:
+        LMStudioClient(api_key=token)
+    text = one_line(info.value)
+    assert "API token" in text and token not in text and "sk-lm-XXXXXXXX" in text
+    monkeypatch.setenv("LM_API_TOKEN", token)
+    with pytest.raises(LMStudioRequestError) as from_env:
+        AsyncLMStudioClient()
+    assert token not in one_line(from_env.value)

@@ -9,11 +9,14 @@ here waits on wall-clock time; each waits for the server to see something.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from lm_notebook import AsyncLMStudioClient, LMStudioClient, LMStudioError
+from lm_notebook.client.stream import ChatStream
 from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
 
 
@@ -189,3 +192,79 @@ def test_a_closed_async_client_says_it_is_closed(paced: MockLMStudioServer) -> N
     assert len(errors) == 3
     for text in errors:
         assert text.startswith("This client is closed") and "retry" not in text.lower()
+
+
+# --- 5. a Stop from another thread while the stream is still opening (a model load) ---------------------------------
+
+@pytest.fixture
+def loading() -> Iterator[MockLMStudioServer]:
+    """A server whose model is not loaded and takes 30 (manual) seconds to load: the chat request waits for ever."""
+    with MockLMStudioServer(models=[ModelSpec("m", load_time=30)], clock=ManualClock()) as s:
+        yield s
+
+
+def stop_once_requested(server: MockLMStudioServer, stop: Callable[[], object], entered: threading.Event) -> list[str]:
+    """From another thread: wait for the chat request to arrive, then ``stop()``. When the opening is not woken by
+    it, move the clock past the load so the test fails instead of hanging; the list then says so."""
+    failures: list[str] = []
+
+    def run() -> None:
+        server.wait_for_requests(1, path="/v1/chat/completions")
+        stop()
+        if not entered.wait(10):
+            failures.append("the Stop did not wake the opening; it returned only after the whole load")
+            assert isinstance(server.clock, ManualClock)
+            server.clock.advance(60)
+
+    threading.Thread(target=run, daemon=True).start()
+    return failures
+
+
+def test_a_stop_from_another_thread_wakes_with_stream_while_it_opens(loading: MockLMStudioServer) -> None:
+    with LMStudioClient(loading.url) as client:
+        stream = client.stream_chat("hi", model="m")
+        entered = threading.Event()
+        failures = stop_once_requested(loading, stream.close, entered)
+        with stream:
+            entered.set()
+            assert list(stream) == []
+        assert failures == []
+        assert stream.stopped and stream.result().stopped and stream.result().content == ""
+
+
+def test_a_stop_from_another_thread_wakes_a_streamed_send_message_while_it_opens(
+    loading: MockLMStudioServer,
+) -> None:
+    with LMStudioClient(loading.url, model="m") as client:
+        opened: list[ChatStream] = []
+        stream_chat = client.stream_chat
+
+        def keep(*args: Any, **kwargs: Any) -> ChatStream:  # the Stop button's handle on the stream
+            opened.append(stream_chat(*args, **kwargs))
+            return opened[-1]
+
+        client.stream_chat = keep  # type: ignore[method-assign]
+        entered = threading.Event()
+        failures = stop_once_requested(loading, lambda: opened[0].close(), entered)
+        result = client.send_message("hi", stream=True)
+        entered.set()
+        assert failures == []
+        assert result.stopped and result.content == ""
+
+
+def test_async_for_left_early_is_stopped_at_once_and_its_response_is_closed_on_the_loop(
+    paced: MockLMStudioServer,
+) -> None:
+    async def run() -> tuple[bool, bool, bool]:
+        async with AsyncLMStudioClient(paced.url) as client:
+            stream = client.stream_chat("hi", model="m")
+            async for _text in stream:
+                break
+            stopped = stream.stopped and stream.partial().stopped  # before any result() or aclose()
+            await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))  # what the loop was asked to do
+            assert stream._response is not None
+            closed = stream._response.is_closed
+            await asyncio.to_thread(left, paced)
+            return stopped, closed, (await stream.result()).stopped
+
+    assert asyncio.run(run()) == (True, True, True)
