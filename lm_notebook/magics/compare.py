@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 
+from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import LMStudioError, NoCurrentModelError
+from lm_notebook.client.session import get_client
 from lm_notebook.magics.arguments import argument, magic_arguments, one_line, parse_argstring
 
 if TYPE_CHECKING:
@@ -56,6 +58,13 @@ def cell_prompts(cell: str, *, single: bool) -> list[str]:
 @magics_class
 class CompareMagics(Magics):
     """``%%lm_compare``: the comparison as a cell magic."""
+
+    def _client(self) -> LMStudioClient:
+        """The client %%lm uses (it follows %config LMMagics.base_url and timeout), else the shared one."""
+        from lm_notebook.magics.lm import LMMagics
+
+        magics = self.shell.magics_manager.registry.get("LMMagics") if self.shell is not None else None
+        return magics.client if isinstance(magics, LMMagics) else get_client()
 
     @magic_arguments()
     @argument("-m", "--models", help="Comma-separated model ids (default: the current model, see %%lm_use).")
@@ -103,6 +112,7 @@ class CompareMagics(Magics):
                 cache=(True if args.cache == "" else args.cache),
                 progress=not args.no_progress,
                 timeout=args.timeout,
+                client=self._client(),
             )
         except ComparisonInterrupted as err:
             # Stop means stop: the table so far is shown and kept, then the cell ends (and "Run all" with it)

@@ -152,3 +152,27 @@ def test_stop_shows_the_table_so_far_then_ends_the_cell() -> None:
         "shown above, and every row is in _lm_compare and partial."
     ]
     ip.user_ns.pop("partial", None)
+
+
+def test_lm_compare_follows_the_configured_base_url() -> None:
+    # the shared client points at nothing; %config LMMagics.base_url names the running server, as for %%lm
+    from lm_notebook.magics import register as register_all
+    from lm_notebook.magics.lm import LMMagics
+
+    with MockLMStudioServer(models=[ModelSpec("alpha", reply_tokens=4, loaded=True)]) as server:
+        previous = set_client(LMStudioClient("http://127.0.0.1:9", model="alpha"))
+        ip = InteractiveShell.instance()
+        register_all(ip)
+        magics = ip.magics_manager.registry["LMMagics"]
+        assert isinstance(magics, LMMagics)
+        old_url = magics.base_url
+        try:
+            magics.base_url = server.url
+            out = ip.run_cell_magic("lm_compare", "-m alpha -t 0", "Say hi\n")
+            assert isinstance(out, ComparisonTable)
+            assert (ip.user_ns["_lm_compare"].status == "ok").all()
+            assert server.wait_for_requests(1, path="/v1/chat/completions")
+        finally:
+            magics.base_url = old_url
+            ip.user_ns.pop("_lm_compare", None)
+            set_client(previous)
