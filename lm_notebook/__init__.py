@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lm_notebook.client import (
+    ActPart,
+    ActResult,
+    ActStream,
+    AsyncActStream,
     AsyncChatStream,
     AsyncLMStudioClient,
     AuthenticationError,
@@ -36,7 +40,10 @@ from lm_notebook.client import (
     ServerError,
     StreamPart,
     Timings,
+    Tool,
     ToolCall,
+    ToolCallRecord,
+    ToolRoundsExceededError,
     Usage,
     get_client,
     set_client,
@@ -95,6 +102,10 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
 
 
 __all__ = [
+    "ActPart",
+    "ActResult",
+    "ActStream",
+    "AsyncActStream",
     "AsyncChatStream",
     "AsyncLMStudioClient",
     "AuthenticationError",
@@ -124,7 +135,10 @@ __all__ = [
     "ServerError",
     "StreamPart",
     "Timings",
+    "Tool",
     "ToolCall",
+    "ToolCallRecord",
+    "ToolRoundsExceededError",
     "Usage",
     "acompare",
     "compare",

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from lm_notebook.client.act_stream import ActStream, AsyncActStream
+from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord, ToolRoundsExceededError
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient
 from lm_notebook.client.errors import (
     AuthenticationError,
@@ -34,10 +36,15 @@ from lm_notebook.client.routes import LoadResult
 from lm_notebook.client.session import get_client, set_client
 from lm_notebook.client.settings import DEFAULT_BASE_URL, normalize_base_url, resolve_timeout
 from lm_notebook.client.stream import AsyncChatStream, ChatStream, StreamPart
+from lm_notebook.client.tools import Tool
 from lm_notebook.client.types import ChatResult, ModelInfo, Timings, ToolCall, Usage
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "ActPart",
+    "ActResult",
+    "ActStream",
+    "AsyncActStream",
     "AsyncChatStream",
     "AsyncLMStudioClient",
     "AuthenticationError",
@@ -65,7 +72,10 @@ __all__ = [
     "ServerError",
     "StreamPart",
     "Timings",
+    "Tool",
     "ToolCall",
+    "ToolCallRecord",
+    "ToolRoundsExceededError",
     "Usage",
     "get_client",
     "normalize_base_url",

@@ -24,12 +24,15 @@ from typing import TypeVar
 
 import httpx
 
+from lm_notebook.client.act import ActOperations
+from lm_notebook.client.act_stream import ActStream, AsyncActStream
 from lm_notebook.client.client_base import BaseClient
 from lm_notebook.client.flows import Flow, ReadBody, Send, Step, arun_flow, run_flow
 from lm_notebook.client.routes import LoadResult
 from lm_notebook.client.settings import DEFAULT_BASE_URL, normalize_base_url, resolve_timeout
 from lm_notebook.client.stream import AsyncChatStream, ChatStream
 from lm_notebook.client.stream_base import ReadStream
+from lm_notebook.client.tool_running import RunToolCalls, arun_tool_calls, run_tool_calls
 
 # the settings and the load result stay importable from here, as before
 __all__ = [
@@ -44,7 +47,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream]):
+class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream], ActOperations[ActStream]):
     """Talks to LM Studio's server (``LMSTUDIO_BASE_URL``, default ``http://127.0.0.1:1234``).
 
     ``base_url`` may be pasted as an endpoint (``…/v1/chat/completions``, ``…/v1``, ``…/api/v1``): it is reduced to
@@ -57,6 +60,7 @@ class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream]):
 
     _http_type = httpx.Client
     _stream_type = ChatStream
+    _act_stream_type = ActStream
 
     def _drive(self, flow: Flow[T]) -> T:
         return run_flow(flow, self._perform)
@@ -73,6 +77,8 @@ class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream]):
             return step.response
         if isinstance(step, ReadStream) and isinstance(step.stream, ChatStream):
             return step.stream._read_to_end(step.on_token)
+        if isinstance(step, RunToolCalls):
+            return run_tool_calls(step)
         raise TypeError(f"LMStudioClient cannot perform {step!r}")
 
     def close(self) -> None:
@@ -89,7 +95,9 @@ class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream]):
         self.close()
 
 
-class AsyncLMStudioClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport, AsyncChatStream]):
+class AsyncLMStudioClient(
+    BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport, AsyncChatStream], ActOperations[AsyncActStream]
+):
     """The async twin of :class:`LMStudioClient`: the same methods and arguments, awaited; ``stream_chat`` gives an
     :class:`~lm_notebook.client.stream.AsyncChatStream` (``async with``, ``async for``); ``aclose`` instead of
     ``close``. ``transport`` is an async one (``httpx.MockTransport`` is both).
@@ -104,6 +112,7 @@ class AsyncLMStudioClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport
 
     _http_type = httpx.AsyncClient
     _stream_type = AsyncChatStream
+    _act_stream_type = AsyncActStream
 
     async def _drive(self, flow: Flow[T]) -> T:
         return await arun_flow(flow, self._perform)
@@ -120,6 +129,8 @@ class AsyncLMStudioClient(BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport
             return step.response
         if isinstance(step, ReadStream) and isinstance(step.stream, AsyncChatStream):
             return await step.stream._read_to_end(step.on_token)
+        if isinstance(step, RunToolCalls):
+            return await arun_tool_calls(step)
         raise TypeError(f"AsyncLMStudioClient cannot perform {step!r}")
 
     async def aclose(self) -> None:

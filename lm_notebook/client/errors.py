@@ -9,6 +9,7 @@
     ├── LMStudioRequestError           a request LM Studio would reject, caught before sending (ValueError too)
     ├── LMStudioStreamError            the stream broke or carried an error after the 200 (keeps the partial text)
     ├── ClientClosedError              the client was closed (before the request, or while it streamed)
+    ├── ToolRoundsExceededError        act(): still asking for tools after max_rounds (in act_types.py)
     └── LMStudioAPIError               the server answered with an error (status, parsed body)
         ├── AuthenticationError        401: a token is required (none sent) or was refused (``token_sent``)
         ├── ModelNotFoundError         unknown model id (lists the available ids)

@@ -29,6 +29,14 @@ from lm_notebook.testing.recording import ChangeSignal, RecordedRequest, Request
 from lm_notebook.testing.replies import embedding, prompt_tokens
 from lm_notebook.testing.scheduler import Instance, LoadFailed, Scheduler
 from lm_notebook.testing.streaming import Framing, StreamWriter, chat_events, pause
+from lm_notebook.testing.tool_calls import (
+    TOOL_FAULTS,
+    ToolScriptBook,
+    faulted,
+    offered_tools,
+    plan_tool_calls,
+    tool_answer,
+)
 from lm_notebook.testing.wire import ChunkedBody, Request, dump_json, write_response
 
 Version = Literal["0.3", "0.4"]
@@ -74,6 +82,7 @@ class LMStudioApp:
         self.faults = FaultBook()
         self.log = RequestLog(self.signal)
         self.scripts = ScriptBook()
+        self.tool_scripts = ToolScriptBook()
 
     # --- configuration (any thread) ----------------------------------------------------------------------------
     def models(self) -> dict[str, ModelSpec]:
@@ -323,10 +332,18 @@ class LMStudioApp:
                                                                                           inst.context_length))))
             await chunked.finish()
             return
-        scripted = self.scripts.pop(spec.id)
+        tool_round = self.tool_scripts.pop(spec.id) if not completion and offered_tools(body) else None
+        scripted = None if tool_round is not None else self.scripts.pop(spec.id)
         reply_tokens = self.settings.reply_tokens
-        gen = (plan_completion(spec, body, scripted=scripted, reply_tokens=reply_tokens) if completion
-               else plan_chat(spec, body, messages, scripted=scripted, reply_tokens=reply_tokens))
+        if completion:
+            gen = plan_completion(spec, body, scripted=scripted, reply_tokens=reply_tokens)
+        else:
+            plans = plan_tool_calls(body, messages, tool_round) if scripted is None else []
+            if plans:
+                kinds = [f.kind for f in self.faults.take(TOOL_FAULTS, model=spec.id, path=path, generation=True)]
+                plans = faulted(plans, kinds, body)
+            gen = plan_chat(spec, body, messages, scripted=scripted, reply_tokens=reply_tokens, tool_plans=plans,
+                            tool_text=tool_answer(messages) if offered_tools(body) else None)
         if any(f.kind == "empty_stream" for f in faults):
             gen = Generation([], "stop", "eosFound")
         faults = [f for f in faults if f.kind != "empty_stream"]

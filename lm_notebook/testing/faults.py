@@ -19,6 +19,9 @@ Fault kinds:
 - ``"stream_error"``: after ``after_chunks`` token chunks send an in-band error (``form="event"``: ``event: error``
   as 0.4.21 does; ``form="data"``: a plain ``data: {"error": ...}`` line) and end the stream without ``[DONE]``.
 - ``"empty_stream"``: a well-formed stream with no content deltas (a context-overflow case seen in the wild).
+- ``"tool_unknown_name"`` / ``"tool_bad_arguments"`` / ``"tool_bad_json"``: a request that calls tools calls one
+  nobody offered, with arguments that break its schema, or with JSON cut in the middle
+  (see :mod:`lm_notebook.testing.tool_calls`).
 
 Faults without ``path`` apply to the generation routes (chat, completions, embeddings); with ``path`` they apply to
 every request for that exact path.
@@ -32,9 +35,11 @@ from typing import Literal
 
 ErrorStyle = Literal["0.3", "0.4"]
 LineEnding = Literal["\n", "\r\n"]
-FaultKind = Literal["500", "429", "load_failure", "stall", "drop", "malformed_chunk", "stream_error", "empty_stream"]
+FaultKind = Literal["500", "429", "load_failure", "stall", "drop", "malformed_chunk", "stream_error", "empty_stream",
+                    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json"]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "500", "429", "load_failure", "stall", "drop", "malformed_chunk", "stream_error", "empty_stream",
+    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json",
 )
 STREAM_FAULTS: frozenset[str] = frozenset({"stall", "drop", "malformed_chunk", "stream_error", "empty_stream"})
 

@@ -69,7 +69,11 @@ def plan_chat(
     *,
     scripted: str | None,
     reply_tokens: int | None,
+    tool_plans: Sequence[ToolCallPlan] | None = None,
+    tool_text: str | None = None,
 ) -> Generation:
+    """``tool_plans``: the tool calls to answer with (see :mod:`~lm_notebook.testing.tool_calls`; None: the first
+    offered tool, unless the last message is a tool result); ``tool_text``: the text answer to tool results."""
     seed, temperature = body.get("seed"), body.get("temperature")
     deltas: list[tuple[str, str]] = []
     reasoning_count = 0
@@ -83,10 +87,16 @@ def plan_chat(
         else:
             deltas.extend((spec.reasoning, t) for t in thinking)
             reasoning_count = len(thinking)
-    tool = None if scripted is not None else _wants_tool_call(body, messages)
+    plans: list[ToolCallPlan] = []
+    if scripted is None and tool_plans is not None:
+        plans = list(tool_plans)
+    elif scripted is None and (tool := _wants_tool_call(body, messages)) is not None:
+        arguments = replies.tool_arguments(tool.get("parameters") or {}, messages)
+        plans.append(ToolCallPlan(0, replies.tool_call_id(messages, 0), str(tool.get("name", "tool")), arguments,
+                                  replies.split_pieces(arguments, arguments)))
     finish, stop_reason = "stop", "eosFound"
     answer: list[str] = []
-    if tool is None:
+    if not plans:
         response_format = body.get("response_format")
         schema = None
         if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
@@ -94,6 +104,8 @@ def plan_chat(
         count = spec.reply_tokens if spec.reply_tokens is not None else reply_tokens
         if scripted is not None:
             text = scripted
+        elif tool_text is not None:
+            text = tool_text
         elif isinstance(schema, Mapping):
             text = replies.json_reply(schema, spec.id, messages, seed)
         elif count is not None:
@@ -107,11 +119,7 @@ def plan_chat(
                 stop_reason = "stopStringFound"
             answer = replies.tokenize(text)
     deltas.extend(("content", t) for t in answer)
-    plans: list[ToolCallPlan] = []
-    if tool is not None:
-        arguments = replies.tool_arguments(tool.get("parameters") or {}, messages)
-        plans.append(ToolCallPlan(0, replies.tool_call_id(messages, 0), str(tool.get("name", "tool")), arguments,
-                                  replies.split_pieces(arguments, arguments)))
+    if plans:
         finish, stop_reason = "tool_calls", "toolCalls"
     generation = Generation(deltas, finish, stop_reason, plans, reasoning_count)
     limit = _max_tokens(body)

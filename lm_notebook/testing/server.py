@@ -15,7 +15,7 @@ import socket
 import struct
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -302,6 +302,14 @@ class MockLMStudioServer:
     def script(self, model: str, *replies: str) -> None:
         """Queue replies for ``model``: each later request to it gets the next one instead of generated text."""
         self._app.scripts.add(model, replies)
+
+    def script_tool_calls(self, model: str, *rounds: Sequence[tuple[str, Mapping[str, Any] | str]]) -> None:
+        """Queue rounds of tool calls for ``model``: each later request to it that offers tools calls the next
+        round's ``(name, arguments)`` (a dict, or raw text sent as it is), whatever the conversation.
+
+        >>> server.script_tool_calls(QWEN, [("lookup", {"city": "Paris"})], [("f", "{bad")])  # doctest: +SKIP
+        """
+        self._app.tool_scripts.add(model, rounds)
 
     @property
     def reply_tokens(self) -> int | None:

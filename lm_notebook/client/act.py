@@ -1,0 +1,233 @@
+"""``act``: the model calls your Python functions until it can answer — one flow, driven by both clients.
+
+Each round sends the conversation with the tools' schemas; when the answer asks for tool calls, each call is
+checked (a known tool? arguments that parse and fit its schema? ``on_call`` allows it?), the functions run (see
+:mod:`~lm_notebook.client.tool_running`), and their results (or errors, as text) go back as ``tool`` messages for
+the next round. An answer without tool calls ends the loop; so does a Stop. After ``max_rounds`` turns that still
+ask for tools, :class:`~lm_notebook.client.act_types.ToolRoundsExceededError` keeps every round. Only the functions
+the caller passed can run: the model's text is parsed as JSON, never imported or evaluated.
+
+The same flow serves ``act()`` (each round unstreamed, a client operation) and ``stream_act()`` (each round a chat
+stream whose parts are passed on live, see :mod:`~lm_notebook.client.act_stream`).
+
+>>> def lookup(city: str) -> str:                               # doctest: +SKIP
+...     '''Population of a city.'''
+...     return {"Paris": "2.1 million"}.get(city, "unknown")
+>>> r = client.act("How many people live in Paris?", [lookup])  # doctest: +SKIP
+>>> r.content, r.rounds, r.calls[0].output                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Protocol, TypeVar
+
+from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord, ToolRoundsExceededError
+from lm_notebook.client.errors import LMStudioRequestError
+from lm_notebook.client.flows import Flow, Step, operation
+from lm_notebook.client.payloads import Messages, as_messages
+from lm_notebook.client.stream_base import StreamBase
+from lm_notebook.client.tool_running import Outcome, PreparedCall, RunToolCalls
+from lm_notebook.client.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, ToolArgumentsError, as_toolset, output_text
+from lm_notebook.client.types import ChatResult, ToolCall
+
+DEFAULT_MAX_ROUNDS = 8
+OnCall = Callable[[ToolCallRecord], bool]
+ToolLike = Tool | Callable[..., Any]
+ActStreamT = TypeVar("ActStreamT")
+
+
+@dataclass(frozen=True, eq=False)
+class Emit(Step):
+    """Pass ``part`` to whoever reads a streamed act; the answer is None."""
+
+    part: ActPart
+
+
+@dataclass(frozen=True, eq=False)
+class ReadRound(Step):
+    """Read this round's chat ``stream`` to its end, passing its text and thinking on; the answer is its result."""
+
+    stream: StreamBase[Any]
+
+
+class ActSource(Protocol):
+    """The client, as the act flow uses it."""
+
+    def _chat(self, /, messages: Messages, *, model: str | None = None, **params: Any) -> Flow[ChatResult]: ...
+
+    def stream_chat(self, messages: Messages, *, model: str | None = None, **params: Any) -> StreamBase[Any]: ...
+
+
+def _checked(tools: Iterable[ToolLike], max_rounds: int, on_call: OnCall | None, max_output_chars: int,
+             params: Mapping[str, Any]) -> dict[str, Tool]:
+    if not isinstance(max_rounds, int) or isinstance(max_rounds, bool) or max_rounds < 1:
+        raise LMStudioRequestError(f"max_rounds must be a whole number of model turns, at least 1, not {max_rounds!r}.")
+    if on_call is not None and not callable(on_call):
+        raise LMStudioRequestError(f"on_call must be a function of the call returning True or False, not {on_call!r}.")
+    if not isinstance(max_output_chars, int) or isinstance(max_output_chars, bool) or max_output_chars < 0:
+        raise LMStudioRequestError(f"max_output_chars must be a number of characters ≥ 0 (0: no cap), not "
+                                   f"{max_output_chars!r}.")
+    clashing = sorted(set(params) & {"tools", "stream"})
+    if clashing:
+        raise LMStudioRequestError(f"act() sets {' and '.join(clashing)} itself: pass the functions as tools=[...].")
+    return as_toolset(tools)
+
+
+def _parsed_arguments(raw: str) -> dict[str, Any] | str:
+    """The call's arguments as a dict, or the raw text (when it is not a JSON object) for the record."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, dict) else raw
+
+
+def _prepared(call: ToolCall, toolset: Mapping[str, Tool], round_no: int) -> tuple[ToolCallRecord, PreparedCall | None]:
+    """The record of one asked-for call, and what to run; no run (the record says why) for the model's mistakes."""
+    arguments = _parsed_arguments(call.arguments)
+    record = ToolCallRecord(call.name, arguments, round=round_no, id=call.id)
+    tool = toolset.get(call.name)
+    if tool is None:
+        known = ", ".join(toolset)
+        return replace(record, failure="unknown_tool",
+                       error=f"There is no tool named {call.name!r}. The tools are: {known}. Call one of them."), None
+    if isinstance(arguments, str):
+        try:
+            json.loads(arguments)
+            why = "they are JSON but not an object"
+        except ValueError as exc:
+            why = f"they are not valid JSON ({exc})"
+        shown = arguments if len(arguments) <= 200 else arguments[:200] + "…"
+        return replace(record, failure="invalid_arguments",
+                       error=f"The arguments of {call.name} must be a JSON object; {why}: {shown}"), None
+    try:
+        args, kwargs = tool.bind(arguments)
+    except ToolArgumentsError as exc:
+        return replace(record, failure="invalid_arguments",
+                       error=f"The arguments do not fit {call.name}'s schema: {exc}. Call it again with arguments "
+                             "that fit."), None
+    return record, PreparedCall(tool, args, kwargs)
+
+
+def _finished(record: ToolCallRecord, outcome: Outcome, max_output_chars: int) -> ToolCallRecord:
+    if outcome.stopped:
+        return replace(record, failure="stopped", error="Not run: the user stopped the loop.")
+    if outcome.exception is not None:
+        exc = outcome.exception
+        return replace(record, failure="exception", duration=outcome.duration,
+                       error=f"{record.name} raised {type(exc).__name__}: {exc}")
+    return replace(record, output=output_text(outcome.value, max_output_chars), duration=outcome.duration)
+
+
+def act_flow(
+    source: ActSource,
+    messages: Messages,
+    tools: Iterable[ToolLike],
+    *,
+    model: str | None,
+    max_rounds: int,
+    on_call: OnCall | None,
+    max_output_chars: int,
+    params: Mapping[str, Any],
+    streaming: bool = False,
+    stop: threading.Event | None = None,
+) -> Flow[ActResult]:
+    """The loop, once: rounds of (ask the model → check the calls → run them → send the results back)."""
+    toolset = _checked(tools, max_rounds, on_call, max_output_chars, params)
+    conversation: list[dict[str, Any]] = as_messages(messages)
+    request = {**params, "tools": [t.schema() for t in toolset.values()]}
+    answers: list[ChatResult] = []
+    records: list[ToolCallRecord] = []
+
+    def ended(result: ChatResult, *, stopped: bool = False) -> ActResult:
+        return ActResult(result, len(answers), tuple(records), tuple(answers),
+                         (*conversation, result.as_message()), stopped=stopped or result.stopped)
+
+    for round_no in range(1, max_rounds + 1):
+        if streaming:
+            result: ChatResult = yield ReadRound(source.stream_chat(conversation, model=model, **request))
+        else:
+            result = yield from source._chat(conversation, model=model, **request)
+        answers.append(result)
+        if result.stopped or not result.tool_calls:
+            return ended(result)
+        conversation.append(result.as_message())
+        asked: list[tuple[ToolCallRecord, PreparedCall | None]] = []
+        for call in result.tool_calls:
+            record, prepared = _prepared(call, toolset, round_no)
+            if streaming:
+                yield Emit(ActPart("tool_call", record.name, record))
+            if prepared is not None and on_call is not None and not on_call(record):
+                record, prepared = replace(record, failure="refused",
+                                           error="The user refused this call; do not ask for it again."), None
+            asked.append((record, prepared))
+        runnable = tuple(p for _, p in asked if p is not None)
+        outcomes = iter((yield RunToolCalls(runnable, stop)) if runnable else [])
+        for record, prepared in asked:
+            done = record if prepared is None else _finished(record, next(outcomes), max_output_chars)
+            records.append(done)
+            conversation.append(done.message())
+            if streaming:
+                yield Emit(ActPart("tool_result", (done.output if done.error is None else done.error) or "", done))
+        if stop is not None and stop.is_set():
+            return ended(result, stopped=True)
+    raise ToolRoundsExceededError(max_rounds, ended(answers[-1]))
+
+
+class ActOperations(Generic[ActStreamT]):
+    """``act`` and ``stream_act``, mixed into both clients (the twins set ``_act_stream_type``)."""
+
+    _act_stream_type: Callable[[Any, Callable[[threading.Event], Flow[ActResult]]], ActStreamT]
+
+    def _act(
+        self,
+        /,
+        messages: Messages,
+        tools: Iterable[ToolLike],
+        *,
+        model: str | None = None,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+        on_call: OnCall | None = None,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        **params: Any,
+    ) -> Flow[ActResult]:
+        """Let the model call ``tools`` (plain functions, sync or async, or :class:`~lm_notebook.client.tools.Tool`)
+        until it answers; an :class:`~lm_notebook.client.act_types.ActResult` with every round and call.
+
+        ``max_rounds``: model turns at most; ``on_call(call) -> bool``: False refuses a call (the model is told);
+        ``max_output_chars``: the cap on each output sent back (0: none); ``params``: as for ``chat``.
+        """
+        source: ActSource = self  # type: ignore[assignment]  # mixed into a client
+        return act_flow(source, messages, tools, model=model, max_rounds=max_rounds, on_call=on_call,
+                        max_output_chars=max_output_chars, params=params)
+
+    act = operation(_act)
+
+    def stream_act(
+        self,
+        messages: Messages,
+        tools: Iterable[ToolLike],
+        *,
+        model: str | None = None,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+        on_call: OnCall | None = None,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        **params: Any,
+    ) -> ActStreamT:
+        """``act`` as a stream of :class:`~lm_notebook.client.act_types.ActPart`: text and thinking as they arrive,
+        each tool call as it starts (``tool_call``) and ends (``tool_result``); then ``.result()``."""
+        source: ActSource = self  # type: ignore[assignment]  # mixed into a client
+        # refused here, not at the first read; the functions become Tools once
+        toolset = list(_checked(tools, max_rounds, on_call, max_output_chars, params).values())
+
+        def flow(stop: threading.Event) -> Flow[ActResult]:
+            return act_flow(source, messages, toolset, model=model, max_rounds=max_rounds, on_call=on_call,
+                            max_output_chars=max_output_chars, params=params, streaming=True, stop=stop)
+
+        return self._act_stream_type(self, flow)

@@ -1,0 +1,242 @@
+"""A streamed act as an object: iterate it for :class:`~lm_notebook.client.act_types.ActPart` values, then
+``.result()``.
+
+:class:`ActStream` (``LMStudioClient.stream_act``) and :class:`AsyncActStream` (the async client's) drive the one
+act flow (:mod:`lm_notebook.client.act`): each round's chat stream is read here, its text and thinking passed on as
+they arrive; the tool calls run here (in order; see :mod:`~lm_notebook.client.tool_running`). ``close()`` — from any
+thread, a Stop button — stops the loop: the round being streamed ends at once (its partial answer kept), a round's
+remaining calls do not run, and no further round is asked for. A call already running finishes first (Python
+cannot stop a function from outside); Ctrl-C in the kernel interrupts it.
+
+>>> with client.stream_act("Weather in Paris?", [get_weather]) as stream:   # doctest: +SKIP
+...     for part in stream:
+...         if part.kind == "tool_result":
+...             print(part.call.name, "→", part.text)
+...         elif part.kind == "content":
+...             print(part.text, end="")
+>>> stream.result().calls                                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from typing import Any
+
+from lm_notebook.client.act import Emit, ReadRound
+from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord
+from lm_notebook.client.flows import Flow, FlowRun
+from lm_notebook.client.stream import AsyncChatStream, ChatStream
+from lm_notebook.client.stream_base import StreamBase
+from lm_notebook.client.tool_running import RunToolCalls, arun_tool_calls, run_tool_calls
+from lm_notebook.client.types import ChatResult
+
+FlowFactory = Callable[[threading.Event], Flow[ActResult]]
+_TEXT_KINDS = ("content", "reasoning")
+
+
+class _ActStreamBase:
+    """What both twins share: the Stop flag, the rounds and calls so far, the partial result."""
+
+    def __init__(self, client: object, flow: FlowFactory) -> None:
+        self._client = client
+        self._flow = flow
+        self._stop = threading.Event()
+        self._current: StreamBase[Any] | None = None
+        self._answers: list[ChatResult] = []
+        self._calls: list[ToolCallRecord] = []
+        self._result: ActResult | None = None
+        self._closed = False
+
+    @property
+    def calls(self) -> tuple[ToolCallRecord, ...]:
+        """The calls finished so far, in order."""
+        return tuple(self._calls)
+
+    @property
+    def stopped(self) -> bool:
+        """True once the loop was stopped (``close()``, an abandoned iteration) before it answered."""
+        return self._stop.is_set() and (self._result is None or self._result.stopped)
+
+    def partial(self) -> ActResult:
+        """What there is so far: the finished result, or the rounds and calls up to now (``stopped``)."""
+        if self._result is not None:
+            return self._result
+        answers = list(self._answers)
+        if self._in_round and self._current is not None:
+            answers.append(self._current.partial())
+        last = answers[-1] if answers else ChatResult("", stopped=True)
+        return ActResult(last, len(answers), tuple(self._calls), tuple(answers), stopped=True)
+
+    _in_round = False
+
+    def _note(self, part: ActPart) -> None:
+        if part.kind == "tool_result" and part.call is not None:
+            self._calls.append(part.call)
+
+    def _round_started(self, stream: StreamBase[Any]) -> None:
+        self._current = stream
+        self._in_round = True
+
+    def _round_ended(self, result: ChatResult) -> None:
+        self._answers.append(result)
+        self._in_round = False
+
+
+class ActStream(_ActStreamBase):
+    """A streamed act (sync): iterate for parts, ``result()`` for the :class:`ActResult`; a context manager."""
+
+    def __init__(self, client: object, flow: FlowFactory) -> None:
+        super().__init__(client, flow)
+        self._gen: Generator[ActPart, None, None] | None = None
+        self._reader: int | None = None
+
+    def __enter__(self) -> ActStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[ActPart]:
+        if self._closed:
+            return iter(())
+        if self._gen is None:
+            self._gen = self._run()
+        return self._consumer(self._gen)
+
+    def _consumer(self, parts: Iterator[ActPart]) -> Generator[ActPart, None, None]:
+        """A loop that leaves early (``break``, an exception in its body) stops the act at once."""
+        try:
+            yield from parts
+        except GeneratorExit:
+            self.close()
+            raise
+
+    def _run(self) -> Generator[ActPart, None, None]:
+        self._reader = threading.get_ident()
+        run = FlowRun(self._flow(self._stop))
+        try:
+            while run.step is not None:
+                with run:
+                    step = run.step
+                    if isinstance(step, Emit):
+                        self._note(step.part)
+                        yield step.part
+                    elif isinstance(step, ReadRound) and isinstance(step.stream, ChatStream):
+                        stream = step.stream
+                        self._round_started(stream)
+                        if self._stop.is_set():
+                            stream.close()  # never sent: a Stop came between the rounds
+                        else:
+                            with stream:
+                                for part in stream.iter_parts():
+                                    if part.kind in _TEXT_KINDS:
+                                        yield ActPart(part.kind, part.text)
+                        run.reply = stream.result()
+                        self._round_ended(run.reply)
+                    elif isinstance(step, RunToolCalls):
+                        run.reply = run_tool_calls(step)
+                    else:
+                        raise TypeError(f"ActStream cannot perform {step!r}")
+            self._result = run.value
+        finally:
+            self._closed = True
+
+    def result(self) -> ActResult:
+        """The finished result (reads the rest first); after a Stop, what there was (``stopped``)."""
+        if not self._closed:
+            for _ in self:
+                pass
+        return self.partial()
+
+    def text(self) -> str:
+        return self.result().content
+
+    def close(self) -> None:
+        """Stop the loop; what arrived stays (``result()``). Safe from any thread."""
+        self._stop.set()
+        current = self._current
+        if current is not None and isinstance(current, ChatStream):
+            current.close()
+        if self._reader is not None and self._reader != threading.get_ident():
+            return  # the reading thread ends the loop itself
+        if self._gen is not None:
+            try:
+                self._gen.close()
+            except ValueError:  # already running in another thread: it sees the flag
+                return
+        self._closed = True
+
+
+class AsyncActStream(_ActStreamBase):
+    """The async twin of :class:`ActStream`: ``async with``, ``async for``, ``await stream.result()``."""
+
+    def __init__(self, client: object, flow: FlowFactory) -> None:
+        super().__init__(client, flow)
+        self._gen: AsyncGenerator[ActPart, None] | None = None
+
+    async def __aenter__(self) -> AsyncActStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[ActPart]:
+        if self._gen is None:
+            self._gen = self._run()
+        return self._gen
+
+    async def _run(self) -> AsyncGenerator[ActPart, None]:
+        run = FlowRun(self._flow(self._stop))
+        try:
+            while run.step is not None:
+                with run:
+                    step = run.step
+                    if isinstance(step, Emit):
+                        self._note(step.part)
+                        yield step.part
+                    elif isinstance(step, ReadRound) and isinstance(step.stream, AsyncChatStream):
+                        stream = step.stream
+                        self._round_started(stream)
+                        if self._stop.is_set():
+                            await stream.aclose()
+                        else:
+                            async with stream:
+                                async for part in stream.iter_parts():
+                                    if part.kind in _TEXT_KINDS:
+                                        yield ActPart(part.kind, part.text)
+                        run.reply = await stream.result()
+                        self._round_ended(run.reply)
+                    elif isinstance(step, RunToolCalls):
+                        run.reply = await arun_tool_calls(step)
+                    else:
+                        raise TypeError(f"AsyncActStream cannot perform {step!r}")
+            self._result = run.value
+        finally:
+            self._closed = True
+
+    async def result(self) -> ActResult:
+        """The finished result (reads the rest first); after a Stop, what there was (``stopped``)."""
+        if not self._closed:
+            if self._stop.is_set():
+                await self.aclose()
+            else:
+                async for _ in self:
+                    pass
+        return self.partial()
+
+    async def text(self) -> str:
+        return (await self.result()).content
+
+    async def aclose(self) -> None:
+        """Stop the loop; what arrived stays (``await result()``)."""
+        self._stop.set()
+        current = self._current
+        if current is not None and isinstance(current, AsyncChatStream):
+            await current.aclose()
+        if self._gen is not None:
+            try:
+                await self._gen.aclose()
+            except RuntimeError:  # running elsewhere: it sees the flag
+                pass
+        self._closed = True

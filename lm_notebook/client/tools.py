@@ -1,0 +1,279 @@
+"""Tools the model may call: a plain Python function (sync or async) or a :class:`Tool` with a hand-written schema.
+
+A function's JSON schema comes from its signature and type hints through pydantic's schema generation (pydantic is
+the ``lm_notebook[tools]`` extra, imported here only when a tool is made, never at ``import lm_notebook.client``);
+its description is the docstring's first paragraph and each parameter's description comes from the docstring's
+``Args:`` / ``Parameters`` section. The model's arguments are validated against the schema before the function
+runs: by the same pydantic model for a function, by ``jsonschema`` for a :class:`Tool`'s own schema.
+
+>>> def lookup(city: str, limit: int = 3) -> list[str]:     # doctest: +SKIP
+...     '''Find facts about a city.
+...
+...     Args:
+...         city: the city's name, e.g. "Paris".
+...         limit: how many facts.
+...     '''
+>>> as_tool(lookup).parameters["properties"]["city"]          # doctest: +SKIP
+{'type': 'string', 'description': 'the city\\'s name, e.g. "Paris".'}
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lm_notebook.client.errors import LMStudioRequestError
+
+DEFAULT_MAX_OUTPUT_CHARS = 4000  # what one call's output may take of the model's context (about 1000 tokens)
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI-style servers accept as a function name
+# the sections of a docstring (Google and NumPy styles) that end the description or hold the parameters
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Params|Returns?|Yields?|Raises|Examples?|Notes?|See Also)\s*:?\s*$"
+)
+_PARAMETER_SECTIONS = frozenset({"Args", "Arguments", "Parameters", "Params"})
+_GOOGLE_PARAM = re.compile(r"^\**(\w+)\**\s*(?:\([^)]*\))?\s*:\s*(.*)$")  # "city (str): the city's name"
+_NUMPY_PARAM = re.compile(r"^(\w+)\s*(?::.*)?$")  # "city : str", its description on the lines below
+
+
+class ToolArgumentsError(ValueError):
+    """The model's arguments do not fit the tool's schema; ``str(err)`` says which and how (sent to the model)."""
+
+
+def _require_pydantic() -> Any:
+    try:
+        import pydantic
+    except ImportError as exc:  # pragma: no cover - the extra is installed with the test extra
+        raise ImportError(
+            "Tools made from functions need pydantic for their JSON schema: pip install 'lm_notebook[tools]'."
+        ) from exc
+    return pydantic
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call: its ``name``, a ``description`` for the model, the JSON schema of its
+    arguments object (``parameters``), and ``fn``, called with the validated arguments as keywords.
+
+    Write one yourself when you want to give the schema (its arguments are checked with ``jsonschema``); a plain
+    function passed as a tool becomes one through :func:`as_tool`.
+
+    >>> Tool("add", "Add two numbers.", {"type": "object", "properties": {"a": {"type": "number"},
+    ...      "b": {"type": "number"}}, "required": ["a", "b"]}, lambda a, b: a + b)   # doctest: +SKIP
+    """
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    fn: Callable[..., Any]
+    # made from a function: the pydantic model that validates (and converts) the arguments; None: jsonschema
+    validator: Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise LMStudioRequestError(
+                f"A tool's name must be 1-64 letters, digits, '_' or '-' (what the server accepts), not {self.name!r}."
+            )
+        if not callable(self.fn):
+            raise LMStudioRequestError(f"Tool {self.name!r}: fn must be callable, not {type(self.fn).__name__}.")
+        if not isinstance(self.parameters, Mapping) or self.parameters.get("type", "object") != "object":
+            raise LMStudioRequestError(
+                f"Tool {self.name!r}: parameters must be the JSON schema of an object "
+                '({"type": "object", "properties": {...}}), not ' + repr(self.parameters)[:80] + "."
+            )
+
+    @property
+    def is_async(self) -> bool:
+        """True when ``fn`` is a coroutine function (the loop awaits it)."""
+        return inspect.iscoroutinefunction(self.fn) or inspect.iscoroutinefunction(type(self.fn).__call__)
+
+    def schema(self) -> dict[str, Any]:
+        """The entry of the request's ``tools`` list."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": dict(self.parameters)},
+        }
+
+    def bind(self, arguments: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The positional and keyword arguments to call ``fn`` with; raises :class:`ToolArgumentsError` when
+        ``arguments`` break the schema (the message says how, for the model to correct itself)."""
+        if self.validator is not None:
+            return self.validator(dict(arguments))
+        _check_with_jsonschema(self.parameters, arguments)
+        return (), dict(arguments)
+
+
+def _check_with_jsonschema(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> None:
+    try:
+        import jsonschema  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - the extra is installed with the test extra
+        raise ImportError("Checking a Tool's arguments needs jsonschema: pip install 'lm_notebook[tools]'.") from exc
+    validator_class = jsonschema.validators.validator_for(schema)
+    problems = sorted(validator_class(schema).iter_errors(arguments), key=lambda e: list(e.absolute_path))
+    if problems:
+        raise ToolArgumentsError("; ".join(_where(p.absolute_path) + p.message for p in problems[:5]))
+
+
+def _where(path: Iterable[Any]) -> str:
+    steps = ".".join(str(p) for p in path)
+    return f"{steps}: " if steps else ""
+
+
+# --- docstrings ------------------------------------------------------------------------------------------------
+# Written by hand: pydantic takes descriptions but does not read docstrings' parameter sections, and a parser
+# library (docstring_parser) would be one more dependency for twenty lines.
+def docstring_parts(doc: str | None) -> tuple[str, dict[str, str]]:
+    """A docstring's description (its first paragraph, before any section) and each parameter's description from
+    its ``Args:`` (Google) or ``Parameters`` + dashes (NumPy) section; continuation lines are joined."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    description: list[str] = []
+    params: dict[str, str] = {}
+    section: str | None = None
+    numpy = False
+    current: str | None = None
+    param_indent = -1
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        heading = _SECTION.match(line)
+        rule_below = i + 1 < len(lines) and len(lines[i + 1].strip()) > 2 and set(lines[i + 1].strip()) == {"-"}
+        if heading and (stripped.endswith(":") or rule_below):
+            section, numpy, current, param_indent = heading.group(1), rule_below, None, -1
+            continue
+        if section is None:
+            description.append(line)
+            continue
+        if section not in _PARAMETER_SECTIONS or not stripped or set(stripped) == {"-"}:
+            continue
+        indent = len(line) - len(line.lstrip())
+        if param_indent < 0:
+            param_indent = indent
+        if indent == param_indent:
+            found = (_NUMPY_PARAM if numpy else _GOOGLE_PARAM).match(stripped)
+            if found:
+                current = found.group(1)
+                params[current] = "" if numpy else found.group(2).strip()
+                continue
+        if current is not None:
+            params[current] = f"{params[current]} {stripped}".strip()
+    text = "\n".join(description).strip()
+    first_paragraph = text.split("\n\n")[0] if text else ""
+    return " ".join(first_paragraph.split()), params
+
+
+# --- functions as tools ----------------------------------------------------------------------------------------
+def _strip_titles(schema: Any) -> Any:
+    """pydantic titles every property ("City"): noise in a small model's context; the names say it."""
+    if isinstance(schema, dict):
+        return {k: _strip_titles(v) for k, v in schema.items() if not (k == "title" and isinstance(v, str))}
+    if isinstance(schema, list):
+        return [_strip_titles(v) for v in schema]
+    return schema
+
+
+def tool_from_function(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Tool:
+    """A :class:`Tool` from a plain function: the schema from its signature and hints (pydantic), the descriptions
+    from its docstring. ``*args`` / ``**kwargs`` are not offered to the model; a parameter without a hint takes any
+    JSON value."""
+    pydantic = _require_pydantic()
+    tool_name: str = name or str(getattr(fn, "__name__", ""))
+    summary, param_docs = docstring_parts(inspect.getdoc(fn))
+    try:
+        signature = inspect.signature(fn)
+        hints = _type_hints(fn)
+    except (TypeError, ValueError, NameError) as exc:
+        raise LMStudioRequestError(
+            f"Tool {tool_name!r}: its signature cannot be read ({exc}); wrap it in a Tool."
+        ) from exc
+    fields: dict[str, Any] = {}
+    positional: list[str] = []
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.kind is param.POSITIONAL_ONLY:
+            positional.append(param.name)
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, pydantic.Field(default, description=param_docs.get(param.name)))
+    try:
+        model = pydantic.create_model(
+            f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+            **fields,
+        )
+        schema = _strip_titles(model.model_json_schema())
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
+        raise LMStudioRequestError(
+            f"Tool {tool_name!r}: pydantic cannot make a JSON schema of its parameters ({str(exc).splitlines()[0]}). "
+            "Give them JSON types (str, int, float, bool, list, dict, Literal, a pydantic model), or wrap it in a Tool "
+            "with your own schema."
+        ) from exc
+    schema.setdefault("properties", {})
+
+    def validate(arguments: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        try:
+            values = model.model_validate(arguments)
+        except pydantic.ValidationError as exc:
+            raise ToolArgumentsError(_validation_text(exc)) from None
+        given = {key: getattr(values, key) for key in fields}
+        return tuple(given.pop(key) for key in positional), given
+
+    return Tool(tool_name, description if description is not None else summary, schema, fn, validator=validate)
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    import typing
+
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn).__call__
+    return typing.get_type_hints(target, include_extras=True)
+
+
+def _validation_text(exc: Any) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
+    return "; ".join(problems)
+
+
+def as_tool(tool: Tool | Callable[..., Any]) -> Tool:
+    """A :class:`Tool` as it is; a function (or any callable) as a tool made from its signature."""
+    if isinstance(tool, Tool):
+        return tool
+    if not callable(tool):
+        raise LMStudioRequestError(f"A tool is a function or a Tool, not {type(tool).__name__} ({tool!r:.60}).")
+    return tool_from_function(tool)
+
+
+def as_toolset(tools: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
+    """Name → tool, in order; two tools of one name are refused (the model could not tell them apart)."""
+    if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
+        raise LMStudioRequestError(f"tools must be a list of functions or Tools, not {type(tools).__name__}.")
+    toolset: dict[str, Tool] = {}
+    for given in tools:
+        tool = as_tool(given)
+        if tool.name in toolset:
+            raise LMStudioRequestError(f"Two tools are named {tool.name!r}: give one another name (Tool(name=...)).")
+        toolset[tool.name] = tool
+    if not toolset:
+        raise LMStudioRequestError("tools is empty: pass at least one function for the model to call.")
+    return toolset
+
+
+# --- outputs ---------------------------------------------------------------------------------------------------
+def output_text(value: Any, max_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> str:
+    """What a call's return value tells the model: a string as it is, else JSON, else ``repr``; cut to
+    ``max_chars`` with a note saying how much there was (a huge DataFrame must not flood the context)."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = repr(value)
+    if max_chars > 0 and len(text) > max_chars:
+        return text[:max_chars] + f"\n… [cut: the output has {len(text)} characters; the first {max_chars} are shown]"
+    return text

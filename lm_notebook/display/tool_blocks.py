@@ -1,0 +1,160 @@
+"""A tool call as a collapsible block: the function (or tool) name, its arguments, its output or error, and its time.
+
+Pure renderers of plain values (no IPython): ``%%lm --tools`` shows one block per call above the answer, the chat
+panel shows them in the conversation, and LM Studio's native tool events (MCP) render the same way. A block is
+closed by default (its summary line says what was called and how it ended); opening it shows the arguments and the
+result. ``running`` marks a call under way (no result yet).
+
+>>> tool_block_text("lookup", {"city": "Paris"}, output="2.1 million", duration=0.012)
+'🔧 lookup(city="Paris") → 2.1 million  (12 ms)'
+>>> bundle = tool_blocks_bundle([ToolBlock("lookup", {"city": "Paris"}, output="2.1 million")])
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# how much of an output or error the summary line and the text form show (the <details> body shows all of it,
+# up to BODY_CHARS: the kernel's message and the saved notebook stay small)
+SUMMARY_CHARS = 80
+BODY_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class ToolBlock:
+    """The plain values one block shows. ``arguments``: the parsed dict, or the raw text when it did not parse;
+    ``duration`` in seconds (None: not measured); ``running``: no output yet."""
+
+    name: str
+    arguments: Mapping[str, Any] | str | None = None
+    output: str | None = None
+    error: str | None = None
+    duration: float | None = None
+    running: bool = False
+
+
+def _one_line(text: str, limit: int = SUMMARY_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _value_text(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def arguments_text(arguments: Mapping[str, Any] | str | None) -> str:
+    """The arguments as a call's inside: ``city="Paris", limit=3``; raw text (it did not parse) as it came."""
+    if arguments is None:
+        return ""
+    if isinstance(arguments, str):
+        return arguments
+    return ", ".join(f"{key}={_value_text(value)}" for key, value in arguments.items())
+
+
+def duration_text(seconds: float | None) -> str:
+    """``12 ms`` under a second, ``1.4 s`` above; empty when not measured."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{max(seconds * 1000, 0):.0f} ms"
+    return f"{seconds:.1f} s"
+
+
+def _ending(block: ToolBlock) -> str:
+    if block.running:
+        return "running…"
+    if block.error is not None:
+        return f"error: {_one_line(block.error)}"
+    return _one_line(block.output or "")
+
+
+def tool_block_text(
+    name: str,
+    arguments: Mapping[str, Any] | str | None = None,
+    *,
+    output: str | None = None,
+    error: str | None = None,
+    duration: float | None = None,
+    running: bool = False,
+) -> str:
+    """One call as one line of text: ``🔧 name(arguments) → output  (time)`` (``✗`` and the error when it failed)."""
+    block = ToolBlock(name, arguments, output, error, duration, running)
+    mark = "✗" if error is not None else "🔧"
+    took = duration_text(duration)
+    line = f"{mark} {name}({_one_line(arguments_text(arguments))}) → {_ending(block)}"
+    return f"{line}  ({took})" if took else line
+
+
+def _pre(text: str) -> str:
+    shown = text if len(text) <= BODY_CHARS else text[:BODY_CHARS] + f"\n… ({len(text) - BODY_CHARS} more characters)"
+    return f'<pre style="white-space: pre-wrap; margin: 0.2em 0">{html.escape(shown)}</pre>'
+
+
+def _arguments_pre(arguments: Mapping[str, Any] | str | None) -> str:
+    if arguments is None:
+        return _pre("")
+    if isinstance(arguments, str):
+        return _pre(arguments)
+    try:
+        return _pre(json.dumps(arguments, ensure_ascii=False, indent=2))
+    except (TypeError, ValueError):
+        return _pre(repr(arguments))
+
+
+def tool_block_html(
+    name: str,
+    arguments: Mapping[str, Any] | str | None = None,
+    *,
+    output: str | None = None,
+    error: str | None = None,
+    duration: float | None = None,
+    running: bool = False,
+) -> str:
+    """One call as a closed ``<details>`` block: the summary names the function, the outcome and the time; the body
+    holds the arguments (as JSON) and the output or the error."""
+    block = ToolBlock(name, arguments, output, error, duration, running)
+    failed = error is not None
+    took = duration_text(duration)
+    status = "running…" if running else ("failed" if failed else "done")
+    summary = (
+        f"{'✗' if failed else '🔧'} <code>{html.escape(name)}</code> "
+        f"<span class=\"lm-tool-status\">{html.escape(status)}</span>"
+        + (f" · {html.escape(took)}" if took else "")
+        + (f" · {html.escape(_one_line(_ending(block), 60))}" if not running else "")
+    )
+    body = [f"<div><b>arguments</b>{_arguments_pre(arguments)}</div>"]
+    if failed:
+        body.append(f'<div><b>error</b>{_pre(error or "")}</div>')
+    elif not running:
+        body.append(f"<div><b>result</b>{_pre(output or '')}</div>")
+    css = "lm-tool-call lm-tool-error" if failed else "lm-tool-call"
+    style = "margin: 0.2em 0; padding: 0.1em 0.5em; border-left: 3px solid " + ("#c62828" if failed else "#90a4ae")
+    return f'<details class="{css}" style="{style}"><summary>{summary}</summary>\n' + "\n".join(body) + "\n</details>"
+
+
+def tool_blocks_html(blocks: Iterable[ToolBlock]) -> str:
+    """Several calls, one block each, in order."""
+    return "\n".join(
+        tool_block_html(b.name, b.arguments, output=b.output, error=b.error, duration=b.duration, running=b.running)
+        for b in blocks
+    )
+
+
+def tool_blocks_text(blocks: Iterable[ToolBlock]) -> str:
+    """Several calls, one line each, in order."""
+    return "\n".join(
+        tool_block_text(b.name, b.arguments, output=b.output, error=b.error, duration=b.duration, running=b.running)
+        for b in blocks
+    )
+
+
+def tool_blocks_bundle(blocks: Sequence[ToolBlock]) -> dict[str, Any]:
+    """A mimebundle (``text/plain`` and ``text/html``) of the calls, for ``display(..., raw=True)``."""
+    return {"text/plain": tool_blocks_text(blocks), "text/html": tool_blocks_html(blocks)}

@@ -1,0 +1,241 @@
+"""act() / stream_act() over real loopback HTTP with the fake server: rounds, records, the model's bad calls sent
+back as errors, on_call, max_rounds, Stop, and how parallel calls run on each client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from lm_notebook.client import AsyncLMStudioClient, LMStudioClient
+from lm_notebook.client.act_types import ToolCallRecord, ToolRoundsExceededError
+from lm_notebook.client.errors import LMStudioRequestError
+from lm_notebook.testing import MockLMStudioServer
+
+QWEN = "qwen2.5-7b-instruct"
+CHAT = "/v1/chat/completions"
+
+
+def lookup(city: str) -> dict[str, Any]:
+    """Facts about a city.
+
+    Args:
+        city: the city's name.
+    """
+    return {"city": city, "population": 2_100_000}
+
+
+def plot_it(title: str) -> str:
+    """Draw a plot."""
+    return f"plotted {title}"
+
+
+@pytest.fixture
+def client(server: MockLMStudioServer) -> Any:
+    with LMStudioClient(server.url, model=QWEN) as c:
+        yield c
+
+
+def chat_bodies(server: MockLMStudioServer) -> list[dict[str, Any]]:
+    return [r.json for r in server.requests if r.path == CHAT and isinstance(r.json, dict)]
+
+
+def test_act_runs_every_call_and_answers(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    result = client.act("Please lookup the city, then plot_it.", [lookup, plot_it])
+    assert result.rounds == 2 and len(result.round_results) == 2
+    assert [c.name for c in result.calls] == ["lookup", "plot_it"]  # the order the model asked in
+    first, second = result.calls
+    assert first.round == second.round == 1 and first.ok and first.error is None and first.duration >= 0
+    assert json.loads(first.output or "") == {"city": first.arguments["city"], "population": 2_100_000}  # type: ignore[index]
+    assert result.content.startswith("From the tools: lookup returned:") and "plotted" in result.content
+    assert result.round_results[0].finish_reason == "tool_calls" and result.result.finish_reason == "stop"
+    sent = chat_bodies(server)
+    assert [t["function"]["name"] for t in sent[0]["tools"]] == ["lookup", "plot_it"]
+    assert sent[0]["tools"][0]["function"]["parameters"]["properties"]["city"]["description"] == "the city's name."
+    tool_messages = [m for m in sent[1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == [first.id, second.id]
+    assert tool_messages[1]["content"] == second.output
+    assert sent[1]["messages"][1]["role"] == "assistant" and len(sent[1]["messages"][1]["tool_calls"]) == 2
+    assert [m["role"] for m in result.messages] == ["user", "assistant", "tool", "tool", "assistant"]
+
+
+@pytest.mark.parametrize(("fault", "failure", "words"), [
+    ("tool_unknown_name", "unknown_tool", "There is no tool named 'search_the_web'. The tools are: lookup"),
+    ("tool_bad_arguments", "invalid_arguments", "do not fit lookup's schema: city: Input should be a valid string"),
+    ("tool_bad_json", "invalid_arguments", "must be a JSON object; they are not valid JSON"),
+])
+def test_the_models_bad_calls_go_back_as_errors(server: MockLMStudioServer, client: LMStudioClient, fault: Any,
+                                                failure: str, words: str) -> None:
+    ran: list[str] = []
+
+    def tracked(city: str) -> str:
+        ran.append(city)
+        return city
+
+    server.set_fault(fault, times=1)
+    result = client.act("lookup Paris", [Tool_named("lookup", tracked)])
+    (call,) = result.calls
+    assert call.failure == failure and call.invalid and words in (call.error or "") and call.output is None
+    assert ran == [] and result.tool_errors == 1 and result.rounds == 2
+    told = [m for m in chat_bodies(server)[1]["messages"] if m["role"] == "tool"]
+    assert told[0]["content"] == f"Error: {call.error}"
+    assert "failed" in result.content  # the fake answers with what it was told
+
+
+def Tool_named(name: str, fn: Any) -> Any:  # noqa: N802 - reads as a constructor
+    from lm_notebook.client.tools import tool_from_function
+
+    return tool_from_function(fn, name=name)
+
+
+def test_an_exception_inside_a_function_goes_back_as_its_error(client: LMStudioClient) -> None:
+    def lookup(city: str) -> str:
+        raise KeyError(city)
+
+    result = client.act("lookup it", [lookup])
+    (call,) = result.calls
+    assert call.failure == "exception" and not call.invalid and call.error.startswith("lookup raised KeyError")  # type: ignore[union-attr]
+    assert result.tool_errors == 0 and result.rounds == 2
+
+
+def test_on_call_can_refuse(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    asked: list[ToolCallRecord] = []
+
+    def on_call(call: ToolCallRecord) -> bool:
+        asked.append(call)
+        return call.name != "plot_it"
+
+    result = client.act("lookup then plot_it", [lookup, plot_it], on_call=on_call)
+    assert [c.name for c in asked] == ["lookup", "plot_it"] and asked[0].output is None
+    assert result.calls[0].ok and result.calls[1].refused and "refused" in (result.calls[1].error or "")
+
+
+def test_max_rounds_stops_with_every_round_kept(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    server.script_tool_calls(QWEN, *([("lookup", {"city": f"c{i}"})] for i in range(5)))
+    with pytest.raises(ToolRoundsExceededError) as caught:
+        client.act("lookup", [lookup], max_rounds=3)
+    err = caught.value
+    assert err.max_rounds == 3 and err.act_result.rounds == 3 and len(chat_bodies(server)) == 3
+    assert [c.arguments for c in err.act_result.calls] == [{"city": "c0"}, {"city": "c1"}, {"city": "c2"}]
+    assert str(err) == err.message and "max_rounds=3" in err.message and "lookup ×3" in err.message
+    assert err.partial is err.act_result.result
+
+
+def test_scripted_raw_arguments_and_output_cap(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    server.script_tool_calls(QWEN, [("lookup", "[1, 2]")], [("lookup", {"city": "x" * 50})])
+    result = client.act("hi", [lookup], max_output_chars=20)
+    assert result.calls[0].arguments == "[1, 2]" and "JSON but not an object" in (result.calls[0].error or "")
+    assert (result.calls[1].output or "").startswith('{"city": "xxxxxxxxxx\n… [cut: the output has')
+    assert result.rounds == 3
+
+
+def test_bad_arguments_to_act_are_refused_before_sending(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    with pytest.raises(LMStudioRequestError, match="max_rounds"):
+        client.act("hi", [lookup], max_rounds=0)
+    with pytest.raises(LMStudioRequestError, match="sets stream"):
+        client.stream_act("hi", [lookup], stream=True)
+    with pytest.raises(LMStudioRequestError, match="on_call"):
+        client.act("hi", [lookup], on_call="yes")  # type: ignore[arg-type]
+    assert chat_bodies(server) == []
+
+
+def test_stream_act_parts_in_order(client: LMStudioClient) -> None:
+    with client.stream_act("lookup and plot_it", [lookup, plot_it]) as stream:
+        parts = list(stream)
+    kinds = [p.kind for p in parts if p.kind != "content"]
+    assert kinds == ["tool_call", "tool_call", "tool_result", "tool_result"]
+    started = parts[0]
+    assert started.call is not None and started.call.output is None and started.text == "lookup"
+    results = [p for p in parts if p.kind == "tool_result"]
+    assert results[1].text == results[1].call.output  # type: ignore[union-attr]
+    text = "".join(p.text for p in parts if p.kind == "content")
+    result = stream.result()
+    assert text == result.content and result.calls == tuple(p.call for p in results) and not result.stopped
+
+
+def test_stop_from_a_tool_ends_the_loop(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    """A Stop while a call runs: it finishes, the round's other calls do not run, no round follows."""
+    holder: dict[str, Any] = {}
+
+    def lookup(city: str) -> str:
+        holder["stream"].close()  # as the panel's Stop does, from another thread or this one
+        return "done"
+
+    stream = client.stream_act("lookup then plot_it", [lookup, plot_it])
+    holder["stream"] = stream
+    parts = list(stream)
+    result = stream.result()
+    assert result.stopped and stream.stopped and result.rounds == 1 and len(chat_bodies(server)) == 1
+    assert [(c.name, c.failure) for c in result.calls] == [("lookup", None), ("plot_it", "stopped")]
+    assert [p.kind for p in parts if p.kind.startswith("tool")][-1] == "tool_result"
+
+
+def test_stop_during_a_round_keeps_the_partial_answer(server: MockLMStudioServer) -> None:
+    server.update_model(QWEN, tokens_per_second=50.0)
+    with LMStudioClient(server.url, model=QWEN) as client:
+        stream = client.stream_act("lookup", [lookup])
+        seen = []
+        for part in stream:
+            seen.append(part)
+            if part.kind == "content":
+                threading.Thread(target=stream.close).start()  # the Stop button's thread
+        result = stream.result()
+    assert result.stopped and result.result.stopped and result.rounds == 2 and len(result.calls) == 1
+    assert result.content and len(chat_bodies(server)) == 2
+
+
+def test_break_stops_the_act(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    stream = client.stream_act("lookup", [lookup])
+    for part in stream:
+        if part.kind == "tool_call":
+            break
+    result = stream.result()
+    assert result.stopped and result.calls == () and len(chat_bodies(server)) == 1
+
+
+def test_async_act_and_concurrent_async_tools(server: MockLMStudioServer) -> None:
+    both_started = {"lookup": asyncio.Event(), "plot_it": asyncio.Event()}
+
+    async def alookup(city: str) -> str:
+        both_started["lookup"].set()
+        await asyncio.wait_for(both_started["plot_it"].wait(), 10)  # only returns if plot_it runs meanwhile
+        return "ok"
+
+    async def aplot(title: str) -> str:
+        both_started["plot_it"].set()
+        await asyncio.wait_for(both_started["lookup"].wait(), 10)
+        return "drawn"
+
+    async def main() -> tuple[Any, list[str]]:
+        async with AsyncLMStudioClient(server.url, model=QWEN) as aclient:
+            result = await aclient.act("lookup then plot_it", [Tool_named("lookup", alookup),
+                                                               Tool_named("plot_it", aplot)])
+            kinds = []
+            async with aclient.stream_act("lookup", [lookup]) as stream:
+                async for part in stream:
+                    kinds.append(part.kind)
+            return result, kinds
+
+    result, kinds = asyncio.run(main())
+    assert [c.output for c in result.calls] == ["ok", "drawn"] and result.rounds == 2
+    assert kinds.count("tool_call") == kinds.count("tool_result") == 1
+
+
+def test_sync_client_runs_calls_in_order_and_awaits_async_tools(client: LMStudioClient) -> None:
+    order: list[str] = []
+
+    async def alookup(city: str) -> str:
+        order.append("lookup")
+        await asyncio.sleep(0)
+        return "ok"
+
+    def plot(title: str) -> str:
+        order.append("plot_it")
+        return "drawn"
+
+    result = client.act("plot_it after lookup", [Tool_named("lookup", alookup), Tool_named("plot_it", plot)])
+    assert order == ["plot_it", "lookup"]  # the order the prompt mentions them, which is the model's order
+    assert [c.output for c in result.calls] == ["drawn", "ok"]
