@@ -13,6 +13,7 @@ import pytest
 from lm_notebook.client import AsyncLMStudioClient, LMStudioClient
 from lm_notebook.client.act_types import ToolCallRecord, ToolRoundsExceededError
 from lm_notebook.client.errors import LMStudioRequestError
+from lm_notebook.client.tools import tool_from_function
 from lm_notebook.testing import MockLMStudioServer
 
 QWEN = "qwen2.5-7b-instruct"
@@ -76,7 +77,7 @@ def test_the_models_bad_calls_go_back_as_errors(server: MockLMStudioServer, clie
         return city
 
     server.set_fault(fault, times=1)
-    result = client.act("lookup Paris", [Tool_named("lookup", tracked)])
+    result = client.act("lookup Paris", [named_tool("lookup", tracked)])
     (call,) = result.calls
     assert call.failure == failure and call.invalid and words in (call.error or "") and call.output is None
     assert ran == [] and result.tool_errors == 1 and result.rounds == 2
@@ -85,9 +86,7 @@ def test_the_models_bad_calls_go_back_as_errors(server: MockLMStudioServer, clie
     assert "failed" in result.content  # the fake answers with what it was told
 
 
-def Tool_named(name: str, fn: Any) -> Any:  # noqa: N802 - reads as a constructor
-    from lm_notebook.client.tools import tool_from_function
-
+def named_tool(name: str, fn: Any) -> Any:
     return tool_from_function(fn, name=name)
 
 
@@ -211,8 +210,8 @@ def test_async_act_and_concurrent_async_tools(server: MockLMStudioServer) -> Non
 
     async def main() -> tuple[Any, list[str]]:
         async with AsyncLMStudioClient(server.url, model=QWEN) as aclient:
-            result = await aclient.act("lookup then plot_it", [Tool_named("lookup", alookup),
-                                                               Tool_named("plot_it", aplot)])
+            result = await aclient.act("lookup then plot_it", [named_tool("lookup", alookup),
+                                                               named_tool("plot_it", aplot)])
             kinds = []
             async with aclient.stream_act("lookup", [lookup]) as stream:
                 async for part in stream:
@@ -236,6 +235,6 @@ def test_sync_client_runs_calls_in_order_and_awaits_async_tools(client: LMStudio
         order.append("plot_it")
         return "drawn"
 
-    result = client.act("plot_it after lookup", [Tool_named("lookup", alookup), Tool_named("plot_it", plot)])
+    result = client.act("plot_it after lookup", [named_tool("lookup", alookup), named_tool("plot_it", plot)])
     assert order == ["plot_it", "lookup"]  # the order the prompt mentions them, which is the model's order
     assert [c.output for c in result.calls] == ["drawn", "ok"]
