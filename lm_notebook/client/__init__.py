@@ -13,6 +13,7 @@ from lm_notebook.client.act_stream import ActStream, AsyncActStream
 from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord, ToolRoundsExceededError
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient
 from lm_notebook.client.errors import (
+    AnswerFormatError,
     AuthenticationError,
     ClientClosedError,
     ContextLengthExceededError,
@@ -37,13 +38,14 @@ from lm_notebook.client.session import get_client, set_client
 from lm_notebook.client.settings import DEFAULT_BASE_URL, normalize_base_url, resolve_timeout
 from lm_notebook.client.stream import AsyncChatStream, ChatStream, StreamPart
 from lm_notebook.client.tools import Tool
-from lm_notebook.client.types import ChatResult, ModelInfo, Timings, ToolCall, Usage
+from lm_notebook.client.types import ChatResult, ModelInfo, SentImage, Timings, ToolCall, Usage
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "ActPart",
     "ActResult",
     "ActStream",
+    "AnswerFormatError",
     "AsyncActStream",
     "AsyncChatStream",
     "AsyncLMStudioClient",
@@ -68,6 +70,7 @@ __all__ = [
     "NoCurrentModelError",
     "NoModelLoadedError",
     "RateLimitError",
+    "SentImage",
     "ServerBusyError",
     "ServerError",
     "StreamPart",

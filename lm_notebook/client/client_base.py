@@ -30,6 +30,7 @@ from lm_notebook.client.errors import (
     needs_newer_lmstudio,
 )
 from lm_notebook.client.flows import Flow, ReadBody, Send, operation
+from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE, ImageInput, images_in
 from lm_notebook.client.payloads import (
     Messages,
     as_messages,
@@ -39,6 +40,7 @@ from lm_notebook.client.payloads import (
     load_payload,
     probe_payload,
 )
+from lm_notebook.client.request_parts import NO_PARTS, RequestParts, refuses_json_schema, vision_refusal
 from lm_notebook.client.routes import (
     CHAT_PATH,
     GREETING_PATH,
@@ -54,6 +56,7 @@ from lm_notebook.client.routes import (
     parse_models,
     result_from_body,
 )
+from lm_notebook.client.schemas import json_object_form
 from lm_notebook.client.stream_base import OnSocket, OnToken, ReadStream, StreamBase, socket_trace
 from lm_notebook.client.transport_errors import translated
 from lm_notebook.client.types import ChatResult, ModelInfo
@@ -77,11 +80,56 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
     _stream_type: type[StreamT]
 
     def _chat_payload(
-        self, messages: Messages, model: str | None, stream: bool, params: Mapping[str, Any]
+        self, messages: Messages, model: str | None, stream: bool, params: Mapping[str, Any],
+        parts: RequestParts = NO_PARTS,
     ) -> dict[str, Any]:
         check_params(params)
         checked = as_messages(messages)  # a wrong message is the first thing to hear of, before a missing model
-        return chat_payload(checked, self._model_for(model), stream, params)
+        return chat_payload(parts.messages(checked), self._model_for(model), stream, parts.params(params))
+
+    def _check_vision(self, payload: Mapping[str, Any]) -> Flow[None]:
+        """Refuse images for a model the server lists without vision (naming those that have it); when the server
+        does not say, send, and its own error answers."""
+        count = images_in(payload.get("messages") or ())
+        if not count:
+            return
+        try:
+            models = yield from self._list_models()
+        except ClientClosedError:
+            raise
+        except LMStudioError:
+            return
+        refusal = vision_refusal(payload["model"], models, count, self.base_url)
+        if refusal is not None:
+            raise refusal
+
+    def _server_form(self, payload: dict[str, Any]) -> None:
+        """Put a JSON-schema ``response_format`` in the form this server takes (llama.cpp's, once it refused ours)."""
+        fmt = payload.get("response_format")
+        if self._wants_json_object and isinstance(fmt, Mapping):
+            payload["response_format"] = json_object_form(fmt) or fmt
+
+    def _json_schema_refused(self, err: LMStudioAPIError, payload: dict[str, Any]) -> bool:
+        """Whether ``err`` is a server refusing LM Studio's JSON-schema form; if so the payload now has the other."""
+        fmt = payload.get("response_format")
+        if self._is_lmstudio or not isinstance(fmt, Mapping) or not refuses_json_schema(err):
+            return False
+        other = json_object_form(fmt)
+        if other is None:
+            return False
+        self._wants_json_object = True
+        payload["response_format"] = other
+        return True
+
+    def _chat_body(self, payload: dict[str, Any]) -> Flow[Any]:
+        """Send a chat request, unstreamed; its body."""
+        self._server_form(payload)
+        try:
+            return (yield from self._json("POST", CHAT_PATH, json_body=payload, model=payload["model"]))
+        except LMStudioAPIError as err:
+            if not self._json_schema_refused(err, payload):
+                raise
+        return (yield from self._json("POST", CHAT_PATH, json_body=payload, model=payload["model"]))
 
     def _unknown_model_error(self, model: str, ids: list[str]) -> ModelNotFoundError | None:
         self._known_ids = frozenset(ids)
@@ -226,20 +274,49 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
     unload_model = operation(_unload_model)
 
     # --- chat ----------------------------------------------------------------------------------------------------
-    def _chat(self, /, messages: Messages, *, model: str | None = None, **params: Any) -> Flow[ChatResult]:
-        """One answer, not streamed. ``messages``: a string or a list of role/content dicts."""
-        payload = self._chat_payload(messages, model, False, params)
+    def _chat(
+        self,
+        /,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        images: Iterable[ImageInput] | None = None,
+        schema: object = None,
+        max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE,
+        **params: Any,
+    ) -> Flow[ChatResult]:
+        """One answer, not streamed. ``messages``: a string or a list of role/content dicts.
+
+        ``images``: pictures for a vision model, sent with the last user message (paths, bytes, PIL images, numpy
+        arrays, matplotlib figures, ``IPython.display.Image``; longer sides than ``max_image_edge`` are
+        downscaled). ``schema``: a pydantic model class or a JSON-schema dict the answer must follow; the result's
+        ``.parsed`` is the object (``AnswerFormatError`` when the answer breaks it).
+        """
+        parts = RequestParts.of(images, schema, max_image_edge)
+        payload = self._chat_payload(messages, model, False, params, parts)
         started = time.perf_counter()
         yield from self._check_model(payload["model"])
-        body = yield from self._json("POST", CHAT_PATH, json_body=payload, model=payload["model"])
-        return result_from_body(body, started)
+        yield from self._check_vision(payload)
+        body = yield from self._chat_body(payload)
+        return parts.finish(result_from_body(body, started))
 
     chat = operation(_chat)
 
-    def stream_chat(self, messages: Messages, *, model: str | None = None, **params: Any) -> StreamT:
+    def stream_chat(
+        self,
+        messages: Messages,
+        *,
+        model: str | None = None,
+        images: Iterable[ImageInput] | None = None,
+        schema: object = None,
+        max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE,
+        **params: Any,
+    ) -> StreamT:
         """The answer as a stream, sent on first use: iterate it for text as it arrives (``async for`` on the async
-        client), then ``.result()``. See :class:`~lm_notebook.client.stream.ChatStream`."""
-        return self._stream_type(self, self._chat_payload(messages, model, True, params))
+        client), then ``.result()``. See :class:`~lm_notebook.client.stream.ChatStream`. ``images`` and ``schema``
+        as for ``chat()``: with a schema, the text is the JSON as it grows and ``.result().parsed`` the object."""
+        parts = RequestParts.of(images, schema, max_image_edge)
+        return self._stream_type(self, self._chat_payload(messages, model, True, params, parts), parts)
 
     def _open_stream(self, payload: dict[str, Any], on_socket: OnSocket | None) -> Flow[httpx.Response]:
         """Send a stream's request; its response with the body unread, or the error it answered with.
@@ -247,15 +324,21 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         ``on_socket`` is told the socket as soon as it connects (the sync stream's Stop shuts it down).
         """
         yield from self._check_model(payload["model"])
-        request = self._stream_http.build_request(
-            "POST", CHAT_PATH, json=payload, headers=_STREAM_HEADERS,
-            extensions={} if on_socket is None else {"trace": socket_trace(on_socket)},
-        )
-        response = yield from self._exchange(Send(request, stream=True))
-        if response.status_code >= 400:
+        yield from self._check_vision(payload)
+        self._server_form(payload)
+        for _attempt in range(2):  # a second time only in llama.cpp's form of a JSON schema
+            request = self._stream_http.build_request(
+                "POST", CHAT_PATH, json=payload, headers=_STREAM_HEADERS,
+                extensions={} if on_socket is None else {"trace": socket_trace(on_socket)},
+            )
+            response = yield from self._exchange(Send(request, stream=True))
+            if response.status_code < 400:
+                return response
             yield from self._exchange(ReadBody(response))
-            raise (yield from explained_error(self, response, payload["model"], payload.get("max_tokens")))
-        return response
+            err = yield from explained_error(self, response, payload["model"], payload.get("max_tokens"))
+            if not self._json_schema_refused(err, payload):
+                break
+        raise err
 
     def _explain_empty_stream(self, payload: dict[str, Any]) -> Flow[None]:
         """A stream that carried nothing: ask once more, unstreamed and one token long, to learn the server's reason
@@ -277,6 +360,7 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         *,
         conversation_history: Iterable[Mapping[str, Any]] = (),
         on_token: OnToken | None = None,
+        images: Iterable[ImageInput] | None = None,
         temperature: float = 0.7,
         max_tokens: int = 2048,
         stream: bool | None = None,
@@ -285,11 +369,12 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         """The integration guide's ``sendMessage``: send ``prompt`` after ``conversation_history`` to the current
         model.
 
-        With ``on_token(token, full_content)`` (or ``stream=True``) the answer is streamed.
+        With ``on_token(token, full_content)`` (or ``stream=True``) the answer is streamed. ``images`` go with
+        ``prompt`` (see ``chat()``).
         """
         messages = conversation(prompt, conversation_history)
         model = self._model_for(None)
-        params = {"temperature": temperature, "max_tokens": max_tokens, **params}
+        params = {"temperature": temperature, "max_tokens": max_tokens, "images": images, **params}
         if stream is None:
             stream = on_token is not None
         if not stream:

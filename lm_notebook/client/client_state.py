@@ -66,6 +66,7 @@ class ClientState(Generic[HttpT, TransportT]):
         self._is_lmstudio: bool | None = None
         self._server_is_fake: bool | None = None
         self._known_ids: frozenset[str] = frozenset()
+        self._wants_json_object = False  # the server refused LM Studio's JSON-schema form (llama-cpp-python's)
         # trust_env=False: a proxy from the environment must not intercept a local model server.
         options: dict[str, Any] = {"base_url": self.base_url, "headers": self._headers(), "timeout": self.timeout,
                                    "transport": transport, "trust_env": False}

@@ -8,6 +8,7 @@
     ├── NoCurrentModelError            the client has no model to send to (client-side)
     ├── LMStudioRequestError           a request LM Studio would reject, caught before sending (ValueError too)
     ├── LMStudioStreamError            the stream broke or carried an error after the 200 (keeps the partial text)
+    ├── AnswerFormatError              the answer is not the JSON asked for (``schema=``, ``-f json``); ValueError too
     ├── ClientClosedError              the client was closed (before the request, or while it streamed)
     ├── ToolRoundsExceededError        act(): still asking for tools after max_rounds (in act_types.py)
     └── LMStudioAPIError               the server answered with an error (status, parsed body)
@@ -121,6 +122,30 @@ class LMStudioStreamError(LMStudioError):
     def __init__(self, message: str, *, partial: ChatResult | None = None, dropped: bool = False) -> None:
         super().__init__(message, partial=partial)
         self.dropped = dropped
+
+
+class AnswerFormatError(LMStudioError, ValueError):
+    """The answer is not in the format asked for: not valid JSON, or JSON that breaks the schema (``schema=``,
+    ``%%lm -f json``).
+
+    ``result`` is the whole answer as received (also ``partial``), ``raw`` its text; ``validation_error`` the first
+    thing wrong with it ("'year' is a required property", or the JSON parser's complaint); ``path`` where in the JSON
+    it failed (``"$.items[0].name"``; ``"$"`` for the whole value, None when the text is not JSON at all).
+    """
+
+    result: ChatResult
+    raw: str
+    validation_error: str
+    path: str | None
+
+    def __init__(
+        self, message: str, result: ChatResult, *, validation_error: str = "", path: str | None = None
+    ) -> None:
+        super().__init__(message, partial=result)
+        self.result = result
+        self.raw = result.content
+        self.validation_error = validation_error
+        self.path = path
 
 
 class ClientClosedError(LMStudioError):

@@ -39,6 +39,7 @@ from lm_notebook.client.accumulator import (
 )
 from lm_notebook.client.errors import ContextLengthExceededError
 from lm_notebook.client.flows import Flow
+from lm_notebook.client.request_parts import NO_PARTS, RequestParts
 from lm_notebook.client.stream_base import OnToken, StreamBase, StreamSource, TokenRelay, shut_down
 from lm_notebook.client.types import ChatResult
 
@@ -74,8 +75,8 @@ class AsyncSource(StreamSource, Protocol):
 class ChatStream(StreamBase[Generator[Any, None, None]]):
     """A streamed chat answer (sync). Iterate for text deltas; ``iter_parts()`` also gives thinking."""
 
-    def __init__(self, source: SyncSource, payload: dict[str, Any]) -> None:
-        super().__init__(source, payload)
+    def __init__(self, source: SyncSource, payload: dict[str, Any], parts: RequestParts = NO_PARTS) -> None:
+        super().__init__(source, payload, parts)
         self._client = source  # the source, as the sync client it is
         self._chunks: Iterator[bytes] | None = None
         self._reader_thread: int | None = None
@@ -116,7 +117,7 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         if not self._closed:
             for _ in self:
                 pass
-        return self._acc.result(stopped=self.stopped)
+        return self._final()
 
     def _open(self) -> httpx.Response | None:
         if self._reader_thread is None:
@@ -200,8 +201,8 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
     >>> (await stream.result()).usage                                               # doctest: +SKIP
     """
 
-    def __init__(self, source: AsyncSource, payload: dict[str, Any]) -> None:
-        super().__init__(source, payload)
+    def __init__(self, source: AsyncSource, payload: dict[str, Any], parts: RequestParts = NO_PARTS) -> None:
+        super().__init__(source, payload, parts)
         self._client = source  # the source, as the async client it is
         self._chunks: AsyncIterator[bytes] | None = None
         self._closing: asyncio.Task[None] | None = None  # the closing an abandoned ``async for`` handed to the loop
@@ -238,7 +239,7 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
                     pass
         elif self._closing is not None:
             await self._closing
-        return self._acc.result(stopped=self.stopped)
+        return self._final()
 
     async def _open(self) -> httpx.Response | None:
         # no socket trace: an async stream is stopped by cancelling its task, or by aclose() from its own loop

@@ -22,6 +22,7 @@ from lm_notebook.client.error_classification import classify_error, error_messag
 from lm_notebook.client.error_explanation import Explainer, overflow_with_model_facts
 from lm_notebook.client.errors import ContextLengthExceededError, LMStudioAPIError, LMStudioError, LMStudioStreamError
 from lm_notebook.client.flows import Flow, Step
+from lm_notebook.client.request_parts import NO_PARTS, RequestParts
 from lm_notebook.client.routes import CHAT_PATH, token_sent
 from lm_notebook.client.sse import ServerSentEvent, SSEDecoder
 from lm_notebook.client.transport_errors import translated
@@ -98,9 +99,10 @@ class TokenRelay:
 class StreamBase(Generic[G]):
     """Everything both stream twins share: state, event handling, errors and the flows (no I/O)."""
 
-    def __init__(self, source: StreamSource, payload: dict[str, Any]) -> None:
+    def __init__(self, source: StreamSource, payload: dict[str, Any], parts: RequestParts = NO_PARTS) -> None:
         self._source = source
         self._payload = payload
+        self._parts = parts  # images sent, the answer's schema: what the result adds
         self._base_url = source.base_url
         self._read_timeout = source.timeout.read
         self._model: str | None = payload.get("model")
@@ -134,6 +136,12 @@ class StreamBase(Generic[G]):
     @property
     def reasoning(self) -> str:
         return self._acc.reasoning
+
+    def _final(self) -> ChatResult:
+        """The result once the stream has ended: with the images it sent and, with a schema, the parsed answer
+        (``AnswerFormatError`` when it breaks the schema). An answer that failed is left as it came."""
+        result = self._acc.result(stopped=self.stopped)
+        return result if self._error is not None else self._parts.finish(result)
 
     def partial(self) -> ChatResult:
         """A snapshot of what has arrived so far; its ``stopped`` is the stream's (True only once stopped)."""

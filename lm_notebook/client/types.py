@@ -89,11 +89,46 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class SentImage:
+    """One image as it was sent: where it came from, its type and size (and the size it had before being
+    downscaled), its byte count, a short hash of what was sent, and the data URL itself."""
+
+    source: str
+    mime: str
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+    size_bytes: int
+    sha256: str
+    data_url: str = field(repr=False, compare=False)
+
+    @property
+    def downscaled(self) -> bool:
+        return (self.width, self.height) != (self.original_width, self.original_height)
+
+    @property
+    def note(self) -> str:
+        """``"chart.png: 640×480 PNG"``, or what downscaling did."""
+        kind = self.mime.removeprefix("image/").upper()
+        if self.downscaled:
+            return (f"{self.source}: downscaled from {self.original_width}×{self.original_height} to "
+                    f"{self.width}×{self.height} {kind}")
+        return f"{self.source}: {self.width}×{self.height} {kind}"
+
+    def as_part(self) -> dict[str, Any]:
+        """The ``image_url`` content part of ``/v1/chat/completions``."""
+        return {"type": "image_url", "image_url": {"url": self.data_url}}
+
+
+@dataclass(frozen=True)
 class ChatResult:
     """A finished (or stopped) chat answer.
 
     ``content`` is the answer without any thinking; ``reasoning`` holds the thinking, whichever form the server used.
-    ``stopped`` is True when the stream was closed before the server finished.
+    ``stopped`` is True when the stream was closed before the server finished. ``parsed``: with ``schema=``, the
+    answer as the pydantic model's instance (or the validated value of a JSON-schema dict). ``images``: what was
+    sent with ``images=`` (size, and whether it was downscaled).
     """
 
     content: str
@@ -107,6 +142,8 @@ class ChatResult:
     id: str | None = None
     stopped: bool = False
     stats: Mapping[str, Any] | None = None  # LM Studio's /api/v0 stats, when the server sent them
+    parsed: Any = field(default=None, compare=False)
+    images: tuple[SentImage, ...] = ()
 
     def __str__(self) -> str:
         return self.content

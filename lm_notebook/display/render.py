@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lm_notebook.client.errors import AnswerFormatError
+from lm_notebook.client.schemas import parse_json_answer
 from lm_notebook.client.types import ChatResult
 from lm_notebook.display.footer import footer_text
 
@@ -28,18 +30,6 @@ Bundle = dict[str, Any]
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
 _FENCED_BLOCK = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^ {0,3}\1[ \t]*$", re.DOTALL | re.M)
 _CURSOR = "▌"
-
-
-class AnswerFormatError(ValueError):
-    """The answer could not be shown in the requested format (e.g. ``-f json`` and the reply is not JSON).
-
-    ``result`` keeps the raw answer.
-    """
-
-    def __init__(self, message: str, result: RenderedChatResult) -> None:
-        super().__init__(message)
-        self.message = message
-        self.result = result
 
 
 def close_open_fence(markdown: str) -> str:
@@ -84,15 +74,6 @@ def fenced(code: str, language: str = "") -> str:
     longest = max((len(m) for m in re.findall(r"`+", code)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{code}\n{fence}"
-
-
-def parse_json_answer(text: str) -> Any:
-    """The JSON value of an answer; a surrounding ```json fence is allowed. Raises ``ValueError``."""
-    candidate = text.strip()
-    found = _FENCED_BLOCK.search(candidate)
-    if found and not candidate.startswith(("{", "[")):
-        candidate = found.group(3)
-    return json.loads(candidate)
 
 
 def _word_count(text: str) -> int:
@@ -181,12 +162,12 @@ def render_answer(
 class RenderedChatResult(ChatResult):
     """A :class:`ChatResult` that knows how it was asked to be shown; what ``%%lm`` returns and ``-o`` stores.
 
-    ``parsed`` is the JSON value when the format is ``json``; ``fake_server`` is True when the answer came from the
-    bundled fake LM Studio server (its footer says so); ``code`` holds the answer's code blocks.
+    ``parsed`` is the JSON value when the format is ``json`` (the schema's object with ``--schema``); ``fake_server``
+    is True when the answer came from the bundled fake LM Studio server (its footer says so); ``code`` holds the
+    answer's code blocks.
     """
 
     display_format: AnswerFormat = "markdown"
-    parsed: Any = dataclasses.field(default=None, compare=False)
     fake_server: bool = dataclasses.field(default=False, compare=False)
 
     @classmethod
@@ -194,7 +175,9 @@ class RenderedChatResult(ChatResult):
         cls, result: ChatResult, fmt: AnswerFormat, parsed: Any = None, *, fake_server: bool = False
     ) -> RenderedChatResult:
         values = {f.name: getattr(result, f.name) for f in dataclasses.fields(ChatResult)}
-        return cls(**values, display_format=fmt, parsed=parsed, fake_server=fake_server)
+        if parsed is not None:
+            values["parsed"] = parsed
+        return cls(**values, display_format=fmt, fake_server=fake_server)
 
     @property
     def code(self) -> tuple[CodeBlock, ...]:
@@ -222,6 +205,6 @@ def finish_as(result: ChatResult, fmt: AnswerFormat, *, fake_server: bool = Fals
         kept = RenderedChatResult.of(result, "text", fake_server=fake_server)
         raise AnswerFormatError(
             f"The answer is not valid JSON ({exc}). The raw text is shown above and kept in the result's .content.",
-            kept,
+            kept, validation_error=str(exc),
         ) from exc
     return RenderedChatResult.of(result, fmt, parsed, fake_server=fake_server)

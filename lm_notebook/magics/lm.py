@@ -22,6 +22,7 @@ from traitlets import observe
 
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import (
+    AnswerFormatError,
     ContextLengthExceededError,
     LMStudioAPIError,
     LMStudioError,
@@ -34,7 +35,7 @@ from lm_notebook.client.settings import parse_base_url, resolve_timeout
 from lm_notebook.client.types import ChatResult, ModelInfo
 from lm_notebook.display.answer import NotebookStreamView, TerminalStreamView, make_view, show_bundle, stream_into
 from lm_notebook.display.model_table import model_table
-from lm_notebook.display.render import FORMATS, AnswerFormat, AnswerFormatError, RenderedChatResult, finish_as
+from lm_notebook.display.render import FORMATS, AnswerFormat, RenderedChatResult, finish_as
 from lm_notebook.magics.advice import FAKE_SERVER_TEXT, chat_overflow_advice, retry_advice, unknown_model_text
 from lm_notebook.magics.arguments import argument, error_message, magic_arguments, one_line, parse_argstring
 from lm_notebook.magics.memory import ChatMemory
@@ -384,11 +385,12 @@ class LMMagics(LMSettings):
             # the answer's footer says when it is the bundled fake server's (known once the client has greeted it)
             rendered = finish_as(result, fmt, fake_server=client.server_is_fake is True)
         except AnswerFormatError as err:
-            self._store(args.output, err.result)
+            kept = RenderedChatResult.of(err.result, "text", fake_server=client.server_is_fake is True)
+            self._store(args.output, kept)
             if already_written and view is not None:
-                view.show_final(err.result, "text")
+                view.show_final(kept, "text")
             else:
-                show_bundle(err.result._repr_mimebundle_())
+                show_bundle(kept._repr_mimebundle_())
             self._fail(err)
             raise
         self._store(args.output, rendered)

@@ -116,7 +116,19 @@ def one_of_each() -> list[errors.LMStudioError]:
         _answer(418, "I'm a teapot"),
         errors.needs_newer_lmstudio("load_model()", _answer(404, "Not Found"), URL, "Load it with `lms load m`."),
         errors.ClientClosedError("LMStudioClient", URL, partial=partial),
+        _broken_answer(),
     ]
+
+
+def _broken_answer() -> errors.AnswerFormatError:
+    from lm_notebook.client.schemas import AnswerSchema
+
+    schema = AnswerSchema.of({"type": "object", "properties": {"year": {"type": "integer"}}, "required": ["year"]})
+    try:
+        schema.parsed(ChatResult(content='{"year": "soon"}'))
+    except errors.AnswerFormatError as err:
+        return err
+    raise AssertionError("the answer should have broken the schema")
 
 
 def error_classes() -> set[type[errors.LMStudioError]]:
