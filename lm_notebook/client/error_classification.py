@@ -308,6 +308,12 @@ def classify_error(
         return context_overflow_error(
             model=model, prompt_tokens=prompt_tokens, context_length=context_length, max_tokens=max_tokens, **kw
         )
+    if "support images" in low or "image input" in low:
+        return InvalidRequestError(
+            f"The model{f' {model}' if model else ''} on {base_url} cannot see images: send them to a vision model "
+            "(list_models() marks them: type 'vlm', or 'vision' in capabilities), or leave images= out." + quoted,
+            **kw,
+        )
     if "response_format" in low or "validation error" in low:  # the latter: pydantic-based servers (llama.cpp's)
         return InvalidRequestError(
             (

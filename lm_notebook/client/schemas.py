@@ -117,7 +117,7 @@ class AnswerSchema:
         if self.model is not None:
             return self._with_model(result, value)
         validator = _validator_class(self.json_schema)(self.json_schema)
-        import jsonschema  # type: ignore[import-untyped]  # present: _validator_class checked
+        import jsonschema  # type: ignore[import-untyped, unused-ignore]  # present: _validator_class checked
 
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
@@ -147,7 +147,7 @@ class AnswerSchema:
 
 def _validator_class(schema: dict[str, Any]) -> Any:
     try:
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped, unused-ignore]
     except ImportError as exc:
         raise LMStudioRequestError(
             f"schema= with a JSON-schema dict checks answers with the jsonschema library, which is not installed: "

@@ -110,7 +110,7 @@ class Tool:
 
 def _check_with_jsonschema(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> None:
     try:
-        import jsonschema  # type: ignore[import-untyped]
+        import jsonschema  # type: ignore[import-untyped, unused-ignore]
     except ImportError as exc:  # pragma: no cover - the extra is installed with the test extra
         raise ImportError("Checking a Tool's arguments needs jsonschema: pip install 'lm_notebook[tools]'.") from exc
     validator_class = jsonschema.validators.validator_for(schema)

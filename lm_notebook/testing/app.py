@@ -37,6 +37,7 @@ from lm_notebook.testing.tool_calls import (
     plan_tool_calls,
     tool_answer,
 )
+from lm_notebook.testing.vision import ImageRefused, images_seen, seen_note
 from lm_notebook.testing.wire import ChunkedBody, Request, dump_json, write_response
 
 Version = Literal["0.3", "0.4"]
@@ -318,6 +319,10 @@ class LMStudioApp:
         if isinstance(response_format, dict) and response_format.get("type") not in (None, "json_schema", "text"):
             raise Reply(errors.json_object_rejected())
         spec = self._resolve(body, path, want_embedding=False)
+        try:
+            seen = images_seen(spec, messages, self.style(spec))
+        except ImageRefused as refused:
+            raise Reply(refused.reply) from None
         faults = await self._generation_faults(spec, path)
         inst = await self._instance(spec, path, body.get("ttl"))
         quirks = self.quirks_for(spec)
@@ -343,10 +348,12 @@ class LMStudioApp:
                 kinds = [f.kind for f in self.faults.take(TOOL_FAULTS, model=spec.id, path=path, generation=True)]
                 plans = faulted(plans, kinds, body)
             gen = plan_chat(spec, body, messages, scripted=scripted, reply_tokens=reply_tokens, tool_plans=plans,
-                            tool_text=tool_answer(messages) if offered_tools(body) else None)
+                            tool_text=tool_answer(messages) if offered_tools(body) else None,
+                            seen=seen_note(seen) if seen else "",
+                            break_schema=any(f.kind == "break_schema" for f in faults))
         if any(f.kind == "empty_stream" for f in faults):
             gen = Generation([], "stop", "eosFound")
-        faults = [f for f in faults if f.kind != "empty_stream"]
+        faults = [f for f in faults if f.kind not in ("empty_stream", "break_schema")]
         chunk_id = ("cmpl-" if completion else "chatcmpl-") + "".join(_ids.choices(_ID_CHARS, k=18))
         created = int(time.time())
         usage = usage_body(n_prompt, gen, quirks.extended_fields)

@@ -89,6 +89,16 @@ def bad_request(message: str, style: ErrorStyle) -> ErrorReply:
     return _json(400, {"error": message} if style == "0.3" else _object(message))
 
 
+def no_vision() -> ErrorReply:
+    # LM Studio's words for images sent to a model without vision (seen on 0.3.x REST, string form)
+    return _json(400, {"error": "Model does not support images. Please use a model that does."})
+
+
+def bad_image(problem: str, style: ErrorStyle) -> ErrorReply:
+    # inferred: a data URL LM Studio cannot decode is a 400 naming the part
+    return bad_request(f"Invalid image in the request: {problem}", style)
+
+
 def unauthorized() -> ErrorReply:
     return _json(401, {"error": {
         "type": "invalid_request", "code": "invalid_api_key",

@@ -22,6 +22,7 @@ Fault kinds:
 - ``"tool_unknown_name"`` / ``"tool_bad_arguments"`` / ``"tool_bad_json"``: a request that calls tools calls one
   nobody offered, with arguments that break its schema, or with JSON cut in the middle
   (see :mod:`lm_notebook.testing.tool_calls`).
+- ``"break_schema"``: a ``response_format: json_schema`` answer that breaks its schema (a required field missing).
 
 Faults without ``path`` apply to the generation routes (chat, completions, embeddings); with ``path`` they apply to
 every request for that exact path.
@@ -36,12 +37,13 @@ from typing import Literal
 ErrorStyle = Literal["0.3", "0.4"]
 LineEnding = Literal["\n", "\r\n"]
 FaultKind = Literal["500", "429", "load_failure", "stall", "drop", "malformed_chunk", "stream_error", "empty_stream",
-                    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json"]
+                    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json", "break_schema"]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "500", "429", "load_failure", "stall", "drop", "malformed_chunk", "stream_error", "empty_stream",
-    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json",
+    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json", "break_schema",
 )
-STREAM_FAULTS: frozenset[str] = frozenset({"stall", "drop", "malformed_chunk", "stream_error", "empty_stream"})
+STREAM_FAULTS: frozenset[str] = frozenset({"stall", "drop", "malformed_chunk", "stream_error", "empty_stream",
+                                           "break_schema"})
 
 
 @dataclass(frozen=True)

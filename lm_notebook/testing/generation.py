@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lm_notebook.testing import replies
+from lm_notebook.testing import replies, schema_answers
 from lm_notebook.testing.catalogue import ModelSpec
 
 # v0 stats' stop_reason for each finish_reason
@@ -71,9 +71,13 @@ def plan_chat(
     reply_tokens: int | None,
     tool_plans: Sequence[ToolCallPlan] | None = None,
     tool_text: str | None = None,
+    seen: str = "",
+    break_schema: bool = False,
 ) -> Generation:
     """``tool_plans``: the tool calls to answer with (see :mod:`~lm_notebook.testing.tool_calls`; None: the first
-    offered tool, unless the last message is a tool result); ``tool_text``: the text answer to tool results."""
+    offered tool, unless the last message is a tool result); ``tool_text``: the text answer to tool results.
+    ``seen``: what a vision model says first about the images it got; ``break_schema``: a JSON-schema answer that
+    breaks its schema (the ``break_schema`` fault)."""
     seed, temperature = body.get("seed"), body.get("temperature")
     deltas: list[tuple[str, str]] = []
     reasoning_count = 0
@@ -107,12 +111,12 @@ def plan_chat(
         elif tool_text is not None:
             text = tool_text
         elif isinstance(schema, Mapping):
-            text = replies.json_reply(schema, spec.id, messages, seed)
+            text = schema_answers.json_answer(schema, spec.id, messages, seed, broken=break_schema)
         elif count is not None:
             text = ""
             answer = replies.reply_tokens_exact(count, spec.id, messages, seed, temperature)
         else:
-            text = replies.reply_text(spec.id, messages, seed, temperature)
+            text = seen + replies.reply_text(spec.id, messages, seed, temperature)
         if text:
             text, stopped = replies.cut_at_stop(text, body.get("stop"))
             if stopped:

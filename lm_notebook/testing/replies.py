@@ -1,4 +1,4 @@
-"""Deterministic reply text, thinking, tool-call arguments, JSON-schema answers, embeddings, and token counting.
+"""Deterministic reply text, thinking, tool-call arguments, embeddings, and token counting.
 
 A *token* here is a word with its leading whitespace, one punctuation mark with its leading whitespace, or trailing
 whitespace: ``tokenize("Hi, you!") == ["Hi", ",", " you", "!"]``. Tokens always join back to the text, one streamed
@@ -159,12 +159,6 @@ def json_instance(schema: Mapping[str, Any], rng: random.Random, hint: str = "",
     props = schema.get("properties") or {}
     return {name: _value_for(sub if isinstance(sub, Mapping) else {}, name, rng, hint, depth)
             for name, sub in props.items()}
-
-
-def json_reply(schema: Mapping[str, Any], model: str, messages: Sequence[Mapping[str, Any]], seed: Any) -> str:
-    """The reply to a ``response_format: json_schema`` request: compact-ish JSON, like a grammar-constrained model."""
-    return json.dumps(json_instance(schema, _rng("json", model, list(messages), seed), _topic(messages)),
-                      ensure_ascii=False)
 
 
 def tool_arguments(parameters: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> str:
