@@ -12,6 +12,7 @@ from __future__ import annotations
 from lm_notebook.client.act_stream import ActStream, AsyncActStream
 from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord, ToolRoundsExceededError
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient
+from lm_notebook.client.embeddings import Embeddings
 from lm_notebook.client.errors import (
     AnswerFormatError,
     AuthenticationError,
@@ -34,7 +35,7 @@ from lm_notebook.client.errors import (
     ServerError,
 )
 from lm_notebook.client.routes import LoadResult
-from lm_notebook.client.session import get_client, set_client
+from lm_notebook.client.session import embed, get_client, set_client
 from lm_notebook.client.settings import DEFAULT_BASE_URL, normalize_base_url, resolve_timeout
 from lm_notebook.client.stream import AsyncChatStream, ChatStream, StreamPart
 from lm_notebook.client.tools import Tool
@@ -54,6 +55,7 @@ __all__ = [
     "ChatStream",
     "ClientClosedError",
     "ContextLengthExceededError",
+    "Embeddings",
     "EndpointNotSupportedError",
     "InvalidRequestError",
     "LMStudioAPIError",
@@ -80,6 +82,7 @@ __all__ = [
     "ToolCallRecord",
     "ToolRoundsExceededError",
     "Usage",
+    "embed",
     "get_client",
     "normalize_base_url",
     "resolve_timeout",

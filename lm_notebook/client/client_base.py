@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from lm_notebook.client.client_state import ClientState, HttpT, TransportT
+from lm_notebook.client.embeddings import embed_flow
 from lm_notebook.client.error_classification import is_error_body
 from lm_notebook.client.error_explanation import explained_error, model_ids_quietly
 from lm_notebook.client.errors import (
@@ -272,6 +273,9 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
             ) from err
 
     unload_model = operation(_unload_model)
+
+    # --- embeddings (the flow: client/embeddings.py) -------------------------------------------------------------
+    embed = operation(embed_flow)
 
     # --- chat ----------------------------------------------------------------------------------------------------
     def _chat(

@@ -6,8 +6,10 @@ So a model chosen with ``%lm_use`` (or ``set_current_model``) is the one every o
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from lm_notebook.client.clients import LMStudioClient
+from lm_notebook.client.embeddings import DEFAULT_BATCH_SIZE, Embeddings
 
 _lock = threading.Lock()
 _client: LMStudioClient | None = None
@@ -33,3 +35,14 @@ def set_client(client: LMStudioClient | None, *, close_previous: bool = True) ->
     if close_previous and previous is not None and previous is not client:
         previous.close()
     return previous
+
+
+def embed(texts: str | Sequence[str], *, model: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> Embeddings:
+    """``get_client().embed(...)``: embed ``texts`` with the shared client (see
+    :meth:`~lm_notebook.client.LMStudioClient.embed`).
+
+    >>> import lm_notebook
+    >>> lm_notebook.embed(["a cat", "a dog"]).vectors.shape   # doctest: +SKIP
+    (2, 768)
+    """
+    return get_client().embed(texts, model=model, batch_size=batch_size)

@@ -36,6 +36,7 @@ import pandas as pd
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient, resolve_timeout
 from lm_notebook.client.errors import NoCurrentModelError
 from lm_notebook.comparison.cache import ResponseCache, open_cache
+from lm_notebook.comparison.checks import Check, CheckFunction, named_checks
 from lm_notebook.comparison.inputs import chat_messages, prompt_inputs
 from lm_notebook.comparison.interrupt import (
     ComparisonInterrupted,
@@ -49,6 +50,7 @@ from lm_notebook.comparison.retry import RetryPolicy
 from lm_notebook.comparison.rows import COLUMNS
 from lm_notebook.comparison.run import ComparisonRun
 from lm_notebook.comparison.schedule import Concurrency, plan_requests, resolve_slots
+from lm_notebook.comparison.scoring import Scorer, expected_answers
 from lm_notebook.comparison.user_warnings import warn_at_user_line
 from lm_notebook.comparison.views import ComparisonTable, comparison_table, plot_summary, summary
 
@@ -70,6 +72,7 @@ __all__ = [
 
 Prompts: TypeAlias = "str | Sequence[str] | Mapping[Hashable, str] | pd.DataFrame | tuple[pd.DataFrame, str]"
 CacheArg: TypeAlias = "bool | str | Path | ResponseCache | None"
+Checks: TypeAlias = "Sequence[Check | CheckFunction] | Check | CheckFunction | None"
 
 # Read at call time, so an application (or a test) may swap it for another policy.
 DEFAULT_RETRY = RetryPolicy()
@@ -157,8 +160,12 @@ async def _start(
     params: dict[str, object],
     reuse_async: bool,
     box: list[ComparisonRun],
+    checks: Checks = None,
+    expected: object = None,
 ) -> pd.DataFrame:
     inputs = prompt_inputs(prompts, template)
+    check_list = named_checks(checks)
+    references = expected_answers(expected, inputs.items)
     resolve_slots(concurrency, None)  # validate early
     all_params = _params(temperature, max_tokens, seed, params)
     aclient, owns_client = _async_client(client, timeout, reuse_async=reuse_async)
@@ -183,6 +190,8 @@ async def _start(
         client=aclient, owns_client=owns_client, cache=rcache, owns_cache=owns_cache, concurrency=concurrency,
         retry=DEFAULT_RETRY, progress=progress,
     )
+    if check_list or references is not None:
+        run.scorer = Scorer(check_list, references, specs, DEFAULT_RETRY)
     box.append(run)
     # known before prepare() awaits anything: an interrupt there must still be able to cancel this task
     run.loop, run.main_task = asyncio.get_running_loop(), asyncio.current_task()
@@ -209,6 +218,8 @@ def compare(
     progress: bool | ProgressCallback = True,
     timeout: float | None = None,
     template: str | None = None,
+    checks: Checks = None,
+    expected: object = None,
     **params: object,
 ) -> pd.DataFrame:
     """Send every prompt to every model (``repeats`` times each) and return one row per answer.
@@ -222,6 +233,11 @@ def compare(
     - ``concurrency``: requests in flight per model; ``"auto"`` is the server's parallel slots (else 4).
     - ``cache``: ``True`` (default location), a path, or a :class:`ResponseCache`; deterministic requests only.
     - ``progress``: a bar (``True``), none (``False``), or a callable receiving each :class:`ProgressEvent`.
+    - ``checks``: :mod:`lm_notebook.checks` values or callables ``fn(answer, row)`` scoring each answer in 0–1: the
+      rows gain ``check_<name>``, ``score`` (their mean), ``passed`` and ``check_notes``; ``expected``: the reference
+      answers (a dict keyed like the prompts, a Series, a list, a column name) that ``equals``, ``similar_to`` and
+      ``judge`` use. Judges run after the candidates, one judge model at a time; with ``cache=`` a re-run re-scores
+      without asking the candidates again.
 
     Interrupting it (Ctrl-C, the notebook's Stop button) raises :class:`ComparisonInterrupted`, a
     ``KeyboardInterrupt``: the cell (or loop) stops, and its ``frame`` — also :func:`last_comparison` — holds every row
@@ -235,7 +251,7 @@ def compare(
     coro = _start(
         prompts, models, client=client, template=template, system=system, repeats=repeats, temperature=temperature,
         max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache, progress=progress, timeout=timeout,
-        params=dict(params), reuse_async=False, box=box,
+        params=dict(params), reuse_async=False, box=box, checks=checks, expected=expected,
     )
     try:
         frame = run_to_end(coro)
@@ -261,6 +277,8 @@ async def acompare(
     progress: bool | ProgressCallback = True,
     timeout: float | None = None,
     template: str | None = None,
+    checks: Checks = None,
+    expected: object = None,
     **params: object,
 ) -> pd.DataFrame:
     """The async twin of :func:`compare` (same arguments).
@@ -277,6 +295,7 @@ async def acompare(
                 prompts, models, client=client, template=template, system=system, repeats=repeats,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
                 progress=progress, timeout=timeout, params=dict(params), reuse_async=True, box=box,
+                checks=checks, expected=expected,
             )
         except asyncio.CancelledError:
             if not box:

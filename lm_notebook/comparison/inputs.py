@@ -39,9 +39,9 @@ def prompt_inputs(prompts: Any, template: str | None) -> PromptInputs:
     if isinstance(prompts, str):
         prompts = [prompts]
     if isinstance(prompts, Mapping):
-        items = [PromptItem(name, _checked_text(text, name)) for name, text in prompts.items()]
+        items = [_item(name, value) for name, value in prompts.items()]
     elif isinstance(prompts, Sequence):
-        items = [PromptItem(i, _checked_text(text, i)) for i, text in enumerate(prompts)]
+        items = [_item(i, value) for i, value in enumerate(prompts)]
     else:
         raise TypeError(
             "prompts must be a string, a list of strings, a dict {name: prompt}, or a DataFrame with a template, "
@@ -49,7 +49,20 @@ def prompt_inputs(prompts: Any, template: str | None) -> PromptInputs:
         )
     if not items:
         raise ValueError("No prompts given: pass at least one.")
-    return PromptInputs(items, [])
+    fields = list(dict.fromkeys(k for item in items for k in (item.columns or {})))
+    return PromptInputs(items, fields)
+
+
+def _item(name: Hashable, value: Any) -> PromptItem:
+    """A prompt given as text, or as a dict with its text under ``prompt`` and other fields (``expected``…) that
+    become columns of the result."""
+    if not isinstance(value, Mapping):
+        return PromptItem(name, _checked_text(value, name))
+    if "prompt" not in value:
+        raise ValueError(f"Prompt {name!r} is a dict without a 'prompt' field: {{'prompt': '...', 'expected': ...}}.")
+    ours = set(COLUMNS)
+    fields = {(f"{k}_input" if str(k) in ours else str(k)): v for k, v in value.items() if k != "prompt"}
+    return PromptItem(name, _checked_text(value["prompt"], name), fields or None)
 
 
 def _checked_text(text: Any, name: Hashable) -> str:

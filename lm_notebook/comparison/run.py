@@ -30,6 +30,7 @@ from lm_notebook.comparison.progress import EventKind, ProgressCallback, Progres
 from lm_notebook.comparison.retry import ModelBreaker, RetryPolicy, worth_retrying
 from lm_notebook.comparison.rows import Outcome, build_frame
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec, resolve_slots, schedule
+from lm_notebook.comparison.scoring import Scorer
 from lm_notebook.comparison.user_warnings import warn_at_user_line
 
 # The longest an interrupt waits for the requests in flight to stop. A cancelled request ends at its next await; this
@@ -103,6 +104,7 @@ class ComparisonRun:
         self._events: asyncio.Queue[tuple[EventKind, Any] | None] | None = None
         self._progress = ProgressReporter(progress, [spec.model for spec in specs])
         self._closed = False
+        self.scorer: Scorer | None = None  # the checks, scored after the candidates (comparison/scoring.py)
 
     # --- setup -------------------------------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -141,6 +143,8 @@ class ComparisonRun:
                 else:
                     self._progress.report(self._progress.event(kind, **payload))
             await scheduler
+            if self.scorer is not None:  # judges and embeddings: after every candidate, before the client closes
+                await self.scorer.score(self._answers(), self.client, self.cache, self.infos)
             self._progress.report(self._progress.event("end"))
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             self.stopped_by = "keyboard" if isinstance(exc, KeyboardInterrupt) else "cancel"
@@ -391,8 +395,12 @@ class ComparisonRun:
             index=index, model=self.specs[index].model, status=outcome.status, cached=outcome.cached, cold=outcome.cold
         )
 
-    def frame(self) -> pd.DataFrame:
-        """The tidy DataFrame: one row per (prompt, model, repeat), in that order."""
+    def _answers(self) -> pd.DataFrame:
         infos = {**self.infos, **self._seen_loaded}  # the loaded context length wins over a later listing
         return build_frame(self.specs, self.outcomes, items=self.inputs.items, input_columns=self.inputs.input_columns,
                            infos=infos, system=self.system, params=self.params, extra_params=self.extra_params)
+
+    def frame(self) -> pd.DataFrame:
+        """The tidy DataFrame: one row per (prompt, model, repeat), in that order (with the checks' columns)."""
+        frame = self._answers()
+        return self.scorer.apply(frame) if self.scorer is not None else frame

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from lm_notebook.comparison.quality import has_checks, plot_quality, quality_mark, quality_summary
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -61,6 +63,7 @@ def _cell(row: pd.Series, *, reasoning: bool) -> str:
         parts.append(response)
         if _text(row.get("finish_reason")) == "length":
             parts.append(" …[cut at max_tokens]")
+    parts.append(quality_mark(row))  # ✓/✗ and the score, when the comparison had checks
     return "".join(parts)
 
 
@@ -164,6 +167,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             "prompt_tokens": int(ok["prompt_tokens"].fillna(0).sum()) if "prompt_tokens" in ok else 0,
             "completion_tokens": int(ok["completion_tokens"].fillna(0).sum()) if "completion_tokens" in ok else 0,
         }
+        entry.update(quality_summary(rows))  # pass rate and mean scores, when the comparison had checks
         out.append(entry)
     frame = pd.DataFrame(out)
     indexed: pd.DataFrame = frame.set_index("model") if len(frame) else frame
@@ -171,7 +175,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_summary(df: pd.DataFrame, *, figsize: tuple[float, float] = (12.0, 3.4)) -> Figure:
-    """Bar charts per model: generation speed (tokens/s), time to first token and latency (median, p90).
+    """Bar charts per model: generation speed (tokens/s), time to first token and latency (median, p90); with
+    checks, a fourth panel: pass rate against tokens/s, one point a model (quality vs speed).
 
     Returns a matplotlib ``Figure`` (shown by the notebook; ``fig.savefig("speed.png")`` elsewhere). Needs the
     optional ``plot`` extra: ``pip install 'lm_notebook[plot]'``.
@@ -188,9 +193,15 @@ def plot_summary(df: pd.DataFrame, *, figsize: tuple[float, float] = (12.0, 3.4)
     positions = list(range(len(models)))
     # pyplot makes a figure the notebook knows how to show; closing it at once means it is shown once (as this
     # function's result), not a second time by the inline backend at the end of the cell.
+    quality = has_checks(df)
+    if quality and figsize == (12.0, 3.4):
+        figsize = (16.0, 3.4)  # room for the fourth panel
     fig = plt.figure(figsize=figsize, layout="constrained")
     plt.close(fig)
-    speed, ttft, latency = fig.subplots(1, 3)
+    axes = fig.subplots(1, 4 if quality else 3)
+    speed, ttft, latency = axes[:3]
+    if quality:
+        plot_quality(axes[3], stats)
     speed.bar(positions, stats["tokens_per_s_median"].fillna(0.0).tolist(), color="tab:green")
     speed.set_title("generation speed (median)")
     speed.set_ylabel("tokens / s")

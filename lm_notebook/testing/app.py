@@ -26,8 +26,9 @@ from lm_notebook.testing.cors import CorsPolicy
 from lm_notebook.testing.faults import STREAM_FAULTS, ErrorStyle, Fault, FaultBook, Quirks
 from lm_notebook.testing.generation import Generation, plan_chat, plan_completion
 from lm_notebook.testing.recording import ChangeSignal, RecordedRequest, RequestLog, ScriptBook, safe_headers
-from lm_notebook.testing.replies import embedding, prompt_tokens
+from lm_notebook.testing.replies import prompt_tokens
 from lm_notebook.testing.scheduler import Instance, LoadFailed, Scheduler
+from lm_notebook.testing.semantics import PromptReplies, bag_of_words_embedding, judge_reply
 from lm_notebook.testing.streaming import Framing, StreamWriter, chat_events, pause
 from lm_notebook.testing.tool_calls import (
     TOOL_FAULTS,
@@ -84,6 +85,7 @@ class LMStudioApp:
         self.log = RequestLog(self.signal)
         self.scripts = ScriptBook()
         self.tool_scripts = ToolScriptBook()
+        self.answers = PromptReplies()
 
     # --- configuration (any thread) ----------------------------------------------------------------------------
     def models(self) -> dict[str, ModelSpec]:
@@ -298,8 +300,8 @@ class LMStudioApp:
         raw = body.get("input", "")
         texts = [raw] if isinstance(raw, str) else [str(t) for t in raw or []]
         async with self.scheduler.slot(inst):
-            data = [{"object": "embedding", "embedding": embedding(t, spec.id, spec.embedding_dimensions), "index": i}
-                    for i, t in enumerate(texts)]
+            data = [{"object": "embedding", "embedding": bag_of_words_embedding(t, spec.id, spec.embedding_dimensions),
+                     "index": i} for i, t in enumerate(texts)]
         return {"object": "list", "data": data, "model": spec.id, "usage": {"prompt_tokens": 0, "total_tokens": 0}}
 
     async def _chat(self, path: str, body: Any, writer: asyncio.StreamWriter, extra: list[tuple[str, str]],
@@ -339,6 +341,9 @@ class LMStudioApp:
             return
         tool_round = self.tool_scripts.pop(spec.id) if not completion and offered_tools(body) else None
         scripted = None if tool_round is not None else self.scripts.pop(spec.id)
+        if scripted is None and tool_round is None and not completion and not offered_tools(body):
+            # a reply set for this prompt, else a grade for a judge's prompt
+            scripted = self.answers.get(spec.id, messages) or judge_reply(messages)
         reply_tokens = self.settings.reply_tokens
         if completion:
             gen = plan_completion(spec, body, scripted=scripted, reply_tokens=reply_tokens)

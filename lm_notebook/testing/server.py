@@ -311,6 +311,11 @@ class MockLMStudioServer:
         """
         self._app.tool_scripts.add(model, rounds)
 
+    def answer(self, model: str, prompt: str, reply: str) -> None:
+        """``model`` (``"*"``: any model) answers ``reply`` whenever the last user message is exactly ``prompt``
+        (queued :meth:`script` replies come first); see :mod:`lm_notebook.testing.semantics`."""
+        self._app.answers.set(model, prompt, reply)
+
     @property
     def reply_tokens(self) -> int | None:
         return self._app.settings.reply_tokens

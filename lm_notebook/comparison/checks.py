@@ -1,0 +1,220 @@
+"""Checks: small values that score one answer in 0–1, for ``compare(..., checks=[...])``.
+
+>>> from lm_notebook.checks import contains, max_words
+>>> contains("Paris").score("The capital is paris.", {})
+(1.0, None)
+>>> max_words(3).score("one two three four", {})
+(0.0, '4 words, more than 3')
+
+A check is a :class:`Check` or any callable ``fn(answer: str, row: Mapping) -> bool | float | tuple[float, str]``
+(``row`` is the comparison's row: ``prompt``, ``model``, ``expected``…). ``True``/``False`` score 1/0; a float is a
+score in 0–1; a tuple adds a one-line note. A row passes a check when its score is at or above the check's
+``threshold``. The checks that need the server — :func:`similar_to` (embeddings) and :func:`judge` (a local model
+grades) — are :class:`SimilarityCheck` and :class:`JudgeCheck` (in :mod:`lm_notebook.comparison.judge`), scored after
+every candidate has answered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+CheckResult: TypeAlias = "bool | float | tuple[float, str] | tuple[bool, str]"
+CheckFunction: TypeAlias = "Callable[[str, Mapping[str, object]], CheckResult]"
+# what a plain callable must reach to pass: True (1.0) passes, False (0.0) fails, a float passes from one half
+DEFAULT_THRESHOLD = 0.5
+_NAME = re.compile(r"[^0-9a-zA-Z_]+")
+
+
+class CheckError(ValueError):
+    """A check could not score an answer (its cell says why); raised by checks, caught by the scoring."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check: ``fn(answer, row)`` gives its result; the row passes at ``score >= threshold``."""
+
+    name: str
+    fn: CheckFunction | None = field(default=None, compare=False, repr=False)
+    threshold: float = DEFAULT_THRESHOLD
+
+    def score(self, answer: str, row: Mapping[str, Any]) -> tuple[float, str | None]:
+        """The answer's score in 0–1 and a note (None when there is nothing to say)."""
+        if self.fn is None:
+            raise CheckError(f"{self.name} is scored by the comparison (it asks the server), not on its own")
+        return normalised(self.fn(answer, row), self.name)
+
+
+def normalised(result: object, name: str) -> tuple[float, str | None]:
+    """A check's result as (score in 0–1, note)."""
+    note: str | None = None
+    if isinstance(result, tuple):
+        if len(result) != 2 or not isinstance(result[1], str):
+            raise CheckError(f"check {name} returned {result!r}: a tuple must be (score, 'note')")
+        result, note = result
+    if isinstance(result, bool):
+        return (1.0 if result else 0.0), note
+    if isinstance(result, (int, float)):
+        value = float(result)
+        if not 0.0 <= value <= 1.0:
+            raise CheckError(f"check {name} returned {value:g}: a score is 0 to 1 (or True/False)")
+        return value, note
+    raise CheckError(f"check {name} returned {type(result).__name__}: return True/False, a score in 0-1, "
+                     "or (score, 'note')")
+
+
+def as_check(item: Check | CheckFunction) -> Check:
+    """A :class:`Check` from a check or a plain callable (named after the function)."""
+    if isinstance(item, Check):
+        return item
+    if not callable(item):
+        raise TypeError(f"checks= takes Check values or callables fn(answer, row), not {type(item).__name__}.")
+    raw = getattr(item, "__name__", "") or type(item).__name__
+    name = _NAME.sub("_", raw).strip("_") or "check"
+    return Check("check" if name == "lambda" else name, item)
+
+
+def named_checks(checks: Sequence[Check | CheckFunction] | Check | CheckFunction | None) -> list[Check]:
+    """The checks of ``compare(checks=...)``, each named uniquely (a second ``contains`` is ``contains_2``)."""
+    if checks is None:
+        return []
+    items = [checks] if isinstance(checks, Check) or callable(checks) else list(checks)
+    out: list[Check] = []
+    seen: dict[str, int] = {}
+    for item in items:
+        check = as_check(item)
+        n = seen.get(check.name, 0) + 1
+        seen[check.name] = n
+        if n > 1:
+            check = _renamed(check, f"{check.name}_{n}")
+        out.append(check)
+    return out
+
+
+def _renamed(check: Check, name: str) -> Check:
+    from dataclasses import replace
+
+    return replace(check, name=name)
+
+
+def _expected_of(row: Mapping[str, Any], given: str | None, who: str) -> str:
+    if given is not None:
+        return given
+    value = row.get("expected")
+    if value is None or (isinstance(value, float) and value != value):
+        raise CheckError(
+            f"{who} has no expected answer for this prompt: pass one to {who}(...) or compare(expected=...)"
+        )
+    return str(value)
+
+
+# --- the common checks -------------------------------------------------------------------------------------------
+
+
+def contains(text: str, case: bool = False, *, name: str = "contains") -> Check:
+    """The answer contains ``text`` (ignoring case unless ``case=True``)."""
+
+    def fn(answer: str, row: Mapping[str, Any]) -> tuple[float, str]:
+        found = text in answer if case else text.casefold() in answer.casefold()
+        return (1.0, "") if found else (0.0, f"no {text!r}")
+
+    return Check(name, _quiet(fn), threshold=1.0)
+
+
+def regex(pattern: str, flags: int = 0, *, name: str = "regex") -> Check:
+    """The answer matches ``pattern`` somewhere (``re.search``; anchor it with ``^…$`` for the whole answer)."""
+    compiled = re.compile(pattern, flags)
+
+    def fn(answer: str, row: Mapping[str, Any]) -> tuple[float, str]:
+        return (1.0, "") if compiled.search(answer.strip()) else (0.0, f"does not match {pattern!r}")
+
+    return Check(name, _quiet(fn), threshold=1.0)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def equals(expected: str | None = None, *, name: str = "equals") -> Check:
+    """The answer equals ``expected`` (default: the row's expected answer), whitespace and case normalised."""
+
+    def fn(answer: str, row: Mapping[str, Any]) -> tuple[float, str]:
+        want = _expected_of(row, expected, "equals")
+        return (1.0, "") if _normal(answer) == _normal(want) else (0.0, f"not {want!r}")
+
+    return Check(name, _quiet(fn), threshold=1.0)
+
+
+_FENCE = re.compile(r"^```[\w-]*\s*\n(.*?)\n?```$", re.DOTALL)
+
+
+def json_value(answer: str) -> Any:
+    """The JSON an answer holds: the whole answer, or one fenced code block (models often wrap JSON in one)."""
+    text = answer.strip()
+    fenced = _FENCE.match(text)
+    return json.loads(fenced.group(1) if fenced else text)
+
+
+def is_json(*, name: str = "is_json") -> Check:
+    """The answer is JSON (alone, or as the one fenced code block)."""
+
+    def fn(answer: str, row: Mapping[str, Any]) -> tuple[float, str]:
+        try:
+            json_value(answer)
+        except ValueError as exc:
+            return 0.0, f"not JSON ({exc})"
+        return 1.0, ""
+
+    return Check(name, _quiet(fn), threshold=1.0)
+
+
+def matches_schema(schema: Mapping[str, Any], *, name: str = "matches_schema") -> Check:
+    """The answer is JSON valid against ``schema`` (a JSON Schema; checked with the ``jsonschema`` library)."""
+    try:
+        import jsonschema
+    except ImportError:
+        raise ImportError(
+            "matches_schema() validates with jsonschema, which is not installed: pip install jsonschema"
+        ) from None
+    plain = dict(schema)
+    validator_type = jsonschema.validators.validator_for(plain)
+    validator_type.check_schema(plain)  # a broken schema is the caller's error, said now
+    validator = validator_type(plain)
+
+    def fn(answer: str, row: Mapping[str, Any]) -> tuple[float, str]:
+        try:
+            value = json_value(answer)
+        except ValueError as exc:
+            return 0.0, f"not JSON ({exc})"
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        if error is None:
+            return 1.0, ""
+        where = "/".join(str(p) for p in error.absolute_path)
+        return 0.0, f"{where + ': ' if where else ''}{error.message}"
+
+    return Check(name, _quiet(fn), threshold=1.0)
+
+
+def max_words(n: int, *, name: str = "max_words") -> Check:
+    """The answer has at most ``n`` words."""
+    if n < 0:
+        raise ValueError(f"max_words(n) takes a count of words, not {n}.")
+
+    def fn(answer: str, row: Mapping[str, Any]) -> tuple[float, str]:
+        count = len(answer.split())
+        return (1.0, "") if count <= n else (0.0, f"{count} words, more than {n}")
+
+    return Check(name, _quiet(fn), threshold=1.0)
+
+
+def _quiet(fn: Callable[[str, Mapping[str, Any]], tuple[float, str]]) -> CheckFunction:
+    """A built-in check's function, with its empty note (nothing to say) turned into no note."""
+
+    def wrapped(answer: str, row: Mapping[str, Any]) -> CheckResult:
+        score, note = fn(answer, row)
+        return (score, note) if note else score
+
+    return wrapped

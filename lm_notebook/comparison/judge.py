@@ -1,0 +1,168 @@
+"""The checks that ask the server: :func:`judge` (a local model grades each answer) and :func:`similar_to`
+(cosine similarity of embeddings). They are scored after every candidate has answered (see
+:mod:`lm_notebook.comparison.scoring`).
+
+The judge's prompt (``{expected}`` and its section only when the row has an expected answer; ``low``–``high`` is
+``scale``, 1–5 by default)::
+
+    system: You are a judge: you grade one answer to one question against a rubric. You reply with one line of
+            JSON and nothing else.
+    user:   Grade the answer below against the rubric (and the reference answer).
+
+            Rubric: {rubric}
+
+            Question:
+            <<<
+            {prompt}
+            >>>
+
+            Reference answer:
+            <<<
+            {expected}
+            >>>
+
+            Answer to grade:
+            <<<
+            {answer}
+            >>>
+
+            Reply with one line of JSON: {"score": <an integer from {low} to {high}>, "reason": "<one short
+            sentence>"}. {low} means the answer fails the rubric, {high} that it meets it fully.
+
+The grade becomes a score in 0–1 (``(grade - low) / (high - low)``) and the reason the row's note. It is sent with
+``temperature=0``, so ``cache=`` keeps it: re-running a comparison with the same judge asks nothing again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lm_notebook.comparison.checks import Check, CheckError
+
+JUDGE_SYSTEM = (
+    "You are a judge: you grade one answer to one question against a rubric. You reply with one line of JSON and "
+    "nothing else."
+)
+JUDGE_PARAMS: dict[str, Any] = {"temperature": 0, "max_tokens": 160}
+DEFAULT_SCALE = (1, 5)
+
+
+@dataclass(frozen=True)
+class JudgeCheck(Check):
+    """:func:`judge`'s check: ``model`` grades each answer against ``rubric`` on ``scale``."""
+
+    rubric: str = ""
+    model: str | None = None
+    scale: tuple[int, int] = DEFAULT_SCALE
+
+    def messages(self, row: Mapping[str, Any], answer: str) -> list[dict[str, str]]:
+        """The judge's conversation for one answer."""
+        low, high = self.scale
+        expected = row.get("expected")
+        has_expected = isinstance(expected, str) and expected.strip() != ""
+        parts = [
+            "Grade the answer below against the rubric" + (" and the reference answer." if has_expected else "."),
+            f"Rubric: {self.rubric}",
+            f"Question:\n<<<\n{row.get('prompt', '')}\n>>>",
+        ]
+        if has_expected:
+            parts.append(f"Reference answer:\n<<<\n{expected}\n>>>")
+        parts.append(f"Answer to grade:\n<<<\n{answer}\n>>>")
+        parts.append(
+            f'Reply with one line of JSON: {{"score": <an integer from {low} to {high}>, "reason": "<one short '
+            f'sentence>"}}. {low} means the answer fails the rubric, {high} that it meets it fully.'
+        )
+        return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+    def grade(self, reply: str) -> tuple[float, str | None]:
+        """The judge's reply as (score in 0–1, reason)."""
+        low, high = self.scale
+        grade, reason = parse_grade(reply)
+        if not low <= grade <= high:
+            raise CheckError(f"the judge gave {grade:g}, outside its scale {low}-{high} (it said: {_short(reply)})")
+        return (grade - low) / (high - low), reason
+
+
+_JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
+_SCORE_WORD = re.compile(r"score\W{0,4}(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
+def parse_grade(reply: str) -> tuple[float, str | None]:
+    """The grade and reason in a judge's reply: its JSON object, else a "score: N" it wrote."""
+    for match in _JSON_OBJECT.finditer(reply):
+        try:
+            data = json.loads(match.group(0))
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("score"), (int, float)) and not isinstance(
+            data.get("score"), bool
+        ):
+            reason = data.get("reason")
+            return float(data["score"]), (" ".join(str(reason).split()) if reason else None)
+    word = _SCORE_WORD.search(reply)
+    if word:
+        return float(word.group(1)), None
+    raise CheckError(f"the judge's reply has no score (it said: {_short(reply)})")
+
+
+def judge(
+    rubric: str,
+    model: str | None = None,
+    scale: int | tuple[int, int] = 5,
+    *,
+    threshold: float = 0.75,
+    name: str = "judge",
+) -> JudgeCheck:
+    """A local model grades each answer against ``rubric`` (and the row's expected answer, when it has one).
+
+    ``model``: the judge (default: the client's current model); ``scale``: grades 1 to ``scale``, or ``(low,
+    high)``; ``threshold``: the score (0–1) that passes — 0.75 is 4 of 5. The prompt it sends is in this module's
+    documentation.
+
+    >>> judge("Is it correct and concise?", model="qwen2.5-7b-instruct")   # doctest: +ELLIPSIS
+    JudgeCheck(name='judge', threshold=0.75, rubric='Is it correct and concise?', model='qwen2.5-7b-instruct', ...)
+    """
+    if not isinstance(rubric, str) or not rubric.strip():
+        raise ValueError("judge(rubric) needs the rubric the answers are graded on, e.g. 'Is it correct?'.")
+    bounds = (1, scale) if isinstance(scale, int) else tuple(scale)
+    if len(bounds) != 2 or not all(isinstance(b, int) for b in bounds) or bounds[0] >= bounds[1]:
+        raise ValueError(f"judge(scale=...) is a top grade (5: grades 1-5) or (low, high), not {scale!r}.")
+    return JudgeCheck(name, None, threshold, rubric=rubric, model=model, scale=(bounds[0], bounds[1]))
+
+
+@dataclass(frozen=True)
+class SimilarityCheck(Check):
+    """:func:`similar_to`'s check: cosine similarity of the answer's and the reference's embeddings."""
+
+    reference: str | None = None
+    model: str | None = None
+
+    def reference_for(self, row: Mapping[str, Any]) -> str:
+        if self.reference is not None:
+            return self.reference
+        value = row.get("expected")
+        if not isinstance(value, str) or not value:
+            raise CheckError(
+                f"{self.name} has no reference for this prompt: pass similar_to(reference=...) or compare(expected=...)"
+            )
+        return value
+
+
+def similar_to(
+    reference: str | None = None, threshold: float = 0.8, model: str | None = None, *, name: str = "similar_to"
+) -> SimilarityCheck:
+    """The answer means about the same as ``reference`` (default: the row's expected answer): the cosine similarity
+    of their embeddings (0–1), passing from ``threshold``. ``model``: the embedding model (default: the server's
+    one embedding model)."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"similar_to(threshold=...) is a similarity from 0 to 1, not {threshold}.")
+    return SimilarityCheck(name, None, threshold, reference=reference, model=model)

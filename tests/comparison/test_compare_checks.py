@@ -1,0 +1,168 @@
+"""compare(checks=..., expected=...) over loopback to the fake server: check columns, pass rates, judges scheduled
+after the candidates and grouped by judge model, similarity from embeddings, re-scoring from the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from lm_notebook import LMStudioClient, compare, comparison_table, plot_summary, summary
+from lm_notebook.checks import contains, equals, judge, max_words, regex, similar_to
+from lm_notebook.comparison.cache import ResponseCache
+from lm_notebook.testing import MockLMStudioServer, ModelSpec
+
+PROMPTS = {"capital": "What is the capital of France?", "sum": "What is 2 + 2? Answer with a number."}
+EXPECTED = {"capital": "Paris", "sum": "4"}
+MODELS = ["good", "bad"]
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture
+def server() -> Iterator[MockLMStudioServer]:
+    """good answers right, bad answers at length; judge grades; embed embeds."""
+    models = [ModelSpec("good", reply_tokens=8), ModelSpec("bad", reply_tokens=60), ModelSpec("judge-a"),
+              ModelSpec("judge-b"), ModelSpec("embed", type="embeddings")]
+    with MockLMStudioServer(models=models) as srv:
+        srv.answer("good", PROMPTS["capital"], "Paris.")
+        srv.answer("good", PROMPTS["sum"], "4")
+        yield srv
+
+
+@pytest.fixture
+def client(server: MockLMStudioServer) -> Iterator[LMStudioClient]:
+    with LMStudioClient(server.url, timeout=10) as c:
+        yield c
+
+
+def run(client: LMStudioClient, checks: list[Any], **kw: Any) -> pd.DataFrame:
+    kw.setdefault("expected", EXPECTED)
+    return compare(PROMPTS, MODELS, client=client, progress=False, temperature=0, checks=checks, **kw)
+
+
+def test_each_check_scores_each_answer_and_rows_pass_when_every_check_does(client: LMStudioClient) -> None:
+    df = run(client, [contains("Paris"), max_words(12), lambda answer, row: len(answer) > 0])
+    assert list(df.columns[-6:]) == ["check_contains", "check_max_words", "check_check", "score", "passed",
+                                     "check_notes"]
+    assert df["expected"].tolist() == ["Paris"] * 2 + ["4"] * 2
+    by = df.set_index(["prompt_name", "model"])
+    assert by.loc[("capital", "good"), "passed"] and by.loc[("capital", "good"), "score"] == 1.0
+    bad = by.loc[("capital", "bad")]
+    assert not bad["passed"] and bad["check_max_words"] == 0.0 and "max_words: 48 words, more than 12" in bad[
+        "check_notes"]
+    assert by.loc[("sum", "good"), "check_contains"] == 0.0 and not by.loc[("sum", "good"), "passed"]
+    assert by.loc[("sum", "good"), "score"] == pytest.approx(2 / 3)
+
+
+def test_a_check_that_raises_marks_only_its_own_cell(client: LMStudioClient) -> None:
+    def broken(answer: str, row: Any) -> bool:
+        if row["prompt_name"] == "sum":
+            raise RuntimeError("boom")
+        return True
+
+    df = run(client, [broken, regex(r"\w")]).set_index(["prompt_name", "model"])
+    assert pd.isna(df.loc[("sum", "good"), "check_broken"]) and df.loc[("sum", "good"), "check_regex"] == 1.0
+    assert df.loc[("sum", "good"), "check_notes"] == "broken: error: RuntimeError: boom"
+    assert not df.loc[("sum", "good"), "passed"] and df.loc[("sum", "good"), "score"] == 1.0
+    assert df.loc[("capital", "good"), "passed"] and df.loc[("capital", "good"), "check_broken"] == 1.0
+
+
+def test_an_error_row_is_not_scored_and_counts_as_failed(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    df = compare(PROMPTS, ["good", "missing"], client=client, progress=False, checks=[contains("Paris")])
+    missing = df[df["model"] == "missing"]
+    assert (missing["status"] == "error").all() and missing["check_contains"].isna().all()
+    assert not missing["passed"].any() and missing["check_notes"].isna().all()
+    stats = summary(df)
+    assert stats.loc["missing", "pass_rate"] == 0.0 and stats.loc["good", "pass_rate"] == 0.5
+
+
+def test_equals_and_expected_given_every_way(client: LMStudioClient) -> None:
+    as_dict = run(client, [equals()])
+    assert as_dict.set_index(["prompt_name", "model"]).loc[("sum", "good"), "check_equals"] == 1.0
+    frame = pd.DataFrame({"q": list(PROMPTS.values()), "answer": list(EXPECTED.values())}, index=list(PROMPTS))
+    by_column = compare(frame, ["good"], client=client, template="{q}", progress=False, expected="answer",
+                        checks=[equals()])
+    by_series = compare(frame, ["good"], client=client, template="{q}", progress=False, expected=frame["answer"],
+                        checks=[equals()])
+    fields = {name: {"prompt": text, "expected": EXPECTED[name]} for name, text in PROMPTS.items()}
+    in_prompts = compare(fields, ["good"], client=client, progress=False, checks=[equals()])
+    as_list = compare(list(PROMPTS.values()), ["good"], client=client, progress=False,
+                      expected=list(EXPECTED.values()), checks=[equals()])
+    for df in (by_column, by_series, in_prompts, as_list):
+        assert df["expected"].tolist() == list(EXPECTED.values()) and df["check_equals"].tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match="keys that name no prompt"):
+        run(client, [equals()], expected={"nope": "x"})
+    with pytest.raises(ValueError, match="lists 1 answers for 2 prompts"):
+        run(client, [equals()], expected=["x"])
+
+
+def test_similar_to_passes_and_fails_for_the_right_reasons(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    df = run(client, [similar_to(threshold=0.8)]).set_index(["prompt_name", "model"])
+    assert df.loc[("capital", "good"), "check_similar_to"] == pytest.approx(1.0)  # the same words
+    assert df.loc[("capital", "bad"), "check_similar_to"] < 0.5
+    assert "similarity" in df.loc[("capital", "bad"), "check_notes"]
+    (request,) = [r for r in server.requests if r.path == "/v1/embeddings"]  # one batch for every text
+    assert request.json["model"] == "embed" and "Paris" in request.json["input"]
+
+
+def test_judges_run_after_every_candidate_one_judge_model_at_a_time(server: MockLMStudioServer,
+                                                                    client: LMStudioClient) -> None:
+    df = run(client, [judge("Is it correct?", model="judge-a"), judge("Is it short?", model="judge-b")])
+    chats = [r.model for r in server.requests if r.path == CHAT]
+    assert sorted(chats[:4]) == ["bad", "bad", "good", "good"]
+    assert chats[4:] == ["judge-a"] * 4 + ["judge-b"] * 4  # after the candidates, grouped by judge
+    by = df.set_index(["prompt_name", "model"])
+    assert by.loc[("capital", "good"), "check_judge"] == 1.0  # the reference's word is in the answer
+    assert by.loc[("capital", "good"), "passed"] and not by.loc[("capital", "bad"), "passed"]
+    assert "of the reference answer's 1 word" in by.loc[("capital", "bad"), "check_notes"]
+    judged = [r.json for r in server.requests if r.model == "judge-a"]
+    assert all(body["temperature"] == 0 and body["messages"][0]["content"].startswith("You are a judge")
+               for body in judged)
+
+
+def test_a_judge_that_fails_marks_its_cells_and_the_rest_stands(server: MockLMStudioServer,
+                                                                client: LMStudioClient) -> None:
+    server.script("judge-a", "I refuse to grade.", *(['{"score": 5, "reason": "fine"}'] * 3))
+    df = run(client, [judge("Ok?", model="judge-a"), judge("Ok?", model="nobody", name="ghost"), contains("a")])
+    notes = " | ".join(str(n) for n in df["check_notes"])
+    assert "judge: error: the judge's reply has no score (it said: 'I refuse to grade.')" in notes
+    assert df["check_judge"].notna().sum() == 3
+    assert df["check_ghost"].isna().all() and "ghost: error: judge nobody:" in notes and "nobody" in notes
+    assert df["check_contains"].notna().all()
+
+
+def test_a_re_run_with_a_changed_check_re_scores_from_the_cache(server: MockLMStudioServer, client: LMStudioClient,
+                                                                tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "answers.sqlite")
+    checks = [contains("Paris"), judge("Is it correct?", model="judge-a"), similar_to()]
+    first = run(client, checks, cache=cache)
+    assert len([r for r in server.requests if r.path == CHAT]) == 8
+    server.clear_requests()
+    second = run(client, [*checks, max_words(5)], cache=cache)
+    asked = [r for r in server.requests if r.path in (CHAT, "/v1/embeddings")]
+    assert asked == []  # neither candidates, judges nor embeddings were asked again
+    assert second["cached"].all() and second["check_judge"].tolist() == first["check_judge"].tolist()
+    assert second["check_similar_to"].tolist() == pytest.approx(first["check_similar_to"].tolist())
+    assert second["check_max_words"].notna().all()
+    server.clear_requests()
+    run(client, [judge("Is it concise?", model="judge-a")], cache=cache)  # a new rubric: judges only
+    assert [r.model for r in server.requests if r.path == CHAT] == ["judge-a"] * 4
+
+
+def test_summary_table_and_plot_show_the_checks(client: LMStudioClient) -> None:
+    pytest.importorskip("matplotlib")
+    df = run(client, [contains("Paris"), max_words(12)])
+    stats = summary(df)
+    assert stats.loc["good", "pass_rate"] == 0.5 and stats.loc["bad", "pass_rate"] == 0.0
+    assert stats.loc["good", "score_mean"] == pytest.approx(0.75)
+    assert stats.loc["good", "check_contains_mean"] == 0.5 and stats.loc["bad", "check_max_words_mean"] == 0.0
+    table = comparison_table(df).frame
+    assert table.loc["capital", "good"].endswith("✓ passed · score 1.00")
+    assert "✗ failed · score 0.50 — contains: no 'Paris'" in table.loc["sum", "good"]
+    fig = plot_summary(df)
+    assert len(fig.axes) == 4 and fig.axes[3].get_title() == "quality vs speed"
+    assert "pass_rate" not in summary(compare(PROMPTS, ["good"], client=client, progress=False)).columns
+    assert len(plot_summary(compare(PROMPTS, ["good"], client=client, progress=False)).axes) == 3
