@@ -62,6 +62,10 @@ def model_table(
     note = f"{len(models)} model{'s' if len(models) != 1 else ''} at {base_url}"
     if current is None:
         note += " · no current model: choose one with %lm_use MODEL"
+    embedders = [m.id for m in models if m.type in ("embeddings", "embedding")]
+    if embedders:  # they cannot chat: what they are for
+        plural = "s" if len(embedders) > 1 else ""
+        note += f" · embedding model{plural} (client.embed, similar_to): {', '.join(embedders)}"
     plain = "\n".join([*lines, note, *caption])
     head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in _MODEL_COLUMNS)
     body = "".join(

@@ -30,9 +30,17 @@ def parse_argstring(magic: Callable[..., Any], line: str) -> argparse.Namespace:
     """Parse a magic's line; quotes around a value are removed (IPython's splitter keeps them)."""
     args = cast(argparse.Namespace, _magic_arguments.parse_argstring(magic, line))  # type: ignore[no-untyped-call]
     for key, value in vars(args).items():
-        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            setattr(args, key, value[1:-1])
+        if isinstance(value, str):
+            setattr(args, key, _unquoted(value))
+        elif isinstance(value, list):  # a repeatable option (--check a --check b)
+            setattr(args, key, [_unquoted(v) if isinstance(v, str) else v for v in value])
     return args
+
+
+def _unquoted(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def one_line(err: BaseException, text: str) -> BaseException:

@@ -6,7 +6,8 @@
     Explain a mutex in one sentence.
     Name three prime numbers.
 
-One prompt per line (``--single``: the whole cell is one prompt). The DataFrame is kept in ``_lm_compare`` (and in
+One prompt per line (``--single``: the whole cell is one prompt). ``--check 'contains:42' --check 'regex:^\\d+$'``
+scores each answer (see :mod:`lm_notebook.comparison.check_specs`). The DataFrame is kept in ``_lm_compare`` (and in
 ``-o NAME``); the table is the cell's output (``--summary`` adds the per-model summary). Stopped (the Stop button,
 Ctrl-C), the cell shows the table so far, keeps its rows there too, and ends with a one-line note.
 """
@@ -77,6 +78,9 @@ class CompareMagics(Magics):
     @argument("--timeout", type=float, default=None, help="Seconds to wait for each answer.")
     @argument("--cache", nargs="?", const="", default=None, metavar="PATH",
               help="Cache answers in SQLite (default location, or PATH); deterministic requests only.")
+    @argument("--check", action="append", default=[], metavar="KIND:ARG",
+              help="Score each answer (repeatable): contains:TEXT, regex:PATTERN, equals[:TEXT], is_json, "
+                   "max_words:N, similar_to[:REFERENCE], judge:RUBRIC (graded by the current model).")
     @argument("--single", action="store_true", help="The whole cell is one prompt (default: one per line).")
     @argument("--summary", action="store_true", help="Show the per-model summary under the table.")
     @argument("--no-progress", action="store_true", help="No progress bar.")
@@ -97,6 +101,12 @@ class CompareMagics(Magics):
         if args.models is not None and not models:
             raise UsageError("-m needs model ids, e.g. -m qwen2.5-7b-instruct,google/gemma-3-4b")
         from lm_notebook.comparison.api import ComparisonInterrupted, compare, comparison_table, summary
+        from lm_notebook.comparison.check_specs import checks_from_specs
+
+        try:
+            checks = checks_from_specs(args.check)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
 
         namespace = self.shell.user_ns if self.shell is not None else {}
         try:
@@ -113,6 +123,7 @@ class CompareMagics(Magics):
                 progress=not args.no_progress,
                 timeout=args.timeout,
                 client=self._client(),
+                checks=checks or None,
             )
         except ComparisonInterrupted as err:
             # Stop means stop: the table so far is shown and kept, then the cell ends (and "Run all" with it)

@@ -5,8 +5,9 @@ replies keyed by prompt.
   vector is scaled to length 1. Texts that share words are closer (higher cosine) than texts that share none, and
   equal word sets give equal vectors, so a similarity check passes and fails for the right reasons.
 - :func:`judge_reply`: the answer to a grading prompt (the one ``lm_notebook.checks.judge`` sends, recognised by its
-  sections): a grade from the share of the reference answer's words (less a few stop words like "the") that the graded answer contains, or, with no
-  reference, the top grade for a short answer (50 words at most) and the lowest for a longer one.
+  sections): a grade from the share of the reference answer's words (less stop words like "the") that the graded
+  answer contains, or, with no reference, the top grade for a short answer (50 words at most) and the lowest for a
+  longer one.
 - :class:`PromptReplies`: ``server.answer(model, prompt, reply)`` — a reply for one prompt, whatever order the
   requests arrive in (a comparison runs several at once).
 """
@@ -31,8 +32,8 @@ _SECTION = r"{title}:\n<<<\n(.*?)\n>>>"
 _SCALE = re.compile(r"an integer from (-?\d+) to (-?\d+)")
 SHORT_ANSWER_WORDS = 50
 # left out of the judge's word count, so "the" and "is" in any answer do not make it right
-_STOP_WORDS = frozenset("a an and are as at be by for from has have in is it its of on or that the this to was "
-                        "were will with".split())
+_STOP_WORDS = frozenset({"a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is",
+                         "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "will", "with"})
 
 
 def words(text: str) -> list[str]:
