@@ -174,7 +174,7 @@ def is_json(*, name: str = "is_json") -> Check:
 def matches_schema(schema: Mapping[str, Any], *, name: str = "matches_schema") -> Check:
     """The answer is JSON valid against ``schema`` (a JSON Schema; checked with the ``jsonschema`` library)."""
     try:
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped]
     except ImportError:
         raise ImportError(
             "matches_schema() validates with jsonschema, which is not installed: pip install jsonschema"
