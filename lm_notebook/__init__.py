@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     # the lazy names, typed for users' type checkers (``reveal_type(compare)`` is the function, not Any)
     from lm_notebook.chat.panel import ChatPanel
     from lm_notebook.comparison.api import acompare, compare
+    from lm_notebook.comparison.benchmark import BenchmarkInterrupted, benchmark, last_benchmark
+    from lm_notebook.comparison.benchmark_views import benchmark_summary, plot_benchmark
     from lm_notebook.comparison.interrupt import ComparisonInterrupted, last_comparison
     from lm_notebook.comparison.views import comparison_table, plot_summary, summary
 
@@ -71,6 +73,11 @@ _LAZY = {
     "comparison_table": "lm_notebook.comparison.views",
     "summary": "lm_notebook.comparison.views",
     "plot_summary": "lm_notebook.comparison.views",
+    "benchmark": "lm_notebook.comparison.benchmark",
+    "BenchmarkInterrupted": "lm_notebook.comparison.benchmark",
+    "last_benchmark": "lm_notebook.comparison.benchmark",
+    "benchmark_summary": "lm_notebook.comparison.benchmark_views",
+    "plot_benchmark": "lm_notebook.comparison.benchmark_views",
     "ChatPanel": "lm_notebook.chat.panel",
     "ComparisonInterrupted": "lm_notebook.comparison.interrupt",
     "last_comparison": "lm_notebook.comparison.interrupt",
@@ -114,6 +121,7 @@ __all__ = [
     "AsyncChatStream",
     "AsyncLMStudioClient",
     "AuthenticationError",
+    "BenchmarkInterrupted",
     "ChatPanel",
     "ChatResult",
     "ChatStream",
@@ -148,11 +156,15 @@ __all__ = [
     "ToolRoundsExceededError",
     "Usage",
     "acompare",
+    "benchmark",
+    "benchmark_summary",
     "compare",
     "comparison_table",
     "embed",
     "get_client",
+    "last_benchmark",
     "last_comparison",
+    "plot_benchmark",
     "plot_summary",
     "set_client",
     "summary",

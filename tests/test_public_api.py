@@ -14,7 +14,8 @@ import pytest
 import lm_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
-LAZY = ("ChatPanel", "acompare", "compare", "comparison_table", "plot_summary", "summary")
+LAZY = ("ChatPanel", "acompare", "benchmark", "benchmark_summary", "compare", "comparison_table", "plot_benchmark",
+        "plot_summary", "summary")
 
 
 def _python(code: str) -> str:

@@ -1,6 +1,7 @@
 """The IPython magics, one module per family: :mod:`~lm_notebook.magics.lm` (``%%lm`` and friends, with
 :mod:`~lm_notebook.magics.settings` for ``%config LMMagics`` and :mod:`~lm_notebook.magics.memory` for ``--chat``),
-:mod:`~lm_notebook.magics.chat` (``%lm_chat``) and :mod:`~lm_notebook.magics.compare` (``%%lm_compare``). What they
+:mod:`~lm_notebook.magics.chat` (``%lm_chat``), :mod:`~lm_notebook.magics.compare` (``%%lm_compare``) and
+:mod:`~lm_notebook.magics.bench` (``%lm_bench``). What they
 share: :mod:`~lm_notebook.magics.arguments` (typed ``magic_arguments``, one-line errors),
 :mod:`~lm_notebook.magics.advice` (what they add to an error, in their verbs) and :mod:`~lm_notebook.magics.registry`
 (taking a family out again).
@@ -19,8 +20,10 @@ if TYPE_CHECKING:
 
 
 def register(ipython: InteractiveShell) -> None:
-    """Register every magic: :class:`LMMagics`, ``%lm_chat`` and ``%%lm_compare`` (a second call does nothing)."""
+    """Register every magic: :class:`LMMagics`, ``%lm_chat``, ``%%lm_compare`` and ``%lm_bench`` (a second call
+    does nothing)."""
     # imported here: loading the extension imports only IPython; pandas and ipywidgets wait for a magic to run
+    from lm_notebook.magics import bench as bench_magics
     from lm_notebook.magics import chat as chat_magics
     from lm_notebook.magics import compare as compare_magics
     from lm_notebook.magics.lm import LMMagics
@@ -36,6 +39,7 @@ def register(ipython: InteractiveShell) -> None:
         ipython.register_magics(magics)
     chat_magics.register(ipython)
     compare_magics.register(ipython)
+    bench_magics.register(ipython)
 
 
 def unregister(ipython: InteractiveShell) -> None:
@@ -43,7 +47,7 @@ def unregister(ipython: InteractiveShell) -> None:
     from lm_notebook.magics import chat as chat_magics
 
     chat_magics.unregister(ipython)
-    for name in ("CompareMagics", "LMMagics"):
+    for name in ("BenchMagics", "CompareMagics", "LMMagics"):
         remove_magics(ipython, name)
 
 
