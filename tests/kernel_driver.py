@@ -87,8 +87,11 @@ class Kernel:
                 out.interrupted_at = time.perf_counter()
                 out.interrupted_index = len(out.messages)
                 self.km.interrupt_kernel()
-        out.reply = self.kc.get_shell_msg(timeout=10)
-        return out
+        # this cell's reply: under load, wait_for_ready may have sent kernel_info twice, leaving a reply queued
+        while True:
+            out.reply = self.kc.get_shell_msg(timeout=10)
+            if out.reply["parent_header"].get("msg_id") == msg_id:
+                return out
 
 
 @contextmanager
