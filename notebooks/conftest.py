@@ -34,10 +34,25 @@ _server: MockLMStudioServer | None = None
 _previous_url: str | None = None
 
 
+# evaluate.ipynb's questions: some models answer them right, some at length, some wrong, so its checks find both
+EVALUATE_ANSWERS = {
+    ("qwen2.5-7b-instruct", "What is the capital of France?"): "Paris.",
+    ("qwen2.5-7b-instruct", "What is 17 times 3?"): "51",
+    ("qwen2.5-7b-instruct", "Which planet is the largest?"): "Jupiter.",
+    ("google/gemma-3-4b", "What is the capital of France?"):
+        "The capital of France is Paris, a city on the Seine known for its museums, its cafés and the Eiffel Tower.",
+    ("google/gemma-3-4b", "What is 17 times 3?"): "51",
+    ("google/gemma-3-4b", "Which planet is the largest?"): "Saturn.",
+}
+
+
 def fake_server() -> MockLMStudioServer:
     """The fake LM Studio the notebooks are validated against (default models, paced like a fast laptop)."""
     models = [dataclasses.replace(m, tokens_per_second=TOKENS_PER_SECOND) for m in default_models()]
-    return MockLMStudioServer(models=models)
+    server = MockLMStudioServer(models=models)
+    for (model, prompt), reply in EVALUATE_ANSWERS.items():
+        server.answer(model, prompt, reply)
+    return server
 
 
 def _nbval_on(config: pytest.Config) -> bool:

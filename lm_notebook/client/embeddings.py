@@ -7,7 +7,8 @@
 numpy is imported when an answer is assembled, never when this module is: the core stays stdlib + httpx.
 Without ``model``, the server's one embedding model is used (or the current model, when it is one). An embedding
 model with no pooling (llama.cpp serving a causal LM with ``--embedding``) answers one vector per *token*: those are
-averaged into one vector per text, and ``pooled_tokens`` says so.
+averaged into one vector per text, and ``pooled_tokens`` says so; such a server is sent one text per request, as
+its batched per-token answers are wrong for every text but the first (llama-cpp-python 0.3.36, measured).
 """
 
 from __future__ import annotations
@@ -187,14 +188,22 @@ def embed_flow(
     rows: list[list[float]] = []
     bodies: list[Any] = []
     pooled = False
-    for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
+    start = 0
+    while start < len(items):
+        chunk = items[start:start + (1 if pooled else batch_size)]
         body = yield from client._json("POST", EMBEDDINGS_PATH, json_body={"model": chosen, "input": chunk},
                                        model=chosen)
         vectors, chunk_pooled = _vectors(body, len(chunk), chosen)
+        if chunk_pooled and not pooled and len(chunk) > 1:
+            # Per-token vectors for several texts in one request are not to be trusted: llama-cpp-python 0.3.36
+            # answers the first text right and the others with unrelated vectors (the same text twice in one
+            # batch came back at cosine 0.00). Such a server gets one text per request from here on.
+            pooled = True
+            continue
+        pooled = pooled or chunk_pooled
         rows.extend(vectors)
         bodies.append(body)
-        pooled = pooled or chunk_pooled
+        start += len(chunk)
     widths = {len(r) for r in rows}
     if len(widths) != 1:
         raise LMStudioRequestError(f"{chosen} answered vectors of different lengths ({sorted(widths)}).")

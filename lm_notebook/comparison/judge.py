@@ -29,8 +29,10 @@ The judge's prompt (``{expected}`` and its section only when the row has an expe
             Reply with one line of JSON: {"score": <an integer from {low} to {high}>, "reason": "<one short
             sentence>"}. {low} means the answer fails the rubric, {high} that it meets it fully.
 
-The grade becomes a score in 0–1 (``(grade - low) / (high - low)``) and the reason the row's note. It is sent with
-``temperature=0``, so ``cache=`` keeps it: re-running a comparison with the same judge asks nothing again.
+The reply is also asked to follow a JSON schema (``score`` an integer on the scale, ``reason`` a string), which a
+server that constrains its output (LM Studio, llama.cpp) then keeps to. The grade becomes a score in 0–1
+(``(grade - low) / (high - low)``) and the reason the row's note. It is sent with ``temperature=0``, so ``cache=``
+keeps it: re-running a comparison with the same judge asks nothing again.
 """
 
 from __future__ import annotations
@@ -77,6 +79,16 @@ class JudgeCheck(Check):
             f'sentence>"}}. {low} means the answer fails the rubric, {high} that it meets it fully.'
         )
         return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+
+    def reply_schema(self) -> dict[str, Any]:
+        """The JSON schema the judge's reply is asked to follow (``schema=``: a server that constrains its output
+        to it, as LM Studio and llama.cpp do, cannot answer in another shape)."""
+        low, high = self.scale
+        return {
+            "type": "object",
+            "properties": {"score": {"type": "integer", "minimum": low, "maximum": high}, "reason": {"type": "string"}},
+            "required": ["score", "reason"],
+        }
 
     def grade(self, reply: str) -> tuple[float, str | None]:
         """The judge's reply as (score in 0–1, reason)."""

@@ -21,7 +21,7 @@ import pandas as pd
 
 from lm_notebook.client.clients import AsyncLMStudioClient
 from lm_notebook.client.embeddings import choose_embedding_model, cosine
-from lm_notebook.client.errors import LMStudioAPIError, LMStudioError
+from lm_notebook.client.errors import AnswerFormatError, LMStudioAPIError, LMStudioError
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, cache_key
 from lm_notebook.comparison.checks import Check, CheckError
@@ -168,14 +168,15 @@ class Scorer:
                          client: AsyncLMStudioClient, cache: ResponseCache | None, infos: Mapping[str, ModelInfo],
                          slots: asyncio.Semaphore) -> None:
         info = infos.get(model)
-        key = cache_key(model=model, messages=messages, params=JUDGE_PARAMS, repeat=0,
+        params = {**JUDGE_PARAMS, "schema": check.reply_schema()}
+        key = cache_key(model=model, messages=messages, params=params, repeat=0,
                         quantization=info.quantization if info else None, format=info.format if info else None)
         record = cache.get(key) if cache is not None else None
         reply = record.get("response") if record is not None else None
         if not isinstance(reply, str):
             try:
                 async with slots:
-                    reply = await self._ask(client, messages, model)
+                    reply = await self._ask(client, messages, model, check.reply_schema())
             except LMStudioError as exc:
                 self.cells[(i, check.name)] = Cell(error=f"judge {model}: {_error_text(exc)}")
                 return
@@ -188,13 +189,16 @@ class Scorer:
             return
         self.cells[(i, check.name)] = Cell(score, reason)
 
-    async def _ask(self, client: AsyncLMStudioClient, messages: list[dict[str, str]], model: str) -> str:
+    async def _ask(self, client: AsyncLMStudioClient, messages: list[dict[str, str]], model: str,
+                   schema: dict[str, Any]) -> str:
         attempt = 0
         while True:
             attempt += 1
             self.judge_requests += 1
             try:
-                result = await client.chat(messages, model=model, **JUDGE_PARAMS)
+                result = await client.chat(messages, model=model, schema=schema, **JUDGE_PARAMS)
+            except AnswerFormatError as err:
+                return err.raw  # not the JSON asked for: what it said is still read for a grade (or why there is none)
             except LMStudioError as err:
                 if worth_retrying(err) and attempt < self.retry.attempts:
                     retry_after = err.retry_after if isinstance(err, LMStudioAPIError) else None

@@ -91,7 +91,8 @@ def test_the_current_model_is_used_when_it_embeds() -> None:
         assert client.embed("x").model == "b-embed"
 
 
-def _llama_like(per_token: bool, usage: dict[str, int] | None = None) -> httpx.MockTransport:
+def _llama_like(per_token: bool, usage: dict[str, int] | None = None,
+                sent: list[list[str]] | None = None) -> httpx.MockTransport:
     """A server like llama.cpp's: only /v1/models (no types), embeddings per token for a causal LM."""
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -99,6 +100,8 @@ def _llama_like(per_token: bool, usage: dict[str, int] | None = None) -> httpx.M
             return httpx.Response(200, json={"object": "list", "data": [{"id": "smollm2", "object": "model"}]})
         if request.url.path == "/v1/embeddings":
             texts = json.loads(request.content)["input"]
+            if sent is not None:
+                sent.append(texts)
             data = []
             for i, _ in enumerate(texts):
                 vector: object = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]] if per_token else [float(i), 1.0]
@@ -114,11 +117,14 @@ def _llama_like(per_token: bool, usage: dict[str, int] | None = None) -> httpx.M
 
 def test_per_token_vectors_are_averaged_and_said_so_and_usage_is_kept_when_reported() -> None:
     usage = {"prompt_tokens": 6, "total_tokens": 6}
-    with LMStudioClient("http://127.0.0.1:9", transport=_llama_like(True, usage)) as c:
-        result = c.embed(["a", "b"], model="smollm2")
-    assert result.pooled_tokens is True
-    assert np.allclose(result.vectors, [[2 / 3, 2 / 3], [2 / 3, 2 / 3]])
-    assert result.usage is not None and result.usage.prompt_tokens == 6
+    sent: list[list[str]] = []
+    with LMStudioClient("http://127.0.0.1:9", transport=_llama_like(True, usage, sent)) as c:
+        result = c.embed(["a", "b", "c"], model="smollm2")
+    # per-token answers to a batch are not trusted (llama-cpp-python mixes up its sequences): one text per request
+    assert sent == [["a", "b", "c"], ["a"], ["b"], ["c"]]
+    assert result.pooled_tokens is True and len(result) == 3
+    assert np.allclose(result.vectors, [[2 / 3, 2 / 3]] * 3)
+    assert result.usage is not None and result.usage.prompt_tokens == 18  # the three requests kept
     with LMStudioClient("http://127.0.0.1:9", transport=_llama_like(False)) as c:
         plain = c.embed(["a", "b"], model="smollm2")
         with pytest.raises(LMStudioRequestError, match="does not say which of its models embed"):

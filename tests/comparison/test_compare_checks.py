@@ -120,7 +120,7 @@ def test_judges_run_after_every_candidate_one_judge_model_at_a_time(server: Mock
     assert "of the reference answer's 1 word" in by.loc[("capital", "bad"), "check_notes"]
     judged = [r.json for r in server.requests if r.model == "judge-a"]
     assert all(body["temperature"] == 0 and body["messages"][0]["content"].startswith("You are a judge")
-               for body in judged)
+               and body["response_format"]["type"] == "json_schema" for body in judged)
 
 
 def test_a_judge_that_fails_marks_its_cells_and_the_rest_stands(server: MockLMStudioServer,

@@ -100,7 +100,8 @@ def free_port() -> int:
 
 
 def server_config(
-    models: list[RealModel], port: int, *, n_ctx: int = N_CTX, interrupt_requests: bool = False
+    models: list[RealModel], port: int, *, n_ctx: int = N_CTX, interrupt_requests: bool = False,
+    embedding: bool = False,
 ) -> dict[str, Any]:
     """The ``--config_file`` for ``python -m llama_cpp.server``."""
     return {
@@ -117,6 +118,8 @@ def server_config(
                 "n_ctx": n_ctx,
                 "n_threads": min(2, os.cpu_count() or 1),
                 "verbose": False,
+                # /v1/embeddings answers only for a model loaded for it (then one vector per token for a causal LM)
+                **({"embedding": True} if embedding else {}),
             }
             for m in models
         ],
@@ -145,6 +148,7 @@ class LlamaServer:
         startup_timeout: float = 120.0,
         only: tuple[str, ...] | None = None,
         interrupt_requests: bool = False,
+        embedding: bool = False,
     ) -> None:
         self.models = [m for m in real_models() if only is None or m.alias in only]
         self.port = free_port()
@@ -152,7 +156,8 @@ class LlamaServer:
         self.startup_timeout = startup_timeout
         self._dir = tempfile.TemporaryDirectory(prefix="lm_notebook_real_")
         self.config_path = Path(self._dir.name) / "config.json"
-        config = server_config(self.models, self.port, n_ctx=n_ctx, interrupt_requests=interrupt_requests)
+        config = server_config(self.models, self.port, n_ctx=n_ctx, interrupt_requests=interrupt_requests,
+                               embedding=embedding)
         self.config_path.write_text(json.dumps(config, indent=2))
         self.log_path = Path(self._dir.name) / "server.log"
         self._log: Any = None
