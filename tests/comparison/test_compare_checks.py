@@ -3,6 +3,9 @@ after the candidates and grouped by judge model, similarity from embeddings, re-
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +13,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+import lm_notebook.comparison.run as run_module
 from lm_notebook import LMStudioClient, compare, comparison_table, plot_summary, summary
 from lm_notebook.checks import contains, equals, judge, max_words, regex, similar_to
+from lm_notebook.comparison import ComparisonInterrupted
 from lm_notebook.comparison.cache import ResponseCache
 from lm_notebook.testing import MockLMStudioServer, ModelSpec
 
@@ -166,3 +171,23 @@ def test_summary_table_and_plot_show_the_checks(client: LMStudioClient) -> None:
     assert len(fig.axes) == 4 and fig.axes[3].get_title() == "quality vs speed"
     assert "pass_rate" not in summary(compare(PROMPTS, ["good"], client=client, progress=False)).columns
     assert len(plot_summary(compare(PROMPTS, ["good"], client=client, progress=False)).axes) == 3
+
+
+def test_stop_while_the_judge_grades_keeps_every_answer_and_the_scores_so_far(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_module, "STOP_WAIT_SECONDS", None)  # a judge ignoring its cancellation would hang
+    models = [ModelSpec("good", reply_tokens=8), ModelSpec("slow-judge", ttft=300)]  # grades after 5 minutes
+    with MockLMStudioServer(models=models) as srv, LMStudioClient(srv.url) as c:
+        def press_stop() -> None:
+            srv.wait_for_requests(1, model="slow-judge", timeout=60)
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C and the notebook's Stop button send
+
+        stopper = threading.Thread(target=press_stop)
+        stopper.start()
+        with pytest.raises(ComparisonInterrupted) as stopped:
+            compare(PROMPTS, ["good"], client=c, progress=False, expected=EXPECTED,
+                    checks=[contains("Paris"), judge("Ok?", model="slow-judge")])
+        stopper.join()
+    df = stopped.value.frame
+    assert (df["status"] == "ok").all()  # every candidate's answer is kept
+    assert df["check_contains"].notna().all() and df["check_judge"].isna().all()
+    assert not df["passed"].any()
