@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
-EventKind = Literal["start", "model", "loading", "loaded", "row", "end"]
+EventKind = Literal["start", "model", "loading", "loaded", "row", "judging", "end"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class ProgressEvent:
     - ``"loading"``: about once a second while that first request waits for the model, ``elapsed_s`` so far;
     - ``"loaded"``: its first token came, ``elapsed_s`` after the request (none when the request failed first);
     - ``"row"``: after each row settles, ``index`` its position in the result, ``status`` its status;
+    - ``"judging"``: with ``checks=[judge(...)]``, as a judge ``model`` starts and after each grade: ``judged`` of
+      ``to_judge`` answers graded by it;
     - ``"end"``: the run is over (not sent when it was interrupted).
     """
 
@@ -35,6 +37,8 @@ class ProgressEvent:
     status: str | None = None
     cold: bool = False
     elapsed_s: float | None = None
+    judged: int | None = None
+    to_judge: int | None = None
 
 
 ProgressCallback = Callable[[ProgressEvent], object]
@@ -93,6 +97,8 @@ class ProgressBar:
             self._errors = event.errors
             self._bar.set_postfix_str(self._counts_text(), refresh=False)
             self._bar.update(1)
+        elif event.kind == "judging" and model:
+            self._bar.set_description(f"judging with {model}: {event.judged}/{event.to_judge}", refresh=True)
         elif event.kind == "end":
             self.close()
 

@@ -144,7 +144,7 @@ class ComparisonRun:
                     self._progress.report(self._progress.event(kind, **payload))
             await scheduler
             if self.scorer is not None:  # judges and embeddings: after every candidate, before the client closes
-                await self.scorer.score(self._answers(), self.client, self.cache, self.infos)
+                await self.scorer.score(self._answers(), self.client, self.cache, self.infos, self._judging)
             self._progress.report(self._progress.event("end"))
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             self.stopped_by = "keyboard" if isinstance(exc, KeyboardInterrupt) else "cancel"
@@ -153,6 +153,9 @@ class ComparisonRun:
         finally:
             await self._close()
         return self.frame()
+
+    def _judging(self, model: str, judged: int, to_judge: int) -> None:
+        self._progress.report(self._progress.event("judging", model=model, judged=judged, to_judge=to_judge))
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 EXPECTED = "expected"
+# told as each judge model starts and after each of its grades: (judge model, graded so far, answers to grade)
+OnJudging = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -100,7 +102,7 @@ class Scorer:
 
     # --- scoring -----------------------------------------------------------------------------------------------
     async def score(self, frame: pd.DataFrame, client: AsyncLMStudioClient, cache: ResponseCache | None,
-                    infos: Mapping[str, ModelInfo]) -> None:
+                    infos: Mapping[str, ModelInfo], on_judging: OnJudging | None = None) -> None:
         """Score every answered row of ``frame`` (the rows in plan order) that is not scored yet."""
         frame = self.with_expected(frame.copy())
         rows = {i: row for i, row in enumerate(_records(frame)) if row.get("status") == "ok"}
@@ -113,7 +115,7 @@ class Scorer:
                 await self._similarity(check, rows, client, cache, infos)
         judges = [c for c in self.checks if isinstance(c, JudgeCheck)]
         if judges:
-            await self._judges(judges, rows, client, cache, infos)
+            await self._judges(judges, rows, client, cache, infos, on_judging)
 
     def _plain(self, check: Check, row: Mapping[str, Any]) -> Cell:
         try:
@@ -148,7 +150,7 @@ class Scorer:
 
     async def _judges(self, judges: Sequence[JudgeCheck], rows: Mapping[int, Mapping[str, Any]],
                       client: AsyncLMStudioClient, cache: ResponseCache | None,
-                      infos: Mapping[str, ModelInfo]) -> None:
+                      infos: Mapping[str, ModelInfo], on_judging: OnJudging | None) -> None:
         by_model: dict[str, list[tuple[int, JudgeCheck, list[dict[str, str]]]]] = {}
         for check in judges:
             model = check.model or client.current_model
@@ -161,12 +163,27 @@ class Scorer:
         for model, requests in by_model.items():  # one judge after another: each is loaded once
             info = infos.get(model)
             slots = asyncio.Semaphore(info.parallel if info is not None and info.parallel else DEFAULT_SLOTS)
-            await asyncio.gather(*(self._judge_one(i, check, messages, model, client, cache, infos, slots)
+            def one_more(model: str = model, total: int = len(requests), graded: list[int] = [0]) -> None:  # noqa: B006
+                graded[0] += 1  # a counter of this judge's grades (the default list is made once per judge)
+                if on_judging is not None:
+                    on_judging(model, graded[0], total)
+
+            if on_judging is not None:
+                on_judging(model, 0, len(requests))
+            await asyncio.gather(*(self._judge_one(i, check, messages, model, client, cache, infos, slots, one_more)
                                    for i, check, messages in requests))
 
     async def _judge_one(self, i: int, check: JudgeCheck, messages: list[dict[str, str]], model: str,
                          client: AsyncLMStudioClient, cache: ResponseCache | None, infos: Mapping[str, ModelInfo],
-                         slots: asyncio.Semaphore) -> None:
+                         slots: asyncio.Semaphore, graded: Callable[[], None]) -> None:
+        try:
+            await self._grade(i, check, messages, model, client, cache, infos, slots)
+        finally:
+            graded()
+
+    async def _grade(self, i: int, check: JudgeCheck, messages: list[dict[str, str]], model: str,
+                     client: AsyncLMStudioClient, cache: ResponseCache | None, infos: Mapping[str, ModelInfo],
+                     slots: asyncio.Semaphore) -> None:
         info = infos.get(model)
         params = {**JUDGE_PARAMS, "schema": check.reply_schema()}
         key = cache_key(model=model, messages=messages, params=params, repeat=0,

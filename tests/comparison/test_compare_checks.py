@@ -191,3 +191,14 @@ def test_stop_while_the_judge_grades_keeps_every_answer_and_the_scores_so_far(mo
     assert (df["status"] == "ok").all()  # every candidate's answer is kept
     assert df["check_contains"].notna().all() and df["check_judge"].isna().all()
     assert not df["passed"].any()
+
+
+def test_progress_hears_each_judge_after_the_rows(client: LMStudioClient) -> None:
+    events: list[Any] = []
+    compare(PROMPTS, MODELS, client=client, temperature=0, expected=EXPECTED, progress=events.append,
+            checks=[judge("Ok?", model="judge-a"), judge("Short?", model="judge-b")])
+    kinds = [e.kind for e in events]
+    assert kinds.index("judging") > max(i for i, k in enumerate(kinds) if k == "row") and kinds[-1] == "end"
+    judging = [(e.model, e.judged, e.to_judge) for e in events if e.kind == "judging"]
+    assert judging[0] == ("judge-a", 0, 4) and judging[4] == ("judge-a", 4, 4)
+    assert judging[5] == ("judge-b", 0, 4) and judging[-1] == ("judge-b", 4, 4) and len(judging) == 10
