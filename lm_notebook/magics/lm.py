@@ -69,20 +69,22 @@ class LMMagics(LMSettings):
         client = get_client()
         if self._wants_new_client(client):
             # same token and model; the old client stays open for a chat panel or variable that still holds it.
-            # The configured URL itself: a user and password in it are the new client's to send.
-            client = client.with_options(base_url=self.base_url or None, timeout=self.timeout)
+            # The configured URL with a user and password given in it: they are the new client's to send.
+            url = self.configured_url()
+            client = client.with_options(base_url=url, timeout=self.timeout)
             set_client(client, close_previous=False)
-            self._made_for = (client, self.base_url)
+            self._made_for = (client, url or "")
         return client
 
     def _wants_new_client(self, client: LMStudioClient) -> bool:
         if self.timeout is not None and resolve_timeout(self.timeout).read != client.timeout.read:
             return True
-        if not self.base_url:
+        url = self.configured_url()
+        if not url:
             return False
         if self._made_for is not None and self._made_for[0] is client:
-            return bool(self._made_for[1] != self.base_url)
-        wanted = parse_base_url(self.base_url)
+            return bool(self._made_for[1] != url)
+        wanted = parse_base_url(url)
         return wanted.base_url != client.base_url or wanted.credentials is not None
 
     @observe("chat_memory")

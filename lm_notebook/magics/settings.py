@@ -19,7 +19,7 @@ from traitlets import TraitError, validate
 from traitlets.config import Config
 
 from lm_notebook.client.errors import LMStudioRequestError
-from lm_notebook.client.settings import parse_base_url, seconds
+from lm_notebook.client.settings import ServerAddress, parse_base_url, seconds, with_credentials
 from lm_notebook.display.render import FORMATS
 
 if TYPE_CHECKING:
@@ -104,7 +104,10 @@ class LMSettings(Magics):
     )
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+        # base URL (as the trait holds it, without them) -> the user and password it was given with
+        self._url_credentials: dict[str, tuple[str, str]] = {}
         super().__init__(shell=shell, **kwargs)
+        self._scrub_config(self.config)  # a password in ipython_config.py's base_url stays out of shell.config
         # so %config LMMagics.x = ... reaches this instance (IPython types the list as shells only)
         if shell is not None and self not in shell.configurables:  # type: ignore[comparison-overlap]
             shell.configurables.append(self)  # type: ignore[arg-type]
@@ -117,6 +120,7 @@ class LMSettings(Magics):
         """
         try:
             super().update_config(config)
+            self._scrub_config(config)
         except TraitError:
             for section in self.section_names():
                 given = dict.get(config, section)
@@ -127,6 +131,17 @@ class LMSettings(Magics):
                             # value the setting kept
                             given[name] = self.config[section][name] = getattr(self, name)
             raise
+
+    def _scrub_config(self, config: Config) -> None:
+        """The statement (which later configurables merge too) and the shared config say ``base_url`` as the trait
+        keeps it: without a user and password given in it."""
+        for section in self.section_names():
+            given = dict.get(config, section)
+            if isinstance(given, Config) and dict.get(given, "base_url") not in (None, self.base_url):
+                given["base_url"] = self.base_url
+                shared = dict.get(self.config, section)
+                if isinstance(shared, Config) and "base_url" in shared:
+                    shared["base_url"] = self.base_url
 
     def setting_name(self, name: str) -> str:
         return f"{type(self).__name__}.{name}"
@@ -141,10 +156,26 @@ class LMSettings(Magics):
         if value == "" or value is None:
             return ""
         try:
-            parse_base_url(value, setting=self.setting_name("base_url"))
+            address = parse_base_url(value, setting=self.setting_name("base_url"))
         except LMStudioRequestError as err:
             raise self._refuse(err) from None
-        return str(value).strip()  # as given: a user and password in it are the client's to keep (never shown)
+        if address.credentials is None:
+            self._url_credentials.pop(address.base_url, None)  # this address, given again without them
+            return str(value).strip()
+        # %config LMMagics and the shell's config show the trait: it keeps the address without the user and
+        # password, which are kept here for the client (see configured_url) and never shown
+        self._url_credentials[address.base_url] = address.credentials
+        return address.base_url
+
+    def configured_url(self) -> str | None:
+        """The configured base URL as the client is to be made for it (a user and password given in it put back);
+        None when none is configured."""
+        if not self.base_url:
+            return None
+        credentials = self._url_credentials.get(self.base_url)
+        if credentials is None:
+            return str(self.base_url)
+        return with_credentials(ServerAddress(self.base_url, credentials))
 
     @validate("timeout")
     def _check_timeout(self, proposal: dict[str, Any]) -> float | None:

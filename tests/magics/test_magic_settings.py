@@ -120,3 +120,35 @@ def test_a_bad_value_in_the_ipython_config_is_one_line_at_load(ip: InteractiveSh
         assert "Fix it in your IPython config" in err and err.count("\n") == 1
     finally:
         ip.config.pop("LMMagics", None)
+
+
+def test_a_url_password_stays_out_of_what_ipython_shows(ip: InteractiveShell, caplog: pytest.LogCaptureFixture,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        lmstudio_mock: MockLMStudioServer) -> None:
+    url = lmstudio_mock.url.replace("http://", "http://user:secret@") + "/v1"
+    assert config(ip, caplog, f"LMMagics.base_url = '{url}'") == []
+    m = magics(ip)
+    assert m.base_url == lmstudio_mock.url  # the trait: the address without the user and password
+    run(ip, "%config LMMagics")
+    run(ip, "%config LMMagics.base_url")
+    listed = capsys.readouterr().out
+    assert lmstudio_mock.url in listed and "secret" not in listed and "user:" not in listed
+    assert "secret" not in repr(ip.config) and "secret" not in repr(m.config)
+    # the credentials still reach the client: it sends them as HTTP Basic auth
+    client = m.client
+    assert client.base_url == lmstudio_mock.url and "basic_auth=<set>" in repr(client)
+    assert run(ip, "%lm_models").success
+
+
+def test_a_url_password_in_the_ipython_config_stays_out_of_the_shells_config(
+    ip: InteractiveShell, lmstudio_mock: MockLMStudioServer
+) -> None:
+    run(ip, "%unload_ext lm_notebook")
+    # what c.LMMagics.base_url = 'http://user:secret@…' in ipython_config.py gives
+    ip.config.LMMagics.base_url = lmstudio_mock.url.replace("http://", "http://user:secret@")
+    try:
+        assert run(ip, "%load_ext lm_notebook").success
+        assert "secret" not in repr(ip.config) and magics(ip).base_url == lmstudio_mock.url
+        assert "basic_auth=<set>" in repr(magics(ip).client)
+    finally:
+        ip.config.pop("LMMagics", None)
