@@ -12,7 +12,6 @@ traceback. Arguments a magic does not take are a ``UsageError``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -229,10 +228,10 @@ class LMMagics(LMSettings):
         parse_argstring(LMMagics.lm_last_error, line)
         err = self.last_error
         if err is None:
-            sys.stdout.write("No lm magic has failed in this session.\n")
+            show_bundle({"text/plain": "No lm magic has failed in this session."})
             return
         tb = self._shell.InteractiveTB
-        sys.stdout.write(tb.stb2text(tb.structured_traceback(type(err), err, err.__traceback__)) + "\n")
+        show_bundle({"text/plain": tb.stb2text(tb.structured_traceback(type(err), err, err.__traceback__))})
 
     # --- %%lm -------------------------------------------------------------------------------------------------------
     @magic_arguments()

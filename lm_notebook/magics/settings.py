@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import math
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from IPython.core.magic import Magics
 from traitlets import Any as AnyValue
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 TEMPERATURE_RANGE = (0.0, 2.0)  # what LM Studio's slider offers (OpenAI's range too); the chat panel refuses the same
 NO_LIMIT = -1  # max_tokens: LM Studio's "no limit"
+# The shortest timeout the magics take, in seconds: connecting and each read of an answer share it, and even the fake
+# server on loopback can take longer than a few milliseconds on a busy machine
+MIN_TIMEOUT = 1.0
 
 
 def _real(value: object) -> float | None:
@@ -103,9 +106,12 @@ class LMSettings(Magics):
         config=True
     )
 
+    # base URL (as the trait holds it, without them) -> the user and password it was given with. Shared by every
+    # instance: each configurable of the shell sees a %config statement in turn, and the first one to see it takes
+    # the password out of it. As with the client's with_options, they go along to that server from then on.
+    _url_credentials: ClassVar[dict[str, tuple[str, str]]] = {}
+
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
-        # base URL (as the trait holds it, without them) -> the user and password it was given with
-        self._url_credentials: dict[str, tuple[str, str]] = {}
         super().__init__(shell=shell, **kwargs)
         self._scrub_config(self.config)  # a password in ipython_config.py's base_url stays out of shell.config
         # so %config LMMagics.x = ... reaches this instance (IPython types the list as shells only)
@@ -160,11 +166,10 @@ class LMSettings(Magics):
         except LMStudioRequestError as err:
             raise self._refuse(err) from None
         if address.credentials is None:
-            self._url_credentials.pop(address.base_url, None)  # this address, given again without them
             return str(value).strip()
         # %config LMMagics and the shell's config show the trait: it keeps the address without the user and
-        # password, which are kept here for the client (see configured_url) and never shown
-        self._url_credentials[address.base_url] = address.credentials
+        # password, which are kept aside for the client (see configured_url) and never shown
+        LMSettings._url_credentials[address.base_url] = address.credentials
         return address.base_url
 
     def configured_url(self) -> str | None:
@@ -186,6 +191,12 @@ class LMSettings(Magics):
             limit = seconds(value, self.setting_name("timeout"))
         except LMStudioRequestError as err:
             raise self._refuse(err) from None
+        if limit is not None and limit < MIN_TIMEOUT:
+            raise TraitError(
+                f"{self.setting_name('timeout')} must be at least {MIN_TIMEOUT:g} s: it is how long a magic waits to "
+                f"connect to LM Studio and for each part of its answer, so a shorter wait fails every request; not "
+                f"{value!r} (float('inf') waits for ever)."
+            )
         return math.inf if limit is None else limit
 
     @validate("temperature")

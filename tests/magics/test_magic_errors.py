@@ -144,13 +144,16 @@ def test_stream_broken_midway_keeps_the_partial_answer_visible(
 
 
 def test_lm_last_error_shows_the_full_traceback(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    # through IPython's display, as every magic's output (never written to sys.stdout directly)
     run(ip, "%lm_last_error")
-    assert "No lm magic has failed" in capsys.readouterr().out
+    assert capsys.readouterr().out == ""
+    assert "No lm magic has failed" in shown(ip)[-1]["text/plain"]
     set_client(LMStudioClient("http://127.0.0.1:9", model=MODEL))
     run(ip, "%%lm\nHi")
     capsys.readouterr()
     run(ip, "%lm_last_error")
-    out = ANSI.sub("", capsys.readouterr().out)
+    assert capsys.readouterr().out == ""
+    out = ANSI.sub("", shown(ip)[-1]["text/plain"])
     assert "Traceback" in out and "ConnectError" in out and "LMStudioConnectionError" in out
 
 

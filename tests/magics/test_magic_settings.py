@@ -53,6 +53,8 @@ SETTINGS = ["timeout", "chat_memory", "temperature", "max_tokens", "base_url", "
         ("timeout", "float('nan')", "not nan."),
         ("timeout", "True", "not True."),  # not 1 s
         ("timeout", "'soon'", "not 'soon'."),
+        ("timeout", "1e-6", "must be at least 1 s: it is how long a magic waits to connect to LM Studio"),
+        ("timeout", "0.5", "so a shorter wait fails every request; not 0.5 (float('inf') waits for ever)."),
         ("chat_memory", "-1", "must be a whole number of exchanges, 0 or more (0 remembers nothing); not -1."),
         ("chat_memory", "2.5", "not 2.5."),
         ("chat_memory", "True", "not True."),
