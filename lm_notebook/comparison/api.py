@@ -175,12 +175,12 @@ async def _start(
         messages = [chat_messages(item.text, system) for item in inputs.items]
         # refuse what LM Studio would reject before anything is sent (raises LMStudioRequestError)
         aclient._chat_payload(messages[0], model_ids[0], True, {k: v for k, v in all_params.items() if v is not None})
-        rcache, owns_cache = open_cache(cache)
+        rcache, owns_cache = open_cache(cache, all_params)  # none (and no file) when it would cache nothing
     except BaseException:
         if owns_client:
             await aclient.aclose()
         raise
-    if rcache is not None and not rcache.accepts(all_params):
+    if cache is not None and cache is not False and (rcache is None or not rcache.accepts(all_params)):
         warn_at_user_line(
             "compare(cache=...): these requests are not deterministic (no temperature=0 and no seed), so nothing "
             "is cached. Pass temperature=0 or a seed, or cache=ResponseCache(path, deterministic_only=False)."

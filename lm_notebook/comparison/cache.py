@@ -215,12 +215,19 @@ class ResponseCache:
         self.close()
 
 
-def open_cache(cache: bool | str | Path | ResponseCache | None) -> tuple[ResponseCache | None, bool]:
-    """The cache for ``compare(cache=...)`` and whether ``compare`` opened it (and so must close it)."""
+def open_cache(
+    cache: bool | str | Path | ResponseCache | None, params: Mapping[str, Any] | None = None
+) -> tuple[ResponseCache | None, bool]:
+    """The cache for ``compare(cache=...)`` and whether ``compare`` opened it (and so must close it).
+
+    ``params``: the requests' parameters; when a cache opened here would not take them (not deterministic), none is
+    opened and nothing (no file, no folder) is created."""
     if cache is None or cache is False:
         return None, False
     if isinstance(cache, ResponseCache):
         return cache, False
+    if (cache is True or isinstance(cache, (str, Path))) and params is not None and not is_deterministic(params):
+        return None, False
     if cache is True:
         return ResponseCache(), True
     if isinstance(cache, (str, Path)):

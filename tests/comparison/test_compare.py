@@ -263,6 +263,19 @@ def test_compare_inside_a_running_event_loop(tmp_path: Path) -> None:
     assert out.stdout.strip() == "['ok', 'ok'] ['ok', 'ok'] ['<string>']", out.stderr
 
 
+def test_a_cache_that_would_take_nothing_creates_nothing(
+    server: MockLMStudioServer, client: LMStudioClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sampled requests are not cached: no SQLite file, and no folder for it, is made for them
+    path = tmp_path / "answers" / "c.sqlite"
+    monkeypatch.setenv("LM_NOTEBOOK_CACHE_DIR", str(tmp_path / "default"))
+    for cache in (path, str(path), True):
+        with pytest.warns(UserWarning, match="not deterministic"):
+            df = compare(["a"], ["gamma"], client=client, temperature=0.7, cache=cache, progress=False)
+        assert (df.status == "ok").all() and not df.cached.any()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sampled_requests_are_not_cached_unless_asked(
     server: MockLMStudioServer, client: LMStudioClient, tmp_path: Path
 ) -> None:
