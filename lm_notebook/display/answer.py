@@ -243,8 +243,8 @@ def stream_into(stream: ChatStream, view: StreamView) -> ChatResult:
     On any exception (``KeyboardInterrupt`` included) the stream is closed and live updates end before it
     propagates; ``stream.result()`` then gives what arrived, marked ``stopped``.
     """
-    view.start()
     try:
+        view.start()  # in the try: a view that fails to start must not leave the stream open
         for part in stream.iter_parts():
             view.add(part)
     except BaseException:

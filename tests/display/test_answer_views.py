@@ -157,3 +157,22 @@ def test_the_footer_says_fake_server_live_and_final(publisher: RecordingPublishe
     assert live_text(publisher.sent[0]).endswith("qwen · waiting for the first token… · fake server</sub>")
     view.show_final(result("Hi", stopped=True), "markdown")
     assert publisher.sent[-1][0]["text/markdown"].endswith("· stopped · fake server</sub>")
+
+
+# --- found in review (session 3): a view that fails to start -------------------------------------------------------
+
+
+def test_a_view_that_fails_to_start_closes_the_stream_and_ends_its_live_output(
+    publisher: RecordingPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = FakeStream([StreamPart("content", "Hi")])
+    view = NotebookStreamView("markdown", "qwen", interval=0.05)
+
+    def no_thread() -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(view._repainter, "start", no_thread)  # after the live output was displayed
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        stream_into(stream, view)  # type: ignore[arg-type]
+    assert stream.closed  # the connection is not left open
+    assert view._repainter.stopped and publisher.sent[-1][0] == CLEAR_AT_NEXT_OUTPUT  # the live view goes
