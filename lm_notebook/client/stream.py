@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Generator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
@@ -264,6 +265,12 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
                     yield out
         finally:
             if self._chunks is not None:
+                if self._response is not None and sys.get_asyncgen_hooks().finalizer is None:
+                    # no loop hooks (nest_asyncio's run_until_complete): closing the byte iterator drops httpx's and
+                    # httpcore's generators under it, and the garbage collector finalises them at once, outside
+                    # this task; with the connection still open each would await its closing there ("Exception
+                    # ignored … cancel scope in a different task" on stderr). Closed first, they await nothing.
+                    await self._response.aclose()
                 # an async generator left suspended at [DONE] would be finalized later, outside any running loop
                 await self._chunks.aclose()  # type: ignore[attr-defined]
             if self._response is not None:

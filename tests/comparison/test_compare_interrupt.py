@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -294,3 +296,37 @@ def test_ctrl_c_stops_a_loop_of_comparisons_with_the_rows_so_far(where: str) -> 
     assert result["status"][0] == "cancelled" and result["response"][0], "the answer in flight kept its partial text"
     assert result["last"] and "1 of 6 rows finished" in result["note"]
     assert "Traceback" not in err and "never retrieved" not in err and "destroyed but it is pending" not in err
+
+
+@pytest.fixture
+def no_asyncgen_hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every ``asyncio.run`` once nest_asyncio has patched asyncio in the process (a notebook's compare() does): its
+    ``run_until_complete`` installs no async-generator hooks, so an async generator left open is finalised by the
+    garbage collector, outside any task (where httpcore's closing cannot run)."""
+    before = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=None, finalizer=None)  # type: ignore[arg-type]
+    monkeypatch.setattr(sys, "set_asyncgen_hooks", lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        sys.set_asyncgen_hooks(*before)
+
+
+@pytest.mark.usefixtures("no_asyncgen_hooks")
+def test_interrupted_runs_leave_nothing_to_finalise_later(capfd: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # every stream in flight is closed on its own task while the loop runs: nothing is left for the garbage
+    # collector ("Exception ignored … cancel scope in a different task" / "no running event loop" on stderr)
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # to stderr, as outside pytest
+    with MockLMStudioServer(models=SLOW) as srv, LMStudioClient(srv.url) as c:
+        for _ in range(3):
+            srv.script("slow", ENDLESS, "Short one.", "Quick.", ENDLESS, ENDLESS)
+            with pytest.raises(ComparisonInterrupted) as stopped:
+                compare([f"q{i}" for i in range(6)], ["slow"], client=c, temperature=0, concurrency=4,
+                        progress=stop_after(2))
+            assert stopped.value.finished == 2
+            gc.collect()
+    gc.collect()
+    err = capfd.readouterr().err
+    assert "Exception ignored" not in err and "cancel scope" not in err and "running event loop" not in err, err
