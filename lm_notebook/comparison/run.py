@@ -101,6 +101,7 @@ class ComparisonRun:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._live: dict[int, AsyncChatStream] = {}  # row index → its stream in flight
         self._begun: dict[int, tuple[str, int, bool]] = {}  # row index → (started_at, attempts, cold)
+        self._results: dict[int, ChatResult] = {}  # row index → its finished answer, before its stream is closed
         self._events: asyncio.Queue[tuple[EventKind, Any] | None] | None = None
         self._progress = ProgressReporter(progress, [spec.model for spec in specs])
         self._closed = False
@@ -264,6 +265,7 @@ class ComparisonRun:
                     async for _part in stream.iter_parts():
                         self._warm(state)
                     result = await stream.result()
+                    self._results[spec.index] = result  # finished: a Stop from here on keeps it (see interrupt)
                 except LMStudioError as err:
                     partial = err.partial
                     if (
@@ -300,18 +302,26 @@ class ComparisonRun:
                 self._warm(state)
                 if not (result.content or result.reasoning or result.tool_calls):
                     await self._refresh(spec.model)  # the context it is loaded with, for the empty answer's message
-                info = self._seen_loaded.get(spec.model) or self.infos.get(spec.model)
-                self._finish(spec.index, Outcome.answered(
-                    result, model=spec.model, context_length=info.loaded_context_length if info else None,
-                    started_at=started_at, attempts=attempts, cold=cold,
-                ))
+                self._answered(spec.index)
                 return
         except asyncio.CancelledError:
-            if self.outcomes[spec.index] is None:
+            if spec.index in self._results:
+                self._answered(spec.index)
+            elif self.outcomes[spec.index] is None:
                 self.outcomes[spec.index] = Outcome.cancelled(
                     partial, started_at=started_at, attempts=attempts, cold=cold
                 )
             raise
+
+    def _answered(self, index: int) -> None:
+        """Settle a row whose answer finished: from its task, or from a Stop that lands while its stream closes."""
+        spec = self.specs[index]
+        started_at, attempts, cold = self._begun[index]
+        info = self._seen_loaded.get(spec.model) or self.infos.get(spec.model)
+        self._finish(index, Outcome.answered(
+            self._results[index], model=spec.model, context_length=info.loaded_context_length if info else None,
+            started_at=started_at, attempts=attempts, cold=cold,
+        ))
 
     def _finish(self, index: int, outcome: Outcome) -> None:
         if self.outcomes[index] is not None:
@@ -342,7 +352,9 @@ class ComparisonRun:
         """Stop now: rows in flight keep their partial text, rows not run are marked cancelled. Idempotent."""
         self.interrupted = True
         for spec in self.specs:
-            if self.outcomes[spec.index] is None:
+            if self.outcomes[spec.index] is None and spec.index in self._results:
+                self._answered(spec.index)  # its answer finished: it stays finished
+            elif self.outcomes[spec.index] is None:
                 stream = self._live.get(spec.index)
                 started_at, attempts, cold = self._begun.get(spec.index, (None, 0, False))
                 self.outcomes[spec.index] = Outcome.cancelled(

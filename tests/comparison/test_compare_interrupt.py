@@ -24,6 +24,7 @@ import pytest
 
 import lm_notebook.comparison.run as run_module
 from lm_notebook import AsyncLMStudioClient, LMStudioClient
+from lm_notebook.client import AsyncChatStream
 from lm_notebook.comparison import ComparisonInterrupted, last_comparison
 from lm_notebook.comparison.api import ProgressEvent, acompare, compare
 from lm_notebook.testing import MockLMStudioServer, ModelSpec
@@ -330,3 +331,34 @@ def test_interrupted_runs_leave_nothing_to_finalise_later(capfd: pytest.CaptureF
     gc.collect()
     err = capfd.readouterr().err
     assert "Exception ignored" not in err and "cancel scope" not in err and "running event loop" not in err, err
+
+
+def test_a_stop_while_a_finished_answer_closes_keeps_the_row_finished(monkeypatch: pytest.MonkeyPatch) -> None:
+    # forced, not by luck: the Stop lands exactly while the stream of the finished answer is being closed
+    original = AsyncChatStream.aclose
+    closing: list[str] = []
+
+    async def main(url: str) -> None:
+        async with AsyncLMStudioClient(url) as c:
+            run = asyncio.current_task()
+            assert run is not None
+
+            async def stop_while_closing(stream: AsyncChatStream) -> None:
+                closing.append(stream.partial().content)
+                try:
+                    if len(closing) == 1:
+                        run.cancel()  # the Stop (acompare's task is the run's)
+                        await asyncio.Event().wait()  # only the Stop's cancellation of this row ends the wait
+                finally:
+                    await original(stream)
+
+            monkeypatch.setattr(AsyncChatStream, "aclose", stop_while_closing)
+            await acompare(["q"], ["m"], client=c, temperature=0, progress=False)
+
+    with MockLMStudioServer(models=[ModelSpec("m", tokens_per_second=0)]) as srv:
+        srv.script("m", "Done quickly.")
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(main(srv.url))
+    assert closing == ["Done quickly."]  # the Stop came while the finished answer's stream was closing
+    df = last_comparison()
+    assert df is not None and df.status.tolist() == ["ok"] and df.response.tolist() == ["Done quickly."]
