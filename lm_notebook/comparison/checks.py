@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from lm_notebook.comparison.scoring_columns import RESERVED_CHECK_NAMES
+
 CheckResult: TypeAlias = "bool | float | tuple[float, str] | tuple[bool, str]"
 CheckFunction: TypeAlias = "Callable[[str, Mapping[str, object]], CheckResult]"
 # what a plain callable must reach to pass: True (1.0) passes, False (0.0) fails, a float passes from one half
@@ -86,6 +88,9 @@ def named_checks(checks: Sequence[Check | CheckFunction] | Check | CheckFunction
     seen: dict[str, int] = {}
     for item in items:
         check = as_check(item)
+        if check.name in RESERVED_CHECK_NAMES:
+            raise ValueError(f"A check cannot be named {check.name!r} (its column would be check_{check.name}, which "
+                             "holds every check's notes): pass another name=.")
         n = seen.get(check.name, 0) + 1
         seen[check.name] = n
         if n > 1:

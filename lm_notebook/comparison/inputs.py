@@ -16,6 +16,7 @@ import pandas as pd
 from lm_notebook.client.interpolation import InterpolationError, fields, fill, reference_name
 from lm_notebook.comparison.rows import COLUMNS
 from lm_notebook.comparison.schedule import PromptItem
+from lm_notebook.comparison.scoring_columns import SCORE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def _item(name: Hashable, value: Any) -> PromptItem:
         return PromptItem(name, _checked_text(value, name))
     if "prompt" not in value:
         raise ValueError(f"Prompt {name!r} is a dict without a 'prompt' field: {{'prompt': '...', 'expected': ...}}.")
-    ours = set(COLUMNS)
+    ours = set(COLUMNS) | set(SCORE_COLUMNS)
     fields = {(f"{k}_input" if str(k) in ours else str(k)): v for k, v in value.items() if k != "prompt"}
     return PromptItem(name, _checked_text(value["prompt"], name), fields or None)
 
@@ -79,7 +80,7 @@ def _frame_items(df: pd.DataFrame, template: str | None) -> PromptInputs:
             "A DataFrame of inputs needs a template that builds each prompt from its columns, e.g. "
             f"compare(df, models, template='Summarize: {{{df.columns[0]}}}'), or a 'prompt' column."
         )
-    ours = set(COLUMNS)
+    ours = set(COLUMNS) | set(SCORE_COLUMNS)
     renamed = {str(c): (f"{c}_input" if str(c) in ours else str(c)) for c in df.columns}
     keep = [c for c in df.columns if template is not None or str(c) != "prompt"]
     if template is not None:

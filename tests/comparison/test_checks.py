@@ -104,3 +104,8 @@ def test_the_judges_prompt_holds_the_rubric_question_reference_and_answer() -> N
         assert part in text
     _, bare = judge("ok?").messages({"prompt": "Q", "expected": None}, "A")
     assert "Reference answer" not in bare["content"]
+
+
+def test_a_check_named_notes_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot be named 'notes'"):
+        named_checks([contains("x", name="notes")])

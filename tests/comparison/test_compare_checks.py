@@ -3,6 +3,7 @@ after the candidates and grouped by judge model, similarity from embeddings, re-
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 
 import lm_notebook.comparison.run as run_module
-from lm_notebook import LMStudioClient, compare, comparison_table, plot_summary, summary
+from lm_notebook import AsyncLMStudioClient, LMStudioClient, acompare, compare, comparison_table, plot_summary, summary
 from lm_notebook.checks import contains, equals, judge, max_words, regex, similar_to
 from lm_notebook.comparison import ComparisonInterrupted
 from lm_notebook.comparison.cache import ResponseCache
@@ -202,3 +203,17 @@ def test_progress_hears_each_judge_after_the_rows(client: LMStudioClient) -> Non
     judging = [(e.model, e.judged, e.to_judge) for e in events if e.kind == "judging"]
     assert judging[0] == ("judge-a", 0, 4) and judging[4] == ("judge-a", 4, 4)
     assert judging[5] == ("judge-b", 0, 4) and judging[-1] == ("judge-b", 4, 4) and len(judging) == 10
+
+
+def test_acompare_scores_the_same_and_input_columns_named_like_ours_are_renamed(server: MockLMStudioServer) -> None:
+    frame = pd.DataFrame({"q": [PROMPTS["capital"]], "score": [3], "expected": ["Paris"]}, index=["capital"])
+
+    async def run_async() -> pd.DataFrame:
+        async with AsyncLMStudioClient(server.url) as aclient:
+            return await acompare(frame, ["good"], client=aclient, template="{q}", progress=False,
+                                  checks=[equals(), judge("Ok?", model="judge-a")])
+
+    df = asyncio.run(run_async())
+    assert df.loc[0, "score_input"] == 3 and df.loc[0, "score"] == 0.5  # equals fails ("Paris."), the judge passes
+    assert df.loc[0, "check_judge"] == 1.0 and df.loc[0, "expected"] == "Paris"
+    assert list(df.columns).count("score") == 1

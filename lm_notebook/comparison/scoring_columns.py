@@ -1,0 +1,8 @@
+"""The columns ``checks=`` adds to a comparison's rows besides one ``check_<name>`` per check (an input column of the
+same name is renamed ``<name>_input``, as for the other result columns)."""
+
+from __future__ import annotations
+
+SCORE_COLUMNS = ("score", "passed", "check_notes")
+# a check may not be named so that its column would be one of these
+RESERVED_CHECK_NAMES = frozenset({"notes"})
