@@ -137,8 +137,9 @@ def judge(
     """A local model grades each answer against ``rubric`` (and the row's expected answer, when it has one).
 
     ``model``: the judge (default: the client's current model); ``scale``: grades 1 to ``scale``, or ``(low,
-    high)``; ``threshold``: the score (0–1) that passes — 0.75 is 4 of 5. The prompt it sends is in this module's
-    documentation.
+    high)``; ``threshold``: the score (0–1) that passes — 0.75 is 4 of 5. The prompt it sends is in the
+    documentation of :mod:`lm_notebook.comparison.judge` (``help(lm_notebook.comparison.judge)``), and
+    ``judge(...).messages(row, answer)`` builds it for one answer.
 
     >>> judge("Is it correct and concise?", model="qwen2.5-7b-instruct")   # doctest: +ELLIPSIS
     JudgeCheck(name='judge', threshold=0.75, rubric='Is it correct and concise?', model='qwen2.5-7b-instruct', ...)
