@@ -27,7 +27,7 @@ from lm_notebook.comparison.cache import ResponseCache, cache_key
 from lm_notebook.comparison.checks import Check, CheckError
 from lm_notebook.comparison.judge import JUDGE_PARAMS, JudgeCheck, SimilarityCheck
 from lm_notebook.comparison.retry import RetryPolicy, worth_retrying
-from lm_notebook.comparison.schedule import DEFAULT_SLOTS, PromptItem, RequestSpec
+from lm_notebook.comparison.schedule import DEFAULT_SLOTS, PromptItem, RequestSpec, order_models
 
 if TYPE_CHECKING:
     import numpy as np
@@ -160,7 +160,10 @@ class Scorer:
                         error="no judge model: pass judge(..., model='model-id') or set the current model")
                     continue
                 by_model.setdefault(model, []).append((i, check, check.messages(row, str(row.get("response") or ""))))
-        for model, requests in by_model.items():  # one judge after another: each is loaded once
+        loaded = await _loaded_now(client)
+        # one judge after another, each loaded once; one already loaded (the last candidate, say) goes first
+        for model in order_models(list(by_model), loaded):
+            requests = by_model[model]
             info = infos.get(model)
             slots = asyncio.Semaphore(info.parallel if info is not None and info.parallel else DEFAULT_SLOTS)
             def one_more(model: str = model, total: int = len(requests), graded: list[int] = [0]) -> None:  # noqa: B006
@@ -223,6 +226,14 @@ class Scorer:
                     continue
                 raise
             return result.content
+
+
+async def _loaded_now(client: AsyncLMStudioClient) -> list[str]:
+    """The models loaded now (none known when the server cannot say)."""
+    try:
+        return [m.id for m in await client.list_models() if m.loaded]
+    except LMStudioError:
+        return []
 
 
 async def _embedded(texts: Sequence[str], model: str, client: AsyncLMStudioClient,

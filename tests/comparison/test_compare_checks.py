@@ -217,3 +217,12 @@ def test_acompare_scores_the_same_and_input_columns_named_like_ours_are_renamed(
     assert df.loc[0, "score_input"] == 3 and df.loc[0, "score"] == 0.5  # equals fails ("Paris."), the judge passes
     assert df.loc[0, "check_judge"] == 1.0 and df.loc[0, "expected"] == "Paris"
     assert list(df.columns).count("score") == 1
+
+
+def test_a_judge_already_loaded_grades_first() -> None:
+    models = [ModelSpec("good", reply_tokens=8), ModelSpec("judge-a", loaded=True), ModelSpec("judge-b")]
+    with MockLMStudioServer(models=models) as srv, LMStudioClient(srv.url) as c:
+        compare(PROMPTS, ["good"], client=c, progress=False, expected=EXPECTED,
+                checks=[judge("Ok?", model="judge-b"), judge("Short?", model="judge-a")])
+        judged = [r.model for r in srv.requests if r.path == CHAT and r.model != "good"]
+    assert judged == ["judge-a"] * 2 + ["judge-b"] * 2
