@@ -109,3 +109,12 @@ def test_the_judges_prompt_holds_the_rubric_question_reference_and_answer() -> N
 def test_a_check_named_notes_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot be named 'notes'"):
         named_checks([contains("x", name="notes")])
+
+
+def test_the_public_module_has_the_issues_names() -> None:
+    import lm_notebook
+    from lm_notebook import checks
+
+    names = {"contains", "regex", "equals", "is_json", "matches_schema", "max_words", "similar_to", "judge"}
+    assert names <= set(checks.__all__) and all(callable(getattr(checks, n)) for n in names)
+    assert callable(lm_notebook.embed) and lm_notebook.Embeddings.__name__ == "Embeddings"
