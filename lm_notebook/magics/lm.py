@@ -336,6 +336,8 @@ class LMMagics(LMSettings):
     ) -> RenderedChatResult | None:
         interval = 1.0 / self.updates_per_second
         loading = self._model_states.get((client.base_url, model)) in NOT_LOADED_STATES
+        # a fresh client asks who answers before its first request anyway: asked now, the live footer says it too
+        self._fake_server(client)
         view = make_view(
             self._shell, fmt, model, interval=interval, loading=loading, fake_server=client.server_is_fake is True
         )

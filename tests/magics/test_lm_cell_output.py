@@ -12,7 +12,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from magic_shell import MODEL, recorder, run, shown, use
 
 import lm_notebook.display.answer
-from lm_notebook import LMStudioClient, set_client
+from lm_notebook import LMStudioClient, get_client, set_client
 from lm_notebook.display.render import CodeBlock
 from lm_notebook.testing import MockLMStudioServer
 
@@ -137,3 +137,16 @@ def test_format_code_shows_every_block_and_the_result_holds_them(ip: Interactive
     markdown = c._repr_mimebundle_()["text/markdown"]
     assert markdown.startswith("```python\nprint(1)\n```\n\n```bash\necho hi\n```")
     assert "Then run:" not in markdown
+
+
+@pytest.mark.usefixtures("live")
+def test_the_first_live_view_of_a_fresh_client_already_says_fake_server(
+    ip: InteractiveShell, lmstudio_mock: MockLMStudioServer
+) -> None:
+    use(ip)  # lists the models; who answers is not known before the first answer
+    assert get_client().server_is_fake is None
+    lmstudio_mock.clear_requests()
+    assert run(ip, "%%lm\nHi").success
+    assert first_live_view(ip).endswith("· fake server</sub>")  # live, not only in the final footer
+    # asked once, before the request, as the request itself would have asked
+    assert [r.path for r in lmstudio_mock.requests] == ["/lmstudio-greeting", "/v1/chat/completions"]
