@@ -132,7 +132,9 @@ class LMStudioApp:
             return keep_alive
         extra = cors.headers_for(origin, preflight=False) if cors is not None and origin else []
         try:
-            if not self._authorized(request):
+            # the greeting says who answers (and nothing else), with or without a token: a client that lacks it
+            # still learns this is the fake, so its advice and footers name the fake server
+            if path != "/lmstudio-greeting" and not self._authorized(request):
                 raise Reply(errors.unauthorized())
             await self._path_faults(path, body_json)
             handled = await self._route(request.method, path, body_json, writer, extra, keep_alive,

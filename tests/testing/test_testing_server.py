@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lm_notebook import LMStudioClient
 from lm_notebook.testing import MockLMStudioServer, ModelSpec, count_tokens, tokenize
 
 QWEN = "qwen2.5-7b-instruct"
@@ -360,3 +361,15 @@ def test_custom_models() -> None:
 def test_the_token_never_shows_in_the_servers_settings_repr() -> None:
     with MockLMStudioServer(auth_token="sk-lm-abc:SECRET") as server:
         assert "SECRET" not in repr(server._app.settings)
+
+
+def test_a_token_protected_fake_says_who_it_is_to_any_client() -> None:
+    # the greeting (who answers) is the same with the token, without it and with a wrong one; the rest stays locked
+    token = "sk-lm-abcd1234:SECRETSECRETSECRET"
+    with MockLMStudioServer(auth_token=token) as server:
+        for api_key in (token, None, "sk-lm-wrong000:nopenopenope"):
+            with LMStudioClient(server.url, api_key=api_key) as client:
+                assert client.is_running() and client.server_is_fake is True
+        greeting = httpx.get(server.url + "/lmstudio-greeting")
+        assert (greeting.status_code, greeting.json()) == (200, {"lmstudio": True, "lm_notebook_fake": True})
+        assert httpx.get(server.url + "/v1/models").status_code == 401
