@@ -15,6 +15,7 @@ BENCHES = {
     "mock_server_rate": "chunks/s the fake LM Studio server can send",
     "magics_stream": "iopub traffic and kernel CPU of %%lm vs a naive per-token repaint",
     "compare_schedule": "wall time and model loads of compare() vs the ideal schedule and a naive loop",
+    "compare_endpoints": "compare() over 3 fake servers vs 1: wall time vs the ideal from the pacing, and the speed-up",
     "real_latency": "TTFT and total time on the real llama.cpp server vs a raw HTTP request",
 }
 

@@ -5,6 +5,8 @@ copies of it for the same server (:meth:`ClientState.from_client`, :meth:`Client
 
 from __future__ import annotations
 
+import functools
+import ssl
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
@@ -29,6 +31,13 @@ TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport
 # A stream never takes a pooled connection (nor leaves one, see client_base): a fresh one is always connected, so the
 # client knows its socket from the start (a Stop from another thread can wake a request still waiting for a model load)
 _NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client of the process: httpx makes one per client by default, and loading the CA
+    bundle takes 20–50 ms each time (two per client) — most of the start of a comparison over several servers."""
+    return httpx.create_ssl_context(trust_env=False)
 
 
 class ClientState(Generic[HttpT, TransportT]):
@@ -69,7 +78,7 @@ class ClientState(Generic[HttpT, TransportT]):
         self._wants_json_object = False  # the server refused LM Studio's JSON-schema form (llama-cpp-python's)
         # trust_env=False: a proxy from the environment must not intercept a local model server.
         options: dict[str, Any] = {"base_url": self.base_url, "headers": self._headers(), "timeout": self.timeout,
-                                   "transport": transport, "trust_env": False}
+                                   "transport": transport, "trust_env": False, "verify": shared_ssl_context()}
         if address.credentials is not None:
             options["auth"] = httpx.BasicAuth(*address.credentials)
         self._http: HttpT = self._http_type(**options)

@@ -37,7 +37,9 @@ from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient, reso
 from lm_notebook.client.errors import NoCurrentModelError
 from lm_notebook.comparison.cache import ResponseCache, open_cache
 from lm_notebook.comparison.checks import Check, CheckFunction, named_checks
-from lm_notebook.comparison.inputs import chat_messages, prompt_inputs
+from lm_notebook.comparison.endpoint_run import multi_endpoint_run
+from lm_notebook.comparison.endpoints import Endpoints, ModelArg
+from lm_notebook.comparison.inputs import PromptInputs, chat_messages, prompt_inputs
 from lm_notebook.comparison.interrupt import (
     ComparisonInterrupted,
     SigintWatch,
@@ -144,9 +146,10 @@ def _params(
 
 async def _start(
     prompts: Prompts,
-    models: str | Sequence[str] | None,
+    models: str | Sequence[ModelArg] | None,
     *,
     client: LMStudioClient | AsyncLMStudioClient | None,
+    endpoints: Endpoints | None,
     template: str | None,
     system: str | None,
     repeats: int,
@@ -168,30 +171,28 @@ async def _start(
     references = expected_answers(expected, inputs.items)
     resolve_slots(concurrency, None)  # validate early
     all_params = _params(temperature, max_tokens, seed, params)
-    aclient, owns_client = _async_client(client, timeout, reuse_async=reuse_async)
-    try:
-        model_ids = _models_list(models, aclient)
-        specs = plan_requests(inputs.items, model_ids, repeats=repeats)
-        messages = [chat_messages(item.text, system) for item in inputs.items]
-        # refuse what LM Studio would reject before anything is sent (raises LMStudioRequestError)
-        aclient._chat_payload(messages[0], model_ids[0], True, {k: v for k, v in all_params.items() if v is not None})
-        rcache, owns_cache = open_cache(cache, all_params)  # none (and no file) when it would cache nothing
-    except BaseException:
-        if owns_client:
-            await aclient.aclose()
-        raise
-    if cache is not None and cache is not False and (rcache is None or not rcache.accepts(all_params)):
+    run: ComparisonRun
+    if endpoints is not None:
+        if client is not None:
+            raise ValueError("Give client= or endpoints=, not both: a client is one endpoint, "
+                             "e.g. endpoints=[client, 'http://192.168.1.20:1234'].")
+        run = await multi_endpoint_run(
+            inputs=inputs, models=models, endpoints=endpoints, system=system, repeats=repeats, params=all_params,
+            extra_params=dict(params), concurrency=concurrency, cache=cache, progress=progress, timeout=timeout,
+            retry=DEFAULT_RETRY, reuse_async=reuse_async,
+        )
+    else:
+        run = await _one_server_run(
+            inputs, models, client=client, system=system, repeats=repeats, all_params=all_params, params=params,
+            concurrency=concurrency, cache=cache, progress=progress, timeout=timeout, reuse_async=reuse_async,
+        )
+    if cache is not None and cache is not False and (run.cache is None or not run.cache.accepts(all_params)):
         warn_at_user_line(
             "compare(cache=...): these requests are not deterministic (no temperature=0 and no seed), so nothing "
             "is cached. Pass temperature=0 or a seed, or cache=ResponseCache(path, deterministic_only=False)."
         )
-    run = ComparisonRun(
-        specs=specs, inputs=inputs, messages=messages, params=all_params, extra_params=dict(params), system=system,
-        client=aclient, owns_client=owns_client, cache=rcache, owns_cache=owns_cache, concurrency=concurrency,
-        retry=DEFAULT_RETRY, progress=progress,
-    )
     if check_list or references is not None:
-        run.scorer = Scorer(check_list, references, specs, DEFAULT_RETRY)
+        run.scorer = Scorer(check_list, references, run.specs, DEFAULT_RETRY)
     box.append(run)
     # known before prepare() awaits anything: an interrupt there must still be able to cancel this task
     run.loop, run.main_task = asyncio.get_running_loop(), asyncio.current_task()
@@ -203,11 +204,49 @@ async def _start(
     return await run.execute()
 
 
+async def _one_server_run(
+    inputs: PromptInputs,
+    models: str | Sequence[ModelArg] | None,
+    *,
+    client: LMStudioClient | AsyncLMStudioClient | None,
+    system: str | None,
+    repeats: int,
+    all_params: dict[str, Any],
+    params: dict[str, object],
+    concurrency: Concurrency,
+    cache: CacheArg,
+    progress: bool | ProgressCallback,
+    timeout: float | None,
+    reuse_async: bool,
+) -> ComparisonRun:
+    aclient, owns_client = _async_client(client, timeout, reuse_async=reuse_async)
+    try:
+        if models is not None and not isinstance(models, str) and any(isinstance(m, tuple) for m in models):
+            raise TypeError("An (endpoint, model) pair pins a model to one of endpoints=[...]; without endpoints, "
+                            "give model ids.")
+        model_ids = _models_list(models, aclient)  # type: ignore[arg-type]  # no pairs: checked above
+        specs = plan_requests(inputs.items, model_ids, repeats=repeats)
+        messages = [chat_messages(item.text, system) for item in inputs.items]
+        # refuse what LM Studio would reject before anything is sent (raises LMStudioRequestError)
+        aclient._chat_payload(messages[0], model_ids[0], True, {k: v for k, v in all_params.items() if v is not None})
+        rcache, owns_cache = open_cache(cache, all_params)  # none (and no file) when it would cache nothing
+    except BaseException:
+        if owns_client:
+            await aclient.aclose()
+        raise
+    return ComparisonRun(
+        specs=specs, inputs=inputs, messages=messages, params=all_params, extra_params=dict(params), system=system,
+        client=aclient, owns_client=owns_client, cache=rcache, owns_cache=owns_cache, concurrency=concurrency,
+        retry=DEFAULT_RETRY, progress=progress,
+    )
+
+
 def compare(
     prompts: Prompts,
-    models: str | Sequence[str] | None = None,
+    models: str | Sequence[str | tuple[str, str]] | None = None,
     *,
     client: LMStudioClient | AsyncLMStudioClient | None = None,
+    endpoints: Endpoints | None = None,
     system: str | None = None,
     repeats: int = 1,
     temperature: float | None = None,
@@ -228,6 +267,10 @@ def compare(
       (or a ``prompt`` column); the DataFrame's columns are kept in the result.
     - ``models``: model ids (a list, or ``"a,b"``); default the client's current model.
     - ``client``: default the kernel's shared client (``get_client()``); ``timeout``: seconds per request.
+    - ``endpoints``: several servers instead of one client — a list of base URLs or clients, or a dict
+      ``{name: url_or_client}``. Models are found per endpoint (``models=None``: every chat model of every one); a
+      model several have is shared between them; ``"name/model"`` or ``(name, model)`` pins one to an endpoint.
+      Each runs its own schedule at once; rows gain ``endpoint``. See :mod:`lm_notebook.comparison.endpoint_run`.
     - ``temperature``, ``max_tokens``, ``seed`` and any other LM Studio request field (``top_p=...``) are sent with
       every request and recorded in the rows.
     - ``concurrency``: requests in flight per model; ``"auto"`` is the server's parallel slots (else 4).
@@ -249,9 +292,10 @@ def compare(
     """
     box: list[ComparisonRun] = []
     coro = _start(
-        prompts, models, client=client, template=template, system=system, repeats=repeats, temperature=temperature,
-        max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache, progress=progress, timeout=timeout,
-        params=dict(params), reuse_async=False, box=box, checks=checks, expected=expected,
+        prompts, models, client=client, endpoints=endpoints, template=template, system=system, repeats=repeats,
+        temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
+        progress=progress, timeout=timeout, params=dict(params), reuse_async=False, box=box, checks=checks,
+        expected=expected,
     )
     try:
         frame = run_to_end(coro)
@@ -264,9 +308,10 @@ def compare(
 
 async def acompare(
     prompts: Prompts,
-    models: str | Sequence[str] | None = None,
+    models: str | Sequence[str | tuple[str, str]] | None = None,
     *,
     client: LMStudioClient | AsyncLMStudioClient | None = None,
+    endpoints: Endpoints | None = None,
     system: str | None = None,
     repeats: int = 1,
     temperature: float | None = None,
@@ -292,7 +337,7 @@ async def acompare(
     with SigintWatch() as sigint:
         try:
             frame = await _start(
-                prompts, models, client=client, template=template, system=system, repeats=repeats,
+                prompts, models, client=client, endpoints=endpoints, template=template, system=system, repeats=repeats,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
                 progress=progress, timeout=timeout, params=dict(params), reuse_async=True, box=box,
                 checks=checks, expected=expected,

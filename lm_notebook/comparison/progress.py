@@ -8,9 +8,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
-EventKind = Literal["start", "model", "loading", "loaded", "row", "judging", "end"]
+EventKind = Literal["start", "model", "loading", "loaded", "row", "judging", "down", "end"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,10 @@ class ProgressEvent:
     - ``"row"``: after each row settles, ``index`` its position in the result, ``status`` its status;
     - ``"judging"``: with ``checks=[judge(...)]``, as a judge ``model`` starts and after each grade: ``judged`` of
       ``to_judge`` answers graded by it;
+    - ``"down"``: (several servers) ``endpoint`` stopped answering; its rows in flight go to another server;
     - ``"end"``: the run is over (not sent when it was interrupted).
+
+    With ``compare(endpoints=...)`` every event of one server's work names it in ``endpoint``.
     """
 
     kind: EventKind
@@ -39,9 +42,18 @@ class ProgressEvent:
     elapsed_s: float | None = None
     judged: int | None = None
     to_judge: int | None = None
+    endpoint: str | None = None
 
 
 ProgressCallback = Callable[[ProgressEvent], object]
+
+
+class Bar(Protocol):
+    """What shows the progress: told every event, closed at the end."""
+
+    def __call__(self, event: ProgressEvent) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class ProgressBar:
@@ -114,22 +126,29 @@ class ProgressBar:
 class ProgressReporter:
     """What ``compare(progress=...)`` asked for: a bar (``True``), nothing (``False``), or a callable per event."""
 
-    def __init__(self, progress: bool | ProgressCallback, models: Sequence[str]) -> None:
-        """``models``: each row's model, in order."""
+    def __init__(
+        self, progress: bool | ProgressCallback, models: Sequence[str], *, bar: Callable[[], Bar] | None = None
+    ) -> None:
+        """``models``: each row's model, in order; ``bar``: makes the bar shown for ``progress=True`` (default
+        :class:`ProgressBar`)."""
         self.total = len(models)
         self._done = self._errors = self._cached = 0
         self._callback: ProgressCallback | None = progress if callable(progress) else None
-        self._bar: ProgressBar | None = ProgressBar(self.total, models) if progress is True else None
+        self._bar: Bar | None = None
+        if progress is True:
+            self._bar = bar() if bar is not None else ProgressBar(self.total, models)
 
     def event(self, kind: EventKind, **kw: Any) -> ProgressEvent:
         return ProgressEvent(kind, self._done, self.total, self._errors, self._cached, **kw)
 
-    def row(self, *, index: int, model: str, status: str, cached: bool, cold: bool) -> None:
+    def row(
+        self, *, index: int, model: str, status: str, cached: bool, cold: bool, endpoint: str | None = None
+    ) -> None:
         """One more row settled (answered, failed, cancelled, or found in the cache)."""
         self._done += 1
         self._errors += status == "error"
         self._cached += cached
-        self.report(self.event("row", model=model, index=index, status=status, cold=cold))
+        self.report(self.event("row", model=model, index=index, status=status, cold=cold, endpoint=endpoint))
 
     def report(self, event: ProgressEvent) -> None:
         if self._bar is not None:

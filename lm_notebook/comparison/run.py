@@ -177,8 +177,11 @@ class ComparisonRun:
             if self._events is not None:
                 self._events.put_nowait(None)
 
-    async def _run_batch(self, batch: ModelBatch) -> None:
-        pending = deque(s for s in batch.requests if self.outcomes[s.index] is None)
+    async def _run_batch(self, batch: ModelBatch, pending: deque[RequestSpec] | None = None) -> None:
+        """``pending``: the rows to take from (default the batch's own); several servers may share one deque
+        (:mod:`lm_notebook.comparison.endpoint_run`)."""
+        if pending is None:
+            pending = deque(s for s in batch.requests if self.outcomes[s.index] is None)
         state = _BatchState(batch, pending, ModelBreaker(batch.model))
         if not state.pending:
             return
@@ -210,8 +213,14 @@ class ComparisonRun:
         workers += [self._spawn(self._worker(state)) for _ in range(max(slots - 1, 0)) if state.pending]
         await asyncio.wait(workers)
         if state.breaker.failure is not None and state.pending:
-            self._fail_rest(list(state.pending), state.breaker.failure, state.breaker.failure_note)
-            state.pending.clear()
+            self._give_up(state)
+
+    def _give_up(self, state: _BatchState) -> None:
+        """The breaker tripped with rows left: they fail unsent (another server may take them instead)."""
+        failure = state.breaker.failure
+        assert failure is not None
+        self._fail_rest(list(state.pending), failure, state.breaker.failure_note)
+        state.pending.clear()
 
     async def _tick_loading(self, state: _BatchState) -> None:
         """While a model loads for its first request: a "loading" event every LOADING_TICK_SECONDS."""
@@ -269,7 +278,7 @@ class ComparisonRun:
                 except LMStudioError as err:
                     partial = err.partial
                     if (
-                        worth_retrying(err)
+                        self._worth_retrying(err)
                         and attempts < self.retry.attempts
                         and not self.interrupted
                         and state.breaker.failure is None
@@ -322,6 +331,10 @@ class ComparisonRun:
             self._results[index], model=spec.model, context_length=info.loaded_context_length if info else None,
             started_at=started_at, attempts=attempts, cold=cold,
         ))
+
+    def _worth_retrying(self, err: LMStudioError) -> bool:
+        """Whether to send the row again to this server (with several servers, a refused connection goes elsewhere)."""
+        return worth_retrying(err)
 
     def _finish(self, index: int, outcome: Outcome) -> None:
         if self.outcomes[index] is not None:

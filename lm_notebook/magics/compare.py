@@ -14,7 +14,7 @@ Ctrl-C), the cell shows the table so far, keeps its rows there too, and ends wit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
@@ -67,6 +67,19 @@ class CompareMagics(Magics):
         magics = self.shell.magics_manager.registry.get("LMMagics") if self.shell is not None else None
         return magics.client if isinstance(magics, LMMagics) else get_client()
 
+    def _where(self, every: bool) -> dict[str, Any]:
+        """``client=`` for one server, or ``endpoints=`` (``--all``: LMMagics.endpoints) for several."""
+        if not every:
+            return {"client": self._client()}
+        from lm_notebook.magics.lm import LMMagics
+
+        magics = self.shell.magics_manager.registry.get("LMMagics") if self.shell is not None else None
+        endpoints = magics.endpoints if isinstance(magics, LMMagics) else None
+        if not endpoints:
+            raise UsageError("--all spreads the prompts over LMMagics.endpoints, which is not set: %config "
+                             "LMMagics.endpoints = {'laptop': 'http://127.0.0.1:1234', 'gpu': 'http://…:1234'}.")
+        return {"endpoints": endpoints}
+
     @magic_arguments()
     @argument("-m", "--models", help="Comma-separated model ids (default: the current model, see %%lm_use).")
     @argument("-t", "--temperature", type=float, default=None, help="Sampling temperature (0: deterministic).")
@@ -81,6 +94,7 @@ class CompareMagics(Magics):
     @argument("--check", action="append", default=[], metavar="KIND:ARG",
               help="Score each answer (repeatable): contains:TEXT, regex:PATTERN, equals[:TEXT], is_json, "
                    "max_words:N, similar_to[:REFERENCE], judge:RUBRIC (graded by the current model).")
+    @argument("--all", action="store_true", help="Spread over every endpoint of %%config LMMagics.endpoints.")
     @argument("--single", action="store_true", help="The whole cell is one prompt (default: one per line).")
     @argument("--summary", action="store_true", help="Show the per-model summary under the table.")
     @argument("--no-progress", action="store_true", help="No progress bar.")
@@ -122,8 +136,8 @@ class CompareMagics(Magics):
                 cache=(True if args.cache == "" else args.cache),
                 progress=not args.no_progress,
                 timeout=args.timeout,
-                client=self._client(),
                 checks=checks or None,
+                **self._where(args.all),
             )
         except ComparisonInterrupted as err:
             # Stop means stop: the table so far is shown and kept, then the cell ends (and "Run all" with it)

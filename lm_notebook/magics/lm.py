@@ -154,14 +154,27 @@ class LMMagics(LMSettings):
     # --- %lm_models -----------------------------------------------------------------------------------------------
     @magic_arguments()
     @argument("-o", "--output", metavar="NAME", help="Store the list of ModelInfo in this variable.")
+    @argument("--all", action="store_true", help="Every endpoint's models (LMMagics.endpoints, or those named).")
+    @argument("endpoints", nargs="*", help="With --all: endpoints to list, as URLs or name=url.")
     @line_magic
     def lm_models(self, line: str = "") -> None:
         """Ask LM Studio which models it has: id, type, state, format, quantization, architecture, context length.
 
-        The current model (the one %%lm uses) is marked.
+        The current model (the one %%lm uses) is marked. ``--all``: every endpoint's (``%config
+        LMMagics.endpoints``), one table each; ``-o`` then stores a dict {endpoint: [ModelInfo, ...]}.
         """
         args = parse_argstring(LMMagics.lm_models, line)
         self._check_name(args.output)
+        if args.endpoints and not args.all:
+            raise UsageError("Endpoints go with --all: %lm_models --all URL ... (without --all: base_url's models).")
+        if args.all:
+            from lm_notebook.magics.endpoints import line_endpoints, list_all
+
+            chosen = line_endpoints(args.endpoints) if args.endpoints else self.endpoints
+            listed, bundle = list_all(chosen, get_client().current_model)
+            self._store(args.output, listed)
+            show_bundle(bundle)
+            return
         client = self.client
         fake = self._fake_server(client)
         models = self._listed(client)

@@ -105,6 +105,10 @@ class LMSettings(Magics):
     updates_per_second = AnyValue(10.0, help="Most repaints a second of a streaming answer (above 0).").tag(
         config=True
     )
+    endpoints = AnyValue(
+        None, allow_none=True, help="Several servers for %lm_models --all and %%lm_compare --all: a list of base "
+        "URLs or a dict {name: url}; None: just base_url.",
+    ).tag(config=True)
 
     # base URL (as the trait holds it, without them) -> the user and password it was given with. Shared by every
     # instance: each configurable of the shell sees a %config statement in turn, and the first one to see it takes
@@ -243,6 +247,15 @@ class LMSettings(Magics):
                 f"{self.setting_name('default_format')} must be one of {', '.join(FORMATS)}; not {value!r}."
             )
         return str(value)
+
+    @validate("endpoints")
+    def _check_endpoints(self, proposal: dict[str, Any]) -> Any:
+        from lm_notebook.magics.endpoints import checked_endpoints
+
+        try:
+            return checked_endpoints(proposal["value"], self.setting_name("endpoints"))
+        except (ValueError, TypeError) as err:
+            raise TraitError(str(err)) from None
 
     @validate("system")
     def _check_system(self, proposal: dict[str, Any]) -> str:

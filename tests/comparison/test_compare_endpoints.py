@@ -1,0 +1,269 @@
+"""compare(endpoints=...) over three fake servers on loopback ports (different models and one shared): models found
+per endpoint, pins, the ``endpoint`` column, work shared between servers (proved on a ManualClock), and a server
+killed mid-run — its rows in flight answered elsewhere, the rows only it had marked, nothing finished lost.
+
+The servers are paced on ManualClocks, so what is in flight when is decided by the test, not by the machine's speed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import lm_notebook
+from lm_notebook import LMStudioClient
+from lm_notebook.comparison.api import COLUMNS, ProgressEvent, compare
+from lm_notebook.comparison.endpoints import endpoint_models, endpoint_name
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
+
+CHAT = "/v1/chat/completions"
+PROMPTS = [f"Question {i}" for i in range(6)]
+
+
+def spec(model_id: str, **kw: Any) -> ModelSpec:
+    return ModelSpec(model_id, **{"reply_tokens": 6, **kw})
+
+
+def chats(server: MockLMStudioServer) -> list[Any]:
+    return [r for r in server.requests if r.path == CHAT]
+
+
+@pytest.fixture
+def three() -> Iterator[dict[str, MockLMStudioServer]]:
+    """a: alpha + shared, b: beta + shared, c: gamma + shared (none paced)."""
+    servers = {
+        "a": MockLMStudioServer(models=[spec("alpha"), spec("shared")]),
+        "b": MockLMStudioServer(models=[spec("beta"), spec("shared")]),
+        "c": MockLMStudioServer(models=[spec("gamma"), spec("shared")]),
+    }
+    for s in servers.values():
+        s.start()
+    try:
+        yield servers
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+def urls(servers: dict[str, MockLMStudioServer]) -> dict[str, str]:
+    return {name: s.url for name, s in servers.items()}
+
+
+def drive_until(clock: ManualClock, done: threading.Event) -> None:
+    """Move ``clock`` one second each time something waits on it, until ``done`` (waits on the clock's own signal;
+    the short timeout only lets it notice ``done``)."""
+    while not done.is_set():
+        try:
+            clock.wait_for_pending(1, timeout=0.2)
+        except TimeoutError:
+            continue
+        clock.advance(1.0)
+
+
+def in_thread(fn: Callable[[], None], failures: list[BaseException]) -> threading.Thread:
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+# --- models per endpoint, pins, the column ------------------------------------------------------------------------
+
+
+def test_every_chat_model_of_every_endpoint_with_the_endpoint_column(three: dict[str, MockLMStudioServer]) -> None:
+    df = compare(PROMPTS, endpoints=urls(three), temperature=0, progress=False)
+    assert list(df.columns) == [*COLUMNS[:3], "endpoint", *COLUMNS[3:]]
+    assert list(dict.fromkeys(df.model)) == ["alpha", "shared", "beta", "gamma"]
+    assert len(df) == len(PROMPTS) * 4 and (df.status == "ok").all()
+    where = df.groupby("model").endpoint.agg(set).to_dict()
+    assert where["alpha"] == {"a"} and where["beta"] == {"b"} and where["gamma"] == {"c"}
+    assert where["shared"] <= {"a", "b", "c"}
+    for name, server in three.items():  # each row was answered by the server its endpoint names
+        sent = sorted((r.json["messages"][-1]["content"], r.model) for r in chats(server))
+        kept = sorted(zip(df[df.endpoint == name].prompt, df[df.endpoint == name].served_model, strict=True))
+        assert sent == kept, name
+    assert (df.served_model == df.model).all() and (df.attempts == 1).all()
+
+
+def test_pins_and_pairs_run_a_model_on_one_endpoint(three: dict[str, MockLMStudioServer]) -> None:
+    df = compare(["Hi"], ["alpha", "c/shared", ("b", "shared")], endpoints=urls(three), progress=False)
+    assert df.model.tolist() == ["alpha", "c/shared", "b/shared"]
+    assert df.endpoint.tolist() == ["a", "c", "b"] and (df.status == "ok").all()
+    assert df.served_model.tolist() == ["alpha", "shared", "shared"]
+    assert [r.model for r in chats(three["c"])] == ["shared"]
+
+
+def test_a_model_no_endpoint_has_fails_its_rows_naming_each_endpoint(three: dict[str, MockLMStudioServer]) -> None:
+    df = compare(["Hi"], ["alpha", "gama"], endpoints=urls(three), progress=False)
+    assert df.status.tolist() == ["ok", "error"] and df.error_type[1] == "ModelNotFoundError"
+    assert 'Did you mean "gamma"' in df.error[1] and "a: alpha, shared" in df.error[1]
+
+
+def test_a_list_of_urls_and_clients_names_endpoints_by_host_and_port(three: dict[str, MockLMStudioServer]) -> None:
+    with LMStudioClient(three["b"].url, timeout=5) as client:
+        df = compare(["Hi"], ["alpha", "beta"], endpoints=[three["a"].url, client], progress=False)
+    assert df.endpoint.tolist() == [endpoint_name(three["a"].url), endpoint_name(three["b"].url)]
+    assert df.endpoint[0] == three["a"].url.removeprefix("http://")
+
+
+def test_bad_endpoints_are_refused_before_sending(three: dict[str, MockLMStudioServer]) -> None:
+    a = three["a"].url
+    with LMStudioClient(a) as client, pytest.raises(ValueError, match="client= or endpoints="):
+        compare(["Hi"], ["alpha"], client=client, endpoints=[a], progress=False)
+    for endpoints, message in (([], "empty"), ([a, a], "twice"), ({"x/y": a}, "without '/'"), (a, "a list")):
+        with pytest.raises((ValueError, TypeError), match=message):
+            compare(["Hi"], ["alpha"], endpoints=endpoints, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not an endpoint"):
+        compare(["Hi"], [("z", "alpha")], endpoints={"a": a}, progress=False)
+    with pytest.raises(ValueError, match="more than once"):
+        compare(["Hi"], ["a/alpha", ("a", "alpha")], endpoints={"a": a}, progress=False)
+    assert not chats(three["a"])
+
+
+def test_an_endpoint_down_from_the_start_fails_only_what_it_alone_serves(three: dict[str, MockLMStudioServer]) -> None:
+    three["b"].stop()
+    df = compare(["Hi"], ["alpha", "shared", "b/beta"], endpoints=urls(three), progress=False)
+    assert df.status.tolist() == ["ok", "ok", "error"] and df.endpoint[1] in {"a", "c"}
+    assert df.error_type[2] == "LMStudioConnectionError"
+    for s in three.values():
+        s.stop()
+    with pytest.raises(lm_notebook.LMStudioConnectionError):
+        compare(["Hi"], ["alpha"], endpoints=urls(three), progress=False)
+
+
+def test_models_per_endpoint_for_lm_models_all(three: dict[str, MockLMStudioServer]) -> None:
+    listed = endpoint_models(urls(three))
+    assert {name: [m.id for m in models] for name, models in listed.items()} == {
+        "a": ["alpha", "shared"], "b": ["beta", "shared"], "c": ["gamma", "shared"],
+    }
+
+
+# --- sharing a model between servers ------------------------------------------------------------------------------
+
+
+def test_a_model_on_two_servers_has_its_prompts_shared_and_both_run_at_once() -> None:
+    clock = ManualClock()
+    model = spec("m", loaded=True, parallel=2, ttft=1.0)
+    failures: list[BaseException] = []
+    with MockLMStudioServer(models=[model], clock=clock) as one, MockLMStudioServer(models=[model], clock=clock) as two:
+
+        def drive() -> None:
+            for _ in range(2):  # two waves: both servers' two slots busy at once, each time
+                clock.wait_for_pending(4)
+                assert len(chats(one)) % 2 == 0 and len(chats(two)) % 2 == 0
+                clock.advance(1.0)
+
+        driver = in_thread(drive, failures)
+        df = compare([f"p{i}" for i in range(8)], ["m"], endpoints={"one": one.url, "two": two.url}, progress=False)
+        driver.join()
+        assert not failures, failures
+        assert len(chats(one)) == 4 and len(chats(two)) == 4
+        assert one.counters.max_active == 2 and two.counters.max_active == 2
+    assert (df.status == "ok").all() and df.endpoint.value_counts().to_dict() == {"one": 4, "two": 4}
+
+
+# --- a server killed mid-run --------------------------------------------------------------------------------------
+
+
+def test_a_killed_endpoints_rows_in_flight_are_answered_by_another() -> None:
+    killed, others = ManualClock(), ManualClock()
+    a = MockLMStudioServer(models=[spec("alpha", loaded=True, ttft=1.0), spec("shared", ttft=1.0)], clock=others)
+    b = MockLMStudioServer(models=[spec("shared", loaded=True, parallel=2, ttft=1.0)], clock=killed)
+    c = MockLMStudioServer(models=[spec("gamma", loaded=True, ttft=1.0), spec("shared", ttft=1.0)], clock=others)
+    events: list[ProgressEvent] = []
+    failures: list[BaseException] = []
+    done = threading.Event()
+    with a, b, c:
+
+        def kill_b_mid_run() -> None:
+            killed.wait_for_pending(2)  # b's first two rows of shared, waiting for their first token
+            killed.advance(1.0)  # ... answered
+            killed.wait_for_pending(2)  # b's next two, in flight
+            b.stop()
+            drive_until(others, done)  # a and c were waiting on their own clock all along; now they go on
+
+        driver = in_thread(kill_b_mid_run, failures)
+        try:
+            df = compare(PROMPTS, endpoints={"a": a.url, "b": b.url, "c": c.url}, temperature=0,
+                         progress=events.append)
+        finally:
+            done.set()
+            driver.join()
+        assert not failures, failures
+        assert len(chats(b)) == 4
+    assert len(df) == len(PROMPTS) * 3 and (df.status == "ok").all(), df[["model", "endpoint", "error"]]
+    shared = df[df.model == "shared"]
+    assert (shared.endpoint == "b").sum() == 2  # finished on b before it died: kept
+    moved = shared[shared.endpoint != "b"]
+    assert len(moved) == 4 and set(moved.endpoint) <= {"a", "c"}
+    # the two in flight on b: cut (1), tried again and refused (2), then answered elsewhere (3)
+    assert sorted(moved.attempts.tolist()) == [1, 1, 3, 3]
+    downs = [e for e in events if e.kind == "down"]
+    assert [e.endpoint for e in downs] == ["b"]
+    rows = [e for e in events if e.kind == "row"]
+    assert len(rows) == len(df) and {e.endpoint for e in rows} == {"a", "b", "c"}
+
+
+def test_rows_only_a_killed_endpoint_has_are_marked_with_its_error(three: dict[str, MockLMStudioServer]) -> None:
+    clock = ManualClock()
+    b = MockLMStudioServer(models=[spec("beta", loaded=True, parallel=2, ttft=1.0), spec("shared")], clock=clock)
+    failures: list[BaseException] = []
+    with b:
+
+        def kill_b_mid_run() -> None:
+            clock.wait_for_pending(2)
+            clock.advance(1.0)
+            clock.wait_for_pending(2)
+            b.stop()
+
+        driver = in_thread(kill_b_mid_run, failures)
+        df = compare(PROMPTS, endpoints={"a": three["a"].url, "b": b.url, "c": three["c"].url}, progress=False)
+        driver.join()
+        assert not failures, failures
+    beta = df[df.model == "beta"]
+    assert beta.status.tolist() == ["ok", "ok", "error", "error", "error", "error"]
+    assert (beta.endpoint == "b").all()
+    assert beta.error_type.tolist()[2:] == ["LMStudioConnectionError"] * 4
+    assert all("b (" in e and "stopped answering" in e for e in beta.error.tolist()[4:])  # never sent
+    rest = df[df.model != "beta"]
+    assert (rest.status == "ok").all() and not (rest.endpoint == "b").any()
+    assert isinstance(df, pd.DataFrame) and lm_notebook.last_comparison() is df
+
+
+def test_the_bar_shows_what_each_endpoint_does_and_its_rows() -> None:
+    import io
+
+    from lm_notebook.comparison.endpoint_progress import EndpointProgressBar
+
+    out = io.StringIO()
+    bar = EndpointProgressBar(3, ["laptop", "gpu"], file=out)
+
+    def event(kind: str, **kw: Any) -> ProgressEvent:
+        return ProgressEvent(kind, 0, 3, 0, 0, **kw)  # type: ignore[arg-type]
+
+    bar(event("model", endpoint="laptop", model="qwen", cold=True))
+    bar(event("loading", endpoint="laptop", model="qwen", elapsed_s=3.0))
+    bar(event("model", endpoint="gpu", model="gemma"))
+    bar(event("row", endpoint="gpu", model="gemma", status="ok"))
+    bar(event("down", endpoint="laptop"))
+    bar(ProgressEvent("row", 2, 3, 1, 0, endpoint="laptop", model="qwen", status="error"))
+    bar.close()  # tqdm paints at most so often; closing paints the last state
+    shown = out.getvalue()
+    assert "laptop: qwen loading… 3 s · gpu: gemma" in shown
+    assert "laptop: down · gpu: gemma" in shown and "laptop 1 · gpu 1 · 1 error" in shown
+
+
+def test_checks_score_the_rows_of_every_endpoint(three: dict[str, MockLMStudioServer]) -> None:
+    from lm_notebook.checks import regex
+
+    df = compare(["Hi"], ["alpha", "beta"], endpoints=urls(three), checks=[regex(".")], progress=False)
+    assert df.endpoint.tolist() == ["a", "b"] and df.check_regex.tolist() == [1.0, 1.0] and df.passed.all()
