@@ -267,3 +267,42 @@ def test_checks_score_the_rows_of_every_endpoint(three: dict[str, MockLMStudioSe
 
     df = compare(["Hi"], ["alpha", "beta"], endpoints=urls(three), checks=[regex(".")], progress=False)
     assert df.endpoint.tolist() == ["a", "b"] and df.check_regex.tolist() == [1.0, 1.0] and df.passed.all()
+
+
+def test_stop_keeps_every_endpoints_rows_and_marks_the_rest() -> None:
+    from lm_notebook.comparison import ComparisonInterrupted
+
+    clock = ManualClock()
+    fast = MockLMStudioServer(models=[spec("m1", loaded=True, parallel=1)])
+    stuck = MockLMStudioServer(models=[spec("m2", loaded=True, parallel=1, ttft=1.0)], clock=clock)
+
+    def progress(event: ProgressEvent) -> None:
+        if event.kind == "row" and event.endpoint == "one" and event.done == 2:
+            raise KeyboardInterrupt  # what a Stop does inside the run
+
+    with fast, stuck, pytest.raises(ComparisonInterrupted) as stopped:
+        compare(PROMPTS[:3], endpoints={"one": fast.url, "two": stuck.url}, progress=progress)
+    frame = stopped.value.frame
+    assert lm_notebook.last_comparison() is frame and len(frame) == 6
+    m1, m2 = frame[frame.model == "m1"], frame[frame.model == "m2"]
+    assert m1.status.tolist()[:2] == ["ok", "ok"] and (m1.endpoint.iloc[:2] == "one").all()
+    assert (m2.status == "cancelled").all()
+    assert m2.endpoint.tolist() == ["two", None, None]  # the one in flight there, then two never sent
+    assert m2.error.tolist()[1:] == ["cancelled (not run)"] * 2
+
+
+async def _acompare_both(urls: dict[str, str]) -> pd.DataFrame:
+    from lm_notebook import AsyncLMStudioClient
+    from lm_notebook.comparison.api import acompare
+
+    async with AsyncLMStudioClient(urls["b"]) as b:
+        df = await acompare(["Hi"], ["alpha", "beta"], endpoints={"a": urls["a"], "b": b}, progress=False)
+        assert not b.is_closed  # an async client given is used as is, and left open
+        return df
+
+
+def test_acompare_takes_endpoints_too(three: dict[str, MockLMStudioServer]) -> None:
+    import asyncio
+
+    df = asyncio.run(_acompare_both(urls(three)))
+    assert df.endpoint.tolist() == ["a", "b"] and (df.status == "ok").all()
