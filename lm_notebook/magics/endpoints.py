@@ -4,7 +4,7 @@
 
     %config LMMagics.endpoints = {"laptop": "http://127.0.0.1:1234", "gpu": "http://192.168.1.20:1234"}
     %lm_models --all                      # every endpoint's models, one table each
-    %lm_models --all gpu=http://192.168.1.20:1234 http://127.0.0.1:1234   # or named on the line
+    %lm_models --all laptop=http://127.0.0.1:1234 gpu=http://192.168.1.20:1234   # or named on the line
 
 ``%%lm_compare --all`` spreads the cell's prompts over the same endpoints (``compare(endpoints=...)``).
 """

@@ -154,8 +154,8 @@ class LMMagics(LMSettings):
     # --- %lm_models -----------------------------------------------------------------------------------------------
     @magic_arguments()
     @argument("-o", "--output", metavar="NAME", help="Store the list of ModelInfo in this variable.")
-    @argument("--all", action="store_true", help="Every endpoint's models (LMMagics.endpoints, or those named).")
-    @argument("endpoints", nargs="*", help="With --all: endpoints to list, as URLs or name=url.")
+    @argument("--all", nargs="*", default=None, metavar="ENDPOINT",
+              help="Every endpoint's models: LMMagics.endpoints, or the endpoints named (URLs, or name=url).")
     @line_magic
     def lm_models(self, line: str = "") -> None:
         """Ask LM Studio which models it has: id, type, state, format, quantization, architecture, context length.
@@ -165,12 +165,10 @@ class LMMagics(LMSettings):
         """
         args = parse_argstring(LMMagics.lm_models, line)
         self._check_name(args.output)
-        if args.endpoints and not args.all:
-            raise UsageError("Endpoints go with --all: %lm_models --all URL ... (without --all: base_url's models).")
-        if args.all:
+        if args.all is not None:
             from lm_notebook.magics.endpoints import line_endpoints, list_all
 
-            chosen = line_endpoints(args.endpoints) if args.endpoints else self.endpoints
+            chosen = line_endpoints(args.all) if args.all else self.endpoints
             listed, bundle = list_all(chosen, get_client().current_model)
             self._store(args.output, listed)
             show_bundle(bundle)
