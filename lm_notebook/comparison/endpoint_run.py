@@ -217,6 +217,9 @@ class MultiEndpointRun(ComparisonRun):
         try:
             for run in self.runs:
                 run._events, run.loop, run.main_task = self._events, loop, self.main_task
+            for run in self.runs:
+                if run.server_down is not None:  # not reachable when the comparison started
+                    run._put(("down", {}))
             tasks = [run._spawn(run.serve()) for run in self.runs if run.server_down is None]
             if tasks:
                 await asyncio.wait(tasks)

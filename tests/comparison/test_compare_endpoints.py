@@ -131,7 +131,9 @@ def test_bad_endpoints_are_refused_before_sending(three: dict[str, MockLMStudioS
 
 def test_an_endpoint_down_from_the_start_fails_only_what_it_alone_serves(three: dict[str, MockLMStudioServer]) -> None:
     three["b"].stop()
-    df = compare(["Hi"], ["alpha", "shared", "b/beta"], endpoints=urls(three), progress=False)
+    events: list[ProgressEvent] = []
+    df = compare(["Hi"], ["alpha", "shared", "b/beta"], endpoints=urls(three), progress=events.append)
+    assert [e.endpoint for e in events if e.kind == "down"] == ["b"]
     assert df.status.tolist() == ["ok", "ok", "error"] and df.endpoint[1] in {"a", "c"}
     assert df.error_type[2] == "LMStudioConnectionError"
     for s in three.values():
