@@ -24,7 +24,8 @@ import asyncio
 import socket
 import sys
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Generator, Iterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
@@ -82,6 +83,8 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         self._chunks: Iterator[bytes] | None = None
         self._reader_thread: int | None = None
         self._socket: socket.socket | None = None
+        self._pacing: ReadPacing | None = None
+        self.reads = 0  # network reads of the body so far (what coalescing saves)
 
     def __enter__(self) -> ChatStream:
         self._open()
@@ -99,6 +102,21 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
     def iter_parts(self) -> Iterator[StreamPart]:
         """Every part as it arrives: answer text, thinking and tool-call argument pieces."""
         return self._consumer(self._reader(False))
+
+    def coalesce_reads(
+        self, interval: float, *, clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], object] | None = None,
+    ) -> ChatStream:
+        """After the first token, read the connection at most every ``interval`` seconds; returns the stream.
+
+        Everything that arrived meanwhile is then taken in one read, instead of one wake-up of the reading thread
+        per network packet (thousands a second from a fast model): for a reader that shows the text a few times a
+        second anyway (``%%lm`` repaints ten times a second), that is most of what reading costs. The first token
+        is read the moment it arrives, and a Stop (:meth:`close` from another thread) still ends a wait at once.
+        ``clock`` and ``wait`` (default: waiting on the stop flag) are for tests. Call it before reading starts.
+        """
+        self._pacing = ReadPacing(interval, self._acc, clock, wait or self._stop_requested.wait)
+        return self
 
     def _consumer(self, items: Iterator[T]) -> Generator[T, None, None]:
         """``items`` as one loop's own iterator. A loop that leaves early drops it and Python closes it at once
@@ -134,6 +152,7 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
             with self._recording():
                 response = self._open()
                 if response is not None and (take := self._taker(response)) is not None:
+                    self._count_reads(response)
                     try:
                         with self._reading():
                             self._chunks = chunks = response.iter_bytes()
@@ -149,6 +168,26 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
                 self._chunks.close()  # type: ignore[attr-defined]  # a generator: stopping at [DONE] leaves it suspended
             if self._response is not None:
                 self._response.close()
+
+    def _count_reads(self, response: httpx.Response) -> None:
+        """Count (and, when asked, pace) the network reads of the body: httpcore's connection reads through its
+        network stream's ``read``, and a stream's connection is its own (streams never reuse one)."""
+        network = response.extensions.get("network_stream")
+        read = getattr(network, "read", None)
+        if network is None or read is None:
+            return
+        pacing = self._pacing
+        if pacing is not None:
+            pacing.start()  # the headers' read may have brought the first token already
+
+        def counted(max_bytes: int, timeout: float | None = None) -> bytes:
+            self.reads += 1
+            if pacing is None:
+                data: bytes = read(max_bytes, timeout)
+                return data
+            return pacing.read(read, max_bytes, timeout)
+
+        network.read = counted
 
     def _read_to_end(self, on_token: OnToken | None) -> ChatResult:
         """``send_message`` streaming: read to the end, telling ``on_token`` each piece."""
@@ -191,6 +230,35 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         self._socket = sock
         if self._stop_requested.is_set():  # stopped while connecting
             self._wake_reader()
+
+
+class ReadPacing:
+    """Holds each network read back until ``interval`` after the previous one, once the first token has come (see
+    :meth:`ChatStream.coalesce_reads`)."""
+
+    def __init__(
+        self, interval: float, acc: ChatAccumulator, clock: Callable[[], float], wait: Callable[[float], object]
+    ) -> None:
+        self.interval = interval
+        self.waits = 0  # reads held back
+        self._acc = acc
+        self._clock = clock
+        self._wait = wait
+        self._next = 0.0
+
+    def start(self) -> None:
+        """The body starts: a read that comes after the first token waits one interval from now at most."""
+        self._next = self._clock() + self.interval
+
+    def read(self, read: Callable[[int, float | None], bytes], max_bytes: int, timeout: float | None) -> bytes:
+        if self._acc.first_token_at is not None:
+            left = self._next - self._clock()
+            if left > 0:
+                self.waits += 1
+                self._wait(left)
+        data = read(max_bytes, timeout)
+        self._next = self._clock() + self.interval
+        return data
 
 
 class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):

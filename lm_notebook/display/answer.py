@@ -4,8 +4,10 @@ How a streamed cell looks on the wire::
 
     display_data          the first live view ("waiting for the first token…" or "Loading MODEL… 0 s"), with a
                           display_id
-    update_display_data   live views of the answer, at most ``1 / interval`` a second, from one repaint thread (and
-                          once a second while a model loads, the seconds ticking)
+    update_display_data   live views of the answer's unfinished tail, at most ``1 / interval`` messages a second, from
+                          one repaint thread (and once a second while a model loads, the seconds ticking)
+    display_data          a new tail below, each time the old one is updated a last time to the finished Markdown
+                          blocks it held: each finished block is sent once (:mod:`~lm_notebook.display.live_answer`)
     clear_output          wait=True: the live view goes when the next output comes, so it never flickers away
     execute_result        the final render (or display_data for a stopped / failed answer, or the error)
 
@@ -31,7 +33,8 @@ from typing import Any, Protocol, cast
 from lm_notebook.client.stream import ChatStream, StreamPart
 from lm_notebook.client.types import ChatResult
 from lm_notebook.display.footer import facts_text, footer_text, live_facts
-from lm_notebook.display.render import AnswerFormat, Bundle, render_answer, render_bundle
+from lm_notebook.display.live_answer import LiveAnswer, Op
+from lm_notebook.display.render import AnswerFormat, Bundle, render_answer
 from lm_notebook.display.render import RenderedChatResult as RenderedChatResult  # what %%lm returns, as before
 from lm_notebook.display.repaint import Repainter
 
@@ -76,10 +79,12 @@ class NotebookStreamView:
 
     The reading loop only appends text (cheap at any token rate); a :class:`Repainter` shows the first token at once,
     then repaints at most every ``interval`` seconds and only when something changed, so a fast model costs the kernel
-    almost nothing and a stall still shows the last tokens. With ``loading`` (the model is known not to be loaded: LM
-    Studio loads it just in time), the view says "Loading MODEL… N s" until the first token, repainted every second.
-    ``fake_server`` adds "fake server" to the footer. ``clock`` is the throttle's and the loading seconds' (tests pass
-    a fake one).
+    almost nothing and a stall still shows the last tokens. What a repaint sends is :class:`LiveAnswer`'s: finished
+    Markdown blocks once each, as their own outputs, and the unfinished tail (see
+    :mod:`~lm_notebook.display.live_answer` for the column of outputs, and where a status line or tool-call blocks
+    go). With ``loading`` (the model is known not to be loaded: LM Studio loads it just in time), the view says
+    "Loading MODEL… N s" until the first token, repainted every second. ``fake_server`` adds "fake server" to the
+    footer. ``clock`` is the throttle's and the loading seconds' (tests pass a fake one).
     """
 
     def __init__(
@@ -95,12 +100,14 @@ class NotebookStreamView:
         self.fmt = fmt
         self.model = model or ""
         self.interval = interval
+        self.read_interval = interval / 2  # how often the cell's reader need read the connection after the first token
         self.loading = loading
         self.fake_server = fake_server
-        self.display_id = uuid.uuid4().hex
+        self.display_id = uuid.uuid4().hex  # the first output's; each later output gets its own
+        self._display_ids = [self.display_id]
         self.repaints = 0
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
+        self.messages = 0  # display messages sent (the first included)
+        self.live = LiveAnswer(fmt)
         self._tokens = 0
         self._clock = clock
         self._started = clock()
@@ -117,15 +124,11 @@ class NotebookStreamView:
     def start(self) -> None:
         self._started = self._clock()
         # the live output is created here, on the cell's thread; the repaint thread only updates it
-        _display(self._live_bundle(), display_id=self.display_id)
+        self._send(self.live.first(self._footer()))
         self._repainter.start()
 
     def add(self, part: StreamPart) -> None:
-        if part.kind == "content":
-            self._content.append(part.text)
-        elif part.kind == "reasoning":
-            self._reasoning.append(part.text)
-        else:
+        if not self.live.add(part.kind, part.text):
             return
         if not self._tokens and self.loading:
             self._repainter.end_heartbeat()  # loaded: from here on only new text repaints
@@ -140,16 +143,22 @@ class NotebookStreamView:
         _display(render_answer(result, fmt, parsed=parsed, note=note, approx_tokens=self._tokens,
                                fake_server=self.fake_server))
 
-    def _live_bundle(self) -> Bundle:
-        content = "".join(self._content)
-        reasoning = "".join(self._reasoning)
+    def _footer(self) -> str:
         loading_for = max(0.0, self._clock() - self._started) if self.loading else None
-        footer = facts_text(live_facts(self.model, self._tokens, loading_for=loading_for, fake_server=self.fake_server))
-        return render_bundle(content, reasoning, self.fmt, footer, live=True)
+        return facts_text(live_facts(self.model, self._tokens, loading_for=loading_for, fake_server=self.fake_server))
 
-    def _paint_live(self) -> None:
+    def _send(self, op: Op) -> None:
+        while op.slot >= len(self._display_ids):
+            self._display_ids.append(uuid.uuid4().hex)
+        _display(op.bundle, display_id=self._display_ids[op.slot], update=not op.append)
+        self.messages += 1
+
+    def _paint_live(self) -> int:
         self.repaints += 1
-        _display(self._live_bundle(), display_id=self.display_id, update=True)
+        ops = self.live.frame(self._footer())
+        for op in ops:
+            self._send(op)
+        return len(ops)
 
 
 class TerminalStreamView:

@@ -12,6 +12,9 @@ first change at once (the time to the first token is what a user feels), then at
     repainter.stop(final=paint_final)   # no paint after this one
 
 The interval runs from the end of one paint to the start of the next, so a slow paint still leaves the reader time.
+A paint that sent several messages may say how many (it returns an int): the next change then waits that many
+intervals, so the messages a second stay at most ``1 / interval`` whatever a paint sends (``%%lm`` appends a finished
+block and opens a new tail in one paint).
 ``clock`` is injectable, and :meth:`Repainter.tick` is one step of the thread, so tests check the throttle without
 waiting on wall time.
 
@@ -46,7 +49,7 @@ class Repainter:
 
     def __init__(
         self,
-        paint: Callable[[], None],
+        paint: Callable[[], int | None],
         *,
         interval: float,
         clock: Callable[[], float] = time.monotonic,
@@ -113,27 +116,30 @@ class Repainter:
                     return wait
                 shows_change = self._changed  # a heartbeat paint shows a waiting change too
                 self._changed = False
+            sent = 1
             try:
-                self._guarded_paint()
+                sent = self._guarded_paint()
             finally:
                 self.paints += 1
                 with self._state:
                     self._last_beat = self._clock()
-                    if shows_change:
-                        self._last = self._last_beat
+                    if shows_change:  # a paint that sent n messages holds the next change back n intervals
+                        self._last = self._last_beat + (sent - 1) * self.interval
             with self._state:
                 return None if self._stopped else self._due()[0]
 
-    def _guarded_paint(self) -> None:
+    def _guarded_paint(self) -> int:
         """``paint``, whose error is logged (the first one) instead of ending the repaint thread: one bad frame must
-        not freeze the view, and a traceback per frame would flood the log."""
+        not freeze the view, and a traceback per frame would flood the log. Returns the messages it sent (≥ 1)."""
         try:
-            self._paint()
+            sent = self._paint()
         except Exception:
             self.paint_errors += 1
             if self.paint_errors == 1:
                 logger.exception("%s: a live paint failed (painting goes on; later failures are not logged)",
                                  self._name)
+            return 1
+        return sent if isinstance(sent, int) and sent > 1 else 1
 
     def _due(self) -> tuple[float | None, bool]:
         """(seconds until the next paint may be due or None, whether one is due now); ``_state`` is held."""

@@ -357,6 +357,8 @@ class LMMagics(LMSettings):
         except LMStudioError as err:
             self._failed(err, args)
             raise
+        if isinstance(view, NotebookStreamView):  # it repaints a few times a second: one read per repaint or so
+            stream.coalesce_reads(view.read_interval)
         try:
             try:
                 result = stream_into(stream, view)

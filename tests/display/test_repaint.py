@@ -298,3 +298,18 @@ def test_stop_skips_the_flush_rather_than_paint_beside_a_stuck_paint(monkeypatch
     finally:
         release.set()
         stopper.join(10)
+
+
+def test_a_paint_that_sent_several_messages_holds_the_next_change_back_as_many_intervals() -> None:
+    clock = FakeClock()
+    sent = [2]
+    repainter = Repainter(lambda: sent[0], interval=0.5, clock=clock)
+    repainter.changed()
+    assert repainter.tick() is None and repainter.paints == 1  # the first change at once; it sent two messages
+    repainter.changed()
+    assert repainter.tick() == pytest.approx(1.0)  # two intervals: ≤ 1 / interval messages a second
+    clock.advance(1.0)
+    sent[0] = 1
+    assert repainter.tick() is None and repainter.paints == 2
+    repainter.changed()
+    assert repainter.tick() == pytest.approx(0.5)  # one message: one interval

@@ -34,7 +34,16 @@ def kernel(server: MockLMStudioServer) -> Iterator[Kernel]:
         yield k
 
 
-def test_streaming_updates_one_display_live_then_shows_the_exact_answer(kernel: Kernel) -> None:
+def _live_answer_text(outputs: CellOutputs) -> str:
+    """The answer's text as a frontend shows it live: every output's Markdown in order, less the tail's cursor and
+    footer."""
+    markdown = "".join(o["data"].get("text/markdown", "") for o in outputs.outputs())
+    return markdown.split("▌")[0]
+
+
+def test_streaming_shows_finished_blocks_once_and_repaints_the_tail_then_shows_the_exact_answer(
+    kernel: Kernel,
+) -> None:
     run = kernel.run("%%lm -o ans\nTell me about tides")
     assert run.status == "ok"
     kinds = [m["msg_type"] for m in run.messages]
@@ -42,16 +51,28 @@ def test_streaming_updates_one_display_live_then_shows_the_exact_answer(kernel: 
     first = run.messages[1]
     assert first["msg_type"] == "display_data"
     assert "waiting for the first token" in first["content"]["data"]["text/markdown"]
-    display_id = first["content"]["transient"]["display_id"]
+    # what a frontend shows while it streams: the answer so far, growing, in outputs it appends and updates (looked
+    # at after each repaint: one that finishes blocks updates the tail to them, then appends the new tail at once)
+    live = CellOutputs()
+    shown: list[str] = []
+    streaming = run.messages[1:-2]
+    for message, following in zip(streaming, [*streaming[1:], None], strict=True):
+        live.add(message)
+        if following is None or following["msg_type"] != "display_data":
+            shown.append(_live_answer_text(live))
+    answer = run.messages[-1]["content"]["data"]["text/plain"]
+    assert all(answer.startswith(text) for text in shown)
+    growing = [len(t) for t in shown]
+    assert growing == sorted(growing) and growing[-1] > growing[1] > 0
+    assert len(live.outputs()) >= 2, "finished blocks are outputs of their own"
     updates = run.of_type("update_display_data")
-    assert all(u["content"]["transient"]["display_id"] == display_id for u in updates)
-    live = [u["content"]["data"]["text/markdown"] for u in updates]
-    assert len(live) >= 5, "the answer should be seen growing"
-    growing = [len(t) for t in live]
-    assert growing == sorted(growing) and growing[0] < growing[-1]
-    # throttled: ≤ ~10 repaints a second however fast the tokens come (200 tokens/s here)
+    assert len(updates) >= 5, "the answer should be seen growing"
+    # a finished block is sent once: only the last output of the moment (the tail) is ever repainted
+    tails = {m["content"]["transient"]["display_id"] for m in run.of_type("display_data")[1:]}
+    assert len(tails) == len(live.outputs()) - 1
+    # throttled: ≤ ~10 display messages a second however fast the tokens come (200 tokens/s here)
     seconds = run.idle_at - run.started
-    assert len(updates) <= 12 * seconds + 2
+    assert len(run.of_type("display_data", "update_display_data")) <= 12 * seconds + 3
     # the live view goes when the answer comes: a saved notebook holds the answer once
     assert kinds[-2:] == ["clear_output", "execute_result"] and run.messages[-2]["content"]["wait"] is True
     final = run.messages[-1]["content"]["data"]
