@@ -1,0 +1,96 @@
+"""A long ``%%lm`` answer in a real browser (issue 17): JupyterLab shows finished blocks as outputs of their own while
+the answer streams, the text reads in order with no piece twice, and the cell ends with the answer once.
+
+Saves screenshots (``docs/lm_long_answer_streaming.png``: the cell while it streams; ``docs/lm_long_answer.png``: the
+end of the finished answer) when they are missing or ``LMNB_UPDATE_SCREENSHOT=1``; always in the test's temporary
+directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lm_notebook.testing import MockLMStudioServer
+
+MODEL = "qwen2.5-7b-instruct"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+TOKENS = 1500
+CELLS = [
+    "%load_ext lm_notebook\n%lm_use " + MODEL,
+    "%%lm\nWrite a long essay about running language models on a laptop.",
+]
+RUN_ALL = """async () => {
+    const app = window.jupyterapp;
+    const panel = app.shell.currentWidget;
+    await panel.sessionContext.ready;
+    app.commands.execute('notebook:run-all-cells');
+}"""
+
+
+def _notebook(root: Path) -> str:
+    cells = [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+              "source": source} for i, source in enumerate(CELLS)]
+    nb = {"cells": cells, "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                      "name": "python3"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    (root / "long_answer.ipynb").write_text(json.dumps(nb))
+    return "long_answer.ipynb"
+
+
+def _words(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _keep(shot: Path, name: str) -> None:
+    target = DOCS / name
+    if os.environ.get("LMNB_UPDATE_SCREENSHOT") == "1" or not target.exists():
+        shutil.copy(shot, target)
+
+
+def test_a_long_answer_streams_in_blocks_then_shows_once(
+    page: Any, lab: Any, fake_lmstudio: MockLMStudioServer, tmp_path: Path
+) -> None:
+    fake_lmstudio.update_model(MODEL, tokens_per_second=300, reply_tokens=TOKENS, ttft=0.0)
+    page.goto(lab.notebook_url(_notebook(lab.root)))
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel); }",
+        timeout=60_000,
+    )
+    page.evaluate(RUN_ALL)
+    cell = page.locator(".jp-CodeCell").nth(1)
+    # while it streams: finished blocks are outputs of their own above the repainted tail (read in one go, at a
+    # moment the tail is there)
+    snapshot = page.wait_for_function(
+        "(n) => { const c = document.querySelectorAll('.jp-CodeCell')[1];"
+        " const outs = c ? [...c.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText) : [];"
+        " return outs.length >= n && outs[outs.length - 1].includes('▌') ? outs : null; }",
+        arg=4, timeout=60_000,
+    )
+    live = [_words(text) for text in snapshot.json_value()]
+    assert all("▌" not in text for text in live[:-1]), "finished blocks carry no cursor"
+    cell.scroll_into_view_if_needed()
+    streaming = tmp_path / "lm_long_answer_streaming.png"
+    cell.screenshot(path=str(streaming))
+    # the end: one output, the answer, with its footer
+    final = cell.locator(".jp-OutputArea-output", has_text=f"{TOKENS} tokens")
+    final.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('.jp-CodeCell')[1].querySelectorAll('.jp-OutputArea-output').length === 1",
+        timeout=30_000,
+    )
+    answer = _words(final.inner_text())
+    assert "▌" not in answer
+    shown_live = _words(" ".join(live)).split("▌")[0]
+    # what streamed reads as the start of the answer: every block in order, none twice
+    assert len(shown_live) > 300 and answer.startswith(shown_live[:-20])  # (the tail's last word may have grown)
+    final.locator("sub").last.scroll_into_view_if_needed()  # the end of the answer and its footer, on screen
+    done = tmp_path / "lm_long_answer.png"
+    page.screenshot(path=str(done))
+    _keep(done, "lm_long_answer.png")
+    _keep(streaming, "lm_long_answer_streaming.png")
