@@ -130,10 +130,15 @@ class NotebookStreamView:
     def add(self, part: StreamPart) -> None:
         if not self.live.add(part.kind, part.text):
             return
-        if not self._tokens and self.loading:
+        first = not self._tokens
+        if first and self.loading:
             self._repainter.end_heartbeat()  # loaded: from here on only new text repaints
         self._tokens += 1
         self._repainter.changed()
+        if first:
+            # painted here, on the reading thread, the moment it arrives: no hand-off to the repaint thread on the
+            # way to the first visible token
+            self._repainter.tick()
 
     def stop(self) -> None:
         # no repaint after this: the next output of the cell (the answer, or the error) replaces the live view

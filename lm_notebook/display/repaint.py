@@ -88,6 +88,10 @@ class Repainter:
 
     def changed(self) -> None:
         """Something to show changed (cheap: call it for every token)."""
+        if self._changed:
+            # already waiting for its paint, which reads what changed after it resets the flag (under the GIL, this
+            # read comes before that reset, so the change is in that paint): no lock for every token
+            return
         with self._state:
             if self._changed:
                 return  # already waiting for its paint
