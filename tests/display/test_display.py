@@ -141,15 +141,15 @@ def test_live_view_paints_the_first_token_at_once_then_at_most_once_an_interval(
     view = NotebookStreamView("markdown", "m", interval=0.5, clock=clock)
     view.start()
     view.add(StreamPart("content", "first "))
-    # painted without the clock moving: the first token does not wait for an interval
-    publisher.wait_for(lambda sent: len(sent) == 2)
-    assert "first ▌" in live_text(publisher.sent[1])
-    assert publisher.threads - {threading.current_thread().name}, "repaints come from the repaint thread"
+    # painted without the clock moving, on the reading thread itself: the first token waits for nothing
+    assert len(publisher.sent) == 2 and "first ▌" in live_text(publisher.sent[1])
+    assert publisher.threads == {threading.current_thread().name}
     for i in range(50):
         view.add(StreamPart("content", f"w{i} "))
     clock.advance(0.5)  # one interval later: the 50 parts are shown in one repaint
     publisher.wait_for(lambda sent: len(sent) == 3)
     assert "w49 ▌" in live_text(publisher.sent[2]) and "≈51 tokens · streaming…" in live_text(publisher.sent[2])
+    assert publisher.threads - {threading.current_thread().name}, "later repaints come from the repaint thread"
     view.add(StreamPart("content", "late"))  # the clock stands still: no repaint for it before stop()
     view.stop()
     assert publisher.sent[3:] == [(CLEAR_AT_NEXT_OUTPUT, None, False)]
