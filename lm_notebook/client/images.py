@@ -54,6 +54,8 @@ def prepare_images(images: Iterable[ImageInput] | None, max_edge: int | None = D
 
 
 def prepare_image(item: ImageInput, where: str, max_edge: int | None) -> SentImage:
+    if isinstance(item, SentImage):  # prepared already (a front end showed it first): sent as it is
+        return item
     if isinstance(item, (str, os.PathLike)):
         data, label = _read_path(item, where)
         return _from_bytes(data, label, where, max_edge)

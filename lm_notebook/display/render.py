@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from lm_notebook.client.errors import AnswerFormatError
 from lm_notebook.client.schemas import parse_json_answer
 from lm_notebook.client.types import ChatResult
 from lm_notebook.display.footer import footer_text
+from lm_notebook.display.thumbnails import parsed_markdown
 
 AnswerFormat = Literal["markdown", "text", "code", "json"]
 FORMATS: tuple[AnswerFormat, ...] = ("markdown", "text", "code", "json")
@@ -131,8 +131,7 @@ def render_bundle(
             shown = fenced(content + cursor, "json")
             plain = content
         else:
-            plain = json.dumps(parsed, indent=2, ensure_ascii=False)
-            shown = fenced(plain, "json")
+            shown, plain = parsed_markdown(parsed, fenced)
     else:
         shown = close_open_fence(content + cursor)
         plain = content
@@ -197,7 +196,7 @@ def finish_as(result: ChatResult, fmt: AnswerFormat, *, fake_server: bool = Fals
 
     ``fake_server``: the answer came from the bundled fake LM Studio server (its footer says so).
     """
-    if fmt != "json":
+    if fmt != "json" or result.parsed is not None:  # parsed already: the answer followed a schema=
         return RenderedChatResult.of(result, fmt, fake_server=fake_server)
     try:
         parsed = parse_json_answer(result.content)

@@ -13,7 +13,7 @@ traceback. Arguments a magic does not take are a ``UsageError``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic, line_magic, magics_class
@@ -32,11 +32,20 @@ from lm_notebook.client.interpolation import InterpolationError, fill
 from lm_notebook.client.session import get_client, set_client
 from lm_notebook.client.settings import parse_base_url, resolve_timeout
 from lm_notebook.client.types import ChatResult, ModelInfo
-from lm_notebook.display.answer import NotebookStreamView, TerminalStreamView, make_view, show_bundle, stream_into
+from lm_notebook.display.answer import (
+    NotebookStreamView,
+    StreamView,
+    TerminalStreamView,
+    make_view,
+    show_bundle,
+    stream_into,
+)
 from lm_notebook.display.model_table import model_table
 from lm_notebook.display.render import FORMATS, AnswerFormat, RenderedChatResult, finish_as
+from lm_notebook.display.thumbnails import ThumbnailedView, thumbnails_bundle
 from lm_notebook.magics.advice import FAKE_SERVER_TEXT, chat_overflow_advice, retry_advice, unknown_model_text
 from lm_notebook.magics.arguments import argument, error_message, magic_arguments, one_line, parse_argstring
+from lm_notebook.magics.cell_inputs import cell_images, cell_schema
 from lm_notebook.magics.memory import ChatMemory
 from lm_notebook.magics.settings import LMSettings, checked_max_tokens, checked_temperature
 
@@ -259,6 +268,11 @@ class LMMagics(LMSettings):
         "and shown as JSON (the value is in result.parsed).",
     )
     @argument("-o", "--output", metavar="NAME", help="Store the ChatResult in this variable.")
+    @argument("-i", "--image", action="append", dest="images", metavar="NAME",
+              help="An image for a vision model: a variable (matplotlib Figure, PIL image, numpy array, bytes, path) "
+              "or a file path; repeat for several. Shown as thumbnails above the answer.")
+    @argument("--schema", metavar="NAME", help="A variable holding a pydantic model class or a JSON-schema dict: the "
+              "answer is JSON that follows it (shown as a table or JSON; the object is in result.parsed).")
     @argument("--chat", action="store_true", help="Continue the conversation of earlier --chat cells (%%lm_reset).")
     @argument("--no-stream", action="store_true", help="Wait for the whole answer instead of streaming it.")
     @argument("--no-interpolate", action="store_true", help="Send {braces} as written.")
@@ -273,7 +287,7 @@ class LMMagics(LMSettings):
         args = parse_argstring(LMMagics.lm, line)
         self._check_name(args.output)
         try:
-            params = {
+            params: dict[str, Any] = {
                 "temperature": checked_temperature(args.temperature, "-t/--temperature", unset=""),
                 "max_tokens": checked_max_tokens(args.max_tokens, "--max-tokens", unset=""),
             }
@@ -296,11 +310,17 @@ class LMMagics(LMSettings):
                 "No model selected: choose one with %lm_use MODEL (%lm_models lists them) or pass -m MODEL."
             )
         system = args.system if args.system is not None else self.system
+        images = cell_images(args.images, self._shell.user_ns)
+        schema = cell_schema(args.schema, self._shell.user_ns)
+        if schema is not None and args.format is None:
+            fmt = "json"  # the JSON grows live, then the parsed object shows
         messages = self.memory.prompt(prompt, system=system, chat=args.chat)
         params = {
             "temperature": self.temperature if params["temperature"] is None else params["temperature"],
             "max_tokens": self.max_tokens if params["max_tokens"] is None else params["max_tokens"],
             "seed": args.seed,
+            "images": images or None,
+            "schema": schema,
         }
         if args.no_stream:
             return self._answer_blocking(client, messages, model, params, fmt, args)
@@ -325,8 +345,12 @@ class LMMagics(LMSettings):
         fmt: AnswerFormat,
         args: Any,
     ) -> RenderedChatResult | None:
+        if params["images"]:
+            show_bundle(thumbnails_bundle(params["images"]))
         try:
             result = client.chat(messages, model=model, **params)
+        except AnswerFormatError as err:
+            return self._format_failed(client, err, args, None, already_written=False)
         except LMStudioError as err:
             self._failed(err, args)
             raise
@@ -361,7 +385,11 @@ class LMMagics(LMSettings):
             stream.coalesce_reads(view.read_interval)
         try:
             try:
-                result = stream_into(stream, view)
+                images = params["images"]
+                shown: StreamView = ThumbnailedView(
+                    view, images, again_at_stop=isinstance(view, NotebookStreamView), show=show_bundle
+                ) if images else view
+                result = stream_into(stream, shown)
             finally:
                 # a fresh client learns who answers with its first request: the final footer says it
                 if isinstance(view, (NotebookStreamView, TerminalStreamView)):
@@ -374,6 +402,8 @@ class LMMagics(LMSettings):
             where = f" and in {args.output}" if args.output else ""
             self._fail(err, f"stopped by you; the partial answer is shown above{where}.")
             raise
+        except AnswerFormatError as err:
+            return self._format_failed(client, err, args, view, already_written=isinstance(view, TerminalStreamView))
         except LMStudioError as err:
             received = err.partial
             if received is not None and (received.content or received.reasoning):
@@ -401,16 +431,22 @@ class LMMagics(LMSettings):
             # the answer's footer says when it is the bundled fake server's (known once the client has greeted it)
             rendered = finish_as(result, fmt, fake_server=client.server_is_fake is True)
         except AnswerFormatError as err:
-            kept = RenderedChatResult.of(err.result, "text", fake_server=client.server_is_fake is True)
-            self._store(args.output, kept)
-            if already_written and view is not None:
-                view.show_final(kept, "text")
-            else:
-                show_bundle(kept._repr_mimebundle_())
-            self._fail(err)
-            raise
+            return self._format_failed(client, err, args, view, already_written=already_written)
         self._store(args.output, rendered)
         if already_written and view is not None:
             view.show_final(rendered, fmt, parsed=rendered.parsed)
             return None
         return rendered
+
+    def _format_failed(
+        self, client: LMStudioClient, err: AnswerFormatError, args: Any, view: Any, *, already_written: bool
+    ) -> NoReturn:
+        """The answer is not the JSON asked for (-f json, --schema): show and keep its raw text, then the error."""
+        kept = RenderedChatResult.of(err.result, "text", fake_server=client.server_is_fake is True)
+        self._store(args.output, kept)
+        if already_written and view is not None:
+            view.show_final(kept, "text")
+        else:
+            show_bundle(kept._repr_mimebundle_())
+        self._fail(err)
+        raise err
