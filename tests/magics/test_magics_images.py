@@ -71,7 +71,8 @@ def test_without_streaming_the_thumbnails_come_first_too(ip: InteractiveShell, t
     chart = png(tmp_path / "chart.png", (20, 10))
     res = run(ip, f"%%lm --no-stream -i {chart}\nDescribe it.")
     kept = shown(ip, res.result)
-    assert kept[0]["text/plain"] == "[image: chart.png: 20×10 PNG]" and "I see an image of 20×10" in kept[1]["text/plain"]
+    assert kept[0]["text/plain"] == "[image: chart.png: 20×10 PNG]"
+    assert "I see an image of 20×10" in kept[1]["text/plain"]
 
 
 def test_a_missing_image_or_schema_is_one_line_before_anything_is_sent(
