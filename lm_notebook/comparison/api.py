@@ -35,6 +35,7 @@ import pandas as pd
 
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient, resolve_timeout
 from lm_notebook.client.errors import NoCurrentModelError
+from lm_notebook.client.schemas import AnswerSchema, with_schema
 from lm_notebook.comparison.cache import ResponseCache, open_cache
 from lm_notebook.comparison.checks import Check, CheckFunction, named_checks
 from lm_notebook.comparison.endpoint_run import multi_endpoint_run
@@ -165,12 +166,16 @@ async def _start(
     box: list[ComparisonRun],
     checks: Checks = None,
     expected: object = None,
+    schema: object = None,
+    images_column: str | None = None,
 ) -> pd.DataFrame:
-    inputs = prompt_inputs(prompts, template)
+    inputs = prompt_inputs(prompts, template, images_column)
     check_list = named_checks(checks)
     references = expected_answers(expected, inputs.items)
     resolve_slots(concurrency, None)  # validate early
-    all_params = _params(temperature, max_tokens, seed, params)
+    answer_schema = None if schema is None else AnswerSchema.of(schema)
+    # the schema travels as its response_format: recorded in the cache key like any parameter
+    all_params = _params(temperature, max_tokens, seed, with_schema(params, answer_schema))
     run: ComparisonRun
     if endpoints is not None:
         if client is not None:
@@ -193,6 +198,7 @@ async def _start(
         )
     if check_list or references is not None:
         run.scorer = Scorer(check_list, references, run.specs, DEFAULT_RETRY)
+    run.schema = answer_schema
     box.append(run)
     # known before prepare() awaits anything: an interrupt there must still be able to cancel this task
     run.loop, run.main_task = asyncio.get_running_loop(), asyncio.current_task()
@@ -226,7 +232,7 @@ async def _one_server_run(
                             "give model ids.")
         model_ids = _models_list(models, aclient)  # type: ignore[arg-type]  # no pairs: checked above
         specs = plan_requests(inputs.items, model_ids, repeats=repeats)
-        messages = [chat_messages(item.text, system) for item in inputs.items]
+        messages = [chat_messages(item.text, system, item.images) for item in inputs.items]
         # refuse what LM Studio would reject before anything is sent (raises LMStudioRequestError)
         aclient._chat_payload(messages[0], model_ids[0], True, {k: v for k, v in all_params.items() if v is not None})
         rcache, owns_cache = open_cache(cache, all_params)  # none (and no file) when it would cache nothing
@@ -259,6 +265,8 @@ def compare(
     template: str | None = None,
     checks: Checks = None,
     expected: object = None,
+    schema: object = None,
+    images_column: str | None = None,
     **params: object,
 ) -> pd.DataFrame:
     """Send every prompt to every model (``repeats`` times each) and return one row per answer.
@@ -281,6 +289,11 @@ def compare(
       answers (a dict keyed like the prompts, a Series, a list, a column name) that ``equals``, ``similar_to`` and
       ``judge`` use. Judges run after the candidates, one judge model at a time; with ``cache=`` a re-run re-scores
       without asking the candidates again.
+    - Images: a dict prompt may be ``{"prompt": "...", "images": [...]}`` (anything ``chat(images=...)`` takes); a
+      DataFrame's images are in the column ``images_column`` names. Rows then have ``images`` (how many) and
+      ``images_hash``.
+    - ``schema``: a pydantic model class or JSON-schema dict every answer must follow; rows get ``parsed``,
+      ``valid`` and ``schema_error``, and :func:`summary` each model's ``valid_rate``.
 
     Interrupting it (Ctrl-C, the notebook's Stop button) raises :class:`ComparisonInterrupted`, a
     ``KeyboardInterrupt``: the cell (or loop) stops, and its ``frame`` — also :func:`last_comparison` — holds every row
@@ -296,6 +309,7 @@ def compare(
         temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
         progress=progress, timeout=timeout, params=dict(params), reuse_async=False, box=box, checks=checks,
         expected=expected,
+        schema=schema, images_column=images_column,
     )
     try:
         frame = run_to_end(coro)
@@ -324,6 +338,8 @@ async def acompare(
     template: str | None = None,
     checks: Checks = None,
     expected: object = None,
+    schema: object = None,
+    images_column: str | None = None,
     **params: object,
 ) -> pd.DataFrame:
     """The async twin of :func:`compare` (same arguments).
@@ -340,7 +356,7 @@ async def acompare(
                 prompts, models, client=client, endpoints=endpoints, template=template, system=system, repeats=repeats,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
                 progress=progress, timeout=timeout, params=dict(params), reuse_async=True, box=box,
-                checks=checks, expected=expected,
+                checks=checks, expected=expected, schema=schema, images_column=images_column,
             )
         except asyncio.CancelledError:
             if not box:

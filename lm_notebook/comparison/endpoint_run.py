@@ -298,7 +298,7 @@ async def multi_endpoint_run(
     try:
         entries = entries or every_chat_model(opened)
         specs = plan_requests(inputs.items, [e.label for e in entries], repeats=repeats)
-        messages = [chat_messages(item.text, system) for item in inputs.items]
+        messages = [chat_messages(item.text, system, item.images) for item in inputs.items]
         send = {k: v for k, v in params.items() if v is not None}
         opened[0].client._chat_payload(messages[0], entries[0].model, True, send)  # refuses what LM Studio would
         rcache, owns_cache = open_cache(cache, params)  # none (and no file) when it would cache nothing

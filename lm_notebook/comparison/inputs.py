@@ -7,13 +7,17 @@ with :data:`~lm_notebook.compare_rows.COLUMNS`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from lm_notebook.client.errors import LMStudioRequestError
+from lm_notebook.client.images import images_hash, prepare_images, with_images
 from lm_notebook.client.interpolation import InterpolationError, fields, fill, reference_name
+from lm_notebook.client.types import SentImage
 from lm_notebook.comparison.rows import COLUMNS
 from lm_notebook.comparison.schedule import PromptItem
 from lm_notebook.comparison.scoring_columns import SCORE_COLUMNS
@@ -27,14 +31,18 @@ class PromptInputs:
     input_columns: list[str]  # a DataFrame input's columns, in order (renamed when they clash with ours)
 
 
-def prompt_inputs(prompts: Any, template: str | None) -> PromptInputs:
-    """Normalise the prompt forms: a string, a list, a dict, a DataFrame (+ template), (DataFrame, template)."""
+def prompt_inputs(prompts: Any, template: str | None, images_column: str | None = None) -> PromptInputs:
+    """Normalise the prompt forms: a string, a list, a dict, a DataFrame (+ template), (DataFrame, template). A dict's
+    value may be ``{"prompt": ..., "images": [...]}``; a DataFrame's images are in ``images_column``."""
     if isinstance(prompts, tuple) and len(prompts) == 2 and isinstance(prompts[0], pd.DataFrame):
         if template is not None:
             raise ValueError("Give the template once: either (df, template) or template=..., not both.")
         prompts, template = prompts
     if isinstance(prompts, pd.DataFrame):
-        return _frame_items(prompts, template)
+        return with_image_columns(_frame_items(prompts, template, images_column))
+    if images_column is not None:
+        raise ValueError("images_column= names a column of a DataFrame of inputs; with a dict, give each prompt "
+                         'its images: {"name": {"prompt": "...", "images": [...]}}.')
     if template is not None:
         raise ValueError("template= goes with a DataFrame of inputs: compare(df, models, template='... {column} ...').")
     if isinstance(prompts, str):
@@ -51,19 +59,42 @@ def prompt_inputs(prompts: Any, template: str | None) -> PromptInputs:
     if not items:
         raise ValueError("No prompts given: pass at least one.")
     fields = list(dict.fromkeys(k for item in items for k in (item.columns or {})))
-    return PromptInputs(items, fields)
+    return with_image_columns(PromptInputs(items, fields))
 
 
 def _item(name: Hashable, value: Any) -> PromptItem:
-    """A prompt given as text, or as a dict with its text under ``prompt`` and other fields (``expected``…) that
-    become columns of the result."""
+    """A prompt given as text, or as a dict with its text under ``prompt``, its images under ``images``, and other
+    fields (``expected``…) that become columns of the result."""
     if not isinstance(value, Mapping):
         return PromptItem(name, _checked_text(value, name))
     if "prompt" not in value:
         raise ValueError(f"Prompt {name!r} is a dict without a 'prompt' field: {{'prompt': '...', 'expected': ...}}.")
     ours = set(COLUMNS) | set(SCORE_COLUMNS)
-    fields = {(f"{k}_input" if str(k) in ours else str(k)): v for k, v in value.items() if k != "prompt"}
-    return PromptItem(name, _checked_text(value["prompt"], name), fields or None)
+    fields = {(f"{k}_input" if str(k) in ours else str(k)): v for k, v in value.items()
+              if k not in ("prompt", "images")}
+    return PromptItem(name, _checked_text(value["prompt"], name), fields or None, _images(value.get("images"), name))
+
+
+def _images(value: Any, name: Hashable) -> tuple[SentImage, ...]:
+    """A prompt's images, read and checked now (before anything is sent); none for None or NaN."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ()
+    try:
+        return prepare_images(value)
+    except LMStudioRequestError as err:
+        raise LMStudioRequestError(f"Prompt {name!r}: {err.message}") from None
+
+
+def with_image_columns(inputs: PromptInputs) -> PromptInputs:
+    """When any prompt has images, every row says how many, and a short hash of them (``images``,
+    ``images_hash``): rows and cached answers are matched to the images they were asked about."""
+    if not any(item.images for item in inputs.items):
+        return inputs
+    items = [dataclasses.replace(item, columns={**(item.columns or {}), "images": len(item.images),
+                                                "images_hash": images_hash(item.images)})
+             for item in inputs.items]
+    kept = [c for c in inputs.input_columns if c not in ("images", "images_hash")]
+    return PromptInputs(items, [*kept, "images", "images_hash"])
 
 
 def _checked_text(text: Any, name: Hashable) -> str:
@@ -72,7 +103,7 @@ def _checked_text(text: Any, name: Hashable) -> str:
     return text
 
 
-def _frame_items(df: pd.DataFrame, template: str | None) -> PromptInputs:
+def _frame_items(df: pd.DataFrame, template: str | None, images_column: str | None) -> PromptInputs:
     if len(df) == 0:
         raise ValueError("The DataFrame of prompts is empty.")
     if template is None and "prompt" not in df.columns:
@@ -80,9 +111,12 @@ def _frame_items(df: pd.DataFrame, template: str | None) -> PromptInputs:
             "A DataFrame of inputs needs a template that builds each prompt from its columns, e.g. "
             f"compare(df, models, template='Summarize: {{{df.columns[0]}}}'), or a 'prompt' column."
         )
+    if images_column is not None and images_column not in df.columns:
+        raise ValueError(f"images_column={images_column!r} is not a column; the columns are "
+                         f"{[str(c) for c in df.columns]}.")
     ours = set(COLUMNS) | set(SCORE_COLUMNS)
     renamed = {str(c): (f"{c}_input" if str(c) in ours else str(c)) for c in df.columns}
-    keep = [c for c in df.columns if template is not None or str(c) != "prompt"]
+    keep = [c for c in df.columns if (template is not None or str(c) != "prompt") and c != images_column]
     if template is not None:
         _check_template(template, [str(c) for c in df.columns])
     items = []
@@ -96,7 +130,8 @@ def _frame_items(df: pd.DataFrame, template: str | None) -> PromptInputs:
                 text = fill(template, values, hidden=())
             except InterpolationError as exc:
                 raise ValueError(f"Row {label!r}: {exc}") from None
-        items.append(PromptItem(label, text, {renamed[str(c)]: row[c] for c in keep}))
+        images = _images(row[images_column], label) if images_column is not None else ()
+        items.append(PromptItem(label, text, {renamed[str(c)]: row[c] for c in keep}, images))
     return PromptInputs(items, [renamed[str(c)] for c in keep])
 
 
@@ -116,10 +151,10 @@ def _check_template(template: str, columns: list[str]) -> None:
             )
 
 
-def chat_messages(text: str, system: str | None) -> list[dict[str, Any]]:
+def chat_messages(text: str, system: str | None, images: Sequence[SentImage] = ()) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     if system:
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": text})
-    return messages
+    return with_images(messages, images)
 

@@ -21,6 +21,7 @@ import pandas as pd
 from lm_notebook.client import AsyncChatStream
 from lm_notebook.client.clients import AsyncLMStudioClient
 from lm_notebook.client.errors import LMStudioAPIError, LMStudioConnectionError, LMStudioError
+from lm_notebook.client.schemas import AnswerSchema
 from lm_notebook.client.types import ChatResult, ModelInfo
 from lm_notebook.comparison.cache import ResponseCache
 from lm_notebook.comparison.inputs import PromptInputs
@@ -31,6 +32,7 @@ from lm_notebook.comparison.retry import ModelBreaker, RetryPolicy, worth_retryi
 from lm_notebook.comparison.rows import Outcome, build_frame
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec, resolve_slots, schedule
 from lm_notebook.comparison.scoring import Scorer
+from lm_notebook.comparison.structured import with_structured_columns
 from lm_notebook.comparison.user_warnings import warn_at_user_line
 
 # The longest an interrupt waits for the requests in flight to stop. A cancelled request ends at its next await; this
@@ -77,6 +79,7 @@ class ComparisonRun:
         self.specs = specs
         self.inputs = inputs
         self.messages = messages
+        self.schema: AnswerSchema | None = None  # compare(schema=...): the answers are checked as the frame is built
         self.params = params  # every parameter as given (None kept) — recorded in the rows
         self.send = {k: v for k, v in params.items() if v is not None}
         self.extra_params = extra_params
@@ -425,8 +428,10 @@ class ComparisonRun:
 
     def _answers(self) -> pd.DataFrame:
         infos = {**self.infos, **self._seen_loaded}  # the loaded context length wins over a later listing
-        return build_frame(self.specs, self.outcomes, items=self.inputs.items, input_columns=self.inputs.input_columns,
-                           infos=infos, system=self.system, params=self.params, extra_params=self.extra_params)
+        frame = build_frame(self.specs, self.outcomes, items=self.inputs.items,
+                            input_columns=self.inputs.input_columns, infos=infos, system=self.system,
+                            params=self.params, extra_params=self.extra_params)
+        return with_structured_columns(frame, self.schema)
 
     def frame(self) -> pd.DataFrame:
         """The tidy DataFrame: one row per (prompt, model, repeat), in that order (with the checks' columns)."""

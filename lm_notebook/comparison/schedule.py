@@ -20,6 +20,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lm_notebook.client.types import SentImage
+
 Concurrency = int | Literal["auto"]
 # LM Studio's default number of parallel predictions per loaded model (continuous batching).
 DEFAULT_SLOTS = 4
@@ -27,11 +29,13 @@ DEFAULT_SLOTS = 4
 
 @dataclass(frozen=True)
 class PromptItem:
-    """One prompt of the input: its name (dict key, DataFrame index label or list position), text and extra columns."""
+    """One prompt of the input: its name (dict key, DataFrame index label or list position), text, extra columns and
+    the images sent with it (prepared: read, checked, encoded)."""
 
     name: Hashable
     text: str
     columns: Mapping[str, Any] | None = None
+    images: tuple[SentImage, ...] = ()
 
 
 @dataclass(frozen=True)

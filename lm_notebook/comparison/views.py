@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from lm_notebook.comparison.quality import has_checks, plot_quality, quality_mark, quality_summary
+from lm_notebook.comparison.structured import valid_rate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -136,7 +137,8 @@ def _quantile(values: pd.Series, q: float) -> float:
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per model: requests, errors, the load time, median and p90 time to first token and latency, tokens/s, tokens.
+    """Per model: requests, errors, the load time, median and p90 time to first token and latency, tokens/s, tokens;
+    with a ``schema=``, ``valid_rate`` (the share of answers that followed it).
 
     Timing statistics use the answers that completed and were not cold (a cold request's first token waited for the
     model to load: that wait is ``load_s``, kept apart). Tokens/s counts cold answers too: loading does not slow
@@ -168,6 +170,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             "completion_tokens": int(ok["completion_tokens"].fillna(0).sum()) if "completion_tokens" in ok else 0,
         }
         entry.update(quality_summary(rows))  # pass rate and mean scores, when the comparison had checks
+        if "valid" in rows:  # compare(..., schema=...): how often the model's answer followed the schema
+            entry["valid_rate"] = valid_rate(rows)
         out.append(entry)
     frame = pd.DataFrame(out)
     indexed: pd.DataFrame = frame.set_index("model") if len(frame) else frame

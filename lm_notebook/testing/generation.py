@@ -114,7 +114,9 @@ def plan_chat(
             text = schema_answers.json_answer(schema, spec.id, messages, seed, broken=break_schema)
         elif count is not None:
             text = ""
-            answer = replies.reply_tokens_exact(count, spec.id, messages, seed, temperature)
+            said = replies.tokenize(seen)  # what a vision model saw comes first, within the exact count
+            answer = [*said, *replies.reply_tokens_exact(max(count - len(said), 0), spec.id, messages, seed,
+                                                         temperature)][:max(count, 0)]
         else:
             text = seen + replies.reply_text(spec.id, messages, seed, temperature)
         if text:
