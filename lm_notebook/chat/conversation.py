@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lm_notebook.client.errors import LMStudioError, error_text
-from lm_notebook.client.types import ChatResult
+from lm_notebook.client.types import ChatResult, SentImage
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,17 @@ class ChatReply:
         return f"<ChatReply {self.state} model={self.model!r}{extra}>"
 
 
+def with_images(content: str, images: tuple[SentImage, ...]) -> str | list[dict[str, Any]]:
+    """A message's content as the model is sent it: the text alone, or the text then its images' parts."""
+    if not images:
+        return content
+    return [{"type": "text", "text": content}, *(image.as_part() for image in images)]
+
+
+def as_parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
 @dataclass(eq=False)  # compared by identity: the panel maps each entry to its view
 class ConversationEntry:
     """One message of the conversation."""
@@ -171,6 +182,7 @@ class ConversationEntry:
     result: ChatResult | None = None
     error: Exception | None = None
     reply: ChatReply | None = None
+    images: tuple[SentImage, ...] = ()  # a user message's images, as sent
 
     @property
     def in_history(self) -> bool:
@@ -197,8 +209,8 @@ class Conversation:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add_user(self, text: str) -> ConversationEntry:
-        entry = ConversationEntry("user", text)
+    def add_user(self, text: str, images: tuple[SentImage, ...] = ()) -> ConversationEntry:
+        entry = ConversationEntry("user", text, images=images)
         self._entries.append(entry)
         return entry
 
@@ -231,7 +243,7 @@ class Conversation:
     def history(self, system: str) -> list[dict[str, Any]]:
         """Role/content dicts: the system prompt (if any), then the messages the model may see."""
         out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system.strip() else []
-        out.extend({"role": e.role, "content": e.content} for e in self._entries if e.in_history)
+        out.extend({"role": e.role, "content": with_images(e.content, e.images)} for e in self._entries if e.in_history)
         return out
 
     def request_messages(self, system: str) -> list[dict[str, Any]]:
@@ -239,7 +251,10 @@ class Conversation:
         out: list[dict[str, Any]] = []
         for message in self.history(system):
             if out and message["role"] == "user" and out[-1]["role"] == "user":
-                out[-1] = {"role": "user", "content": out[-1]["content"] + "\n\n" + message["content"]}
+                before, now = out[-1]["content"], message["content"]
+                joined = (before + "\n\n" + now if isinstance(before, str) and isinstance(now, str)
+                          else [*as_parts(before), *as_parts(now)])
+                out[-1] = {"role": "user", "content": joined}
             else:
                 out.append(dict(message))
         return out

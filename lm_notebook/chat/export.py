@@ -16,13 +16,16 @@ if TYPE_CHECKING:
 
 
 def conversation_markdown(system: str, entries: Sequence[ConversationEntry]) -> str:
-    """The conversation as Markdown (thinking in ``<details>``, stops and errors noted)."""
+    """The conversation as Markdown (images as data-URL images, thinking in ``<details>``, stops and errors
+    noted)."""
     lines: list[str] = []
     if system.strip():
         lines += [f"**System:** {system.strip()}", ""]
     for e in entries:
         if e.role == "user":
             lines += ["### You", "", e.content, ""]
+            # images as data URLs: the Markdown stands alone, with no files beside it
+            lines += [*(f"![{image.source}]({image.data_url})" for image in e.images), *([""] if e.images else [])]
             continue
         lines += [f"### {e.model or 'Assistant'}", ""]
         if e.reasoning:
@@ -37,12 +40,12 @@ def conversation_markdown(system: str, entries: Sequence[ConversationEntry]) -> 
 
 
 def conversation_dataframe(system: str, entries: Sequence[ConversationEntry]) -> pd.DataFrame:
-    """One row per message: role, content, model, thinking, finish, tokens, timings, error."""
+    """One row per message: role, content, model, thinking, finish, tokens, timings, error, images (how many)."""
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
     if system.strip():
-        rows.append({"role": "system", "content": system})
+        rows.append({"role": "system", "content": system, "images": 0})
     for e in entries:
         r = e.result
         rows.append({
@@ -56,8 +59,9 @@ def conversation_dataframe(system: str, entries: Sequence[ConversationEntry]) ->
             "time_to_first_token": r.timings.time_to_first_token if r else None,
             "tokens_per_second": r.timings.tokens_per_second if r else None,
             "error": error_text(e.error) if e.error is not None else None,
+            "images": len(e.images),
         })
     columns = ["role", "content", "model", "reasoning", "finish_reason", "stopped", "completion_tokens",
-               "time_to_first_token", "tokens_per_second", "error"]
+               "time_to_first_token", "tokens_per_second", "error", "images"]
     frame: pd.DataFrame = pd.DataFrame(rows, columns=columns)
     return frame

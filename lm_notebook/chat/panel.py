@@ -25,11 +25,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from lm_notebook.chat.attachments import ImageAttach
 from lm_notebook.chat.controls import (
     FAKE_SERVER_NOTICE,
     MaxTokensInput,
@@ -56,6 +57,7 @@ from lm_notebook.chat.widgets import (
 )
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import NoCurrentModelError
+from lm_notebook.client.images import ImageInput, prepare_images
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,7 +130,9 @@ class ChatPanel(PanelSettings):
         self._messages_box.add_class("lmnb-messages")
         self.conversation = widgets.Box([self._messages_box], layout=widgets.Layout(width="100%"))
         self.conversation.add_class("lmnb-scroll")
-        self._message_input = MessageInput(lambda text: self._ui_call(lambda: self.send(text)), self._may_send)
+        self._attach = ImageAttach()
+        self.attach = self._attach.widget
+        self._message_input = MessageInput(lambda text: self._ui_call(lambda: self._send_typed(text)), self._may_send)
         self.input, self.send_button = self._message_input.textarea, self._message_input.send_button
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
         self.retry_button = widgets.Button(description="Retry", icon="redo", disabled=True,
@@ -148,7 +152,7 @@ class ChatPanel(PanelSettings):
             layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
         )
         actions = widgets.HBox(
-            [self.send_button, self.stop_button, self.retry_button, self.clear_button, self.status],
+            [self.send_button, self.attach, self.stop_button, self.retry_button, self.clear_button, self.status],
             layout=widgets.Layout(align_items="center"),
         )
         self.widget = widgets.VBox(
@@ -190,20 +194,27 @@ class ChatPanel(PanelSettings):
             self._set_status(text, error=error, only_if_empty=not asked_for)
 
     # --- verbs ------------------------------------------------------------------------------------------------
-    def send(self, text: str) -> ChatReply:
+    def send(self, text: str, images: Sequence[ImageInput] | None = None) -> ChatReply:
         """Send a message; returns a :class:`ChatReply` at once (``reply.wait()`` for the answer).
 
+        ``images`` (for a vision model; what ``chat(images=...)`` takes) go with the message and show as thumbnails.
         Errors from LM Studio do not raise: the panel shows them and ``reply.error`` holds them; the message stays
-        in ``history`` so :meth:`retry` can try again. Raises ``ValueError`` for an empty message and
-        ``RuntimeError`` while another answer streams.
+        in ``history`` so :meth:`retry` can try again. Raises ``ValueError`` for an empty message or an image that
+        cannot be read, and ``RuntimeError`` while another answer streams.
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("The message is empty: give send() some text.")
+        sent = prepare_images(images)
         self._models.await_listing()
         with self._lock:
             self._check_usable()
-            self._show(self._conversation.add_user(text), UserMessageView(text))
+            self._show(self._conversation.add_user(text, sent), UserMessageView(text, sent))
             return self._answer()
+
+    def _send_typed(self, text: str) -> None:
+        """Send from the input box, with the images attached in the panel (forgotten once sent)."""
+        self.send(text, self._attach.files() or None)
+        self._attach.clear()
 
     def retry(self) -> ChatReply:
         """Regenerate the answer to the last user message (after an error, a stop, or just for another take)."""

@@ -11,14 +11,16 @@ same at token 50 and at token 5,000. When the answer ends, it is rendered once m
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as widgets
 
 from lm_notebook.client.errors import error_text
-from lm_notebook.client.types import ChatResult
+from lm_notebook.client.types import ChatResult, SentImage
 from lm_notebook.display.footer import facts_html, footer_facts, live_facts
 from lm_notebook.display.markdown import render_markdown, stable_prefix_length
+from lm_notebook.display.thumbnails import thumbnail_html
 
 # The input's Enter key: ipywidgets' Textarea cannot tell Enter from Shift+Enter, so a tiny key handler (installed once
 # per page, from an HTML widget of the panel: no extension needed) turns a plain Enter into this mark at the end of the
@@ -157,12 +159,16 @@ def _line(html_value: str, css_class: str) -> Any:
 
 
 class UserMessageView:
-    """A user's message: a label and its text (rendered once)."""
+    """A user's message: a label, its text (rendered once) and the thumbnails of its images."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, images: Sequence[SentImage] = ()) -> None:
         self.body = widgets.HTML(value=render_markdown(text))
         self.body.add_class("lmnb-md")
-        self.box = widgets.VBox([_line('<span class="lmnb-role">You</span>', "lmnb-head"), self.body])
+        parts = [_line('<span class="lmnb-role">You</span>', "lmnb-head"), self.body]
+        if images:  # the thumbnails under the text, as sent
+            self.images = widgets.HTML(value=thumbnail_html(images, height=96))
+            parts.append(self.images)
+        self.box = widgets.VBox(parts)
         self.box.add_class("lmnb-msg")
         self.box.add_class("lmnb-user")
 
