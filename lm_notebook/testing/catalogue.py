@@ -27,6 +27,8 @@ class ModelSpec:
     - ``reasoning``: how thinking is sent (``"reasoning_content"``, ``"reasoning"`` or ``"think_tags"``);
       ``reasoning_tokens`` is its length.
     - ``quirks``: replaces the server's quirks for this model.
+    - ``constrained``: its engine holds answers to a ``response_format`` JSON schema; False answers in prose around
+      JSON that misses a required field, as a model whose engine ignores the schema does (early MLX builds).
 
     >>> ModelSpec("my-model", context_length=2048, tokens_per_second=50)  # doctest: +ELLIPSIS
     ModelSpec(id='my-model', ...)
@@ -55,6 +57,7 @@ class ModelSpec:
     reasoning_tokens: int = 24
     embedding_dimensions: int = 768
     quirks: Quirks | None = None
+    constrained: bool = True
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
@@ -98,7 +101,7 @@ def default_models() -> list[ModelSpec]:
         ModelSpec(
             "deepseek-r1-distill-qwen-7b", publisher="mlx-community", arch="qwen2", format="mlx", quantization="4bit",
             max_context_length=131072, capabilities=("reasoning",), display_name="DeepSeek R1 Distill Qwen 7B",
-            size_bytes=4_300_000_000, reasoning="think_tags",
+            size_bytes=4_300_000_000, reasoning="think_tags", constrained=False,
         ),
         ModelSpec(
             "text-embedding-nomic-embed-text-v1.5", type="embeddings", publisher="nomic-ai", arch="nomic-bert",

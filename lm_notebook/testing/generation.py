@@ -111,7 +111,10 @@ def plan_chat(
         elif tool_text is not None:
             text = tool_text
         elif isinstance(schema, Mapping):
-            text = schema_answers.json_answer(schema, spec.id, messages, seed, broken=break_schema)
+            text = schema_answers.json_answer(schema, spec.id, messages, seed,
+                                              broken=break_schema or not spec.constrained)
+            if not spec.constrained:
+                text = f"Here is the JSON you asked for:\n\n```json\n{text}\n```"
         elif count is not None:
             text = ""
             said = replies.tokenize(seen)  # what a vision model saw comes first, within the exact count

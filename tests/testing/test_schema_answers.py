@@ -77,3 +77,12 @@ def test_the_server_streams_the_json_in_pieces_and_breaks_it_on_demand(lmstudio_
     broken = _chat(lmstudio_mock).json()["choices"][0]["message"]["content"]
     assert fault.hits == 1 and "id" not in json.loads(broken)
     assert _chat(lmstudio_mock).json()["choices"][0]["message"]["content"] == whole  # the fault was used up
+
+
+def test_a_model_whose_engine_ignores_the_schema_answers_around_broken_json(lmstudio_mock: MockLMStudioServer) -> None:
+    from lm_notebook import AnswerFormatError, LMStudioClient
+
+    with LMStudioClient(lmstudio_mock.url) as client, pytest.raises(AnswerFormatError) as info:
+        client.chat("An order", model="deepseek-r1-distill-qwen-7b", schema=Order)
+    assert info.value.raw.startswith("Here is the JSON you asked for:\n\n```json\n{")
+    assert info.value.path == "$.id" and info.value.validation_error == "Field required"
