@@ -140,6 +140,10 @@ class NotebookStreamView:
             # way to the first visible token
             self._repainter.tick()
 
+    def changed(self) -> None:
+        """Something else in :attr:`live` changed (a status, an output added): repaint (throttled)."""
+        self._repainter.changed()
+
     def stop(self) -> None:
         # no repaint after this: the next output of the cell (the answer, or the error) replaces the live view
         self._repainter.stop(final=_clear_at_next_output)

@@ -48,6 +48,7 @@ from lm_notebook.magics.arguments import argument, error_message, magic_argument
 from lm_notebook.magics.cell_inputs import cell_images, cell_schema
 from lm_notebook.magics.memory import ChatMemory
 from lm_notebook.magics.settings import LMSettings, checked_max_tokens, checked_temperature
+from lm_notebook.magics.tool_cells import tools_cell
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -276,6 +277,7 @@ class LMMagics(LMSettings):
     @argument("--chat", action="store_true", help="Continue the conversation of earlier --chat cells (%%lm_reset).")
     @argument("--no-stream", action="store_true", help="Wait for the whole answer instead of streaming it.")
     @argument("--no-interpolate", action="store_true", help="Send {braces} as written.")
+    @argument("--tools", metavar="F,G", help="Let the model call these functions of yours; -o keeps the ActResult.")
     @cell_magic
     def lm(self, line: str, cell: str) -> RenderedChatResult | None:
         """Send the cell to the model and stream the answer into the cell's output.
@@ -322,6 +324,8 @@ class LMMagics(LMSettings):
             "images": images or None,
             "schema": schema,
         }
+        if args.tools:
+            return tools_cell(self, client, messages, model, params, fmt, args)
         if args.no_stream:
             return self._answer_blocking(client, messages, model, params, fmt, args)
         return self._answer_streaming(client, messages, model, params, fmt, args)

@@ -1,0 +1,135 @@
+"""``%%lm --tools f,g``: the cell's prompt goes through ``act`` with the notebook's functions ``f`` and ``g``.
+
+Each call shows as a collapsible block (function, arguments, result, time) above the streamed answer; the answer is
+the cell's value, and ``-o NAME`` keeps the :class:`~lm_notebook.client.act_types.ActResult` (every round and call).
+A bad call from the model is that call's error, sent back to it, never a crash; Ctrl-C stops the loop and keeps what
+there was.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from IPython.core.error import UsageError
+
+from lm_notebook.client.act_types import ActResult, ToolRoundsExceededError
+from lm_notebook.client.clients import LMStudioClient
+from lm_notebook.client.errors import LMStudioError, LMStudioRequestError
+from lm_notebook.client.tools import Tool, as_toolset
+from lm_notebook.client.types import ChatResult
+from lm_notebook.display.act_view import ToolCallsView, act_into, block_of
+from lm_notebook.display.answer import NotebookStreamView, TerminalStreamView, make_view, show_bundle
+from lm_notebook.display.render import AnswerFormat, RenderedChatResult
+from lm_notebook.display.tool_blocks import tool_blocks_bundle
+
+
+class ToolCellHost(Protocol):
+    """What a ``--tools`` cell needs of ``LMMagics``."""
+
+    updates_per_second: float
+    _model_states: dict[tuple[str, str], str | None]
+
+    @property
+    def _shell(self) -> Any: ...
+
+    def _fail(self, err: BaseException, text: str | None = None) -> BaseException: ...
+
+    def _failed(self, err: LMStudioError, args: Any) -> BaseException: ...
+
+    def _store(self, name: str | None, value: Any) -> None: ...
+
+    def _remember(self, client: LMStudioClient, model: str, sent: list[dict[str, Any]], result: ChatResult,
+                  chat: bool) -> None: ...
+
+    def _deliver(self, client: LMStudioClient, result: ChatResult, fmt: AnswerFormat, args: Any, *,
+                 already_written: bool, view: Any = None) -> RenderedChatResult | None: ...
+
+
+def tools_from_namespace(spec: str, namespace: Mapping[str, Any]) -> list[Tool]:
+    """``"f, g"`` → the tools made from the namespace's functions ``f`` and ``g``; a UsageError names what is wrong."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--tools needs the names of your functions, separated by commas: --tools lookup,plot_it")
+    found: list[Callable[..., Any] | Tool] = []
+    for name in names:
+        if name not in namespace:
+            raise UsageError(f"--tools: there is no {name!r} in the notebook. Define it first (def {name}(...): ...); "
+                             "separate several names with commas, no spaces: --tools lookup,plot_it")
+        value = namespace[name]
+        if not callable(value) and not isinstance(value, Tool):
+            raise UsageError(f"--tools: {name} is not a function (it is {type(value).__name__} {value!r:.40}).")
+        found.append(value)
+    try:
+        return list(as_toolset(found).values())
+    except LMStudioRequestError as err:
+        raise UsageError(str(err)) from None
+
+
+def _without_output(args: Any) -> Any:
+    """The arguments with ``-o`` taken off: the cell stores the ActResult there itself."""
+    return argparse.Namespace(**{**vars(args), "output": None})
+
+
+def tools_cell(host: ToolCellHost, client: LMStudioClient, messages: list[dict[str, Any]], model: str,
+               params: dict[str, Any], fmt: AnswerFormat, args: Any) -> RenderedChatResult | None:
+    """Run the cell's ``act``: blocks and answer shown, the ActResult stored with ``-o``."""
+    tools = tools_from_namespace(args.tools, host._shell.user_ns)
+    fake = client.server_is_fake is True
+    if args.no_stream:
+        try:
+            done = client.act(messages, tools, model=model, **params)
+        except ToolRoundsExceededError as err:
+            show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
+            host._store(args.output, err.act_result)
+            host._failed(err, args)
+            raise
+        except LMStudioError as err:
+            host._failed(err, args)
+            raise
+        if done.calls:
+            show_bundle(tool_blocks_bundle([block_of(c) for c in done.calls]))
+        return _finish(host, client, messages, model, done, fmt, args, view=None)
+    loading = host._model_states.get((client.base_url, model)) in ("not-loaded", "loading")
+    view = make_view(host._shell, fmt, model, interval=1.0 / host.updates_per_second, loading=loading,
+                     fake_server=fake)
+    tool_view = ToolCallsView(view)
+    stream = client.stream_act(messages, tools, model=model, **params)
+    try:
+        try:
+            result = act_into(stream, tool_view)
+        finally:
+            if isinstance(view, (NotebookStreamView, TerminalStreamView)):
+                view.fake_server = client.server_is_fake is True
+    except KeyboardInterrupt as err:
+        partial = stream.result()
+        host._store(args.output, partial)
+        tool_view.show_blocks()
+        view.show_final(partial.result, fmt, note="stopped")
+        where = f" and in {args.output}" if args.output else ""
+        host._fail(err, f"stopped by you; the calls and the partial answer are shown above{where}.")
+        raise
+    except ToolRoundsExceededError as err:
+        host._store(args.output, err.act_result)
+        tool_view.show_blocks()
+        host._failed(err, args)
+        raise
+    except LMStudioError as err:
+        host._store(args.output, stream.partial())
+        tool_view.show_blocks()
+        received = err.partial
+        if received is not None and (received.content or received.reasoning):
+            view.show_final(received, fmt, note="incomplete (error below)")
+        host._failed(err, args)
+        raise
+    tool_view.show_blocks()
+    return _finish(host, client, messages, model, result, fmt, args, view=view)
+
+
+def _finish(host: ToolCellHost, client: LMStudioClient, messages: list[dict[str, Any]], model: str,
+            done: ActResult, fmt: AnswerFormat, args: Any, *, view: Any) -> RenderedChatResult | None:
+    host._remember(client, model, messages, done.result, args.chat)
+    host._store(args.output, done)
+    written = isinstance(view, TerminalStreamView) and view.wrote_answer
+    return host._deliver(client, done.result, fmt, _without_output(args), already_written=written, view=view)

@@ -1,0 +1,121 @@
+"""``%%lm --tools`` in a real kernel against the fake server: the calls as blocks above the answer, -o keeping the
+ActResult, the model's bad calls shown (never a crash), an interrupt during a call, one-line usage errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from kernel_driver import ANSI, Kernel, kernel_for
+
+from lm_notebook.display.frontend import CellOutputs
+from lm_notebook.testing import MockLMStudioServer, default_models
+
+MODEL = "qwen2.5-7b-instruct"
+
+FUNCTIONS = '''
+import time
+
+def lookup(city: str) -> dict:
+    """Facts about a city.
+
+    Args:
+        city: the city's name.
+    """
+    return {"city": city, "population": 2_100_000}
+
+def plot_it(title: str) -> str:
+    """Draw a plot."""
+    return f"plotted {title}"
+
+def stuck(title: str) -> str:
+    """Takes forever."""
+    time.sleep(600)
+    return "never"
+
+not_a_function = 3
+'''
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MockLMStudioServer]:
+    models = [dataclasses.replace(m, tokens_per_second=400) if m.id == MODEL else m for m in default_models()]
+    with MockLMStudioServer(models=models) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def kernel(server: MockLMStudioServer) -> Iterator[Kernel]:
+    with kernel_for(server.url) as k:
+        assert k.run(f"%load_ext lm_notebook\n%lm_use {MODEL}").status == "ok"
+        assert k.run(FUNCTIONS).status == "ok"
+        yield k
+
+
+def saved(run: object) -> list[dict[str, object]]:
+    outputs = CellOutputs()
+    for message in run.messages:  # type: ignore[attr-defined]
+        outputs.add(message)
+    return outputs.outputs()
+
+
+def test_calls_show_as_blocks_above_the_answer(kernel: Kernel) -> None:
+    run = kernel.run("%%lm --tools lookup,plot_it -o r\nlookup the city, then plot_it")
+    assert run.status == "ok"
+    live = [str(m["content"]["data"]) for m in run.of_type("display_data", "update_display_data")
+            if m["content"].get("transient", {}).get("display_id")]
+    assert any("running…" in text for text in live), "a running call is the live column's status line"
+    assert any("lm-tool-call" in text for text in live), "the finished blocks should be seen live"
+    outputs = saved(run)
+    assert [o["output_type"] for o in outputs] == ["display_data", "execute_result"]
+    blocks = outputs[0]["data"]
+    assert blocks["text/html"].count("<details") == 2  # type: ignore[index, union-attr]
+    assert "<code>lookup</code>" in blocks["text/html"] and "population" in blocks["text/html"]  # type: ignore[index]
+    assert blocks["text/plain"].splitlines()[0].startswith('🔧 lookup(city="')  # type: ignore[index, union-attr]
+    answer = outputs[1]["data"]["text/markdown"]  # type: ignore[index]
+    assert answer.startswith("From the tools: lookup returned:") and "lm-tool-call" not in answer
+    check = kernel.run("assert type(r).__name__ == 'ActResult' and r.rounds == 2, r\n"
+                       "assert [c.name for c in r.calls] == ['lookup', 'plot_it'] and all(c.ok for c in r.calls)")
+    assert check.status == "ok", check.text()
+
+
+def test_a_bad_call_is_shown_and_sent_back(kernel: Kernel, server: MockLMStudioServer) -> None:
+    server.set_fault("tool_unknown_name", times=1)
+    run = kernel.run("%%lm --tools lookup -o bad\nlookup it")
+    assert run.status == "ok"
+    blocks = saved(run)[0]["data"]
+    assert "lm-tool-error" in blocks["text/html"]  # type: ignore[index]
+    assert "There is no tool named" in blocks["text/plain"]  # type: ignore[index]
+    assert kernel.run("assert bad.tool_errors == 1 and bad.calls[0].failure == 'unknown_tool'").status == "ok"
+
+
+def test_no_stream_shows_the_same(kernel: Kernel) -> None:
+    run = kernel.run("%%lm --tools lookup --no-stream -o quiet\nlookup it")
+    assert run.status == "ok"
+    assert [o["output_type"] for o in saved(run)] == ["display_data", "execute_result"]
+    assert kernel.run("assert quiet.rounds == 2").status == "ok"
+
+
+def test_interrupt_during_a_call_stops_the_loop(kernel: Kernel) -> None:
+    run = kernel.run("%%lm --tools stuck -o cut\nstuck", interrupt_when="running…")
+    assert run.interrupted_at is not None, "the call never showed as running"
+    assert run.status == "error"
+    (error,) = run.of_type("error")
+    assert [ANSI.sub("", line) for line in error["content"]["traceback"]] == [
+        "KeyboardInterrupt: stopped by you; the calls and the partial answer are shown above and in cut."
+    ]
+    assert kernel.run("assert cut.stopped and cut.rounds == 1").status == "ok"
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("--tools nowhere", "there is no 'nowhere' in the notebook"),
+    ("--tools not_a_function", "not_a_function is not a function (it is int 3)"),
+    ("--tools ,", "--tools needs the names of your functions"),
+])
+def test_bad_tools_are_one_line_usage_errors(kernel: Kernel, line: str, words: str) -> None:
+    run = kernel.run(f"%%lm {line}\nhi")
+    assert run.status == "error"
+    (stream,) = run.of_type("stream")
+    assert stream["content"]["text"].startswith("UsageError: --tools") and words in stream["content"]["text"]
+    assert not run.of_type("display_data")
