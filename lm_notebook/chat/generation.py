@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lm_notebook.chat.conversation import AnswerOutcome, Draft, DraftText, answer_outcome, as_stopped
+from lm_notebook.chat.tool_answers import ToolAnswerStream
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import LMStudioError
 from lm_notebook.client.stream import ChatStream
+from lm_notebook.client.tools import Tool
 from lm_notebook.client.types import ChatResult
 from lm_notebook.display.repaint import Repainter
 
@@ -98,8 +100,10 @@ class AnswerGeneration:
         on_waiting: Callable[[float], None] | None = None,
         wait_interval: float = WAIT_INTERVAL,
         wait_clock: Callable[[], float] = time.monotonic,
+        tools: Sequence[Tool] = (),
     ) -> None:
         self.client = client
+        self.tools = tuple(tools)  # with tools the answer is an act: the model may call them (see tool_answers)
         self.messages = messages
         self.params = params
         self.model = model
@@ -109,7 +113,7 @@ class AnswerGeneration:
         self._on_update = on_update
         self._on_settled = on_settled
         self._lock = threading.Lock()  # the stream handle and the settled flag
-        self._stream: ChatStream | None = None
+        self._stream: ChatStream | ToolAnswerStream | None = None
         self._settled = False
         self._repainter = Repainter(self._paint, interval=interval, clock=clock, name="lm_notebook-chat-repaint")
         self.reader = threading.Thread(target=self._read, name="lm_notebook-chat-reader", daemon=True)
@@ -128,6 +132,17 @@ class AnswerGeneration:
             self._waiting.start()
         self.reader.start()
 
+    @property
+    def tool_stream(self) -> ToolAnswerStream | None:
+        """The act being read, when the answer may call tools (its blocks are what the view shows)."""
+        stream = self._stream
+        return stream if isinstance(stream, ToolAnswerStream) else None
+
+    def _open(self) -> ChatStream | ToolAnswerStream:
+        if self.tools:
+            return ToolAnswerStream(self.client.stream_act(self.messages, self.tools, model=self.model, **self.params))
+        return self.client.stream_chat(self.messages, model=self.model, **self.params)
+
     def _end_wait(self) -> None:
         if self._waiting is not None:
             self._waiting.stop()
@@ -136,14 +151,14 @@ class AnswerGeneration:
     def _read(self) -> None:
         result: ChatResult | None = None
         error: Exception | None = None
-        stream: ChatStream | None = None
+        stream: ChatStream | ToolAnswerStream | None = None
         try:
-            stream = self.client.stream_chat(self.messages, model=self.model, **self.params)
+            stream = self._open()
             with self._lock:
                 self._stream = stream
             if not self.stop_requested.is_set():
                 for part in stream.iter_parts():
-                    if self.draft.add(part.kind, part.text):
+                    if self.draft.add(part.kind, part.text) or part.kind == "tool_call":
                         self._end_wait()  # before the first paint: no "waiting" report may come after it
                         self._repainter.changed()
                     if self.stop_requested.is_set():
@@ -203,5 +218,5 @@ class AnswerGeneration:
             self.finished.set()
 
 
-def _stream_done(stream: ChatStream | None) -> bool:
+def _stream_done(stream: ChatStream | ToolAnswerStream | None) -> bool:
     return stream is not None and stream.done

@@ -58,6 +58,7 @@ from lm_notebook.chat.widgets import (
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import NoCurrentModelError
 from lm_notebook.client.images import ImageInput, prepare_images
+from lm_notebook.client.tools import Tool, as_toolset
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,7 +80,8 @@ class ChatPanel(PanelSettings):
     ``history`` is the conversation as role/content dicts (system prompt first when set), fit for
     ``client.send_message(..., conversation_history=panel.history)``. Failed answers are shown in the panel but are
     not in ``history`` and are never sent to the model. ``repaint_interval`` is the seconds between repaints of a
-    streaming answer (the first part is shown at once).
+    streaming answer (the first part is shown at once). ``tools``: functions (or ``Tool`` objects) the model may call:
+    each answer is then an ``act``, its calls shown as blocks above its text; Stop also stops the loop.
     """
 
     def __init__(
@@ -88,10 +90,12 @@ class ChatPanel(PanelSettings):
         *,
         model: str | None = None,
         system: str | None = None,
+        tools: Sequence[Tool | Callable[..., Any]] | None = None,
         **params: Any,
     ) -> None:
         # checked before anything is built or asked: a bad value is refused, never clamped or replaced
         chosen, temperature, max_tokens = self._checked_settings(model, params)
+        self.tools: list[Tool] = list(as_toolset(tools).values()) if tools is not None else []
         if client is None:
             from lm_notebook.client.session import get_client
 
@@ -326,9 +330,9 @@ class ChatPanel(PanelSettings):
 
         generation = AnswerGeneration(
             self.client, self._conversation.request_messages(self.system), self.params, model=model,
-            on_update=lambda text: self._answer_grew(model, view, text), on_settled=settled, draft=draft,
+            on_update=lambda text: self._answer_grew(model, view, text, generation), on_settled=settled, draft=draft,
             interval=self.repaint_interval, on_waiting=lambda waited: self._answer_waiting(model, waited),
-            wait_interval=self._wait_interval, wait_clock=self._wait_clock,
+            wait_interval=self._wait_interval, wait_clock=self._wait_clock, tools=self.tools,
         )
         self._active = generation
         self._sync_buttons()
@@ -343,8 +347,10 @@ class ChatPanel(PanelSettings):
         else:
             self._set_status(f"Answering with {model}…")
 
-    def _answer_grew(self, model: str, view: AssistantMessageView, text: DraftText) -> None:
-        """A repaint of the streaming answer (on the repaint thread)."""
+    def _answer_grew(self, model: str, view: AssistantMessageView, text: DraftText, generation: Any) -> None:
+        """A repaint of the streaming answer (on the repaint thread); its tool calls above it, when it has some."""
+        if (acting := generation.tool_stream) is not None:
+            view.show_tools(acting.blocks_html())
         view.show(text.content, text.reasoning, live_footer_html(text.parts))
         self._set_status(f"Answering with {model}… ≈{text.parts} tokens")
 
@@ -361,6 +367,8 @@ class ChatPanel(PanelSettings):
             entry.record(outcome)
             if outcome.parts and generation.model:
                 self._models.mark_loaded(generation.model)  # it answered: the next answer is not "Loading…"
+            if (acting := generation.tool_stream) is not None:
+                view.show_tools(acting.blocks_html())
             view.finish(outcome.content, outcome.reasoning,
                         footer_html(outcome.result, approx_tokens=outcome.parts, error=outcome.error))
             error, result = outcome.error, outcome.result

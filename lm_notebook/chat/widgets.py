@@ -183,6 +183,7 @@ class AssistantMessageView:
         head = _line(f'<span class="lmnb-role">{html.escape(model)}</span>', "lmnb-head")
         self._thinking: LiveMarkdown | None = None
         self.thinking_box: Any = None
+        self.tools_box: Any = None  # the tool-call blocks, above the text, once the model calls a tool
         self.box = widgets.VBox([head, self.content.box, self.footer])
         self.box.add_class("lmnb-msg")
         self.box.add_class("lmnb-assistant")
@@ -202,6 +203,17 @@ class AssistantMessageView:
             self.thinking_box.set_title(0, "Thinking")
         self.content.finish(content)
         self.footer.value = footer_html
+
+    def show_tools(self, blocks_html: str) -> None:
+        """The answer's tool calls (collapsible blocks, :mod:`~lm_notebook.display.tool_blocks`), above its text."""
+        if not blocks_html:
+            return
+        if self.tools_box is None:
+            self.tools_box = widgets.HTML(blocks_html)
+            self.tools_box.add_class("lmnb-tools")
+            self.box.children = (*self.box.children[:-2], self.tools_box, *self.box.children[-2:])
+        elif self.tools_box.value != blocks_html:
+            self.tools_box.value = blocks_html
 
     def _thinking_view(self) -> LiveMarkdown:
         if self._thinking is None:

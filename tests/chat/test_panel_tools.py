@@ -1,0 +1,77 @@
+"""ChatPanel(tools=[...]) against the fake server: each answer is an act, its calls shown as blocks above the text;
+Stop during a call settles the answer at once and no further call or round follows."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from panel_page import answer_view, chat_requests
+
+from lm_notebook import ChatPanel, LMStudioClient
+from lm_notebook.client.errors import LMStudioRequestError
+from lm_notebook.testing import MockLMStudioServer
+
+
+def lookup(city: str) -> str:
+    """Population of a city.
+
+    Args:
+        city: its name.
+    """
+    return "2.1 million"
+
+
+def test_an_answer_with_tools_shows_the_calls(lmstudio_client: LMStudioClient,
+                                              lmstudio_mock: MockLMStudioServer) -> None:
+    with ChatPanel(lmstudio_client, tools=[lookup]) as panel:
+        result = panel.send("lookup Paris").wait(10)
+        assert result is not None and result.content.startswith("From the tools: lookup returned: 2.1 million")
+        view = answer_view(panel)
+        blocks = view.tools_box.value
+        assert blocks.count("<details") == 1 and "<code>lookup</code>" in blocks and "2.1 million" in blocks
+        assert view.box.children.index(view.tools_box) < view.box.children.index(view.content.box)
+        assert panel.history[-1] == {"role": "assistant", "content": result.content}
+        sent = chat_requests(lmstudio_mock)
+        assert len(sent) == 2 and sent[0]["tools"][0]["function"]["name"] == "lookup"
+        assert sent[1]["messages"][-1]["role"] == "tool"
+
+
+def test_an_answer_without_tools_has_no_blocks(panel: ChatPanel) -> None:
+    assert panel.send("hi").wait(10) is not None
+    assert answer_view(panel).tools_box is None
+
+
+def test_stop_during_a_call_settles_at_once_and_ends_the_loop(lmstudio_client: LMStudioClient,
+                                                             lmstudio_mock: MockLMStudioServer) -> None:
+    running, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def slow_lookup(city: str) -> str:
+        ran.append("slow")
+        running.set()
+        release.wait(30)
+        return "late"
+
+    def plot_it(title: str) -> str:
+        ran.append("plot")
+        return "drawn"
+
+    slow_lookup.__name__ = "lookup"
+    with ChatPanel(lmstudio_client, tools=[slow_lookup, plot_it]) as panel:
+        reply = panel.send("lookup then plot_it")
+        assert running.wait(10)
+        panel.stop()  # returns within its grace, the function still running
+        assert reply.done and reply.stopped and not panel.busy
+        assert "Stopped" in panel.status.value
+        release.set()
+        for reader in [t for t in threading.enumerate() if t.name == "lm_notebook-chat-reader"]:
+            reader.join(10)  # the function returned: the loop ends there
+        assert ran == ["slow"]  # plot_it never ran
+        assert len(chat_requests(lmstudio_mock)) == 1  # and no round followed
+        assert "running…" in answer_view(panel).tools_box.value
+
+
+def test_bad_tools_are_refused_when_the_panel_is_made(lmstudio_client: LMStudioClient) -> None:
+    with pytest.raises(LMStudioRequestError, match="Two tools are named 'lookup'"):
+        ChatPanel(lmstudio_client, tools=[lookup, lookup])
