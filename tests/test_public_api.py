@@ -90,7 +90,8 @@ def test_a_type_checker_sees_the_real_types(tmp_path: Path) -> None:
     compare_t, acompare_t, summary_t, table_t, plot_t, panel_t, client_t = (revealed[str(n)] for n in range(3, 10))
     frame = "pandas.core.frame.DataFrame"
     assert compare_t.startswith("def (prompts: str | typing.Sequence[str]") and compare_t.endswith(f") -> {frame}")
-    assert "Any" not in compare_t, compare_t
+    # tools= takes functions of any signature: Callable[..., object], which mypy spells with Any
+    assert "Any" not in compare_t.replace("def (*Any, **Any) -> object", ""), compare_t
     assert "template: str | None =" in compare_t
     assert re.search(r"client: lm_notebook\.client\.[\w.]*LMStudioClient \| ", compare_t), compare_t
     assert acompare_t.endswith(f"-> typing.Coroutine[Any, Any, {frame}]")  # the Any's are the coroutine's own

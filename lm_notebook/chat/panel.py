@@ -90,7 +90,7 @@ class ChatPanel(PanelSettings):
         *,
         model: str | None = None,
         system: str | None = None,
-        tools: Sequence[Tool | Callable[..., Any]] | None = None,
+        tools: Sequence[Tool | Callable[..., object]] | None = None,
         **params: Any,
     ) -> None:
         # checked before anything is built or asked: a bad value is refused, never clamped or replaced

@@ -36,7 +36,7 @@ from lm_notebook.client.types import ChatResult, ToolCall
 
 DEFAULT_MAX_ROUNDS = 8
 OnCall = Callable[[ToolCallRecord], bool]
-ToolLike = Tool | Callable[..., Any]
+ToolLike = Tool | Callable[..., object]
 ActStreamT = TypeVar("ActStreamT")
 
 

@@ -27,7 +27,7 @@ The parts, each a module of :mod:`lm_notebook.comparison`: ``inputs`` (prompt fo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -36,6 +36,7 @@ import pandas as pd
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient, resolve_timeout
 from lm_notebook.client.errors import NoCurrentModelError
 from lm_notebook.client.schemas import AnswerSchema, with_schema
+from lm_notebook.client.tools import Tool
 from lm_notebook.comparison.cache import ResponseCache, open_cache
 from lm_notebook.comparison.checks import Check, CheckFunction, named_checks
 from lm_notebook.comparison.endpoint_run import multi_endpoint_run
@@ -54,6 +55,7 @@ from lm_notebook.comparison.rows import COLUMNS
 from lm_notebook.comparison.run import ComparisonRun
 from lm_notebook.comparison.schedule import Concurrency, plan_requests, resolve_slots
 from lm_notebook.comparison.scoring import Scorer, expected_answers
+from lm_notebook.comparison.tool_rows import checked_tools
 from lm_notebook.comparison.user_warnings import warn_at_user_line
 from lm_notebook.comparison.views import ComparisonTable, comparison_table, plot_summary, summary
 
@@ -168,10 +170,12 @@ async def _start(
     expected: object = None,
     schema: object = None,
     images_column: str | None = None,
+    tools: Sequence[Tool | Callable[..., object]] | None = None,
 ) -> pd.DataFrame:
     inputs = prompt_inputs(prompts, template, images_column)
     check_list = named_checks(checks)
     references = expected_answers(expected, inputs.items)
+    toolset = checked_tools(tools)
     resolve_slots(concurrency, None)  # validate early
     answer_schema = None if schema is None else AnswerSchema.of(schema)
     # the schema travels as its response_format: recorded in the cache key like any parameter
@@ -199,6 +203,7 @@ async def _start(
     if check_list or references is not None:
         run.scorer = Scorer(check_list, references, run.specs, DEFAULT_RETRY)
     run.schema = answer_schema
+    run.tools = tuple(toolset)  # each request an act (tool_rows.py)
     box.append(run)
     # known before prepare() awaits anything: an interrupt there must still be able to cancel this task
     run.loop, run.main_task = asyncio.get_running_loop(), asyncio.current_task()
@@ -267,6 +272,7 @@ def compare(
     expected: object = None,
     schema: object = None,
     images_column: str | None = None,
+    tools: Sequence[Tool | Callable[..., object]] | None = None,
     **params: object,
 ) -> pd.DataFrame:
     """Send every prompt to every model (``repeats`` times each) and return one row per answer.
@@ -294,6 +300,9 @@ def compare(
       ``images_hash``.
     - ``schema``: a pydantic model class or JSON-schema dict every answer must follow; rows get ``parsed``,
       ``valid`` and ``schema_error``, and :func:`summary` each model's ``valid_rate``.
+    - ``tools``: functions the models may call (as in ``client.act``): each request is an act, and the rows gain
+      ``tool_calls``, ``tool_errors`` (the model's invalid calls) and ``rounds``; ``summary`` each model's
+      ``tool_call_success_rate``.
 
     Interrupting it (Ctrl-C, the notebook's Stop button) raises :class:`ComparisonInterrupted`, a
     ``KeyboardInterrupt``: the cell (or loop) stops, and its ``frame`` — also :func:`last_comparison` — holds every row
@@ -309,7 +318,7 @@ def compare(
         temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
         progress=progress, timeout=timeout, params=dict(params), reuse_async=False, box=box, checks=checks,
         expected=expected,
-        schema=schema, images_column=images_column,
+        schema=schema, images_column=images_column, tools=tools,
     )
     try:
         frame = run_to_end(coro)
@@ -340,6 +349,7 @@ async def acompare(
     expected: object = None,
     schema: object = None,
     images_column: str | None = None,
+    tools: Sequence[Tool | Callable[..., object]] | None = None,
     **params: object,
 ) -> pd.DataFrame:
     """The async twin of :func:`compare` (same arguments).
@@ -357,6 +367,7 @@ async def acompare(
                 temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
                 progress=progress, timeout=timeout, params=dict(params), reuse_async=True, box=box,
                 checks=checks, expected=expected, schema=schema, images_column=images_column,
+                tools=tools,
             )
         except asyncio.CancelledError:
             if not box:

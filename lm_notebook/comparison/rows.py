@@ -49,6 +49,10 @@ class Outcome:
     attempts: int = 0
     cold: bool = False
     cached: bool = False
+    # with tools (see tool_rows.py): calls asked for, the model's mistakes among them, model turns
+    tool_calls: int | None = None
+    tool_errors: int | None = None
+    rounds: int | None = None
 
     @classmethod
     def from_result(cls, result: ChatResult, *, started_at: str, attempts: int, cold: bool) -> Outcome:

@@ -22,6 +22,7 @@ from lm_notebook.client import AsyncChatStream
 from lm_notebook.client.clients import AsyncLMStudioClient
 from lm_notebook.client.errors import LMStudioAPIError, LMStudioConnectionError, LMStudioError
 from lm_notebook.client.schemas import AnswerSchema
+from lm_notebook.client.tools import Tool
 from lm_notebook.client.types import ChatResult, ModelInfo
 from lm_notebook.comparison.cache import ResponseCache
 from lm_notebook.comparison.inputs import PromptInputs
@@ -33,6 +34,7 @@ from lm_notebook.comparison.rows import Outcome, build_frame
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec, resolve_slots, schedule
 from lm_notebook.comparison.scoring import Scorer
 from lm_notebook.comparison.structured import with_structured_columns
+from lm_notebook.comparison.tool_rows import ActRowStream, counted, open_row, tools_key, with_tool_columns
 from lm_notebook.comparison.user_warnings import warn_at_user_line
 
 # The longest an interrupt waits for the requests in flight to stop. A cancelled request ends at its next await; this
@@ -75,8 +77,11 @@ class ComparisonRun:
         concurrency: Concurrency,
         retry: RetryPolicy,
         progress: bool | ProgressCallback,
+        tools: Sequence[Tool] = (),
     ) -> None:
         self.specs = specs
+        self.tools = tuple(tools)  # each request an act (tool_rows.py)
+        self._acts: dict[int, ActRowStream] = {}  # row index → its finished act
         self.inputs = inputs
         self.messages = messages
         self.schema: AnswerSchema | None = None  # compare(schema=...): the answers are checked as the frame is built
@@ -102,7 +107,7 @@ class ComparisonRun:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.main_task: asyncio.Task[Any] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._live: dict[int, AsyncChatStream] = {}  # row index → its stream in flight
+        self._live: dict[int, AsyncChatStream | ActRowStream] = {}  # row index → its stream in flight
         self._begun: dict[int, tuple[str, int, bool]] = {}  # row index → (started_at, attempts, cold)
         self._results: dict[int, ChatResult] = {}  # row index → its finished answer, before its stream is closed
         self._events: asyncio.Queue[tuple[EventKind, Any] | None] | None = None
@@ -117,7 +122,8 @@ class ComparisonRun:
         for index, outcome in refused_rows(self.specs, self.infos, self.client.base_url).items():
             self.outcomes[index] = outcome
         if self.cache is not None and self.cache.accepts(self.send):
-            self.keys, hits = cache_hits(self.specs, self.messages, self.send, self.infos, self.cache, self.outcomes)
+            keyed = {**self.send, **tools_key(self.tools)}
+            self.keys, hits = cache_hits(self.specs, self.messages, keyed, self.infos, self.cache, self.outcomes)
             for index, outcome in hits.items():
                 self.outcomes[index] = outcome
         todo = [s for s in self.specs if self.outcomes[s.index] is None]
@@ -271,7 +277,7 @@ class ComparisonRun:
                 attempts += 1
                 started_at = _now()
                 self._begun[spec.index] = (started_at, attempts, cold)
-                stream = self.client.stream_chat(messages, model=spec.model, **self.send)
+                stream = open_row(self.client, messages, spec.model, self.send, self.tools)
                 self._live[spec.index] = stream
                 try:
                     async for _part in stream.iter_parts():
@@ -291,7 +297,8 @@ class ComparisonRun:
                         retry_after = err.retry_after if isinstance(err, LMStudioAPIError) else None
                         await asyncio.sleep(self.retry.delay(attempts, retry_after))
                         continue
-                    outcome = Outcome.from_error(err, started_at=started_at, attempts=attempts, cold=cold)
+                    outcome = counted(Outcome.from_error(err, started_at=started_at, attempts=attempts, cold=cold),
+                                      stream, err)
                     if isinstance(err, LMStudioConnectionError) and isinstance(
                         err.__cause__, (httpx.ConnectError, httpx.ConnectTimeout)
                     ):
@@ -314,6 +321,8 @@ class ComparisonRun:
                 self._warm(state)
                 if not (result.content or result.reasoning or result.tool_calls):
                     await self._refresh(spec.model)  # the context it is loaded with, for the empty answer's message
+                if isinstance(stream, ActRowStream):
+                    self._acts[spec.index] = stream  # its tool counts, for the row
                 self._answered(spec.index)
                 return
         except asyncio.CancelledError:
@@ -330,10 +339,10 @@ class ComparisonRun:
         spec = self.specs[index]
         started_at, attempts, cold = self._begun[index]
         info = self._seen_loaded.get(spec.model) or self.infos.get(spec.model)
-        self._finish(index, Outcome.answered(
+        self._finish(index, counted(Outcome.answered(
             self._results[index], model=spec.model, context_length=info.loaded_context_length if info else None,
             started_at=started_at, attempts=attempts, cold=cold,
-        ))
+        ), self._acts.get(index)))
 
     def _worth_retrying(self, err: LMStudioError) -> bool:
         """Whether to send the row again to this server (with several servers, a refused connection goes elsewhere)."""
@@ -431,7 +440,8 @@ class ComparisonRun:
         frame = build_frame(self.specs, self.outcomes, items=self.inputs.items,
                             input_columns=self.inputs.input_columns, infos=infos, system=self.system,
                             params=self.params, extra_params=self.extra_params)
-        return with_structured_columns(frame, self.schema)
+        frame = with_structured_columns(frame, self.schema)
+        return with_tool_columns(frame, self.outcomes) if self.tools else frame
 
     def frame(self) -> pd.DataFrame:
         """The tidy DataFrame: one row per (prompt, model, repeat), in that order (with the checks' columns)."""

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lm_notebook.comparison.quality import has_checks, plot_quality, quality_mark, quality_summary
 from lm_notebook.comparison.structured import valid_rate
+from lm_notebook.comparison.tool_rows import tool_summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -168,6 +169,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             "tokens_per_s_median": _quantile(ok.get("tokens_per_s", pd.Series(dtype=float)), 0.5),
             "prompt_tokens": int(ok["prompt_tokens"].fillna(0).sum()) if "prompt_tokens" in ok else 0,
             "completion_tokens": int(ok["completion_tokens"].fillna(0).sum()) if "completion_tokens" in ok else 0,
+            **tool_summary(rows),  # compare(..., tools=...): the calls, the model's mistakes, its success rate
         }
         entry.update(quality_summary(rows))  # pass rate and mean scores, when the comparison had checks
         if "valid" in rows:  # compare(..., schema=...): how often the model's answer followed the schema

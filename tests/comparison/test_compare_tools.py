@@ -1,0 +1,60 @@
+"""compare(..., tools=[...]) against the fake server: every request an act, the rows' tool columns, and the summary's
+tool-call success rate per model."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from lm_notebook import LMStudioClient, acompare, compare, summary
+from lm_notebook.client.errors import LMStudioRequestError
+from lm_notebook.testing import MockLMStudioServer
+
+
+def lookup(city: str) -> str:
+    """Population of a city.
+
+    Args:
+        city: its name.
+    """
+    return "2.1 million"
+
+
+PROMPTS = {"paris": "lookup Paris", "rome": "lookup Rome"}
+
+
+def test_rows_count_the_calls_and_summary_ranks_the_models(server: MockLMStudioServer,
+                                                           client: LMStudioClient) -> None:
+    server.set_fault("tool_bad_json", model="beta")  # beta always breaks its arguments' JSON
+    df = compare(PROMPTS, ["alpha", "beta"], client=client, tools=[lookup], progress=False)
+    assert list(df.columns[df.columns.get_loc("finish_reason") + 1:][:3]) == ["tool_calls", "tool_errors", "rounds"]
+    assert df["status"].tolist() == ["ok"] * 4
+    alpha, beta = df[df["model"] == "alpha"], df[df["model"] == "beta"]
+    assert alpha["tool_calls"].tolist() == [1, 1] and alpha["tool_errors"].tolist() == [0, 0]
+    assert beta["tool_errors"].tolist() == [1, 1] and df["rounds"].tolist() == [2, 2, 2, 2]
+    assert alpha["response"].str.startswith("From the tools: lookup returned: 2.1 million").all()
+    assert beta["response"].str.contains("failed").all()
+    stats = summary(df)
+    assert stats.loc["alpha", "tool_call_success_rate"] == 1.0 and stats.loc["beta", "tool_call_success_rate"] == 0.0
+    assert stats.loc["beta", "tool_calls"] == 2 and stats.loc["beta", "tool_errors"] == 2
+
+
+def test_without_tools_there_are_no_tool_columns(client: LMStudioClient) -> None:
+    df = compare(["hi"], ["alpha"], client=client, progress=False)
+    assert "tool_calls" not in df and "tool_call_success_rate" not in summary(df)
+
+
+def test_async_compare_with_tools_and_a_model_that_calls_none(server: MockLMStudioServer,
+                                                              client: LMStudioClient) -> None:
+    df = asyncio.run(acompare(["lookup it"], ["gamma"], client=client, tools=[lookup], progress=False,
+                              tool_choice="none"))
+    assert df["tool_calls"].tolist() == [0] and df["rounds"].tolist() == [1]
+    assert math.isnan(summary(df).loc["gamma", "tool_call_success_rate"])
+
+
+def test_bad_tools_are_refused_before_sending(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    with pytest.raises(LMStudioRequestError, match="tools is empty"):
+        compare(["hi"], ["alpha"], client=client, tools=[], progress=False)
+    assert not [r for r in server.requests if r.path == "/v1/chat/completions"]
