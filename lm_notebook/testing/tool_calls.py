@@ -102,9 +102,21 @@ def plan_tool_calls(body: Mapping[str, Any], messages: Sequence[Mapping[str, Any
         chosen = [t for t in tools if t.get("name") == wanted][:1]
     if not chosen:
         chosen = _mentioned(tools, replies.last_user_text(messages)) or tools[:1]
-    return [_plan(i, messages, str(tool.get("name", "tool")),
-                  replies.tool_arguments(tool.get("parameters") or {}, messages))
+    return [_plan(i, messages, str(tool.get("name", "tool")), _arguments(tool.get("parameters") or {}, messages))
             for i, tool in enumerate(chosen)]
+
+
+def _arguments(parameters: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> str:
+    """Arguments from the schema; a choice (``enum``) the prompt names is the one taken ("lookup Rome")."""
+    arguments = json.loads(replies.tool_arguments(parameters, messages))
+    said = replies.last_user_text(messages).lower()
+    for name, sub in (parameters.get("properties") or {}).items():
+        choices = sub.get("enum") if isinstance(sub, Mapping) else None
+        if name in arguments and isinstance(choices, list):
+            named = [c for c in choices if isinstance(c, str) and re.search(rf"\b{re.escape(c.lower())}\b", said)]
+            if named:
+                arguments[name] = named[0]
+    return json.dumps(arguments, ensure_ascii=False)
 
 
 def faulted(plans: list[ToolCallPlan], kinds: Sequence[str], body: Mapping[str, Any]) -> list[ToolCallPlan]:

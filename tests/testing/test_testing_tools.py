@@ -51,6 +51,15 @@ def test_the_prompt_picks_the_tools_in_the_order_mentioned(http: httpx.Client) -
     assert none == {} and finish == "stop"
 
 
+def test_a_choice_the_prompt_names_is_taken(http: httpx.Client) -> None:
+    cities = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "enum": ["Paris", "Rome"]}}, "required": ["city"]}}}
+    named, _ = streamed_calls(http, {"messages": [{"role": "user", "content": "lookup rome"}], "tools": [cities]})
+    unnamed, _ = streamed_calls(http, {"messages": [{"role": "user", "content": "lookup"}], "tools": [cities]})
+    assert json.loads(named[0]["arguments"]) == {"city": "Rome"} and json.loads(unnamed[0]["arguments"]) == {
+        "city": "Paris"}
+
+
 def test_scripted_rounds_come_first_and_in_order(server: MockLMStudioServer, http: httpx.Client) -> None:
     server.script_tool_calls(QWEN, [("lookup", {"city": "Paris"}), ("plot_it", "{broken")], [("nope", {})])
     server.script(QWEN, "Scripted text.")
