@@ -13,7 +13,9 @@ import time
 BENCHES = {
     "stream_throughput": "chunks/s through stream_chat vs raw httpx and the openai client; peak memory",
     "mock_server_rate": "chunks/s the fake LM Studio server can send",
-    "magics_stream": "iopub traffic and kernel CPU of %%lm vs a naive per-token repaint",
+    "magics_stream": "a 20,000-token %%lm answer: iopub bytes vs its final output, kernel CPU, flatness",
+    "panel_repaint": "a chat panel's repaint in a 200-message conversation vs a 2-message one",
+    "compare_rows": "compare()'s client CPU per row vs raw httpx; a cached re-run",
     "compare_schedule": "wall time and model loads of compare() vs the ideal schedule and a naive loop",
     "compare_endpoints": "compare() over 3 fake servers vs 1: wall time vs the ideal from the pacing, and the speed-up",
     "real_latency": "TTFT and total time on the real llama.cpp server vs a raw HTTP request",

@@ -131,7 +131,8 @@ def _check_database(path: Path) -> None:
 
 
 class ResponseCache:
-    """Answers on disk, keyed by :func:`cache_key`. Safe to share between threads; writes are committed at once.
+    """Answers on disk, keyed by :func:`cache_key`. Safe to share between threads; writes are committed at once
+    (write-ahead log: a commit does not wait for the disk).
 
     ``path``: a file (created with its directory), ``":memory:"``, or None for :func:`default_cache_path`; a
     directory, or a file that is not such a cache (other bytes, another SQLite database), is refused with a
@@ -153,6 +154,13 @@ class ResponseCache:
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+            if isinstance(self.path, Path):
+                # a commit per answer must not wait for the disk: in write-ahead-log mode with synchronous=NORMAL a
+                # commit is atomic and survives the process, but only a checkpoint waits for an fsync (a power cut
+                # may lose the last answers, never the file). Each commit waiting for the disk (~15 ms) on compare's
+                # event loop held every stream in flight: 1,000 short rows took 22 s instead of 4.
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, created REAL, record TEXT)"

@@ -16,6 +16,7 @@ from lm_notebook.comparison.cache import (
     is_deterministic,
     open_cache,
 )
+from lm_notebook.comparison.rows import Outcome
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 BASE: dict[str, Any] = {
@@ -169,3 +170,19 @@ def test_a_cache_is_marked_as_ours_and_an_unmarked_one_of_ours_is_still_read(tmp
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
     db.close()
+
+
+def test_a_cache_file_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    # write-ahead log, synchronous=NORMAL: a commit per answer is atomic but does not fsync (issue 17: each one held
+    # compare's event loop ~15 ms, every stream in flight with it)
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        assert cache._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert cache._db.execute("PRAGMA synchronous").fetchone() == (1,)
+        cache.put("k", {"response": "hello"})
+    assert ResponseCache(tmp_path / "c.sqlite").get("k") == {"response": "hello"}
+
+
+def test_a_row_record_is_its_fields_less_cached() -> None:
+    outcome = Outcome(status="ok", response="hi", ttft_s=0.1, cached=True)
+    record = outcome.record()
+    assert "cached" not in record and record["response"] == "hi" and Outcome.from_record(record).cached
