@@ -222,8 +222,11 @@ class ChatAccumulator:
             if piece.get("type"):
                 slot["type"] = piece["type"]
             fn = piece.get("function") or {}
-            if fn.get("name"):
-                slot["name"] += fn["name"]
+            name = fn.get("name")
+            # llama-cpp-python repeats the whole name in every delta of a streamed call; OpenAI and LM Studio send it
+            # once (a name sent in pieces still joins: only a repeat of the name so far is dropped)
+            if name and name != slot["name"]:
+                slot["name"] += name
             self.deltas += 1
             args = fn.get("arguments")
             if args:

@@ -77,6 +77,11 @@ def _checked(tools: Iterable[ToolLike], max_rounds: int, on_call: OnCall | None,
     return as_toolset(tools)
 
 
+def _forces_a_call(choice: object) -> bool:
+    """``tool_choice`` naming a function, or ``"required"``: the model must call a tool."""
+    return choice == "required" or isinstance(choice, Mapping)
+
+
 def _parsed_arguments(raw: str) -> dict[str, Any] | str:
     """The call's arguments as a dict, or the raw text (when it is not a JSON object) for the record."""
     if not raw.strip():
@@ -150,6 +155,9 @@ def act_flow(
                          (*conversation, result.as_message()), stopped=stopped or result.stopped)
 
     for round_no in range(1, max_rounds + 1):
+        if round_no == 2 and _forces_a_call(request.get("tool_choice")):
+            # a forced call is the first round's: forced every round, the model could never answer
+            request["tool_choice"] = "auto"
         if streaming:
             result: ChatResult = yield ReadRound(source.stream_chat(conversation, model=model, **request))
         else:
@@ -201,7 +209,9 @@ class ActOperations(Generic[ActStreamT]):
         until it answers; an :class:`~lm_notebook.client.act_types.ActResult` with every round and call.
 
         ``max_rounds``: model turns at most; ``on_call(call) -> bool``: False refuses a call (the model is told);
-        ``max_output_chars``: the cap on each output sent back (0: none); ``params``: as for ``chat``.
+        ``max_output_chars``: the cap on each output sent back (0: none); ``params``: as for ``chat``. A
+        ``tool_choice`` that forces a call (a function named, or ``"required"``) holds for the first round only, then
+        the model may answer (``"auto"``): small models often call only when forced.
         """
         source: ActSource = self  # type: ignore[assignment]  # mixed into a client
         return act_flow(source, messages, tools, model=model, max_rounds=max_rounds, on_call=on_call,

@@ -238,3 +238,25 @@ def test_sync_client_runs_calls_in_order_and_awaits_async_tools(client: LMStudio
     result = client.act("plot_it after lookup", [named_tool("lookup", alookup), named_tool("plot_it", plot)])
     assert order == ["plot_it", "lookup"]  # the order the prompt mentions them, which is the model's order
     assert [c.output for c in result.calls] == ["drawn", "ok"]
+
+
+def test_a_forced_tool_choice_holds_for_the_first_round_only(server: MockLMStudioServer,
+                                                            client: LMStudioClient) -> None:
+    forced = {"type": "function", "function": {"name": "plot_it"}}
+    result = client.act("lookup", [lookup, plot_it], tool_choice=forced)
+    assert [c.name for c in result.calls] == ["plot_it"] and result.rounds == 2
+    assert [b["tool_choice"] for b in chat_bodies(server)] == [forced, "auto"]
+
+
+def test_a_name_repeated_in_every_delta_is_one_name() -> None:
+    """llama-cpp-python streams each tool-call delta with the whole function name again."""
+    from lm_notebook.client.accumulator import ChatAccumulator
+
+    acc = ChatAccumulator(streaming=True)
+    for piece in ('{"a": ', "4}", ""):
+        acc.add_chunk({"choices": [{"delta": {"tool_calls": [
+            {"index": 0, "id": "call_0", "function": {"name": "add", "arguments": piece}}]}}]})
+    for piece in ("get_", "weather"):
+        acc.add_chunk({"choices": [{"delta": {"tool_calls": [{"index": 1, "function": {"name": piece}}]}}]})
+    first, second = acc.tool_calls()
+    assert (first.name, first.arguments) == ("add", '{"a": 4}') and second.name == "get_weather"
