@@ -4,7 +4,8 @@ A real kernel (through jupyter_client) streams a 20,000-token reply that the fak
 at 2,000 tokens/s, into:
 
 - ``%%lm``: finished Markdown blocks sent once, as their own outputs; only the unfinished tail repainted, at most 10
-  messages a second; the connection read about every 50 ms after the first token; then the exact final render;
+  messages a second; the connection read once a repaint interval (0.1 s) after the first token; then the exact
+  final render;
 - the old ``%%lm`` (whole text repainted 10 times a second, reading every network packet), as a cell that does just
   that: one display, ``update_display`` of the whole Markdown at most every 0.1 s;
 - at 2,000 tokens/s, the floor: ``stream_chat`` read to the end in the cell, showing nothing.

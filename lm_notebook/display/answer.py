@@ -100,7 +100,7 @@ class NotebookStreamView:
         self.fmt = fmt
         self.model = model or ""
         self.interval = interval
-        self.read_interval = interval / 2  # how often the cell's reader need read the connection after the first token
+        self.read_interval = interval  # how often the cell's reader need read the connection after the first token
         self.loading = loading
         self.fake_server = fake_server
         self.display_id = uuid.uuid4().hex  # the first output's; each later output gets its own
