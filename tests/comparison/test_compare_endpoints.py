@@ -308,3 +308,16 @@ def test_acompare_takes_endpoints_too(three: dict[str, MockLMStudioServer]) -> N
 
     df = asyncio.run(_acompare_both(urls(three)))
     assert df.endpoint.tolist() == ["a", "b"] and (df.status == "ok").all()
+
+
+def test_a_rerun_with_the_cache_sends_nothing_to_any_endpoint(three: dict[str, MockLMStudioServer],
+                                                             tmp_path: Any) -> None:
+    cache = tmp_path / "answers.sqlite"
+    first = compare(PROMPTS[:2], ["alpha", "beta", "shared"], endpoints=urls(three), temperature=0, cache=cache,
+                    progress=False)
+    sent = sum(len(chats(s)) for s in three.values())
+    again = compare(PROMPTS[:2], ["alpha", "beta", "shared"], endpoints=urls(three), temperature=0, cache=cache,
+                    progress=False)
+    assert sent == 6 and sum(len(chats(s)) for s in three.values()) == sent
+    assert again.cached.all() and (again.response == first.response).all()
+    assert again.endpoint.isna().all() and first.endpoint.notna().all()  # a stored answer was served by no one now
