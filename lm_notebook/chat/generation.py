@@ -25,6 +25,7 @@ from lm_notebook.chat.conversation import AnswerOutcome, Draft, DraftText, answe
 from lm_notebook.chat.tool_answers import ToolAnswerStream
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import LMStudioError
+from lm_notebook.client.native_types import StreamProgress
 from lm_notebook.client.stream import ChatStream
 from lm_notebook.client.tools import Tool
 from lm_notebook.client.types import ChatResult
@@ -101,9 +102,11 @@ class AnswerGeneration:
         wait_interval: float = WAIT_INTERVAL,
         wait_clock: Callable[[], float] = time.monotonic,
         tools: Sequence[Tool] = (),
+        on_progress: Callable[[StreamProgress], None] | None = None,
     ) -> None:
         self.client = client
         self.tools = tuple(tools)  # with tools the answer is an act: the model may call them (see tool_answers)
+        self._on_progress = on_progress  # the native route's load / prompt progress, as it comes (reader thread)
         self.messages = messages
         self.params = params
         self.model = model
@@ -158,7 +161,10 @@ class AnswerGeneration:
                 self._stream = stream
             if not self.stop_requested.is_set():
                 for part in stream.iter_parts():
-                    if self.draft.add(part.kind, part.text) or part.kind == "tool_call":
+                    if isinstance(part.detail, StreamProgress):
+                        if self._on_progress is not None:
+                            self._on_progress(part.detail)
+                    elif self.draft.add(part.kind, part.text) or part.kind == "tool_call":
                         self._end_wait()  # before the first paint: no "waiting" report may come after it
                         self._repainter.changed()
                     if self.stop_requested.is_set():

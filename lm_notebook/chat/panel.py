@@ -58,7 +58,9 @@ from lm_notebook.chat.widgets import (
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import NoCurrentModelError
 from lm_notebook.client.images import ImageInput, prepare_images
+from lm_notebook.client.native_types import StreamProgress
 from lm_notebook.client.tools import Tool, as_toolset
+from lm_notebook.display.progress import progress_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,6 +107,8 @@ class ChatPanel(PanelSettings):
         self.repaint_interval = REPAINT_INTERVAL
         self._wait_interval = WAIT_INTERVAL  # how often the status line says how long the first token has taken
         self._wait_clock: Callable[[], float] = time.monotonic
+        self._progress: StreamProgress | None = None  # the active answer's latest load / prompt progress
+        self._progress_started = 0.0  # when the active answer was sent (on the wait clock)
         self._lock = threading.RLock()  # the conversation, its views and the active answer
         self._conversation = Conversation()
         self._views: dict[ConversationEntry, MessageView] = {}
@@ -333,16 +337,31 @@ class ChatPanel(PanelSettings):
             on_update=lambda text: self._answer_grew(model, view, text, generation), on_settled=settled, draft=draft,
             interval=self.repaint_interval, on_waiting=lambda waited: self._answer_waiting(model, waited),
             wait_interval=self._wait_interval, wait_clock=self._wait_clock, tools=self.tools,
+            on_progress=lambda progress: self._answer_progress(generation, model, progress),
         )
+        self._progress = None
+        self._progress_started = self._wait_clock()  # the load's seconds count from the send, as "waited" does
         self._active = generation
         self._sync_buttons()
         self._answer_waiting(model, 0.0)
         generation.start()
         return reply
 
+    def _answer_progress(self, generation: AnswerGeneration, model: str, progress: StreamProgress) -> None:
+        """The server's load or prompt progress (native route), on the reader thread: the status line shows it."""
+        if self._active is not generation:
+            return
+        self._progress = progress
+        if not progress.done:
+            self._set_status(progress_text(progress, self._wait_clock() - self._progress_started, model=model))
+
     def _answer_waiting(self, model: str, waited: float) -> None:
-        """The status before the first token: a model the listing said is not loaded is being loaded just in time."""
-        if self._models.is_loading(model):
+        """The status before the first token: the server's own progress when it reports it (LM Studio 0.4), else
+        a model the listing said is not loaded is being loaded just in time."""
+        progress = self._progress
+        if progress is not None and not progress.done:
+            self._set_status(progress_text(progress, self._wait_clock() - self._progress_started, model=model))
+        elif self._models.is_loading(model):
             self._set_status(f"Loading {model}… {int(waited)} s")
         else:
             self._set_status(f"Answering with {model}…")

@@ -11,12 +11,15 @@ import threading
 import time
 from typing import Any, Literal, NamedTuple
 
+from lm_notebook.client.native_types import ServerStats, StreamProgress, ToolEvent
 from lm_notebook.client.types import ChatResult, Timings, ToolCall, Usage
 
-PartKind = Literal["content", "reasoning", "tool_call"]
+PartKind = Literal["content", "reasoning", "tool_call", "progress", "tool"]
 CONTENT: PartKind = "content"
 REASONING: PartKind = "reasoning"
 TOOL_CALL: PartKind = "tool_call"
+PROGRESS: PartKind = "progress"  # a model load's or the prompt's progress (native route): ``detail`` says how far
+TOOL: PartKind = "tool"  # a tool call the server ran (native route, MCP integrations): ``detail`` is the ToolEvent
 
 _OPEN, _CLOSE = "<think>", "</think>"
 
@@ -24,6 +27,7 @@ _OPEN, _CLOSE = "<think>", "</think>"
 class StreamPart(NamedTuple):
     kind: PartKind
     text: str
+    detail: StreamProgress | ToolEvent | None = None
 
 
 def _partial_tag_suffix(text: str, tag: str) -> int:
@@ -90,6 +94,11 @@ class ChatAccumulator:
         self.model: str | None = None
         self.id: str | None = None
         self.stats: dict[str, Any] | None = None
+        self.server_stats: ServerStats | None = None
+        self.response_id: str | None = None
+        self.tool_events: list[ToolEvent] = []
+        self.progress: StreamProgress | None = None
+        self.route: str | None = None
         self.deltas = 0
         # <think> tag state: "start" (only whitespace seen), "think" (inside), "answer" (after / no tags)
         self._tag_state = "start"
@@ -134,6 +143,8 @@ class ChatAccumulator:
         self.usage = Usage.from_json(body.get("usage"))
         stats = body.get("stats")
         self.stats = stats if isinstance(stats, dict) and stats else None
+        self.server_stats = ServerStats.from_v0(self.stats)
+        self.route = "openai"
         choices = body.get("choices") or [{}]
         choice = choices[0]
         self.finish_reason = choice.get("finish_reason")
@@ -148,6 +159,14 @@ class ChatAccumulator:
             for i, call in enumerate(message["tool_calls"]):
                 self._add_tool_pieces([{**call, "index": call.get("index", i)}], parts)
         self.finished_at = time.perf_counter()
+
+    def add_text(self, kind: PartKind, text: str) -> list[StreamPart]:
+        """Take one piece of thinking (``REASONING``) or answer (``CONTENT``) that came on its own (the native
+        route's ``reasoning.delta`` / ``message.delta``); return the parts it adds."""
+        parts: list[StreamPart] = []
+        if text:
+            (self._add_reasoning if kind == REASONING else self._add_content)(text, parts)
+        return parts
 
     def _mark_first(self) -> None:
         if self.first_token_at is None:
@@ -309,4 +328,8 @@ class ChatAccumulator:
             id=self.id,
             stopped=stopped,
             stats=self.stats,
+            server_stats=self.server_stats,
+            response_id=self.response_id,
+            tool_events=tuple(self.tool_events),
+            route=self.route,
         )

@@ -130,7 +130,7 @@ class ActStream(_ActStreamBase):
                         else:
                             with stream:
                                 for part in stream.iter_parts():
-                                    if part.kind in _TEXT_KINDS:
+                                    if part.kind == "content" or part.kind == "reasoning":
                                         yield ActPart(part.kind, part.text)
                         run.reply = stream.result()
                         self._round_ended(run.reply)
@@ -203,7 +203,7 @@ class AsyncActStream(_ActStreamBase):
                         else:
                             async with stream:
                                 async for part in stream.iter_parts():
-                                    if part.kind in _TEXT_KINDS:
+                                    if part.kind == "content" or part.kind == "reasoning":
                                         yield ActPart(part.kind, part.text)
                         run.reply = await stream.result()
                         self._round_ended(run.reply)

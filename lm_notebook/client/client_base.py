@@ -32,6 +32,17 @@ from lm_notebook.client.errors import (
 )
 from lm_notebook.client.flows import Flow, ReadBody, Send, operation
 from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE, ImageInput, images_in
+from lm_notebook.client.native_events import result_from_native_body
+from lm_notebook.client.native_route import (
+    chat_path,
+    checked_route,
+    choose_route,
+    is_native_payload,
+    native_images,
+    native_payload,
+    native_unsupported,
+    openai_only,
+)
 from lm_notebook.client.payloads import (
     Messages,
     as_messages,
@@ -84,14 +95,27 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         self, messages: Messages, model: str | None, stream: bool, params: Mapping[str, Any],
         parts: RequestParts = NO_PARTS,
     ) -> dict[str, Any]:
+        """The request's body on the route it takes (see :func:`~lm_notebook.client.native_route.choose_route`);
+        ``params`` may carry ``route=`` for this call."""
+        params = dict(params)
+        route = checked_route(params.pop("route", None) or self._route)
         check_params(params)
         checked = as_messages(messages)  # a wrong message is the first thing to hear of, before a missing model
-        return chat_payload(parts.messages(checked), self._model_for(model), stream, parts.params(params))
+        chosen = self._model_for(model)
+        checked, full = parts.messages(checked), parts.params(params)
+        if choose_route(route, native_available=self._native_chat, messages=checked, params=full) == "native":
+            return native_payload(checked, chosen, stream, full)
+        return chat_payload(checked, chosen, stream, openai_only(full))
+
+    def _native_refused(self, err: EndpointNotSupportedError) -> EndpointNotSupportedError:
+        """The server has no native chat route after all: remember it, and say it for the native route."""
+        self._native_chat = False
+        return native_unsupported(err, self.base_url)
 
     def _check_vision(self, payload: Mapping[str, Any]) -> Flow[None]:
         """Refuse images for a model the server lists without vision (naming those that have it); when the server
         does not say, send, and its own error answers."""
-        count = images_in(payload.get("messages") or ())
+        count = images_in(payload.get("messages") or ()) or native_images(payload)
         if not count:
             return
         try:
@@ -217,11 +241,32 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
                 last = err
                 continue
             self._models_route = route
+            self._native_chat = route == MODEL_ROUTES[0]  # /api/v1/models answers on 0.4+, which has /api/v1/chat
             return parse_models(route, body)
         assert last is not None
         raise last
 
     list_models = operation(_list_models)
+
+    def _supports_native_chat(self) -> Flow[bool]:
+        """Whether the server has LM Studio 0.4's native chat route (``/api/v1/chat``), so that ``route="auto"``
+        takes it; asks (who answers, the model list) only while the client does not know yet. A failure to ask is
+        False (not known), never an error: the request that follows says what is wrong."""
+        if self._native_chat is None:
+            try:
+                if self._is_lmstudio is None:
+                    yield from self._greeting()
+                if not self._is_lmstudio:
+                    self._native_chat = False
+                else:
+                    yield from self._list_models()
+            except ClientClosedError:
+                raise
+            except LMStudioError:
+                return False
+        return bool(self._native_chat)
+
+    supports_native_chat = operation(_supports_native_chat)
 
     def _get_model(self, model_id: str) -> Flow[ModelInfo]:
         """One model's metadata; ``ModelNotFoundError`` (listing the ids) when it is unknown."""
@@ -301,8 +346,16 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         started = time.perf_counter()
         yield from self._check_model(payload["model"])
         yield from self._check_vision(payload)
-        body = yield from self._chat_body(payload)
-        return parts.finish(result_from_body(body, started))
+        if not is_native_payload(payload):
+            body = yield from self._chat_body(payload)
+            return parts.finish(result_from_body(body, started))
+        try:
+            body = yield from self._json("POST", chat_path(payload), json_body=payload, model=payload["model"],
+                                         max_tokens=payload.get("max_output_tokens"))
+        except EndpointNotSupportedError as err:
+            raise self._native_refused(err) from err
+        self._native_chat = True
+        return parts.finish(result_from_native_body(body, started, payload.get("max_output_tokens")))
 
     chat = operation(_chat)
 
@@ -328,6 +381,20 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         ``on_socket`` is told the socket as soon as it connects (the sync stream's Stop shuts it down).
         """
         yield from self._check_model(payload["model"])
+        yield from self._check_vision(payload)
+        if is_native_payload(payload):
+            request = self._stream_http.build_request(
+                "POST", chat_path(payload), json=payload, headers=_STREAM_HEADERS,
+                extensions={} if on_socket is None else {"trace": socket_trace(on_socket)},
+            )
+            response = yield from self._exchange(Send(request, stream=True))
+            if response.status_code < 400:
+                return response
+            yield from self._exchange(ReadBody(response))
+            err = yield from explained_error(self, response, payload["model"], payload.get("max_output_tokens"))
+            if isinstance(err, EndpointNotSupportedError):
+                raise self._native_refused(err) from err
+            raise err
         yield from self._check_vision(payload)
         self._server_form(payload)
         for _attempt in range(2):  # a second time only in llama.cpp's form of a JSON schema

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import httpx
 
 from lm_notebook.client.errors import ClientClosedError, LMStudioRequestError, NoCurrentModelError
+from lm_notebook.client.native_route import checked_route
+from lm_notebook.client.native_types import Route
 from lm_notebook.client.settings import (
     base_url_or_env,
     checked_token,
@@ -54,7 +56,9 @@ class ClientState(Generic[HttpT, TransportT]):
         timeout: float | httpx.Timeout | None = None,
         transport: TransportT | None = None,
         model: str | None = None,
+        route: Route = "auto",
     ) -> None:
+        self._route: Route = checked_route(route)
         address = base_url_or_env(base_url)
         self.base_url = address.base_url  # never holds a password: safe to show
         self._api_key = checked_token(api_key or token_from_env())
@@ -74,6 +78,8 @@ class ClientState(Generic[HttpT, TransportT]):
         # unknown id with whatever model they have, so for them the client checks ids against /v1/models.
         self._is_lmstudio: bool | None = None
         self._server_is_fake: bool | None = None
+        # whether the server has LM Studio 0.4's native chat route (None: not known yet; learnt from the model list)
+        self._native_chat: bool | None = None
         self._known_ids: frozenset[str] = frozenset()
         self._wants_json_object = False  # the server refused LM Studio's JSON-schema form (llama-cpp-python's)
         # trust_env=False: a proxy from the environment must not intercept a local model server.
@@ -105,8 +111,9 @@ class ClientState(Generic[HttpT, TransportT]):
             timeout=client.timeout if timeout is None else timeout,
             transport=transport,
             model=client.current_model,
+            route=client.route,
         )
-        twin._models_route = client._models_route
+        twin._models_route, twin._native_chat = client._models_route, client._native_chat
         twin._is_lmstudio, twin._known_ids = client._is_lmstudio, client._known_ids
         twin._server_is_fake = client._server_is_fake
         return twin
@@ -129,7 +136,19 @@ class ClientState(Generic[HttpT, TransportT]):
             timeout=self.timeout if timeout is None else timeout,
             transport=transport,
             model=self.current_model,
+            route=self.route,
         )
+
+    @property
+    def route(self) -> Route:
+        """Which chat route requests take: ``"auto"`` (LM Studio 0.4's native ``/api/v1/chat`` when the server is
+        known to have it and the request can be said there, else ``/v1/chat/completions``), ``"openai"`` or
+        ``"native"``; a call's ``route=`` overrides it."""
+        return self._route
+
+    @route.setter
+    def route(self, value: Route) -> None:
+        self._route = checked_route(value)
 
     # --- the current model (the integration guide's `currentModel`) -----------------------------------------------
     @property

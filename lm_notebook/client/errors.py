@@ -187,6 +187,26 @@ class LMStudioAPIError(LMStudioError):
         self.server_message = server_message
         self.retry_after = retry_after
 
+    def _error_field(self, name: str) -> str | None:
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        value = err.get(name) if isinstance(err, dict) else None
+        return str(value) if value is not None else None
+
+    @property
+    def error_type(self) -> str | None:
+        """The server's error ``type`` (``invalid_request``, ``model_not_found``, …), when its body had one."""
+        return self._error_field("type")
+
+    @property
+    def error_code(self) -> str | None:
+        """The server's error ``code``, when its body had one."""
+        return self._error_field("code")
+
+    @property
+    def error_param(self) -> str | None:
+        """The parameter the server's error names (``param``), when its body had one."""
+        return self._error_field("param")
+
 
 class AuthenticationError(LMStudioAPIError):
     """LM Studio requires an API token (``token_sent`` False: none was sent), or refused the one sent (True)."""

@@ -118,7 +118,8 @@ def _capabilities(raw: Any) -> tuple[str, ...] | None:
 def _native_v1_model(m: Mapping[str, Any], route: str) -> ModelInfo:
     instances = m.get("loaded_instances") or []
     config = (instances[0].get("config") or {}) if instances else {}
-    caps = _capabilities(m.get("capabilities"))
+    raw_caps = m.get("capabilities")
+    caps = _capabilities(raw_caps)
     kind = m.get("type")
     if kind == "embedding":
         kind = "embeddings"
@@ -142,7 +143,16 @@ def _native_v1_model(m: Mapping[str, Any], route: str) -> ModelInfo:
         parallel=config.get("parallel"),
         instance_ids=tuple(i.get("id", "") for i in instances),
         source=route,
+        vision=_flag(raw_caps, "vision") if m.get("type") != "embedding" else False,
+        trained_for_tool_use=_flag(raw_caps, "trained_for_tool_use") if m.get("type") != "embedding" else False,
     )
+
+
+def _flag(raw: Any, name: str) -> bool | None:
+    """One capability of ``/api/v1/models``'s ``capabilities`` object (False when the object leaves it out)."""
+    if isinstance(raw, Mapping):
+        return bool(raw.get(name))
+    return None
 
 
 def _native_v0_model(m: Mapping[str, Any], route: str) -> ModelInfo:
@@ -158,6 +168,9 @@ def _native_v0_model(m: Mapping[str, Any], route: str) -> ModelInfo:
         loaded_context_length=m.get("loaded_context_length"),
         capabilities=_capabilities(m.get("capabilities")),
         source=route,
+        # /api/v0 says vision by type ("vlm") and tool use in its capabilities list (0.3.16+)
+        vision=m.get("type") == "vlm" if m.get("type") else None,
+        trained_for_tool_use=("tool_use" in m["capabilities"]) if isinstance(m.get("capabilities"), list) else None,
     )
 
 

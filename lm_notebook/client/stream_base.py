@@ -20,10 +20,19 @@ import httpx
 from lm_notebook.client.accumulator import CONTENT, REASONING, ChatAccumulator, StreamPart
 from lm_notebook.client.error_classification import classify_error, error_message_and_code, is_error_body
 from lm_notebook.client.error_explanation import Explainer, overflow_with_model_facts
-from lm_notebook.client.errors import ContextLengthExceededError, LMStudioAPIError, LMStudioError, LMStudioStreamError
+from lm_notebook.client.errors import (
+    ContextLengthExceededError,
+    EndpointNotSupportedError,
+    LMStudioAPIError,
+    LMStudioError,
+    LMStudioStreamError,
+)
 from lm_notebook.client.flows import Flow, Step
+from lm_notebook.client.native_events import NativeEvents, add_native_body
+from lm_notebook.client.native_route import chat_path, is_native_payload, native_unsupported
+from lm_notebook.client.native_types import StreamProgress
 from lm_notebook.client.request_parts import NO_PARTS, RequestParts
-from lm_notebook.client.routes import CHAT_PATH, token_sent
+from lm_notebook.client.routes import token_sent
 from lm_notebook.client.sse import ServerSentEvent, SSEDecoder
 from lm_notebook.client.transport_errors import translated
 from lm_notebook.client.types import ChatResult
@@ -117,6 +126,12 @@ class StreamBase(Generic[G]):
         self._whole: list[bytes] | None = None  # the body, when the server answered without streaming
         self._gen: G | None = None
         self._content_only = True
+        # LM Studio 0.4's native route: named events instead of chunks
+        self._native = (NativeEvents(self._acc, payload.get("max_output_tokens")) if is_native_payload(payload)
+                        else None)
+        self._path = chat_path(payload)
+        if self._native is None:
+            self._acc.route = "openai"
 
     @property
     def done(self) -> bool:
@@ -142,6 +157,11 @@ class StreamBase(Generic[G]):
         (``AnswerFormatError`` when it breaks the schema). An answer that failed is left as it came."""
         result = self._acc.result(stopped=self.stopped)
         return result if self._error is not None else self._parts.finish(result)
+    @property
+    def progress(self) -> StreamProgress | None:
+        """The latest progress of a stage before the answer (a model load, the prompt's reading; native route
+        only), None before any."""
+        return self._acc.progress
 
     def partial(self) -> ChatResult:
         """A snapshot of what has arrived so far; its ``stopped`` is the stream's (True only once stopped)."""
@@ -178,7 +198,7 @@ class StreamBase(Generic[G]):
         if self._stop_requested.is_set():
             return None
         if response.headers.get("content-type", "").startswith("text/event-stream"):
-            return self._events
+            return self._events if self._native is None else self._native_events
         self._whole = []
         return self._keep_whole
 
@@ -195,6 +215,39 @@ class StreamBase(Generic[G]):
                 yield from self._outputs(chunk, content_only)
             elif text:
                 yield text if content_only else StreamPart(CONTENT, text)
+
+    def _native_events(self, raw: bytes) -> Iterator[Any]:
+        """What one block of a native stream gives the consumer (``chat.end`` ends it; an ``error`` before it is
+        raised there, with whatever ``chat.end`` carried as the partial answer)."""
+        native = self._native
+        assert native is not None
+        content_only = self._content_only
+        for event in self._decoder.feed(raw):
+            data = self._native_data(event)
+            name = event.event if event.event != "message" else str(data.get("type", ""))
+            for part in native.add(name, data):
+                if not content_only:
+                    yield part
+                elif part.kind is CONTENT:
+                    yield part.text
+            if native.ended:
+                self._done = True
+                if native.error is not None:
+                    raise self._in_band_error_body(native.error)
+                break
+
+    def _native_data(self, event: ServerSentEvent) -> dict[str, Any]:
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise LMStudioStreamError(
+                f"LM Studio sent a malformed {event.event!r} event after {self._acc.content_chars} characters: "
+                f"{event.data[:200]!r}. The partial answer is kept (.partial); retry the request.",
+                partial=self.partial(),
+            )
+        return data
 
     def _keep_whole(self, raw: bytes) -> Iterator[Any]:
         assert self._whole is not None
@@ -221,6 +274,9 @@ class StreamBase(Generic[G]):
             except ContextLengthExceededError as err:
                 raise (yield from self._explained(err)) from None
             return [p.text for p in parts if p.kind is CONTENT] if self._content_only else parts
+        if self._native is not None:
+            self._check_native_finished()
+            return []
         if self._acc.deltas == 0:
             # raises the server's reason for an empty stream, if it has one
             yield from self._source._explain_empty_stream(self._payload)
@@ -302,6 +358,9 @@ class StreamBase(Generic[G]):
             body: Any = json.loads(data)
         except ValueError:
             body = data
+        return self._in_band_error_body(body)
+
+    def _in_band_error_body(self, body: Any) -> LMStudioError:
         message, code = error_message_and_code(body)
         if not message and isinstance(body, dict):
             message = str(body.get("message", ""))
@@ -317,19 +376,22 @@ class StreamBase(Generic[G]):
 
     def _classified(self, body: Any, message: str, code: str | None, partial: ChatResult | None) -> LMStudioAPIError:
         """An error the server sent with its 200 (in the stream, or as the whole body)."""
-        return classify_error(
+        err = classify_error(
             status_code=200,
             body=body,
             message=message,
             code=code,
             base_url=self._base_url,
             method="POST",
-            path=CHAT_PATH,
+            path=self._path,
             model=self._model,
             partial=partial,
             max_tokens=self._payload.get("max_tokens"),
             token_sent=self._response is not None and token_sent(self._response.request),
         )
+        if self._native is not None and isinstance(err, EndpointNotSupportedError):
+            return native_unsupported(err, self._base_url)
+        return err
 
     def _check_finished(self) -> None:
         """The body ended (at ``[DONE]`` or not): fine after a finish_reason, else the answer was cut or broken."""
@@ -361,13 +423,30 @@ class StreamBase(Generic[G]):
             partial=self.partial(),
         )
 
+    def _check_native_finished(self) -> None:
+        """A native stream's body ended: fine after ``chat.end``; an ``error`` without it is raised now."""
+        self._decoder.flush()
+        native = self._native
+        assert native is not None
+        if native.error is not None:
+            raise self._in_band_error_body(native.error)
+        if native.ended:
+            self._done = True
+            return
+        raise LMStudioStreamError(
+            f"LM Studio closed the native stream after {self._acc.content_chars} characters without its chat.end "
+            "event: the answer was cut short. The partial answer is kept (.partial); retry the request.",
+            partial=self.partial(),
+        )
+
     def _non_stream_body(self, text: str) -> list[StreamPart]:
         """A whole answer where a stream was expected (an error, or a server that ignored ``stream``)."""
         try:
             body: Any = json.loads(text)
         except ValueError:
             body = None
-        if not isinstance(body, dict) or not (is_error_body(body) or "choices" in body):
+        native_body = self._native is not None and isinstance(body, dict) and "output" in body
+        if not isinstance(body, dict) or not (is_error_body(body) or "choices" in body or native_body):
             raise LMStudioStreamError(
                 f"The server at {self._base_url} answered 200 with something that is neither a stream nor a chat "
                 f"answer ({text[:120]!r}). Is the base URL right, and is nothing (a proxy, another program) in the "
@@ -376,7 +455,10 @@ class StreamBase(Generic[G]):
             )
         if is_error_body(body):
             raise self._classified(body, *error_message_and_code(body), None)
-        self._acc.add_message(body)
+        if native_body:
+            add_native_body(self._acc, body, max_output_tokens=self._payload.get("max_output_tokens"))
+        else:
+            self._acc.add_message(body)
         self._done = True
         parts = []
         if self._acc.reasoning:

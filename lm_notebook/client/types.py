@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lm_notebook.client.native_types import ServerStats, ToolEvent
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -30,6 +32,8 @@ class ModelInfo:
     parallel: int | None = None  # parallel prediction slots of the loaded instance, when reported
     instance_ids: tuple[str, ...] = ()
     source: str = "/v1/models"  # which route described it
+    vision: bool | None = None  # takes images (None: the route did not say)
+    trained_for_tool_use: bool | None = None  # trained to call tools (None: the route did not say)
 
     @property
     def loaded(self) -> bool:
@@ -144,6 +148,10 @@ class ChatResult:
     stats: Mapping[str, Any] | None = None  # LM Studio's /api/v0 stats, when the server sent them
     parsed: Any = field(default=None, compare=False)
     images: tuple[SentImage, ...] = ()
+    server_stats: ServerStats | None = None  # what the server measured (native /api/v1/chat, or /api/v0's stats)
+    response_id: str | None = None  # the stored chat's id (native route, store=True): previous_response_id= continues
+    tool_events: tuple[ToolEvent, ...] = ()  # MCP tool calls the server ran (native route, integrations=)
+    route: str | None = None  # "native" or "openai": which chat route answered
 
     def __str__(self) -> str:
         return self.content

@@ -19,7 +19,8 @@ class ProgressEvent:
 
     - ``"start"``: at once, before anything is sent (rows found in the cache or refused follow as ``"row"``s);
     - ``"model"``: a model's turn begins; ``cold`` when it is not loaded (its first request carries the load);
-    - ``"loading"``: about once a second while that first request waits for the model, ``elapsed_s`` so far;
+    - ``"loading"``: about once a second while that first request waits for the model, ``elapsed_s`` so far (and,
+      where the server reports the load's progress, LM Studio 0.4, at each report with its ``fraction`` 0–1);
     - ``"loaded"``: its first token came, ``elapsed_s`` after the request (none when the request failed first);
     - ``"row"``: after each row settles, ``index`` its position in the result, ``status`` its status;
     - ``"judging"``: with ``checks=[judge(...)]``, as a judge ``model`` starts and after each grade: ``judged`` of
@@ -43,6 +44,7 @@ class ProgressEvent:
     judged: int | None = None
     to_judge: int | None = None
     endpoint: str | None = None
+    fraction: float | None = None  # how far a load has come, when the server says (LM Studio 0.4)
 
 
 ProgressCallback = Callable[[ProgressEvent], object]
@@ -69,6 +71,7 @@ class ProgressBar:
             self._counts[m][1] += 1
         self._errors = 0
         self._loading: str | None = None  # the model whose load the description shows
+        self._fraction: float | None = None  # how far its load has come, when the server reports it
         self._bar: Any = None
         try:
             tqdm = importlib.import_module("tqdm.auto").tqdm
@@ -95,9 +98,13 @@ class ProgressBar:
         model = event.model
         if event.kind == "model" and model:
             self._loading = model if event.cold else None
+            self._fraction = None
             self._bar.set_description(f"{model}: loading…" if event.cold else model, refresh=True)
         elif event.kind == "loading" and model and model == self._loading:
-            self._bar.set_description(f"{model}: loading… {event.elapsed_s or 0:.0f} s", refresh=True)
+            if event.fraction is not None:
+                self._fraction = event.fraction
+            done = f" {round(self._fraction * 100)} %" if self._fraction is not None else ""
+            self._bar.set_description(f"{model}: loading…{done} {event.elapsed_s or 0:.0f} s", refresh=True)
         elif event.kind == "loaded" and model:
             self._loading = None
             self._bar.set_description(f"{model} (loaded in {event.elapsed_s or 0:.1f} s)", refresh=True)

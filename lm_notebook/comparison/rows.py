@@ -23,7 +23,8 @@ Status = Literal["ok", "error", "cancelled"]
 # parameters passed as **params come last, one column each).
 COLUMNS = (
     "prompt_name", "prompt", "model", "repeat", "status", "response", "reasoning", "finish_reason", "error",
-    "error_type", "ttft_s", "latency_s", "tokens_per_s", "load_s", "prompt_tokens", "completion_tokens", "cold",
+    "error_type", "ttft_s", "latency_s", "tokens_per_s", "load_s", "server_ttft_s", "server_tokens_per_s",
+    "prompt_tokens", "completion_tokens", "reasoning_tokens", "cold",
     "cached", "attempts", "started_at", "served_model", "format", "quantization", "arch", "context_length", "system",
     "temperature", "max_tokens", "seed",
 )
@@ -53,9 +54,15 @@ class Outcome:
     tool_calls: int | None = None
     tool_errors: int | None = None
     rounds: int | None = None
+    # what the server measured itself (LM Studio 0.4's native route; /api/v0's stats), None when it did not say
+    server_ttft_s: float | None = None
+    server_tokens_per_s: float | None = None
+    reasoning_tokens: int | None = None
+    server_load_s: float | None = None  # the load the server reports for this answer (it was loaded for it)
 
     @classmethod
     def from_result(cls, result: ChatResult, *, started_at: str, attempts: int, cold: bool) -> Outcome:
+        server = result.server_stats
         return cls(
             status="ok",
             response=result.content,
@@ -69,7 +76,12 @@ class Outcome:
             started_at=started_at,
             served_model=result.model,
             attempts=attempts,
-            cold=cold,
+            cold=cold or (server is not None and server.model_load_time is not None),
+            server_ttft_s=server.time_to_first_token if server else None,
+            server_tokens_per_s=server.tokens_per_second if server else None,
+            reasoning_tokens=(server.reasoning_tokens if server and server.reasoning_tokens is not None
+                              else result.usage.reasoning_tokens if result.usage else None),
+            server_load_s=server.model_load_time if server else None,
         )
 
     @classmethod
@@ -129,7 +141,7 @@ class Outcome:
     def from_record(cls, record: Mapping[str, Any]) -> Outcome:
         known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
         # a stored answer is never cold: nothing was loaded for it (its record keeps the run that made it)
-        return cls(**{**known, "cached": True, "cold": False})
+        return cls(**{**known, "cached": True, "cold": False, "server_load_s": None})
 
 
 def build_frame(
@@ -154,13 +166,15 @@ def build_frame(
         item = items[spec.prompt_index]
         data = outcome.record()
         data["cached"] = outcome.cached
+        server_load = data.pop("server_load_s", None)
         row: dict[str, Any] = {"prompt_name": spec.prompt_name, "prompt": spec.prompt}
         row.update(item.columns or {})
         row.update({"model": spec.model, "repeat": spec.repeat})
         row.update(data)
         row.update(
             {
-                "load_s": load.get(spec.index),
+                # the server's own load time when it reported one, else the client's estimate
+                "load_s": server_load if server_load is not None else load.get(spec.index),
                 "format": info.format if info else None,
                 "quantization": info.quantization if info else None,
                 "arch": info.arch if info else None,
@@ -191,10 +205,12 @@ def _load_seconds(specs: Sequence[RequestSpec], outcomes: Sequence[Outcome]) -> 
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for column in ("prompt_tokens", "completion_tokens", "attempts", "context_length", "max_tokens", "seed"):
+    for column in ("prompt_tokens", "completion_tokens", "reasoning_tokens", "attempts", "context_length",
+                   "max_tokens", "seed"):
         if column in df:
             df[column] = df[column].astype("Int64")
-    for column in ("ttft_s", "latency_s", "tokens_per_s", "load_s", "temperature"):
+    for column in ("ttft_s", "latency_s", "tokens_per_s", "load_s", "server_ttft_s", "server_tokens_per_s",
+                   "temperature"):
         if column in df:
             df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
     df["started_at"] = pd.to_datetime(df["started_at"], utc=True, format="ISO8601")

@@ -21,6 +21,7 @@ import pandas as pd
 from lm_notebook.client import AsyncChatStream
 from lm_notebook.client.clients import AsyncLMStudioClient
 from lm_notebook.client.errors import LMStudioAPIError, LMStudioConnectionError, LMStudioError
+from lm_notebook.client.native_types import StreamProgress
 from lm_notebook.client.schemas import AnswerSchema
 from lm_notebook.client.tools import Tool
 from lm_notebook.client.types import ChatResult, ModelInfo
@@ -241,6 +242,14 @@ class ComparisonRun:
                 return
             self._put(("loading", {"model": state.batch.model, "elapsed_s": loop.time() - since}))
 
+    def _report_load(self, state: _BatchState, progress: StreamProgress) -> None:
+        """LM Studio 0.4 reports the load's progress (native route): a "loading" event with its fraction."""
+        since = state.loading_since
+        if progress.stage != "model_load" or since is None or progress.done:
+            return
+        elapsed = asyncio.get_running_loop().time() - since
+        self._put(("loading", {"model": state.batch.model, "elapsed_s": elapsed, "fraction": progress.fraction}))
+
     def _warm(self, state: _BatchState) -> None:
         """The model answered: open its other slots, and end its loading (said at once, before its first row)."""
         if state.warm.is_set():
@@ -280,8 +289,12 @@ class ComparisonRun:
                 stream = open_row(self.client, messages, spec.model, self.send, self.tools)
                 self._live[spec.index] = stream
                 try:
-                    async for _part in stream.iter_parts():
-                        self._warm(state)
+                    async for part in stream.iter_parts():
+                        detail = getattr(part, "detail", None)  # an act's parts have none
+                        if isinstance(detail, StreamProgress):  # the server's load / prompt progress
+                            self._report_load(state, detail)
+                        else:
+                            self._warm(state)
                     result = await stream.result()
                     self._results[spec.index] = result  # finished: a Stop from here on keeps it (see interrupt)
                 except LMStudioError as err:

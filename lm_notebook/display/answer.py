@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from lm_notebook.client.native_types import StreamProgress
 from lm_notebook.client.stream import ChatStream, StreamPart
 from lm_notebook.client.types import ChatResult
 from lm_notebook.display.footer import facts_text, footer_text, live_facts
@@ -109,6 +110,7 @@ class NotebookStreamView:
         self.messages = 0  # display messages sent (the first included)
         self.live = LiveAnswer(fmt)
         self._tokens = 0
+        self._progress: StreamProgress | None = None  # the native route's latest load / prompt progress
         self._clock = clock
         self._started = clock()
         self._repainter = Repainter(
@@ -128,6 +130,10 @@ class NotebookStreamView:
         self._repainter.start()
 
     def add(self, part: StreamPart) -> None:
+        if isinstance(part.detail, StreamProgress):  # the native route's load / prompt progress: the footer says it
+            self._progress = part.detail
+            self._repainter.changed()
+            return
         if not self.live.add(part.kind, part.text):
             return
         first = not self._tokens
@@ -154,7 +160,9 @@ class NotebookStreamView:
 
     def _footer(self) -> str:
         loading_for = max(0.0, self._clock() - self._started) if self.loading else None
-        return facts_text(live_facts(self.model, self._tokens, loading_for=loading_for, fake_server=self.fake_server))
+        progress_for = max(0.0, self._clock() - self._started)  # a load starts when the request leaves
+        return facts_text(live_facts(self.model, self._tokens, loading_for=loading_for, fake_server=self.fake_server,
+                                     progress=self._progress, progress_for=progress_for))
 
     def _send(self, op: Op) -> None:
         while op.slot >= len(self._display_ids):

@@ -14,10 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from lm_notebook.client.native_types import ServerStats, StreamProgress
 from lm_notebook.client.types import ChatResult, Timings
+from lm_notebook.display.progress import progress_text
 
 FactKind = Literal[
-    "model", "tokens", "first_token", "speed", "duration", "finish", "ending", "streaming", "loading", "server"
+    "model", "tokens", "first_token", "speed", "duration", "finish", "ending", "streaming", "loading", "server",
+    "load_time", "progress",
 ]
 
 SEPARATOR = " · "
@@ -58,7 +61,7 @@ def footer_facts(
         facts.append(FooterFact("tokens", f"≈{_tokens(approx_tokens)}"))
     elif tokens is not None:
         facts.append(FooterFact("tokens", _tokens(tokens)))
-    facts += _timing_facts(result.timings)
+    facts += _timing_facts(result.timings, result.server_stats)
     if with_finish and result.finish_reason:
         facts.append(FooterFact("finish", f"finish: {result.finish_reason}"))
     ending = note if note is not None else result.finish_note
@@ -70,14 +73,18 @@ def footer_facts(
 
 
 def live_facts(
-    model: str | None, parts: int, *, loading_for: float | None = None, fake_server: bool = False
+    model: str | None, parts: int, *, loading_for: float | None = None, fake_server: bool = False,
+    progress: StreamProgress | None = None, progress_for: float | None = None,
 ) -> list[FooterFact]:
     """The facts of an answer still streaming: ``parts`` is the text parts so far (about one token each).
 
     ``loading_for`` (seconds) says, until the first part, that the model is being loaded (just in time) and for how
-    long, instead of "waiting for the first token…".
+    long, instead of "waiting for the first token…". ``progress`` (the native route's latest, ``progress_for``
+    seconds into its stage) says how far the load or the prompt's reading has come.
     """
     server = [FooterFact("server", FAKE_SERVER)] if fake_server else []
+    if not parts and progress is not None and not progress.done:
+        return [FooterFact("progress", progress_text(progress, progress_for, model=model)), *server]
     if not parts and loading_for is not None:
         what = model or "the model"
         return [FooterFact("loading", f"Loading {what}… {int(loading_for)} s"), *server]
@@ -108,8 +115,18 @@ def _tokens(n: int) -> str:
     return f"{n} token{'s' if n != 1 else ''}"
 
 
-def _timing_facts(t: Timings) -> list[FooterFact]:
+def _timing_facts(t: Timings, server: ServerStats | None = None) -> list[FooterFact]:
+    """Time to the first token and speed: the server's own (marked so) when it reported them, else the client's;
+    and how long the model took to load, when it was loaded for this answer."""
     facts: list[FooterFact] = []
+    if server is not None and (server.time_to_first_token is not None or server.tokens_per_second is not None):
+        if server.time_to_first_token is not None:
+            facts.append(FooterFact("first_token", f"first token {server.time_to_first_token:.2f} s (server)"))
+        if server.tokens_per_second is not None:
+            facts.append(FooterFact("speed", f"{server.tokens_per_second:.1f} tok/s (server)"))
+        if server.model_load_time:
+            facts.append(FooterFact("load_time", f"loaded in {server.model_load_time:.1f} s"))
+        return facts
     if t.time_to_first_token is not None:
         facts.append(FooterFact("first_token", f"first token {t.time_to_first_token:.2f} s"))
     if t.tokens_per_second is not None:

@@ -9,7 +9,7 @@ from lm_notebook.client.types import ModelInfo
 
 Bundle = dict[str, Any]
 
-_MODEL_COLUMNS = ("", "id", "type", "state", "format", "quantization", "arch", "context")
+_MODEL_COLUMNS = ("", "id", "type", "state", "format", "quantization", "arch", "context", "abilities", "slots")
 
 FAKE_SERVER_CAPTION = (
     "These models are the bundled fake LM Studio server's: its answers are canned. Set LMSTUDIO_BASE_URL "
@@ -24,6 +24,14 @@ def _context_cell(model: ModelInfo) -> str:
         return f"{model.loaded_context_length} of {model.max_context_length}"
     value = model.context_length
     return str(value) if value else "—"
+
+
+def _abilities_cell(model: ModelInfo) -> str:
+    """What the model can do beyond text, as the server reports it (``/api/v1/models``'s capabilities)."""
+    shown = [name for name, flag in (("vision", model.vision), ("tools", model.trained_for_tool_use)) if flag]
+    if shown:
+        return ", ".join(shown)
+    return "—" if model.vision is None and model.trained_for_tool_use is None else "text"
 
 
 def model_table(
@@ -54,6 +62,8 @@ def model_table(
             m.quantization or "—",
             m.arch or "—",
             _context_cell(m),
+            _abilities_cell(m),
+            str(m.parallel) if m.parallel is not None and m.loaded else "—",
         )
         for m in models
     ]

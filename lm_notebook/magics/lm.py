@@ -324,6 +324,8 @@ class LMMagics(LMSettings):
             "images": images or None,
             "schema": schema,
         }
+        # on LM Studio 0.4 the native route shows the load's progress and the server's own stats (asked once a client)
+        client.supports_native_chat()
         if args.tools:
             return tools_cell(self, client, messages, model, params, fmt, args)
         if args.no_stream:

@@ -11,12 +11,13 @@ from lm_notebook.testing.catalogue import DEMO_PACING, ModelSpec, Pacing, defaul
 from lm_notebook.testing.clock import Clock, LoopClock, ManualClock
 from lm_notebook.testing.cors import CorsPolicy
 from lm_notebook.testing.faults import FAULT_KINDS, Fault, Quirks
-from lm_notebook.testing.recording import RecordedRequest
+from lm_notebook.testing.recording import CHAT_PATHS, RecordedRequest
 from lm_notebook.testing.replies import count_tokens, tokenize
 from lm_notebook.testing.scheduler import Counters, ModelCounters
 from lm_notebook.testing.server import MockLMStudioServer
 
 __all__ = [
+    "CHAT_PATHS",
     "DEMO_PACING",
     "FAULT_KINDS",
     "Clock",

@@ -25,6 +25,7 @@ from lm_notebook.testing.clock import Clock
 from lm_notebook.testing.cors import CorsPolicy
 from lm_notebook.testing.faults import STREAM_FAULTS, ErrorStyle, Fault, FaultBook, Quirks
 from lm_notebook.testing.generation import Generation, plan_chat, plan_completion
+from lm_notebook.testing.native_chat import NativeChat
 from lm_notebook.testing.recording import ChangeSignal, RecordedRequest, RequestLog, ScriptBook, safe_headers
 from lm_notebook.testing.replies import prompt_tokens
 from lm_notebook.testing.scheduler import Instance, LoadFailed, Scheduler
@@ -45,7 +46,7 @@ Version = Literal["0.3", "0.4"]
 _ID_CHARS = string.ascii_lowercase + string.digits
 _ids = random.Random()  # ids need not be reproducible, only unique-looking
 _GENERATION_PATHS = frozenset({"/v1/chat/completions", "/api/v0/chat/completions", "/v1/completions",
-                               "/v1/embeddings"})
+                               "/v1/embeddings", "/api/v1/chat"})
 
 
 class Reply(Exception):
@@ -86,6 +87,7 @@ class LMStudioApp:
         self.scripts = ScriptBook()
         self.tool_scripts = ToolScriptBook()
         self.answers = PromptReplies()
+        self.native = NativeChat(self)  # LM Studio 0.4's POST /api/v1/chat (testing/native_chat.py)
 
     # --- configuration (any thread) ----------------------------------------------------------------------------
     def models(self) -> dict[str, ModelSpec]:
@@ -199,6 +201,9 @@ class LMStudioApp:
             return True
         if path == "/v1/completions":
             await self._chat(path, body, writer, extra, keep_alive, client_left, completion=True)
+            return True
+        if path == "/api/v1/chat" and v04:
+            await self.native.handle(body, writer, extra, keep_alive, client_left)
             return True
         if path == "/v1/embeddings":
             return send(await self._embeddings(path, body))

@@ -14,6 +14,9 @@ from typing import Any
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"})
 
 
+CHAT_PATHS = ("/v1/chat/completions", "/api/v1/chat")
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request as the server saw it: ``json`` is the parsed body (None when absent or not JSON)."""
@@ -28,6 +31,29 @@ class RecordedRequest:
     @property
     def model(self) -> str | None:
         return self.json.get("model") if isinstance(self.json, dict) else None
+
+    @property
+    def is_chat(self) -> bool:
+        """A chat request, on either route (``/v1/chat/completions`` or LM Studio 0.4's native ``/api/v1/chat``)."""
+        return self.path in CHAT_PATHS
+
+    @property
+    def chat_body(self) -> Any:
+        """The body of a chat request in the OpenAI route's words, whichever route it took: a native one's
+        ``system_prompt`` and ``input`` become ``messages``, ``max_output_tokens`` ``max_tokens``."""
+        body = self.json
+        if self.path != "/api/v1/chat" or not isinstance(body, dict):
+            return body
+        renamed = {"max_output_tokens": "max_tokens", "reasoning": "reasoning_effort"}
+        out = {renamed.get(k, k): v for k, v in body.items() if k not in ("input", "system_prompt")}
+        messages = [{"role": "system", "content": body["system_prompt"]}] if "system_prompt" in body else []
+        raw = body.get("input")
+        content: Any = raw if isinstance(raw, str) else [
+            {"type": "text", "text": item.get("content")} if item.get("type") != "image"
+            else {"type": "image_url", "image_url": {"url": item.get("data_url")}}
+            for item in raw or [] if isinstance(item, dict)]
+        out["messages"] = [*messages, {"role": "user", "content": content}]
+        return out
 
 
 def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:

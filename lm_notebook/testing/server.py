@@ -372,16 +372,18 @@ class MockLMStudioServer:
     def clear_requests(self) -> None:
         self._app.log.clear()
 
-    def wait_for_requests(self, count: int, *, path: str | None = None, model: str | None = None,
+    def wait_for_requests(self, count: int, *, path: str | tuple[str, ...] | None = None, model: str | None = None,
                           timeout: float = 10.0) -> list[RecordedRequest]:
-        """Block until the request log holds at least ``count`` requests (to ``path``, for ``model``, when given);
-        returns them. A request is logged as soon as it arrives, before any work on it.
+        """Block until the request log holds at least ``count`` requests (to ``path``, or any of several paths, for
+        ``model``, when given); returns them. A request is logged as soon as it arrives, before any work on it.
+        ``path=CHAT_PATHS`` counts chat requests on either route.
 
         Raises ``TimeoutError`` with what did arrive when they do not come within ``timeout`` seconds.
         """
         def matching() -> list[RecordedRequest]:
             return [r for r in self._app.log.items()
-                    if (path is None or r.path == path) and (model is None or r.model == model)]
+                    if (path is None or r.path == path or (isinstance(path, tuple) and r.path in path))
+                    and (model is None or r.model == model)]
 
         if not self._app.signal.wait_until(lambda: len(matching()) >= count, timeout):
             seen = [f"{r.method} {r.path}" + (f" ({r.model})" if r.model else "") for r in self._app.log.items()]

@@ -11,10 +11,10 @@ from typing import Any
 
 from lm_notebook import ChatPanel
 from lm_notebook.chat.widgets import AssistantMessageView
-from lm_notebook.testing import ManualClock, MockLMStudioServer
+from lm_notebook.testing import CHAT_PATHS, ManualClock, MockLMStudioServer
 
 MODEL = "qwen2.5-7b-instruct"
-CHAT = "/v1/chat/completions"
+CHAT = CHAT_PATHS  # either chat route
 
 
 def page_text(widget: Any) -> str:
@@ -33,7 +33,7 @@ def page_text(widget: Any) -> str:
 
 
 def chat_requests(server: MockLMStudioServer) -> list[dict[str, Any]]:
-    return [r.json for r in server.requests if r.path == CHAT]
+    return [r.chat_body for r in server.requests if r.is_chat]
 
 
 def slow(server: MockLMStudioServer, *, tokens: int, rate: float, model: str = MODEL) -> None:

@@ -25,7 +25,7 @@ from lm_notebook.testing import MockLMStudioServer
 
 
 def chat_requests(server: MockLMStudioServer) -> list[Any]:
-    return [r for r in server.requests if r.path == "/v1/chat/completions"]
+    return [r for r in server.requests if r.is_chat]
 
 
 # --- shape --------------------------------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def test_dict_prompts_system_prompt_and_repeats(server: MockLMStudioServer, clie
     assert list(zip(df.prompt_name, df.repeat, strict=True)) == [("greet", 0), ("greet", 1), ("math", 0), ("math", 1)]
     assert (df.system == "Be brief.").all()
     for request in chat_requests(server):
-        assert request.json["messages"][0] == {"role": "system", "content": "Be brief."}
+        assert request.chat_body["messages"][0] == {"role": "system", "content": "Be brief."}
         assert "temperature" not in request.json  # None is not sent: the server's default applies
 
 
@@ -173,8 +173,8 @@ def test_cold_request_carries_the_load_time_apart(server: MockLMStudioServer, cl
     cold, warm = df[df.cold], df[~df.cold]
     assert len(cold) == 1 and len(warm) == 4
     assert cold.ttft_s.iloc[0] >= 0.4  # its first token came after the load (the server waited load_time first)
-    # load_s is that wait: the cold TTFT less the model's usual one; the warm rows have none
-    assert cold.load_s.iloc[0] == pytest.approx(cold.ttft_s.iloc[0] - warm.ttft_s.median())
+    # load_s is the load the server reports (LM Studio 0.4's stats; the fake waited load_time); the warm rows have none
+    assert cold.load_s.iloc[0] >= 0.399 and cold.server_ttft_s.iloc[0] == 0.01
     assert warm.load_s.isna().all()
     # the warm requests were sent once the first token showed the model was up: none of them waited for the load
     first, *rest = chat_requests(server)
@@ -333,3 +333,14 @@ def test_the_public_names_are_the_functions_in_every_import_order(prelude: str) 
     )
     out = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_without_server_stats_load_s_is_estimated_from_the_ttfts(server: MockLMStudioServer) -> None:
+    server.update_model("gamma", load_time=0.4, ttft=0.01, tokens_per_second=400)
+    with LMStudioClient(server.url, route="openai") as openai_client:  # /v1 reports no load time
+        df = compare([f"q{i}" for i in range(5)], ["gamma"], client=openai_client, progress=False)
+    cold, warm = df[df.cold], df[~df.cold]
+    assert len(cold) == 1 and cold.server_ttft_s.isna().all()
+    # load_s is that wait: the cold TTFT less the model's usual one; the warm rows have none
+    assert cold.load_s.iloc[0] == pytest.approx(cold.ttft_s.iloc[0] - warm.ttft_s.median())
+    assert warm.load_s.isna().all()

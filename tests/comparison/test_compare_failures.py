@@ -16,7 +16,7 @@ from lm_notebook.testing import MockLMStudioServer
 
 
 def chat_requests(server: MockLMStudioServer) -> list[Any]:
-    return [r for r in server.requests if r.path == "/v1/chat/completions"]
+    return [r for r in server.requests if r.is_chat]
 
 
 def test_unknown_model_marks_only_its_rows_and_sends_nothing(

@@ -41,7 +41,7 @@ def no_stop_safety_net(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def chat_requests(server: MockLMStudioServer) -> int:
-    return sum(r.path == "/v1/chat/completions" for r in server.requests)
+    return sum(r.is_chat for r in server.requests)
 
 
 def stop_after(rows: int, seen: list[int] | None = None, *, how: str = "raise") -> object:

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from kernel_driver import ANSI, Kernel, Run, kernel_for
 
-from lm_notebook.testing import MockLMStudioServer, ModelSpec
+from lm_notebook.testing import CHAT_PATHS, MockLMStudioServer, ModelSpec
 
 SLOW = "slow-model"  # loaded; every answer outlasts the test (5 minutes): only the interrupt ends a cell waiting on it
-CHAT = "/v1/chat/completions"
+CHAT = CHAT_PATHS  # either chat route
 
 
 @pytest.fixture(scope="module")

@@ -54,8 +54,9 @@ def test_a_models_load_is_reported_while_it_lasts_then_never_again(monkeypatch: 
         if event.kind == "loading" and sum(e.kind == "loading" for e in events) == 3:
             clock.advance(LOAD)  # the load ends only now: three "loading" events came while it lasted
 
+    # the OpenAI route: no progress from the server, the ticks say how long the load has lasted
     with MockLMStudioServer(models=[ModelSpec("gamma", load_time=LOAD, reply_tokens=4)], clock=clock) as srv, \
-            LMStudioClient(srv.url) as c:
+            LMStudioClient(srv.url, route="openai") as c:
         df = compare(["a", "b", "c"], ["gamma"], client=c, progress=progress)
     assert (df.status == "ok").all() and df.cold.tolist() == [True, False, False]
     kinds = [e.kind for e in events]

@@ -26,7 +26,7 @@ def test_json_braces_in_a_template_are_sent_as_written(server: MockLMStudioServe
         df = compare(pd.DataFrame({"text": ["cats purr"]}), ["alpha"], client=client, template=template,
                      progress=False)
     assert df.prompt.tolist() == ['Return {"summary": "..."} for: cats purr']
-    sent = [r.json["messages"][-1]["content"] for r in server.requests if r.path == "/v1/chat/completions"]
+    sent = [r.chat_body["messages"][-1]["content"] for r in server.requests if r.is_chat]
     assert sent == ['Return {"summary": "..."} for: cats purr']
 
 

@@ -19,7 +19,7 @@ from lm_notebook import LMStudioClient, set_client
 from lm_notebook.comparison import ComparisonInterrupted, last_comparison
 from lm_notebook.comparison.views import ComparisonTable
 from lm_notebook.magics.compare import CompareMagics, cell_prompts, register
-from lm_notebook.testing import MockLMStudioServer, ModelSpec
+from lm_notebook.testing import CHAT_PATHS, MockLMStudioServer, ModelSpec
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_bad_usage_is_a_one_line_usage_error(
     ip, server = shell
     with pytest.raises(UsageError, match=message):
         ip.run_cell_magic("lm_compare", line, cell)
-    assert not [r for r in server.requests if r.path == "/v1/chat/completions"]
+    assert not [r for r in server.requests if r.is_chat]
 
 
 def test_an_unreachable_server_is_a_usage_error() -> None:
@@ -131,7 +131,7 @@ def test_stop_shows_the_table_so_far_then_ends_the_cell() -> None:
         register(ip)
 
         def press_stop() -> None:  # what Ctrl-C or the Stop button sends, once both answers are asked for
-            server.wait_for_requests(2, path="/v1/chat/completions")
+            server.wait_for_requests(2, path=CHAT_PATHS)
             os.kill(os.getpid(), signal.SIGINT)
 
         stop = threading.Thread(target=press_stop)
@@ -171,7 +171,7 @@ def test_lm_compare_follows_the_configured_base_url() -> None:
             out = ip.run_cell_magic("lm_compare", "-m alpha -t 0", "Say hi\n")
             assert isinstance(out, ComparisonTable)
             assert (ip.user_ns["_lm_compare"].status == "ok").all()
-            assert server.wait_for_requests(1, path="/v1/chat/completions")
+            assert server.wait_for_requests(1, path=CHAT_PATHS)
         finally:
             magics.base_url = old_url
             ip.user_ns.pop("_lm_compare", None)

@@ -49,9 +49,13 @@ def test_a_model_whose_state_is_unknown_is_not_said_to_load_and_nothing_is_asked
     ip: InteractiveShell, lmstudio_mock: MockLMStudioServer
 ) -> None:
     lmstudio_mock.clear_requests()
-    assert run(ip, f"%%lm -m {NOT_LOADED}\nHi").success  # never listed: no extra request before the answer
+    assert run(ip, f"%%lm -m {NOT_LOADED}\nHi").success  # never listed: only who answers is asked first
     assert "waiting for the first token…" in first_live_view(ip)
-    assert [r.path for r in lmstudio_mock.requests] == ["/lmstudio-greeting", "/v1/chat/completions"]
+    # once a client: which LM Studio answers (its 0.4 model list), so the answer takes the native route
+    assert [r.path for r in lmstudio_mock.requests] == ["/lmstudio-greeting", "/api/v1/models", "/api/v1/chat"]
+    lmstudio_mock.clear_requests()
+    assert run(ip, f"%%lm -m {NOT_LOADED}\nHi").success
+    assert [r.path for r in lmstudio_mock.requests] == ["/api/v1/chat"]
 
 
 # --- item 26: the bundled fake server is named -------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_chat_overflow_says_the_conversation_grew_and_how_to_shrink_it(ip: Inter
     # the advice works: with one exchange remembered the same prompt fits
     run(ip, "%config LMMagics.chat_memory = 1")
     assert run(ip, cell).success
-    sent = lmstudio_mock.last_request.json["messages"]  # type: ignore[union-attr]
+    sent = lmstudio_mock.last_request.chat_body["messages"]  # type: ignore[union-attr]
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
 
 

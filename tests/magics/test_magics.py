@@ -46,12 +46,13 @@ def test_config_traitlets_reach_the_request(ip: InteractiveShell, lmstudio_mock:
     run(ip, "%config LMMagics.max_tokens = 64")
     run(ip, "%config LMMagics.system = 'Be terse.'")
     assert run(ip, "%%lm\nHi").success
-    body = lmstudio_mock.last_request.json  # type: ignore[union-attr]
+    body = lmstudio_mock.last_request.chat_body  # type: ignore[union-attr]  # on either route
+    assert lmstudio_mock.last_request.path == "/api/v1/chat"  # type: ignore[union-attr]  # LM Studio 0.4's own
     assert body["temperature"] == 0.2 and body["max_tokens"] == 64
     assert body["messages"][0] == {"role": "system", "content": "Be terse."}
     # flags win over settings
     assert run(ip, "%%lm -t 0.9 --max-tokens 8 --seed 7 -s 'You are a pirate.'\nHi").success
-    body = lmstudio_mock.last_request.json  # type: ignore[union-attr]
+    body = lmstudio_mock.last_request.json  # type: ignore[union-attr]  # a seed: the OpenAI route
     assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.9, 8, 7)
     assert body["messages"][0]["content"] == "You are a pirate."
 
@@ -81,9 +82,13 @@ def test_lm_models_asks_the_server_and_marks_the_current_model(ip: InteractiveSh
     use(ip)
     assert run(ip, "%lm_models -o models").success
     table = shown(ip)[-1]["text/plain"].splitlines()
-    assert table[0].split() == ["id", "type", "state", "format", "quantization", "arch", "context"]
+    assert table[0].split() == ["id", "type", "state", "format", "quantization", "arch", "context", "abilities",
+                                "slots"]
     current = [line for line in table if line.startswith("▶")]
     assert len(current) == 1 and MODEL in current[0] and "loaded" in current[0]
+    # /api/v1/models' capabilities and the loaded instance's parallel slots
+    assert current[0].split()[-2:] == ["tools", "4"]
+    assert [line.split()[-2] for line in table if "google/gemma-3-4b" in line] == ["vision"]
     assert [m.id for m in ip.user_ns["models"]][:2] == [MODEL, "google/gemma-3-4b"]
 
 
@@ -206,10 +211,10 @@ def test_references_are_filled_and_other_braces_stay(ip: InteractiveShell, lmstu
     use(ip)
     ip.user_ns.update(topic="tides", items=["moon", "sun"])
     run(ip, '%%lm\nExplain {topic} and {items[0]}, answer as {"why": "..."} not {nothing}; {{topic}}')
-    sent = lmstudio_mock.last_request.json["messages"][-1]["content"]  # type: ignore[union-attr]
+    sent = lmstudio_mock.last_request.chat_body["messages"][-1]["content"]  # type: ignore[union-attr]
     assert sent == 'Explain tides and moon, answer as {"why": "..."} not {nothing}; {topic}'
     run(ip, "%%lm --no-interpolate\nExplain {topic}")
-    assert lmstudio_mock.last_request.json["messages"][-1]["content"] == "Explain {topic}"  # type: ignore[union-attr]
+    assert lmstudio_mock.last_request.chat_body["messages"][-1]["content"] == "Explain {topic}"  # type: ignore[union-attr]
 
 
 def test_a_reference_that_fails_is_a_usage_error(ip: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
@@ -231,11 +236,11 @@ def test_chat_continues_across_cells_bounded_and_reset(ip: InteractiveShell, lms
         assert run(ip, f"%%lm --chat\nquestion {i}").success
     lmstudio_mock.script(MODEL, "answer 3")
     run(ip, "%%lm --chat\nquestion 3")
-    messages = lmstudio_mock.last_request.json["messages"]  # type: ignore[union-attr]
+    messages = lmstudio_mock.last_request.chat_body["messages"]  # type: ignore[union-attr]
     assert [m["content"] for m in messages] == ["question 1", "answer 1", "question 2", "answer 2", "question 3"]
     run(ip, "%%lm\nno memory here")
-    assert len(lmstudio_mock.last_request.json["messages"]) == 1  # type: ignore[union-attr]
+    assert len(lmstudio_mock.last_request.chat_body["messages"]) == 1  # type: ignore[union-attr]
     run(ip, "%lm_reset")
     assert "2 exchanges forgotten" in shown(ip)[-1]["text/plain"]
     run(ip, "%%lm --chat\nfresh")
-    assert len(lmstudio_mock.last_request.json["messages"]) == 1  # type: ignore[union-attr]
+    assert len(lmstudio_mock.last_request.chat_body["messages"]) == 1  # type: ignore[union-attr]

@@ -4,6 +4,7 @@ one-line errors — what JupyterLab, Notebook 7 and VS Code receive on iopub."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from kernel_driver import ANSI, Kernel, kernel_for
 
 from lm_notebook.display.frontend import CellOutputs
 from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec, default_models
+from lm_notebook.testing.native_chat import LOAD_PROGRESS_STEPS
 
 MODEL = "qwen2.5-7b-instruct"
 SLOW = "slow-model"
@@ -172,6 +174,43 @@ def test_server_gone_is_one_line(kernel: Kernel) -> None:
     assert len(error["content"]["traceback"]) == 1
 
 
+def test_a_cold_model_on_lm_studio_0_4_paints_its_load_progress_before_the_first_token(kernel: Kernel) -> None:
+    clock = ManualClock()
+    with MockLMStudioServer(models=[ModelSpec("m", load_time=5.0, reply_tokens=5)], clock=clock) as loading:
+        assert kernel.run(f"%config LMMagics.base_url = '{loading.url}'\n%lm_use m").status == "ok"
+        try:
+            msg_id = kernel.kc.execute("%%lm\nHi")
+            painted: list[str] = []  # each distinct load-progress line, in the order the cell showed them
+            steps = 0
+            first_token_at: int | None = None
+            while True:
+                msg = kernel.kc.get_iopub_msg(timeout=60)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+                shown = str(msg["content"].get("data", {}).get("text/markdown", ""))
+                line = re.search(r"Loading m [▓░]+ \d+ %", shown)
+                if line and line.group(0) not in painted:
+                    painted.append(line.group(0))
+                    # the cell showed this step: let the server's load go one step further (while it loads, its
+                    # load and its next progress pause wait on the clock; after the last progress, only the load)
+                    steps += 1
+                    if steps < LOAD_PROGRESS_STEPS:
+                        clock.advance_to(clock.wait_for_pending(2)[0])
+                    elif steps == LOAD_PROGRESS_STEPS:
+                        clock.wait_for_pending(1)
+                        clock.advance_to(5.0)
+                if first_token_at is None and "tokens · streaming" in shown:
+                    first_token_at = len(painted)
+            kernel.kc.get_shell_msg(timeout=10)
+        finally:
+            kernel.run(f"%config LMMagics.base_url = ''\n%lm_use {MODEL}")
+    assert painted == [f"Loading m {'▓' * k * 2}{'░' * (10 - k * 2)} {k * 20} %" for k in range(5)]
+    assert len(painted) >= 3 and (first_token_at is None or first_token_at == len(painted))
+    assert loading.counters.model("m").loads == 1
+
+
 def run_and_act(kernel: Kernel, code: str, *, when: str, act: Callable[[], None], timeout: float = 60) -> list[Any]:
     """Execute ``code``; once an output of the cell contains ``when``, call ``act`` (once). The cell's messages."""
     msg_id = kernel.kc.execute(code)
@@ -197,7 +236,8 @@ def run_and_act(kernel: Kernel, code: str, *, when: str, act: Callable[[], None]
 def test_a_just_in_time_load_says_loading_with_the_seconds_before_the_first_token(kernel: Kernel) -> None:
     clock = ManualClock()
     model = ModelSpec("m", loaded=False, load_time=30.0, reply_tokens=5)
-    with MockLMStudioServer(models=[model], clock=clock) as loading:
+    # LM Studio 0.3: no load progress from the server (0.4's is the next test), the cell counts the seconds
+    with MockLMStudioServer(models=[model], clock=clock, version="0.3") as loading:
 
         def finish_the_load() -> None:
             assert clock.wait_for_pending() == [30.0]  # the server is loading "m" and the cell still shows no token

@@ -1,0 +1,40 @@
+"""What a stage before the answer looks like while it runs (pure): a model loading, the prompt being read.
+
+LM Studio 0.4's native chat reports both (:class:`~lm_notebook.client.native_types.StreamProgress`); the cell, the
+panel's status line and the compare bar show the same words.
+
+>>> progress_text(StreamProgress("model_load", 0.65, "google/gemma-3-4b"), 4.2)
+'Loading google/gemma-3-4b ▓▓▓▓▓▓▓░░░ 65 % · 4.2 s'
+>>> progress_text(StreamProgress("prompt_processing", 0.4), None)
+'Reading the prompt ▓▓▓▓░░░░░░ 40 %'
+"""
+
+from __future__ import annotations
+
+from lm_notebook.client.native_types import StreamProgress
+
+BAR_CELLS = 10
+_FULL, _EMPTY = "▓", "░"
+
+
+def progress_bar(fraction: float, cells: int = BAR_CELLS) -> str:
+    """``fraction`` (0–1) as a bar of ``cells`` characters."""
+    filled = round(max(0.0, min(1.0, fraction)) * cells)
+    return _FULL * filled + _EMPTY * (cells - filled)
+
+
+def progress_text(progress: StreamProgress, seconds: float | None, *, model: str | None = None) -> str:
+    """One line for a stage in progress: what, a bar, the percentage and (for a load) the seconds so far.
+    ``model`` names the model when the server did not."""
+    percent = f"{round(progress.fraction * 100):d} %"
+    bar = progress_bar(progress.fraction)
+    if progress.stage == "model_load":
+        name = progress.instance or model or "the model"
+        if progress.done:
+            took = progress.load_time_seconds if progress.load_time_seconds is not None else seconds
+            return f"Loaded {name}" + (f" in {took:.1f} s" if took is not None else "")
+        line = f"Loading {name} {bar} {percent}"
+        return line + (f" · {seconds:.1f} s" if seconds is not None else "")
+    if progress.done:
+        return "Read the prompt"
+    return f"Reading the prompt {bar} {percent}"

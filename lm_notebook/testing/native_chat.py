@@ -1,0 +1,435 @@
+"""The fake server's LM Studio 0.4 native chat: ``POST /api/v1/chat``, streamed (named events) and not.
+
+Every event type comes in the documented order: ``chat.start``; ``model_load.start/progress/end`` only when the
+model was not loaded (the progress paced by its load time, on the server's clock); ``prompt_processing.*`` for
+prompts of at least :data:`PROMPT_PROCESSING_TOKENS` tokens (paced by the model's ``ttft``); ``reasoning.*`` for
+reasoning models; ``tool_call.*`` for each MCP integration asked for (a fake tool, ``mcp/failing`` fails);
+``message.*``; then ``chat.end`` with the whole answer, ``stats`` consistent with the pacing. Faults (an unknown model,
+a load failure, a context overflow, a ``stream_error``) come as ``error`` then ``chat.end``. Chats are stored unless
+``"store": false`` and chained by ``previous_response_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import string
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from lm_notebook.testing import error_bodies as errors
+from lm_notebook.testing.catalogue import ModelSpec
+from lm_notebook.testing.faults import Fault
+from lm_notebook.testing.generation import Generation, plan_chat
+from lm_notebook.testing.replies import prompt_tokens
+from lm_notebook.testing.streaming import Event, Framing, StreamWriter, pause
+from lm_notebook.testing.wire import ChunkedBody, dump_json, write_response
+
+if TYPE_CHECKING:
+    from lm_notebook.testing.app import LMStudioApp
+    from lm_notebook.testing.scheduler import Instance
+
+PATH = "/api/v1/chat"
+PROMPT_PROCESSING_TOKENS = 256  # prompts this long report their processing
+LOAD_PROGRESS_STEPS = 5  # model_load.progress events over a load (paced by its load time)
+_REASONING = {"off": "none", "on": "medium"}
+_ids = random.Random()
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class NativeFailure(Exception):
+    """Answer with a native error (``error`` then ``chat.end`` in a stream, else this status and body)."""
+
+    def __init__(self, status: int, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message"))
+        self.status = status
+        self.error = error
+
+
+def _native_error(reply: errors.ErrorReply) -> NativeFailure:
+    """One of the OpenAI-route error answers, in the native route's words (an object with a ``type``)."""
+    try:
+        body = json.loads(reply.body)
+    except ValueError:
+        body = {"error": reply.body.decode(errors="replace")}
+    err = body.get("error") if isinstance(body, dict) else None
+    message = err.get("message") if isinstance(err, dict) else str(err)
+    code = err.get("code") if isinstance(err, dict) else None
+    param = err.get("param") if isinstance(err, dict) else None
+    low = str(message).lower()
+    kind = ("model_not_found" if code == "model_not_found" or "invalid model identifier" in low
+            else "internal_error" if reply.status >= 500 else "invalid_request")
+    out: dict[str, Any] = {"type": kind, "message": message}
+    if code is not None:
+        out["code"] = code
+    if param is not None:
+        out["param"] = param
+    return NativeFailure(reply.status if reply.status >= 400 else 400, out)
+
+
+@dataclass
+class StoredChat:
+    messages: list[dict[str, Any]]
+
+
+class NativeChats:
+    """The stored chats (``response_id`` → the conversation so far); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._chats: dict[str, StoredChat] = {}
+
+    def get(self, response_id: str) -> StoredChat | None:
+        with self._lock:
+            return self._chats.get(response_id)
+
+    def put(self, messages: list[dict[str, Any]]) -> str:
+        response_id = "resp_" + "".join(_ids.choices(string.hexdigits.lower()[:16], k=24))
+        with self._lock:
+            self._chats[response_id] = StoredChat(messages)
+        return response_id
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._chats)
+
+
+def _input_text(raw: Any) -> tuple[str, list[dict[str, Any]]]:
+    """The user turn's text, and its content as OpenAI parts (for the canned replies and vision checks)."""
+    if isinstance(raw, str):
+        return raw, [{"type": "text", "text": raw}]
+    if not isinstance(raw, list) or not raw:
+        raise NativeFailure(400, {"type": "invalid_request", "message": "'input' must be a string or an array of "
+                                  "input items", "param": "input"})
+    texts: list[str] = []
+    parts: list[dict[str, Any]] = []
+    for item in raw:
+        if isinstance(item, Mapping) and item.get("type") in ("message", "text"):
+            texts.append(str(item.get("content", "")))
+            parts.append({"type": "text", "text": str(item.get("content", ""))})
+        elif isinstance(item, Mapping) and item.get("type") == "image":
+            parts.append({"type": "image_url", "image_url": {"url": str(item.get("data_url", ""))}})
+        else:
+            raise NativeFailure(400, {"type": "invalid_request", "message": f"Unknown input item {item!r}",
+                                      "param": "input"})
+    return "\n".join(texts), parts
+
+
+def _integration_label(item: Any) -> str | None:
+    if isinstance(item, str):
+        return item.split("/", 1)[-1]
+    if isinstance(item, Mapping):
+        return str(item.get("server_label") or item.get("id") or "mcp").split("/", 1)[-1]
+    return None
+
+
+@dataclass
+class Plan:
+    """One native request, checked: the model, the conversation, and what to generate."""
+
+    spec: ModelSpec
+    messages: list[dict[str, Any]]
+    gen: Generation
+    integrations: list[str]
+    store: bool
+    stream: bool
+
+
+class NativeChat:
+    """Answers ``POST /api/v1/chat`` for one :class:`~lm_notebook.testing.app.LMStudioApp`."""
+
+    def __init__(self, app: LMStudioApp) -> None:
+        self.app = app
+        self.chats = NativeChats()
+
+    # --- the request ------------------------------------------------------------------------------------------
+    def _plan(self, body: Any) -> Plan:
+        app = self.app
+        if not isinstance(body, dict) or "input" not in body:
+            raise NativeFailure(400, {"type": "invalid_request", "message": "'input' is required", "param": "input"})
+        text, parts = _input_text(body["input"])
+        history: list[dict[str, Any]] = []
+        previous = body.get("previous_response_id")
+        if previous is not None:
+            stored = self.chats.get(str(previous))
+            if stored is None:
+                raise NativeFailure(400, {"type": "invalid_request", "param": "previous_response_id",
+                                          "message": f"No stored response with id {previous!r}."})
+            history = list(stored.messages)
+        elif isinstance(body.get("system_prompt"), str):
+            history = [{"role": "system", "content": body["system_prompt"]}]
+        user = {"role": "user", "content": text if len(parts) == 1 else parts}
+        messages = [*history, user]
+        try:
+            spec = app._resolve(body, PATH, want_embedding=False)
+        except Exception as exc:  # a Reply: the OpenAI route's words, said natively
+            reply = getattr(exc, "reply", None)
+            if reply is None:
+                raise
+            raise _native_error(reply) from None
+        effort = body.get("reasoning")
+        openai_body: dict[str, Any] = {
+            "temperature": body.get("temperature"), "seed": None,
+            "max_tokens": body.get("max_output_tokens"),
+            "reasoning_effort": _REASONING.get(effort, effort) if isinstance(effort, str) else None,
+        }
+        thinking = replace(spec, reasoning="reasoning") if spec.reasoning is not None else spec
+        gen = plan_chat(thinking, openai_body, messages, scripted=app.scripts.pop(spec.id),
+                        reply_tokens=app.settings.reply_tokens)
+        raw = body.get("integrations") or []
+        integrations = [label for label in map(_integration_label, raw if isinstance(raw, list) else [])
+                        if label is not None]
+        return Plan(spec, messages, gen, integrations, body.get("store", True) is not False, body.get("stream") is True)
+
+    async def _loaded(self, spec: ModelSpec, body: Mapping[str, Any]) -> asyncio.Future[Instance]:
+        """Start getting the model's instance (loading it just in time); a failure becomes a native error."""
+        async def get() -> Instance:
+            try:
+                return await self.app._instance(spec, PATH, body.get("ttl"))
+            except Exception as exc:
+                reply = getattr(exc, "reply", None)
+                if reply is None:
+                    raise
+                raise _native_error(reply) from None
+
+        task = asyncio.ensure_future(get())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception was never retrieved"
+        return task
+
+    def _check_context(self, plan: Plan, inst: Instance) -> int:
+        n_prompt = prompt_tokens(plan.messages)
+        if n_prompt > inst.context_length:
+            message = errors.context_overflow_event(n_prompt, inst.context_length)["message"]
+            raise NativeFailure(400, {"type": "invalid_request", "message": message, "code": "context_length_exceeded"})
+        return n_prompt
+
+    # --- the answer -------------------------------------------------------------------------------------------
+    def _output(self, plan: Plan) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        reasoning = "".join(t for name, t in plan.gen.deltas if name != "content")
+        if reasoning:
+            out.append({"type": "reasoning", "content": reasoning})
+        out.extend(self._tool_item(label, plan) for label in plan.integrations)
+        out.append({"type": "message", "content": plan.gen.text("content")})
+        return out
+
+    @staticmethod
+    def _tool_item(label: str, plan: Plan) -> dict[str, Any]:
+        query = str(plan.messages[-1].get("content"))[:40]
+        provider = {"type": "plugin", "plugin_id": f"mcp/{label}"}
+        if label == "failing":
+            return {"type": "invalid_tool_call", "reason": f"mcp/{label} is not reachable (fake failure)",
+                    "metadata": {"type": "invalid_name", "tool_name": f"{label}_search"}}
+        return {"type": "tool_call", "tool": f"{label}_search", "arguments": {"query": query},
+                "output": f"[fake {label} result for {query!r}]", "provider_info": provider}
+
+    def _result(self, plan: Plan, inst: Instance, n_prompt: int, *, ttft: float, generating: float,
+                load_time: float | None) -> dict[str, Any]:
+        gen, spec = plan.gen, plan.spec
+        tokens = gen.completion_tokens
+        tps = spec.tokens_per_second if spec.tokens_per_second > 0 else (
+            round(tokens / generating, 2) if generating > 0 else 1000.0)
+        stats: dict[str, Any] = {
+            "input_tokens": n_prompt, "total_output_tokens": tokens, "reasoning_output_tokens": gen.reasoning_count,
+            "tokens_per_second": tps, "time_to_first_token_seconds": round(ttft, 3),
+        }
+        if load_time is not None:
+            stats["model_load_time_seconds"] = round(load_time, 3)
+        result: dict[str, Any] = {"model_instance_id": inst.model_id, "output": self._output(plan), "stats": stats}
+        if plan.store:
+            answer = {"role": "assistant", "content": gen.text("content")}
+            result["response_id"] = self.chats.put([*plan.messages, answer])
+        return result
+
+    def _events(self, plan: Plan, result: Mapping[str, Any], framing: Framing) -> Iterator[Event]:
+        """The events after the prompt was read: reasoning, tools, message (one token event per token), chat.end.
+        The events between tokens ride with the next token (the stream's pacing and faults count token events;
+        an event that is not a token is taken as the end)."""
+        pending: list[bytes] = []
+
+        def event(name: str, payload: Mapping[str, Any]) -> None:
+            pending.append(framing.event(name, _dumps({"type": name, **payload})))
+
+        def token(name: str, text: str) -> Event:
+            event(name, {"content": text})
+            data = b"".join(pending)
+            pending.clear()
+            return True, data
+
+        thinking = [t for name, t in plan.gen.deltas if name != "content"]
+        answer = [t for name, t in plan.gen.deltas if name == "content"]
+        if thinking:
+            event("reasoning.start", {})
+            for text in thinking:
+                yield token("reasoning.delta", text)
+            event("reasoning.end", {})
+        for item in result["output"]:
+            if item["type"] == "tool_call":
+                info = {"tool": item["tool"], "provider_info": item["provider_info"]}
+                event("tool_call.start", info)
+                event("tool_call.arguments", {**info, "arguments": item["arguments"]})
+                event("tool_call.success", {**info, "arguments": item["arguments"], "output": item["output"]})
+            elif item["type"] == "invalid_tool_call":
+                event("tool_call.failure", {"reason": item["reason"], "metadata": item["metadata"]})
+        event("message.start", {})
+        for text in answer:
+            yield token("message.delta", text)
+        event("message.end", {})
+        event("chat.end", {"result": result})
+        yield False, b"".join(pending)
+
+    async def handle(self, body: Any, writer: asyncio.StreamWriter, extra: list[tuple[str, str]], keep_alive: bool,
+                     client_left: asyncio.Future[None]) -> None:
+        stream = isinstance(body, dict) and body.get("stream") is True
+        if not stream:
+            try:
+                data = await self._whole(body, client_left)
+            except NativeFailure as failure:
+                write_response(writer, failure.status, dump_json({"error": failure.error}), headers=extra,
+                               keep_alive=keep_alive)
+                return
+            if data is not None:
+                write_response(writer, 200, dump_json(data), headers=extra, keep_alive=keep_alive)
+            return
+        framing = Framing(b"\n")
+        try:
+            plan = self._plan(body)
+        except NativeFailure as failure:  # an unknown model, a bad input: error then chat.end, in the stream
+            await NativeStream(self, ChunkedBody.start(writer, 200, "text/event-stream", extra), framing,
+                               client_left).fail(failure)
+            return
+        # a 500 or 429 fault answers with its status before any work (a Reply the app writes)
+        faults = await self.app._generation_faults(plan.spec, PATH)
+        chunked = ChunkedBody.start(writer, 200, "text/event-stream", extra)
+        await NativeStream(self, chunked, framing, client_left).run(plan, faults, body)
+
+    async def _whole(self, body: Any, client_left: asyncio.Future[None]) -> dict[str, Any] | None:
+        app = self.app
+        plan = self._plan(body)
+        faults = await app._generation_faults(plan.spec, PATH)
+        started = app.clock.now()
+        was_loaded = (view := app.scheduler.view(plan.spec.id)) is not None and view.state == "loaded"
+        inst = await (await self._loaded(plan.spec, body))
+        load_time = None if was_loaded else app.clock.now() - started
+        n_prompt = self._check_context(plan, inst)
+        spec = plan.spec
+        gen_time = plan.gen.completion_tokens / spec.tokens_per_second if spec.tokens_per_second else 0.0
+        async with app.scheduler.slot(inst):
+            if any(f.kind in ("drop", "stall") for f in faults) or (
+                    spec.ttft + gen_time > 0 and not await pause(app.clock, spec.ttft + gen_time, client_left)):
+                app.scheduler.count_abandoned(spec.id)
+                return None
+        return self._result(plan, inst, n_prompt, ttft=spec.ttft, generating=gen_time, load_time=load_time)
+
+
+class NativeStream:
+    """One streamed native answer, event by event, paced on the server's clock."""
+
+    def __init__(self, chat: NativeChat, body: ChunkedBody, framing: Framing, client_left: asyncio.Future[None]):
+        self.chat = chat
+        self.app = chat.app
+        self.body = body
+        self.framing = framing
+        self.client_left = client_left
+        self.instance: str | None = None
+
+    def _write(self, name: str, payload: Mapping[str, Any]) -> None:
+        self.body.write(self.framing.event(name, _dumps({"type": name, **payload})))
+
+    async def _flush(self) -> bool:
+        try:
+            await self.body.flush()
+        except ConnectionError:
+            return False
+        return not (self.body.closed or self.client_left.done())
+
+    async def fail(self, failure: NativeFailure) -> None:
+        self._write("error", {"error": failure.error})
+        self._write("chat.end", {"result": {"model_instance_id": self.instance, "output": [], "stats": {}}})
+        if await self._flush():
+            await self.body.finish()
+
+    async def run(self, plan: Plan, faults: list[Fault], body: Mapping[str, Any]) -> None:
+        app = self.app
+        spec = plan.spec
+        self.instance = spec.id
+        self._write("chat.start", {"model_instance_id": spec.id})
+        view = app.scheduler.view(spec.id)
+        started = app.clock.now()
+        task = await self.chat._loaded(spec, body)
+        load_time: float | None = None
+        try:
+            if view is None or view.state != "loaded":
+                if not await self._load_progress(spec, task, started):
+                    return
+                inst = await task
+                load_time = app.clock.now() - started
+                self._write("model_load.end", {"model_instance_id": spec.id, "load_time_seconds": round(load_time, 3)})
+            else:
+                inst = await task
+            n_prompt = self.chat._check_context(plan, inst)
+        except NativeFailure as failure:
+            await self.fail(failure)
+            return
+        async with app.scheduler.slot(inst):
+            ttft = spec.ttft
+            if n_prompt >= PROMPT_PROCESSING_TOKENS:
+                if not await self._stage("prompt_processing", spec.ttft):
+                    app.scheduler.count_abandoned(spec.id)
+                    return
+                ttft = 0.0
+            if any(f.kind == "empty_stream" for f in faults):
+                plan.gen = Generation([], "stop", "eosFound")
+            gen_time = plan.gen.completion_tokens / spec.tokens_per_second if spec.tokens_per_second else 0.0
+            result = self.chat._result(plan, inst, n_prompt, ttft=spec.ttft, generating=gen_time,
+                                       load_time=load_time)
+            sender = StreamWriter(self.body, ttft=ttft, tokens_per_second=spec.tokens_per_second,
+                                  quirks=app.quirks_for(spec), framing=self.framing,
+                                  faults=[f for f in faults if f.kind != "empty_stream"],
+                                  error_payload=_stream_fault, clock=app.clock, client_left=self.client_left)
+            await sender.send(self.chat._events(plan, result, self.framing))
+            if sender.client_gone:
+                app.scheduler.count_abandoned(spec.id)
+
+    async def _load_progress(self, spec: ModelSpec, task: asyncio.Future[Instance], started: float) -> bool:
+        """``model_load.start`` and ``.progress`` while the load runs (paced by its load time); False when the
+        client left."""
+        self._write("model_load.start", {"model_instance_id": spec.id})
+        if spec.load_time > 0:
+            step = spec.load_time / LOAD_PROGRESS_STEPS
+            for _ in range(1, LOAD_PROGRESS_STEPS):
+                if not await self._flush() or not await pause(self.app.clock, step, self.client_left):
+                    return False
+                if task.done():
+                    break
+                fraction = min(0.99, (self.app.clock.now() - started) / spec.load_time)
+                self._write("model_load.progress", {"model_instance_id": spec.id, "progress": round(fraction, 3)})
+        if not await self._flush():
+            return False
+        done, _ = await asyncio.wait((task, self.client_left), return_when=asyncio.FIRST_COMPLETED)
+        return task in done or not self.client_left.done()
+
+    async def _stage(self, stage: str, seconds: float) -> bool:
+        """A stage before the answer (``prompt_processing``) with its progress over ``seconds``."""
+        self._write(f"{stage}.start", {})
+        steps = 4
+        for i in range(1, steps):
+            if seconds > 0 and (not await self._flush() or not await pause(self.app.clock, seconds / steps,
+                                                                             self.client_left)):
+                return False
+            self._write(f"{stage}.progress", {"progress": i / steps})
+        if seconds > 0 and not await pause(self.app.clock, seconds / steps, self.client_left):
+            return False
+        self._write(f"{stage}.end", {})
+        return await self._flush()
+
+
+def _stream_fault() -> dict[str, Any]:
+    message = errors.stream_fault_event()["message"]
+    return {"type": "error", "error": {"type": "internal_error", "message": message}}

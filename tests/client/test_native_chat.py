@@ -1,0 +1,283 @@
+"""LM Studio 0.4's native chat over real loopback HTTP with the fake server: every event, every error, ``store``,
+the server's stats, and the fallback on 0.3 and on servers without the route."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from lm_notebook import (
+    AsyncLMStudioClient,
+    ContextLengthExceededError,
+    EndpointNotSupportedError,
+    LMStudioAPIError,
+    LMStudioClient,
+    LMStudioStreamError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+from lm_notebook.client.native_types import ServerStats, StreamProgress, ToolEvent
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
+from lm_notebook.testing.native_chat import LOAD_PROGRESS_STEPS
+
+LOADED = "qwen2.5-7b-instruct"
+
+
+def native_client(server: MockLMStudioServer, **options: object) -> LMStudioClient:
+    return LMStudioClient(server.url, timeout=30, model=LOADED, **options)  # type: ignore[arg-type]
+
+
+def paths(server: MockLMStudioServer) -> list[str]:
+    return [r.path for r in server.requests if r.path != "/lmstudio-greeting"]
+
+
+# --- routing over the wire ---------------------------------------------------------------------------------------
+
+def test_auto_takes_the_native_route_once_the_server_is_known_to_be_0_4(server: MockLMStudioServer) -> None:
+    with native_client(server) as client:
+        assert client.chat("Hi").route == "openai"  # nothing known yet: no extra round trip to find out
+        assert client.supports_native_chat() is True  # the model list says 0.4
+        result = client.chat("Hi", max_tokens=5)
+        assert result.route == "native" and result.content
+        assert client.chat("Hi", seed=3).route == "openai"  # not expressible natively: the OpenAI way
+        assert client.chat("Hi", route="openai").route == "openai"
+    assert paths(server) == ["/v1/chat/completions", "/api/v1/models", "/api/v1/chat", "/v1/chat/completions",
+                             "/v1/chat/completions"]
+    native = next(r for r in server.requests if r.path == "/api/v1/chat")
+    assert native.json["store"] is False and native.json["max_output_tokens"] == 5 and native.json["input"] == "Hi"
+
+
+@pytest.mark.lmstudio_mock(version="0.3")
+def test_on_0_3_auto_stays_on_v1_and_native_says_it_is_not_there(lmstudio_mock: MockLMStudioServer) -> None:
+    with native_client(lmstudio_mock) as client:
+        assert client.supports_native_chat() is False
+        assert client.chat("Hi").route == "openai"
+        with client.stream_chat("Hi") as stream:
+            assert stream.text()
+        with pytest.raises(EndpointNotSupportedError) as info:
+            client.chat("Hi", route="native")
+        assert "needs LM Studio 0.4 or newer" in info.value.message and "route='auto'" in info.value.message
+        with pytest.raises(EndpointNotSupportedError, match=r"needs LM Studio 0\.4"):
+            client.stream_chat("Hi", route="native").text()
+    assert "/api/v1/chat" in paths(lmstudio_mock)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_server_without_the_route_says_404_and_native_fails_clearly(stream: bool) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/lmstudio-greeting":
+            return httpx.Response(404, text="Not Found")
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "m"}]})
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    with LMStudioClient("http://llama.local:8000", transport=httpx.MockTransport(handler), model="m") as client:
+        assert client.supports_native_chat() is False
+        with pytest.raises(EndpointNotSupportedError, match=r"native chat route .* needs LM Studio 0.4"):
+            if stream:
+                client.stream_chat("Hi", route="native").text()
+            else:
+                client.chat("Hi", route="native")
+
+
+# --- the events ----------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def loading() -> Iterator[tuple[MockLMStudioServer, ManualClock]]:
+    clock = ManualClock()
+    with MockLMStudioServer(models=[ModelSpec("cold", load_time=5.0), ModelSpec(LOADED, loaded=True)],
+                            clock=clock) as s:
+        yield s, clock
+
+
+def advance_through_the_load(server: MockLMStudioServer, clock: ManualClock, load_time: float) -> threading.Thread:
+    """From another thread: move the clock from pause to pause until the load's end (while it loads, the load and
+    the next progress pause wait on the clock; after the last progress, only the load)."""
+    def run() -> None:
+        for _ in range(LOAD_PROGRESS_STEPS - 1):
+            clock.advance_to(clock.wait_for_pending(2)[0])
+        clock.wait_for_pending(1)
+        clock.advance_to(load_time)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_cold_model_streams_its_load_progress_then_the_answer(loading: tuple[MockLMStudioServer,
+                                                                                ManualClock]) -> None:
+    server, clock = loading
+    with native_client(server, route="native") as client:
+        mover = advance_through_the_load(server, clock, 5.0)
+        stream = client.stream_chat("Hi", model="cold")
+        parts = list(stream.iter_parts())
+        mover.join(10)
+    progress = [p.detail for p in parts if p.kind == "progress"]
+    assert all(isinstance(p, StreamProgress) and p.stage == "model_load" and p.instance == "cold" for p in progress)
+    fractions = [p.fraction for p in progress if isinstance(p, StreamProgress)]
+    assert fractions == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # start, paced by the load time, end
+    first_text = next(i for i, p in enumerate(parts) if p.kind == "content")
+    assert all(p.kind == "progress" for p in parts[:first_text])
+    assert stream.progress is not None and stream.progress.done and stream.progress.load_time_seconds == 5.0
+    result = stream.result()
+    assert isinstance(result.server_stats, ServerStats)
+    assert result.server_stats.model_load_time == 5.0 and result.server_stats.input_tokens
+    assert result.server_stats.output_tokens == result.usage.completion_tokens if result.usage else False
+    assert result.timings.total is not None  # the client's own measurement stays
+    assert result.model == "cold" and result.finish_reason == "stop" and result.route == "native"
+
+
+def test_a_loaded_model_sends_no_load_events_and_a_long_prompt_its_processing(server: MockLMStudioServer) -> None:
+    with native_client(server, route="native") as client:
+        short = list(client.stream_chat("Hi").iter_parts())
+        long = list(client.stream_chat("word " * 600).iter_parts())
+    assert not [p for p in short if p.kind == "progress"]
+    stages = [(p.detail.stage, p.detail.fraction) for p in long if isinstance(p.detail, StreamProgress)]
+    assert stages == [("prompt_processing", 0.0), ("prompt_processing", 0.25), ("prompt_processing", 0.5),
+                      ("prompt_processing", 0.75), ("prompt_processing", 1.0)]
+
+
+def test_reasoning_comes_as_reasoning_parts_and_the_server_counts_it(server: MockLMStudioServer) -> None:
+    with native_client(server, route="native") as client:
+        stream = client.stream_chat("Why is the sky blue?", model="deepseek-r1-distill-qwen-7b")
+        kinds = [p.kind for p in stream.iter_parts()]
+        result = stream.result()
+        whole = client.chat("Why is the sky blue?", model="openai/gpt-oss-20b")
+    assert kinds.index("reasoning") < kinds.index("content") and "<think>" not in result.content
+    assert result.reasoning and result.server_stats and result.server_stats.reasoning_tokens
+    assert whole.reasoning and whole.content and whole.usage and whole.usage.reasoning_tokens
+    sent = [r.json for r in server.requests if r.path == "/api/v1/chat"]
+    assert all(b["store"] is False for b in sent)
+
+
+def test_reasoning_effort_none_is_sent_as_off(server: MockLMStudioServer) -> None:
+    with native_client(server, route="native") as client:
+        result = client.chat("Hi", model="openai/gpt-oss-20b", reasoning_effort="none")
+    assert server.last_request is not None and server.last_request.json["reasoning"] == "off"
+    assert not result.reasoning
+
+
+def test_mcp_tool_calls_come_as_tool_parts_and_tool_events(server: MockLMStudioServer) -> None:
+    with native_client(server) as client:
+        stream = client.stream_chat("Find the LM Studio docs", integrations=["mcp/playwright", "mcp/failing"])
+        tools = [p for p in stream.iter_parts() if p.kind == "tool"]
+        result = stream.result()
+        whole = client.chat("Find it", integrations=["mcp/playwright"])
+    assert [type(p.detail) for p in tools] == [ToolEvent, ToolEvent]
+    ok, failed = result.tool_events
+    assert ok.tool == "playwright_search" and ok.ok and ok.arguments == {"query": "Find the LM Studio docs"}
+    assert ok.output and "fake playwright result" in ok.output and ok.provider == "mcp/playwright"
+    assert not failed.ok and failed.reason and "not reachable" in failed.reason and failed.tool == "failing_search"
+    assert result.content and whole.tool_events[0].tool == "playwright_search" and whole.route == "native"
+
+
+def test_store_true_returns_a_response_id_and_previous_response_id_continues_it(server: MockLMStudioServer) -> None:
+    with native_client(server) as client:
+        first = client.chat("My name is Ada.", store=True)
+        assert first.response_id and first.response_id.startswith("resp_")
+        second = client.stream_chat("What is my name?", previous_response_id=first.response_id, store=True)
+        assert second.text()
+        assert second.result().response_id not in (None, first.response_id)
+        unstored = client.chat("Hi", route="native")
+        assert unstored.response_id is None
+        with pytest.raises(LMStudioAPIError) as info:
+            client.chat("Go on", previous_response_id="resp_unknown")
+    bodies = [r.json for r in server.requests if r.path == "/api/v1/chat"]
+    assert [b["store"] for b in bodies] == [True, True, False, False]
+    assert bodies[1]["previous_response_id"] == first.response_id
+    assert info.value.error_param == "previous_response_id" and info.value.error_type == "invalid_request"
+    assert len(server._app.native.chats) == 2
+
+
+# --- errors --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_unknown_model_is_model_not_found_with_the_server_type_kept(server: MockLMStudioServer,
+                                                                        stream: bool) -> None:
+    with native_client(server, route="native") as client, pytest.raises(ModelNotFoundError) as info:
+        if stream:
+            client.stream_chat("Hi", model="qwen-7b").text()
+        else:
+            client.chat("Hi", model="qwen-7b")
+    assert info.value.error_type == "model_not_found" and info.value.error_code == "model_not_found"
+    assert 'Did you mean "qwen2.5-7b-instruct"?' in info.value.message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_load_failure_is_a_model_load_error(server: MockLMStudioServer, stream: bool) -> None:
+    server.set_fault("load_failure", model="google/gemma-3-4b")
+    with native_client(server, route="native") as client, pytest.raises(ModelLoadError):
+        if stream:
+            client.stream_chat("Hi", model="google/gemma-3-4b").text()
+        else:
+            client.chat("Hi", model="google/gemma-3-4b")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_prompt_over_the_context_is_a_context_error(server: MockLMStudioServer, stream: bool) -> None:
+    server.add_model(ModelSpec("tiny", loaded=True, context_length=16))
+    with native_client(server, route="native") as client, pytest.raises(ContextLengthExceededError) as info:
+        if stream:
+            client.stream_chat("word " * 50, model="tiny").text()
+        else:
+            client.chat("word " * 50, model="tiny")
+    assert info.value.context_length == 16
+
+
+def test_an_error_mid_answer_keeps_the_partial_answer(server: MockLMStudioServer) -> None:
+    server.reply_tokens = 10
+    server.set_fault("stream_error", after_chunks=4)
+    with native_client(server, route="native") as client, pytest.raises(LMStudioStreamError) as info:
+        client.stream_chat("Hi").text()
+    assert info.value.partial is not None and info.value.partial.content
+    assert "crashed" in info.value.message
+
+
+def test_the_async_twin_streams_natively_too(loading: tuple[MockLMStudioServer, ManualClock]) -> None:
+    server, clock = loading
+
+    async def run() -> tuple[list[str], str]:
+        async with AsyncLMStudioClient(server.url, timeout=30, route="native") as client:
+            kinds = []
+            async with client.stream_chat("Hi", model="cold") as stream:
+                async for part in stream.iter_parts():
+                    kinds.append(part.kind)
+            return kinds, (await client.chat("Hi", model="cold")).route or ""
+
+    mover = advance_through_the_load(server, clock, 5.0)
+    kinds, route = asyncio.run(run())
+    mover.join(10)
+    assert kinds.count("progress") == 6 and kinds[-1] == "content" and route == "native"
+
+
+def test_v0_stats_go_into_server_stats(server: MockLMStudioServer) -> None:
+    with native_client(server) as client:
+        body = client._request("POST", "/api/v0/chat/completions",
+                               json_body={"model": LOADED, "messages": [{"role": "user", "content": "Hi"}]})
+    from lm_notebook.client.routes import result_from_body
+
+    stats = result_from_body(body, 0.0).server_stats
+    assert stats is not None and stats.tokens_per_second is not None and stats.stop_reason == "eosFound"
+
+
+# --- model list ----------------------------------------------------------------------------------------------------
+
+def test_model_info_has_capabilities_and_parallel_slots(server: MockLMStudioServer) -> None:
+    with native_client(server) as client:
+        models = {m.id: m for m in client.list_models()}
+    assert models["google/gemma-3-4b"].vision is True and models[LOADED].vision is False
+    assert models[LOADED].trained_for_tool_use is True and models["google/gemma-3-4b"].trained_for_tool_use is False
+    assert models[LOADED].parallel == 4 and models["google/gemma-3-4b"].parallel is None
+    assert models["text-embedding-nomic-embed-text-v1.5"].vision is False
+
+
+@pytest.mark.lmstudio_mock(version="0.3")
+def test_on_0_3_vision_comes_from_the_model_type(lmstudio_mock: MockLMStudioServer) -> None:
+    with native_client(lmstudio_mock) as client:
+        models = {m.id: m for m in client.list_models()}
+    assert models["google/gemma-3-4b"].vision is True and models[LOADED].vision is False
+    assert models[LOADED].trained_for_tool_use is True and models[LOADED].source == "/api/v0/models"
