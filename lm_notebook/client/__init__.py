@@ -34,6 +34,7 @@ from lm_notebook.client.errors import (
     ServerBusyError,
     ServerError,
 )
+from lm_notebook.client.native_types import ServerStats, StreamProgress, ToolEvent
 from lm_notebook.client.routes import LoadResult
 from lm_notebook.client.session import embed, get_client, set_client
 from lm_notebook.client.settings import DEFAULT_BASE_URL, normalize_base_url, resolve_timeout
@@ -75,11 +76,14 @@ __all__ = [
     "SentImage",
     "ServerBusyError",
     "ServerError",
+    "ServerStats",
     "StreamPart",
+    "StreamProgress",
     "Timings",
     "Tool",
     "ToolCall",
     "ToolCallRecord",
+    "ToolEvent",
     "ToolRoundsExceededError",
     "Usage",
     "embed",

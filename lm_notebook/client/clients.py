@@ -20,6 +20,8 @@ The async client has the same methods, awaited, and streams with ``async for``:
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TypeVar
 
 import httpx
@@ -27,7 +29,8 @@ import httpx
 from lm_notebook.client.act import ActOperations
 from lm_notebook.client.act_stream import ActStream, AsyncActStream
 from lm_notebook.client.client_base import BaseClient
-from lm_notebook.client.flows import Flow, ReadBody, Send, Step, arun_flow, run_flow
+from lm_notebook.client.flows import Flow, Pause, ReadBody, Send, Step, arun_flow, run_flow
+from lm_notebook.client.model_operations import ModelOperations
 from lm_notebook.client.routes import LoadResult
 from lm_notebook.client.settings import DEFAULT_BASE_URL, normalize_base_url, resolve_timeout
 from lm_notebook.client.stream import AsyncChatStream, ChatStream
@@ -47,7 +50,8 @@ __all__ = [
 T = TypeVar("T")
 
 
-class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream], ActOperations[ActStream]):
+class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream], ActOperations[ActStream],
+                     ModelOperations):
     """Talks to LM Studio's server (``LMSTUDIO_BASE_URL``, default ``http://127.0.0.1:1234``).
 
     ``base_url`` may be pasted as an endpoint (``…/v1/chat/completions``, ``…/v1``, ``…/api/v1``): it is reduced to
@@ -75,6 +79,9 @@ class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream], 
             finally:
                 step.response.close()
             return step.response
+        if isinstance(step, Pause):
+            time.sleep(step.seconds)
+            return None
         if isinstance(step, ReadStream) and isinstance(step.stream, ChatStream):
             return step.stream._read_to_end(step.on_token)
         if isinstance(step, RunToolCalls):
@@ -96,7 +103,8 @@ class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream], 
 
 
 class AsyncLMStudioClient(
-    BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport, AsyncChatStream], ActOperations[AsyncActStream]
+    BaseClient[httpx.AsyncClient, httpx.AsyncBaseTransport, AsyncChatStream], ActOperations[AsyncActStream],
+    ModelOperations,
 ):
     """The async twin of :class:`LMStudioClient`: the same methods and arguments, awaited; ``stream_chat`` gives an
     :class:`~lm_notebook.client.stream.AsyncChatStream` (``async with``, ``async for``); ``aclose`` instead of
@@ -127,6 +135,9 @@ class AsyncLMStudioClient(
             finally:
                 await step.response.aclose()
             return step.response
+        if isinstance(step, Pause):
+            await asyncio.sleep(step.seconds)
+            return None
         if isinstance(step, ReadStream) and isinstance(step.stream, AsyncChatStream):
             return await step.stream._read_to_end(step.on_token)
         if isinstance(step, RunToolCalls):

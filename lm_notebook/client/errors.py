@@ -10,6 +10,7 @@
     ├── LMStudioStreamError            the stream broke or carried an error after the 200 (keeps the partial text)
     ├── AnswerFormatError              the answer is not the JSON asked for (``schema=``, ``-f json``); ValueError too
     ├── ClientClosedError              the client was closed (before the request, or while it streamed)
+    ├── ModelDownloadError             a model download LM Studio ran failed (``model``, ``job_id``)
     ├── ToolRoundsExceededError        act(): still asking for tools after max_rounds (in act_types.py)
     └── LMStudioAPIError               the server answered with an error (status, parsed body)
         ├── AuthenticationError        401: a token is required (none sent) or was refused (``token_sent``)
@@ -158,6 +159,15 @@ class ClientClosedError(LMStudioError):
             f"new {client}(...) (or use the client only inside its `with` block).{kept}",
             partial=partial,
         )
+
+
+class ModelDownloadError(LMStudioError):
+    """A download job LM Studio ran ended ``failed`` (``model``, ``job_id``)."""
+
+    def __init__(self, message: str, *, model: str, job_id: str | None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.job_id = job_id
 
 
 class LMStudioAPIError(LMStudioError):

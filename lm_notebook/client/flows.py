@@ -57,6 +57,14 @@ class ReadBody(Step):
     response: httpx.Response
 
 
+@dataclass(frozen=True, slots=True)
+class Pause(Step):
+    """Wait ``seconds`` (between two polls of a download); the answer is None. The sync driver sleeps, the async
+    one awaits ``asyncio.sleep``: a Ctrl-C or a cancellation lands here."""
+
+    seconds: float
+
+
 class FlowRun(Generic[T]):
     """A flow on its way: ``step`` is the step it waits for, None once it has returned ``value``.
 

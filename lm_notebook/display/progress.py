@@ -1,4 +1,5 @@
-"""What a stage before the answer looks like while it runs (pure): a model loading, the prompt being read.
+"""What a stage before the answer looks like while it runs (pure): a model loading, the prompt being read; and a
+model download.
 
 LM Studio 0.4's native chat reports both (:class:`~lm_notebook.client.native_types.StreamProgress`); the cell, the
 panel's status line and the compare bar show the same words.
@@ -11,6 +12,7 @@ panel's status line and the compare bar show the same words.
 
 from __future__ import annotations
 
+from lm_notebook.client.downloads import DownloadJob
 from lm_notebook.client.native_types import StreamProgress
 
 BAR_CELLS = 10
@@ -38,3 +40,32 @@ def progress_text(progress: StreamProgress, seconds: float | None, *, model: str
     if progress.done:
         return "Read the prompt"
     return f"Reading the prompt {bar} {percent}"
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def download_text(job: DownloadJob) -> str:
+    """One line for a model download: a bar, bytes done of the total, speed and time left; or how it ended."""
+    if job.status == "already_downloaded":
+        return f"{job.model} is already downloaded."
+    if job.status == "completed":
+        size = f" ({_size(job.total_bytes)})" if job.total_bytes else ""
+        return f"Downloaded {job.model}{size}: load it with %lm_load {job.model}, or just use it."
+    if job.status == "failed":
+        return f"The download of {job.model} failed."
+    fraction = job.fraction or 0.0
+    facts = [f"{'Paused' if job.status == 'paused' else 'Downloading'} {job.model} {progress_bar(fraction)} "
+             f"{round(fraction * 100):d} %"]
+    if job.total_bytes:
+        facts.append(f"{_size(job.downloaded_bytes or 0)} of {_size(job.total_bytes)}")
+    if job.bytes_per_second:
+        facts.append(f"{_size(job.bytes_per_second)}/s")
+    left = job.seconds_left
+    if left is not None and job.status == "downloading":
+        facts.append(f"{left:.0f} s left")
+    return " · ".join(facts)

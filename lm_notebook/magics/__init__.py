@@ -1,7 +1,8 @@
 """The IPython magics, one module per family: :mod:`~lm_notebook.magics.lm` (``%%lm`` and friends, with
 :mod:`~lm_notebook.magics.settings` for ``%config LMMagics`` and :mod:`~lm_notebook.magics.memory` for ``--chat``),
 :mod:`~lm_notebook.magics.chat` (``%lm_chat``), :mod:`~lm_notebook.magics.compare` (``%%lm_compare``) and
-:mod:`~lm_notebook.magics.bench` (``%lm_bench``). What they
+:mod:`~lm_notebook.magics.bench` (``%lm_bench``), :mod:`~lm_notebook.magics.models` (``%lm_download``, ``%lm_load``,
+``%lm_unload``, ``%lm_ps``). What they
 share: :mod:`~lm_notebook.magics.arguments` (typed ``magic_arguments``, one-line errors),
 :mod:`~lm_notebook.magics.advice` (what they add to an error, in their verbs) and :mod:`~lm_notebook.magics.registry`
 (taking a family out again).
@@ -26,6 +27,7 @@ def register(ipython: InteractiveShell) -> None:
     from lm_notebook.magics import bench as bench_magics
     from lm_notebook.magics import chat as chat_magics
     from lm_notebook.magics import compare as compare_magics
+    from lm_notebook.magics import models as model_magics
     from lm_notebook.magics.lm import LMMagics
 
     if "LMMagics" not in ipython.magics_manager.registry:
@@ -40,6 +42,7 @@ def register(ipython: InteractiveShell) -> None:
     chat_magics.register(ipython)
     compare_magics.register(ipython)
     bench_magics.register(ipython)
+    model_magics.register(ipython)
 
 
 def unregister(ipython: InteractiveShell) -> None:
@@ -47,7 +50,7 @@ def unregister(ipython: InteractiveShell) -> None:
     from lm_notebook.magics import chat as chat_magics
 
     chat_magics.unregister(ipython)
-    for name in ("BenchMagics", "CompareMagics", "LMMagics"):
+    for name in ("BenchMagics", "CompareMagics", "ModelMagics", "LMMagics"):
         remove_magics(ipython, name)
 
 

@@ -23,6 +23,7 @@ from lm_notebook.testing.answers import answer_body, usage_body
 from lm_notebook.testing.catalogue import ModelSpec, openai_listing, v0_model, v1_model
 from lm_notebook.testing.clock import Clock
 from lm_notebook.testing.cors import CorsPolicy
+from lm_notebook.testing.downloads import FakeDownloads
 from lm_notebook.testing.faults import STREAM_FAULTS, ErrorStyle, Fault, FaultBook, Quirks
 from lm_notebook.testing.generation import Generation, plan_chat, plan_completion
 from lm_notebook.testing.native_chat import NativeChat
@@ -88,6 +89,7 @@ class LMStudioApp:
         self.tool_scripts = ToolScriptBook()
         self.answers = PromptReplies()
         self.native = NativeChat(self)  # LM Studio 0.4's POST /api/v1/chat (testing/native_chat.py)
+        self.downloads = FakeDownloads(self)  # LM Studio 0.4's model downloads (testing/downloads.py)
 
     # --- configuration (any thread) ----------------------------------------------------------------------------
     def models(self) -> dict[str, ModelSpec]:
@@ -191,6 +193,12 @@ class LMStudioApp:
                 if spec is None:
                     raise Reply(errors.unknown_model(model_id, self._available_ids(), self.style()))
                 return send(v0_model(spec, self.scheduler.view(model_id)))
+            if path.startswith("/api/v1/models/download/status/") and v04:
+                state = self.downloads.status(path.rsplit("/", 1)[-1])
+                if state is None:
+                    raise Reply(errors.bad_request(f"No download job with id {path.rsplit('/', 1)[-1]!r}",
+                                                   self.style()))
+                return send(state)
             if path == "/api/v1/models" and v04:
                 return send({"models": [v1_model(m, self.scheduler.view(m.id)) for m in self.models().values()]})
             return None
@@ -202,6 +210,11 @@ class LMStudioApp:
         if path == "/v1/completions":
             await self._chat(path, body, writer, extra, keep_alive, client_left, completion=True)
             return True
+        if path == "/api/v1/models/download" and v04:
+            job = self.downloads.start(body)
+            if job is None:
+                raise Reply(errors.bad_request("'model' is required", self.style()))
+            return send(job)
         if path == "/api/v1/chat" and v04:
             await self.native.handle(body, writer, extra, keep_alive, client_left)
             return True

@@ -19,6 +19,7 @@ Fault kinds:
 - ``"stream_error"``: after ``after_chunks`` token chunks send an in-band error (``form="event"``: ``event: error``
   as 0.4.21 does; ``form="data"``: a plain ``data: {"error": ...}`` line) and end the stream without ``[DONE]``.
 - ``"empty_stream"``: a well-formed stream with no content deltas (a context-overflow case seen in the wild).
+- ``"download_failure"``: a model download (LM Studio 0.4's ``/api/v1/models/download``) fails halfway.
 - ``"tool_unknown_name"`` / ``"tool_bad_arguments"`` / ``"tool_bad_json"``: a request that calls tools calls one
   nobody offered, with arguments that break its schema, or with JSON cut in the middle
   (see :mod:`lm_notebook.testing.tool_calls`).
@@ -37,10 +38,10 @@ from typing import Literal
 ErrorStyle = Literal["0.3", "0.4"]
 LineEnding = Literal["\n", "\r\n"]
 FaultKind = Literal["500", "429", "load_failure", "stall", "drop", "malformed_chunk", "stream_error", "empty_stream",
-                    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json", "break_schema"]
+                    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json", "break_schema", "download_failure"]
 FAULT_KINDS: tuple[FaultKind, ...] = (
     "500", "429", "load_failure", "stall", "drop", "malformed_chunk", "stream_error", "empty_stream",
-    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json", "break_schema",
+    "tool_unknown_name", "tool_bad_arguments", "tool_bad_json", "break_schema", "download_failure",
 )
 STREAM_FAULTS: frozenset[str] = frozenset({"stall", "drop", "malformed_chunk", "stream_error", "empty_stream",
                                            "break_schema"})

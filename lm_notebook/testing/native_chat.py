@@ -25,11 +25,11 @@ from lm_notebook.testing.catalogue import ModelSpec
 from lm_notebook.testing.faults import Fault
 from lm_notebook.testing.generation import Generation, plan_chat
 from lm_notebook.testing.replies import prompt_tokens
+from lm_notebook.testing.semantics import judge_reply
 from lm_notebook.testing.streaming import Event, Framing, StreamWriter, pause
 from lm_notebook.testing.wire import ChunkedBody, dump_json, write_response
 
 if TYPE_CHECKING:
-    from lm_notebook.testing.app import LMStudioApp
     from lm_notebook.testing.scheduler import Instance
 
 PATH = "/api/v1/chat"
@@ -144,8 +144,8 @@ class Plan:
 class NativeChat:
     """Answers ``POST /api/v1/chat`` for one :class:`~lm_notebook.testing.app.LMStudioApp`."""
 
-    def __init__(self, app: LMStudioApp) -> None:
-        self.app = app
+    def __init__(self, app: Any) -> None:
+        self.app = app  # the LMStudioApp (not imported: it imports this module)
         self.chats = NativeChats()
 
     # --- the request ------------------------------------------------------------------------------------------
@@ -180,8 +180,11 @@ class NativeChat:
             "reasoning_effort": _REASONING.get(effort, effort) if isinstance(effort, str) else None,
         }
         thinking = replace(spec, reasoning="reasoning") if spec.reasoning is not None else spec
-        gen = plan_chat(thinking, openai_body, messages, scripted=app.scripts.pop(spec.id),
-                        reply_tokens=app.settings.reply_tokens)
+        # a scripted reply, else one set for this prompt, else a grade for a judge's prompt (as on /v1)
+        scripted = app.scripts.pop(spec.id)
+        if scripted is None:
+            scripted = app.answers.get(spec.id, messages) or judge_reply(messages)
+        gen = plan_chat(thinking, openai_body, messages, scripted=scripted, reply_tokens=app.settings.reply_tokens)
         raw = body.get("integrations") or []
         integrations = [label for label in map(_integration_label, raw if isinstance(raw, list) else [])
                         if label is not None]
@@ -191,7 +194,8 @@ class NativeChat:
         """Start getting the model's instance (loading it just in time); a failure becomes a native error."""
         async def get() -> Instance:
             try:
-                return await self.app._instance(spec, PATH, body.get("ttl"))
+                inst: Instance = await self.app._instance(spec, PATH, body.get("ttl"))
+                return inst
             except Exception as exc:
                 reply = getattr(exc, "reply", None)
                 if reply is None:

@@ -24,6 +24,7 @@ from lm_notebook.testing.app import LMStudioApp, Settings, Version
 from lm_notebook.testing.catalogue import DEMO_PACING, ModelSpec, Pacing, default_models, demo_models
 from lm_notebook.testing.clock import Clock
 from lm_notebook.testing.cors import CorsPolicy, CorsSetting
+from lm_notebook.testing.downloads import FakeDownloads
 from lm_notebook.testing.faults import Fault, FaultKind, Quirks
 from lm_notebook.testing.recording import RecordedRequest
 from lm_notebook.testing.scheduler import DEFAULT_JIT_TTL, Counters
@@ -334,6 +335,11 @@ class MockLMStudioServer:
         quirks = replace(spec.quirks or self._app.settings.quirks, **changes)
         self._app.update_model(model, quirks=quirks)
         return quirks
+
+    @property
+    def downloads(self) -> FakeDownloads:
+        """The model download jobs (LM Studio 0.4): ``server.downloads.seconds`` is how long one takes on the clock."""
+        return self._app.downloads
 
     def set_fault(
         self,

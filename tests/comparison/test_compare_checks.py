@@ -24,7 +24,6 @@ from lm_notebook.testing import MockLMStudioServer, ModelSpec
 PROMPTS = {"capital": "What is the capital of France?", "sum": "What is 2 + 2? Answer with a number."}
 EXPECTED = {"capital": "Paris", "sum": "4"}
 MODELS = ["good", "bad"]
-CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture
@@ -117,14 +116,14 @@ def test_similar_to_passes_and_fails_for_the_right_reasons(server: MockLMStudioS
 def test_judges_run_after_every_candidate_one_judge_model_at_a_time(server: MockLMStudioServer,
                                                                     client: LMStudioClient) -> None:
     df = run(client, [judge("Is it correct?", model="judge-a"), judge("Is it short?", model="judge-b")])
-    chats = [r.model for r in server.requests if r.path == CHAT]
+    chats = [r.model for r in server.requests if r.is_chat]
     assert sorted(chats[:4]) == ["bad", "bad", "good", "good"]
     assert chats[4:] == ["judge-a"] * 4 + ["judge-b"] * 4  # after the candidates, grouped by judge
     by = df.set_index(["prompt_name", "model"])
     assert by.loc[("capital", "good"), "check_judge"] == 1.0  # the reference's word is in the answer
     assert by.loc[("capital", "good"), "passed"] and not by.loc[("capital", "bad"), "passed"]
     assert "of the reference answer's 1 word" in by.loc[("capital", "bad"), "check_notes"]
-    judged = [r.json for r in server.requests if r.model == "judge-a"]
+    judged = [r.chat_body for r in server.requests if r.model == "judge-a"]
     assert all(body["temperature"] == 0 and body["messages"][0]["content"].startswith("You are a judge")
                and body["response_format"]["type"] == "json_schema" for body in judged)
 
@@ -145,17 +144,17 @@ def test_a_re_run_with_a_changed_check_re_scores_from_the_cache(server: MockLMSt
     cache = ResponseCache(tmp_path / "answers.sqlite")
     checks = [contains("Paris"), judge("Is it correct?", model="judge-a"), similar_to()]
     first = run(client, checks, cache=cache)
-    assert len([r for r in server.requests if r.path == CHAT]) == 8
+    assert len([r for r in server.requests if r.is_chat]) == 8
     server.clear_requests()
     second = run(client, [*checks, max_words(5)], cache=cache)
-    asked = [r for r in server.requests if r.path in (CHAT, "/v1/embeddings")]
+    asked = [r for r in server.requests if r.is_chat or r.path == "/v1/embeddings"]
     assert asked == []  # neither candidates, judges nor embeddings were asked again
     assert second["cached"].all() and second["check_judge"].tolist() == first["check_judge"].tolist()
     assert second["check_similar_to"].tolist() == pytest.approx(first["check_similar_to"].tolist())
     assert second["check_max_words"].notna().all()
     server.clear_requests()
     run(client, [judge("Is it concise?", model="judge-a")], cache=cache)  # a new rubric: judges only
-    assert [r.model for r in server.requests if r.path == CHAT] == ["judge-a"] * 4
+    assert [r.model for r in server.requests if r.is_chat] == ["judge-a"] * 4
 
 
 def test_summary_table_and_plot_show_the_checks(client: LMStudioClient) -> None:

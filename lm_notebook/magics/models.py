@@ -1,0 +1,167 @@
+"""Model management in ``lms``'s own words, LM Studio 0.4's way: ``%lm_download``, ``%lm_load``, ``%lm_unload``,
+``%lm_ps``. Each refuses clearly, in one line, on LM Studio 0.3 or llama.cpp's server (no such routes there).
+
+``lm_notebook.magics.register`` calls :func:`register`.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+
+from lm_notebook.client.clients import LMStudioClient
+from lm_notebook.client.downloads import DownloadJob
+from lm_notebook.client.errors import LMStudioError
+from lm_notebook.client.session import get_client
+from lm_notebook.display.progress import download_text
+from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
+from lm_notebook.magics.lm import LMMagics
+from lm_notebook.magics.registry import remove_magics
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+_T = TypeVar("_T")
+DOWNLOAD_POLL_SECONDS = 0.5
+
+
+def _bundle(text: str) -> dict[str, str]:
+    return {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>"}
+
+
+@magics_class
+class ModelMagics(Magics):
+    """``%lm_download``, ``%lm_load``, ``%lm_unload``, ``%lm_ps``."""
+
+    def _lm(self) -> LMMagics | None:
+        magics = self.shell.magics_manager.registry.get("LMMagics") if self.shell is not None else None
+        return magics if isinstance(magics, LMMagics) else None
+
+    def _client(self) -> LMStudioClient:
+        """The client %%lm uses (it follows %config LMMagics.base_url), else the shared one."""
+        magics = self._lm()
+        return magics.client if magics is not None else get_client()
+
+    def _needs_0_4(self, client: LMStudioClient, what: str, instead: str) -> None:
+        if not client.supports_native_chat():
+            raise UsageError(
+                f"{what} needs LM Studio 0.4 or newer; the server at {client.base_url} is an older LM Studio or "
+                f"another OpenAI-compatible server (llama.cpp's). {instead}"
+            )
+
+    def _run(self, action: Callable[[], _T]) -> _T:
+        """An error from the server as the magics' one line (kept for %lm_last_error)."""
+        try:
+            return action()
+        except LMStudioError as err:
+            magics = self._lm()
+            if magics is not None:
+                raise magics._fail(err) from None
+            raise UsageError(err.message) from None
+
+    @staticmethod
+    def _show(text: str, handle: Any = None) -> Any:
+        from IPython.display import display
+
+        if handle is not None:
+            handle.update(_bundle(text), raw=True)
+            return handle
+        return display(_bundle(text), raw=True, display_id=True)  # type: ignore[no-untyped-call]
+
+    @magic_arguments()
+    @argument("model", help="An LM Studio model key (ibm/granite-4-micro) or a Hugging Face link.")
+    @argument("--quantization", metavar="Q", help="Which quantization of a Hugging Face link (Q4_K_M).")
+    @line_magic
+    def lm_download(self, line: str = "") -> DownloadJob | None:
+        """Download a model into LM Studio, with a progress bar (bytes, speed, time left).
+
+        Interrupting stops watching, not the download: LM Studio goes on, and %lm_download again shows it.
+        """
+        args = parse_argstring(ModelMagics.lm_download, line)
+        client = self._client()
+        self._needs_0_4(client, "%lm_download", f"Download it in LM Studio or with `lms get {args.model}`.")
+        job = self._run(lambda: client.download_model(args.model, quantization=args.quantization, wait=False))
+        handle = self._show(download_text(job))
+        try:
+            job = self._run(lambda: client.wait_for_download(
+                job, poll_seconds=DOWNLOAD_POLL_SECONDS, on_progress=lambda state: self._show(download_text(state),
+                                                                                              handle)))
+        except KeyboardInterrupt:
+            raise UsageError(
+                f"Stopped watching the download of {args.model}; LM Studio goes on downloading it (job {job.job_id}). "
+                f"%lm_download {args.model} again shows how far it has come."
+            ) from None
+        self._show(download_text(job), handle)
+        return None
+
+    @magic_arguments()
+    @argument("model", help="The model to load (%%lm_models lists them).")
+    @argument("--context-length", type=int, metavar="N", help="Context length to load it with.")
+    @line_magic
+    def lm_load(self, line: str = "") -> None:
+        """Load a model (LM Studio 0.4); it says how long the load took."""
+        args = parse_argstring(ModelMagics.lm_load, line)
+        if args.context_length is not None and args.context_length < 1:
+            raise UsageError(f"--context-length must be a positive number of tokens, not {args.context_length}.")
+        client = self._client()
+        self._needs_0_4(client, "%lm_load", f"Load it in LM Studio or with `lms load {args.model}`.")
+        # LM Studio's load route answers once loaded and streams no progress: the line says it is under way
+        handle = self._show(f"Loading {args.model}… (LM Studio answers once it is loaded)")
+        started = time.monotonic()
+        loaded = self._run(lambda: client.load_model(args.model, context_length=args.context_length))
+        seconds = loaded.load_time_seconds if loaded.load_time_seconds is not None else time.monotonic() - started
+        context = f" with a context of {args.context_length} tokens" if args.context_length else ""
+        self._show(f"Loaded {args.model} in {seconds:.1f} s{context} (instance {loaded.instance_id}).", handle)
+
+    @magic_arguments()
+    @argument("model", nargs="?", help="The instance to unload (%%lm_ps lists them).")
+    @argument("--all", action="store_true", help="Unload every loaded model.")
+    @line_magic
+    def lm_unload(self, line: str = "") -> None:
+        """Unload a model, or all of them (--all), as `lms unload` does."""
+        args = parse_argstring(ModelMagics.lm_unload, line)
+        if bool(args.model) == bool(args.all):
+            raise UsageError("Name the model to unload (%lm_ps lists them), or pass --all, not both.")
+        client = self._client()
+        self._needs_0_4(client, "%lm_unload", "Unload it in LM Studio or with `lms unload`.")
+        if args.all:
+            gone = self._run(client.unload_all)
+            self._show(f"Unloaded {', '.join(gone)}." if gone else "Nothing was loaded.")
+            return
+        self._run(lambda: client.unload_model(args.model))
+        self._show(f"Unloaded {args.model}.")
+
+    @line_magic
+    def lm_ps(self, line: str = "") -> None:
+        """What is loaded, as `lms ps` shows it: instance, context length and parallel slots."""
+        if line.strip():
+            raise UsageError(f"%lm_ps takes no arguments, not {line.strip()!r}.")
+        client = self._client()
+        self._needs_0_4(client, "%lm_ps", "`lms ps` shows what is loaded.")
+        models = self._run(client.loaded_models)
+        if not models:
+            self._show(f"No model is loaded on LM Studio at {client.base_url}. %lm_load MODEL loads one.")
+            return
+        rows = [("instance", "model", "context", "slots")]
+        for m in models:
+            for instance in m.instance_ids or (m.id,):
+                rows.append((instance, m.id, str(m.loaded_context_length or "—"),
+                             str(m.parallel) if m.parallel is not None else "—"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        text = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+        self._show(text)
+
+
+def register(ipython: InteractiveShell) -> None:
+    """Register :class:`ModelMagics` with ``ipython`` (a second call does nothing)."""
+    if "ModelMagics" not in ipython.magics_manager.registry:
+        ipython.register_magics(ModelMagics(shell=ipython))
+
+
+def unregister(ipython: InteractiveShell) -> None:
+    remove_magics(ipython, "ModelMagics")
