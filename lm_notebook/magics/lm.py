@@ -261,6 +261,8 @@ class LMMagics(LMSettings):
     @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
     @argument("--max-tokens", type=int, metavar="N", help="Longest answer in tokens (1 and up; -1: no limit).")
     @argument("--seed", type=int, metavar="N", help="Seed for reproducible sampling.")
+    @argument("--integration", action="append", metavar="ID",
+              help="An LM Studio 0.4 MCP integration the server may use (mcp/playwright); repeatable.")
     @argument(
         "-f",
         "--format",
@@ -323,6 +325,7 @@ class LMMagics(LMSettings):
             "seed": args.seed,
             "images": images or None,
             "schema": schema,
+            "integrations": list(args.integration) if args.integration else None,
         }
         # on LM Studio 0.4 the native route shows the load's progress and the server's own stats (asked once a client)
         client.supports_native_chat()

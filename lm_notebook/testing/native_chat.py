@@ -407,12 +407,13 @@ class NativeStream:
         self._write("model_load.start", {"model_instance_id": spec.id})
         if spec.load_time > 0:
             step = spec.load_time / LOAD_PROGRESS_STEPS
-            for _ in range(1, LOAD_PROGRESS_STEPS):
+            for i in range(1, LOAD_PROGRESS_STEPS):
                 if not await self._flush() or not await pause(self.app.clock, step, self.client_left):
                     return False
                 if task.done():
                     break
-                fraction = min(0.99, (self.app.clock.now() - started) / spec.load_time)
+                # where the load was when this report was due (a late event loop does not change what it says)
+                fraction = i / LOAD_PROGRESS_STEPS
                 self._write("model_load.progress", {"model_instance_id": spec.id, "progress": round(fraction, 3)})
         if not await self._flush():
             return False

@@ -117,6 +117,7 @@ def one_of_each() -> list[errors.LMStudioError]:
         errors.needs_newer_lmstudio("load_model()", _answer(404, "Not Found"), URL, "Load it with `lms load m`."),
         errors.ClientClosedError("LMStudioClient", URL, partial=partial),
         _broken_answer(),
+        errors.ModelDownloadError("LM Studio could not download m.", model="m", job_id="job_1"),
     ]
 
 

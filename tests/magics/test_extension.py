@@ -13,7 +13,8 @@ ip.run_line_magic('load_ext', 'lm_notebook')
 ip.run_line_magic('reload_ext', 'lm_notebook')
 line = {n for n in ip.magics_manager.magics['line'] if n.startswith('lm')}
 cell = {n for n in ip.magics_manager.magics['cell'] if n.startswith('lm')}
-assert line == {'lm_chat', 'lm_config', 'lm_bench', 'lm_last_error', 'lm_models', 'lm_reset', 'lm_use'}, line
+assert line == {'lm_bench', 'lm_chat', 'lm_config', 'lm_download', 'lm_last_error', 'lm_load', 'lm_models', 'lm_ps',
+                'lm_reset', 'lm_unload', 'lm_use'}, line
 assert cell == {'lm', 'lm_compare'}, cell
 heavy = [m for m in ('pandas', 'ipywidgets') if m in sys.modules]
 assert not heavy, f'loading the extension imported {heavy}'

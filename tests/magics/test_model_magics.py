@@ -1,0 +1,96 @@
+"""``%lm_download``, ``%lm_load``, ``%lm_unload``, ``%lm_ps`` in a real shell against the fake server; the MCP
+``--integration`` flag of ``%%lm``."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
+from magic_shell import MODEL, recorder, run, shown
+
+import lm_notebook.magics.models as model_magics
+from lm_notebook.testing import MockLMStudioServer
+
+NEW = "ibm/granite-4-micro"
+
+
+def usage_line(res: ExecutionResult) -> str:
+    """The one line a magic's refusal shows (IPython prints a UsageError as ``UsageError: <message>``)."""
+    err = res.error_in_exec or res.error_before_exec
+    assert isinstance(err, UsageError), err
+    assert "\n" not in str(err)
+    return f"UsageError: {err}"
+
+
+def texts(ip: InteractiveShell) -> list[str]:
+    """Every text the cell displayed or updated, in order."""
+    return [str(m["content"]["data"]["text/plain"]) for m in recorder(ip).sent if "data" in m["content"]]
+
+
+def test_download_shows_a_bar_with_bytes_speed_and_time_left_then_the_end(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_magics, "DOWNLOAD_POLL_SECONDS", 0.01)
+    lmstudio_mock.downloads.seconds = 0.3
+    assert run(ip, f"%lm_download {NEW}").success
+    seen = texts(ip)
+    assert seen[0].startswith(f"Downloading {NEW} ░░░░░░░░░░ 0 %") and "of 2.3 GB" in seen[0]
+    assert any("B/s · " in t and " s left" in t for t in seen)
+    assert seen[-1] == f"Downloaded {NEW} (2.3 GB): load it with %lm_load {NEW}, or just use it."
+    assert len(shown(ip)) == 1  # one display, updated in place
+    recorder(ip).sent.clear()
+    assert run(ip, f"%lm_download {NEW}").success
+    assert texts(ip)[-1] == f"{NEW} is already downloaded."
+
+
+def test_interrupting_a_download_stops_watching_and_says_so(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    lmstudio_mock.downloads.seconds = 600
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lm_notebook.client.clients.time.sleep", interrupted)
+    res = run(ip, f"%lm_download {NEW}")
+    line = usage_line(res)
+    assert line.startswith(f"UsageError: Stopped watching the download of {NEW}; LM Studio goes on downloading it")
+
+
+def test_load_ps_and_unload(ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
+    assert run(ip, "%lm_load google/gemma-3-4b --context-length 8192").success
+    assert texts(ip)[-1].startswith("Loaded google/gemma-3-4b in 0.0 s with a context of 8192 tokens")
+    assert "google/gemma-3-4b" in lmstudio_mock.loaded_models()
+    recorder(ip).sent.clear()
+    assert run(ip, "%lm_ps").success
+    table = texts(ip)[-1].splitlines()
+    assert table[0].split() == ["instance", "model", "context", "slots"]
+    assert ["google/gemma-3-4b", "google/gemma-3-4b", "8192", "4"] in [r.split() for r in table]
+    assert run(ip, "%lm_unload google/gemma-3-4b").success
+    assert "google/gemma-3-4b" not in lmstudio_mock.loaded_models()
+    assert run(ip, "%lm_unload --all").success
+    assert texts(ip)[-1] == f"Unloaded {MODEL}." and lmstudio_mock.loaded_models() == []
+    assert "No model is loaded" in (run(ip, "%lm_ps") and texts(ip)[-1])
+
+
+def test_unload_needs_a_model_or_all(ip: InteractiveShell) -> None:
+    assert usage_line(run(ip, "%lm_unload")).startswith("UsageError: Name the model to unload")
+
+
+@pytest.mark.lmstudio_mock(version="0.3")
+@pytest.mark.parametrize("line", [f"%lm_download {NEW}", "%lm_load m", "%lm_unload --all", "%lm_ps"])
+def test_each_refuses_clearly_on_lm_studio_0_3(ip: InteractiveShell, line: str) -> None:
+    text = usage_line(run(ip, line))
+    assert "needs LM Studio 0.4 or newer" in text and "llama.cpp" in text
+
+
+def test_integration_passes_mcp_integrations_and_shows_the_tool_calls(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
+    run(ip, f"%lm_use {MODEL}")
+    res = run(ip, "%%lm --integration mcp/playwright --integration mcp/failing -o ans\nFind the LM Studio docs")
+    assert res.success
+    body = lmstudio_mock.last_request.json  # type: ignore[union-attr]
+    assert lmstudio_mock.last_request.path == "/api/v1/chat"  # type: ignore[union-attr]
+    assert body["integrations"] == ["mcp/playwright", "mcp/failing"]
+    final = shown(ip, ip.user_ns["ans"])[-1]
+    assert "playwright_search" in final["text/markdown"] and "<details" in final["text/markdown"]
+    assert "failing_search" in final["text/plain"]
+    assert [e.tool for e in ip.user_ns["ans"].tool_events] == ["playwright_search", "failing_search"]
