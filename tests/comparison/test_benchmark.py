@@ -18,14 +18,12 @@ from lm_notebook.comparison.benchmark import BENCH_COLUMNS, BenchmarkInterrupted
 from lm_notebook.comparison.benchmark_views import SUMMARY_COLUMNS, benchmark_summary, plot_benchmark
 from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
 
-CHAT = "/v1/chat/completions"
-
 
 def test_rows_per_level_with_warmup_and_the_public_names() -> None:
     with MockLMStudioServer(models=[ModelSpec("m", reply_tokens=12, loaded=True, parallel=8)]) as server:
         df = lm_notebook.benchmark("m", concurrency=(1, 3), requests=5, endpoint=server.url, progress=False,
                                    max_tokens=40)
-        bodies = [r.json for r in server.requests if r.path == CHAT]
+        bodies = [r.chat_body for r in server.requests if r.is_chat]
     assert list(df.columns) == list(BENCH_COLUMNS)
     assert len(df) == 1 + 5 + 5 and len(bodies) == 11
     assert df.phase.tolist() == ["warmup"] + ["measure"] * 10
@@ -103,7 +101,7 @@ def test_a_failed_request_is_an_error_row_not_retried() -> None:
     with MockLMStudioServer(models=[ModelSpec("m", reply_tokens=4, loaded=True)]) as server:
         server.set_fault("500", model="m", times=1)
         df = benchmark("m", concurrency=1, requests=3, endpoint=server.url, warmup=0, progress=False)
-        assert sum(r.path == CHAT for r in server.requests) == 3
+        assert sum(r.is_chat for r in server.requests) == 3
     assert df.status.tolist() == ["error", "ok", "ok"] and df.error_type.iloc[0] == "ServerError"
     summary = benchmark_summary(df)
     assert summary.errors.tolist() == [1] and summary.ok.tolist() == [2]
@@ -118,7 +116,7 @@ def test_an_unknown_model_and_bad_arguments_fail_before_sending() -> None:
                     {"max_tokens": 0}, {"warmup": -1}, {"prompt": " "}, {"prompt_tokens": 0}):
             with pytest.raises(ValueError):
                 benchmark("m", endpoint=server.url, progress=False, **bad)  # type: ignore[arg-type]
-        assert not [r for r in server.requests if r.path == CHAT]
+        assert not [r for r in server.requests if r.is_chat]
 
 
 def test_prompt_tokens_pads_the_prompt() -> None:

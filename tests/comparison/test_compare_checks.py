@@ -223,5 +223,5 @@ def test_a_judge_already_loaded_grades_first() -> None:
     with MockLMStudioServer(models=models) as srv, LMStudioClient(srv.url) as c:
         compare(PROMPTS, ["good"], client=c, progress=False, expected=EXPECTED,
                 checks=[judge("Ok?", model="judge-b"), judge("Short?", model="judge-a")])
-        judged = [r.model for r in srv.requests if r.path == CHAT and r.model != "good"]
+        judged = [r.model for r in srv.requests if r.is_chat and r.model != "good"]
     assert judged == ["judge-a"] * 2 + ["judge-b"] * 2

@@ -14,8 +14,6 @@ from lm_notebook import LMStudioClient, set_client
 from lm_notebook.magics.bench import levels, register
 from lm_notebook.testing import MockLMStudioServer, ModelSpec
 
-CHAT = "/v1/chat/completions"
-
 
 @pytest.fixture
 def shell() -> Iterator[tuple[InteractiveShell, MockLMStudioServer]]:
@@ -45,7 +43,7 @@ def test_the_summary_per_level_and_the_rows_kept(shell: tuple[InteractiveShell, 
     assert isinstance(out, pd.DataFrame) and out.index.tolist() == [1, 2] and out.requests.tolist() == [3, 3]
     df: pd.DataFrame = ip.user_ns["bench"]
     assert ip.user_ns["_lm_bench"] is df and len(df) == 1 + 3 + 3 and (df.max_tokens == 20).all()
-    assert all(r.json["max_tokens"] == 20 for r in server.requests if r.path == CHAT)
+    assert all(r.chat_body["max_tokens"] == 20 for r in server.requests if r.is_chat)
 
 
 def test_the_current_model_is_the_default(shell: tuple[InteractiveShell, MockLMStudioServer]) -> None:
@@ -65,7 +63,7 @@ def test_bad_usage_is_a_one_line_usage_error(
     ip, server = shell
     with pytest.raises(UsageError, match=message):
         ip.run_line_magic("lm_bench", line)
-    assert not [r for r in server.requests if r.path == CHAT]
+    assert not [r for r in server.requests if r.is_chat]
 
 
 def test_without_a_model_the_advice_is_the_magics(shell: tuple[InteractiveShell, MockLMStudioServer]) -> None:
