@@ -12,6 +12,7 @@ import time
 
 BENCHES = {
     "stream_throughput": "chunks/s through stream_chat vs raw httpx and the openai client; peak memory",
+    "native_stream": "message deltas/s through LM Studio 0.4's native stream vs raw httpx + json",
     "mock_server_rate": "chunks/s the fake LM Studio server can send",
     "magics_stream": "a 20,000-token %%lm answer: iopub bytes vs its final output, kernel CPU, flatness",
     "panel_repaint": "a chat panel's repaint in a 200-message conversation vs a 2-message one",

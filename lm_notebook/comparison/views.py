@@ -143,9 +143,15 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
     Timing statistics use the answers that completed and were not cold (a cold request's first token waited for the
     model to load: that wait is ``load_s``, kept apart). Tokens/s counts cold answers too: loading does not slow
-    generation.
+    generation. TTFT and tokens/s are the server's own (``server_ttft_s``, ``server_tokens_per_s``, LM Studio 0.4)
+    when every answer has them, else the client's measurements; the ``timings`` column says which.
     """
     _check_frame(df, "summary")
+    # the server's own numbers (LM Studio 0.4) when every answer has them, else the client's; ``timings`` says which
+    answered = df[df["status"] == "ok"]
+    server = bool(len(answered)) and all(
+        column in df and bool(answered[column].notna().all()) for column in ("server_ttft_s", "server_tokens_per_s"))
+    ttft_column, speed_column = ("server_ttft_s", "server_tokens_per_s") if server else ("ttft_s", "tokens_per_s")
     out = []
     for model in _models_in_order(df):
         rows = df[df["model"].astype(str) == model]
@@ -162,11 +168,12 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             "cancelled": int((rows["status"] == "cancelled").sum()),
             "cached": int(rows["cached"].astype(bool).sum()) if "cached" in rows else 0,
             "load_s": float(load.max()) if len(load) else float("nan"),
-            "ttft_median_s": _quantile(warm.get("ttft_s", pd.Series(dtype=float)), 0.5),
-            "ttft_p90_s": _quantile(warm.get("ttft_s", pd.Series(dtype=float)), 0.9),
+            "ttft_median_s": _quantile(warm.get(ttft_column, pd.Series(dtype=float)), 0.5),
+            "ttft_p90_s": _quantile(warm.get(ttft_column, pd.Series(dtype=float)), 0.9),
             "latency_median_s": _quantile(warm.get("latency_s", pd.Series(dtype=float)), 0.5),
             "latency_p90_s": _quantile(warm.get("latency_s", pd.Series(dtype=float)), 0.9),
-            "tokens_per_s_median": _quantile(ok.get("tokens_per_s", pd.Series(dtype=float)), 0.5),
+            "tokens_per_s_median": _quantile(ok.get(speed_column, pd.Series(dtype=float)), 0.5),
+            "timings": "server" if server else "client",
             "prompt_tokens": int(ok["prompt_tokens"].fillna(0).sum()) if "prompt_tokens" in ok else 0,
             "completion_tokens": int(ok["completion_tokens"].fillna(0).sum()) if "completion_tokens" in ok else 0,
             **tool_summary(rows),  # compare(..., tools=...): the calls, the model's mistakes, its success rate
