@@ -27,6 +27,7 @@ from lm_notebook.testing.generation import Generation, plan_chat
 from lm_notebook.testing.replies import prompt_tokens
 from lm_notebook.testing.semantics import judge_reply
 from lm_notebook.testing.streaming import Event, Framing, StreamWriter, pause
+from lm_notebook.testing.vision import ImageRefused, images_seen, seen_note
 from lm_notebook.testing.wire import ChunkedBody, dump_json, write_response
 
 if TYPE_CHECKING:
@@ -184,7 +185,12 @@ class NativeChat:
         scripted = app.scripts.pop(spec.id)
         if scripted is None:
             scripted = app.answers.get(spec.id, messages) or judge_reply(messages)
-        gen = plan_chat(thinking, openai_body, messages, scripted=scripted, reply_tokens=app.settings.reply_tokens)
+        try:
+            seen = images_seen(spec, messages, app.style(spec))  # what a vision model sees, as on /v1
+        except ImageRefused as refused:
+            raise _native_error(refused.reply) from None
+        gen = plan_chat(thinking, openai_body, messages, scripted=scripted, reply_tokens=app.settings.reply_tokens,
+                        seen=seen_note(seen) if seen else "")
         raw = body.get("integrations") or []
         integrations = [label for label in map(_integration_label, raw if isinstance(raw, list) else [])
                         if label is not None]

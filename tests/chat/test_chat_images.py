@@ -31,7 +31,7 @@ def vision_panel(lmstudio_mock: MockLMStudioServer) -> Iterator[ChatPanel]:
 
 
 def chat_bodies(server: MockLMStudioServer) -> list[dict[str, object]]:
-    return [r.json for r in server.requests if r.path == "/v1/chat/completions"]
+    return [r.chat_body for r in server.requests if r.is_chat]
 
 
 def test_send_with_images_shows_thumbnails_and_the_model_sees_them(

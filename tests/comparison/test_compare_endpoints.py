@@ -20,7 +20,6 @@ from lm_notebook.comparison.api import COLUMNS, ProgressEvent, compare
 from lm_notebook.comparison.endpoints import endpoint_models, endpoint_name
 from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
 
-CHAT = "/v1/chat/completions"
 PROMPTS = [f"Question {i}" for i in range(6)]
 
 
@@ -29,7 +28,7 @@ def spec(model_id: str, **kw: Any) -> ModelSpec:
 
 
 def chats(server: MockLMStudioServer) -> list[Any]:
-    return [r for r in server.requests if r.path == CHAT]
+    return [r for r in server.requests if r.is_chat]
 
 
 @pytest.fixture
@@ -88,7 +87,7 @@ def test_every_chat_model_of_every_endpoint_with_the_endpoint_column(three: dict
     assert where["alpha"] == {"a"} and where["beta"] == {"b"} and where["gamma"] == {"c"}
     assert where["shared"] <= {"a", "b", "c"}
     for name, server in three.items():  # each row was answered by the server its endpoint names
-        sent = sorted((r.json["messages"][-1]["content"], r.model) for r in chats(server))
+        sent = sorted((r.chat_body["messages"][-1]["content"], r.model) for r in chats(server))
         kept = sorted(zip(df[df.endpoint == name].prompt, df[df.endpoint == name].served_model, strict=True))
         assert sent == kept, name
     assert (df.served_model == df.model).all() and (df.attempts == 1).all()

@@ -39,7 +39,7 @@ def server() -> Any:
 
 
 def chats(server: MockLMStudioServer) -> list[Any]:
-    return [r for r in server.requests if r.path == "/v1/chat/completions"]
+    return [r for r in server.requests if r.is_chat]
 
 
 def test_a_schema_adds_parsed_valid_and_the_error_and_summary_ranks_models_by_valid_rate(
@@ -54,7 +54,7 @@ def test_a_schema_adds_parsed_valid_and_the_error_and_summary_ranks_models_by_va
     assert all(isinstance(p, Person) for p in alpha.parsed) and alpha.valid.tolist() == [True, True]
     assert beta.parsed.isna().all() and beta.valid.tolist() == [False, False]
     assert beta.schema_error.iloc[0] == "Field required (at $.name)"
-    assert all(r.json["response_format"]["json_schema"]["name"] == "Person" for r in chats(server))
+    assert all(r.chat_body["response_format"]["json_schema"]["name"] == "Person" for r in chats(server))
     stats = summary(df)
     assert stats.loc["alpha", "valid_rate"] == 1.0 and stats.loc["beta", "valid_rate"] == 0.0
     assert "valid_rate" not in summary(compare("Hi", ["alpha"], client=_client(server), progress=False))
@@ -86,8 +86,8 @@ def test_images_per_prompt_go_with_their_prompt_and_the_rows_count_and_hash_them
     assert len(set(df.images_hash)) == 3
     assert df.response.iloc[0].startswith("I see an image of 30×20 pixels (PNG).")
     assert df.response.iloc[1].startswith("I see 2 images")
-    sent = {r.json["messages"][-1]["content"][0]["text"] if isinstance(r.json["messages"][-1]["content"], list)
-            else r.json["messages"][-1]["content"]: r.json["messages"][-1]["content"] for r in chats(server)}
+    last = [r.chat_body["messages"][-1]["content"] for r in chats(server)]  # either route's body, in /v1's words
+    sent = {c[0]["text"] if isinstance(c, list) else c: c for c in last}
     assert [p["type"] for p in sent["Compare."]] == ["text", "image_url", "image_url"] and sent["Say hi."] == "Say hi."
 
 

@@ -57,4 +57,4 @@ def test_async_compare_with_tools_and_a_model_that_calls_none(server: MockLMStud
 def test_bad_tools_are_refused_before_sending(server: MockLMStudioServer, client: LMStudioClient) -> None:
     with pytest.raises(LMStudioRequestError, match="tools is empty"):
         compare(["hi"], ["alpha"], client=client, tools=[], progress=False)
-    assert not [r for r in server.requests if r.path == "/v1/chat/completions"]
+    assert not [r for r in server.requests if r.is_chat]

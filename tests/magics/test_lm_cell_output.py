@@ -152,5 +152,6 @@ def test_the_first_live_view_of_a_fresh_client_already_says_fake_server(
     lmstudio_mock.clear_requests()
     assert run(ip, "%%lm\nHi").success
     assert first_live_view(ip).endswith("· fake server</sub>")  # live, not only in the final footer
-    # asked once, before the request, as the request itself would have asked
-    assert [r.path for r in lmstudio_mock.requests] == ["/lmstudio-greeting", "/v1/chat/completions"]
+    # asked once, before the request, as the request itself would have asked (the model list told the server's
+    # version when %lm_use listed the models: the answer takes LM Studio 0.4's native route)
+    assert [r.path for r in lmstudio_mock.requests] == ["/lmstudio-greeting", "/api/v1/chat"]

@@ -56,7 +56,7 @@ def test_images_from_a_variable_and_a_file_go_to_the_model_with_thumbnails_above
     chart = png(tmp_path / "chart.png", (64, 32))
     res = run(ip, f"%%lm -i fig -i {chart} -o ans\nWhat do these show?")
     assert res.success, res.error_in_exec
-    parts = lmstudio_mock.last_request.json["messages"][-1]["content"]  # type: ignore[union-attr]
+    parts = lmstudio_mock.last_request.chat_body["messages"][-1]["content"]  # type: ignore[union-attr]
     assert [p["type"] for p in parts] == ["text", "image_url", "image_url"]
     assert ip.user_ns["ans"].content.startswith("I see 2 images: 100×50 pixels (PNG), 64×32 pixels (PNG).")
     kept = shown(ip, res.result)  # what a saved notebook holds: the thumbnails once, then the answer

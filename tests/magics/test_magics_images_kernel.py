@@ -38,6 +38,6 @@ def test_a_figure_from_the_previous_cell_goes_to_the_vision_model_under_its_thum
     assert outputs[0]["data"]["text/plain"] == "[image: matplotlib Figure: 200×150 PNG]"
     assert outputs[0]["data"]["text/html"].startswith('<div class="lm-notebook-images"><img src="data:image/png;')
     assert "I see an image of 200×150 pixels (PNG)." in outputs[1]["data"]["text/markdown"]
-    parts = server.last_request.json["messages"][-1]["content"]  # type: ignore[union-attr]
+    parts = server.last_request.chat_body["messages"][-1]["content"]  # type: ignore[union-attr]
     assert [p["type"] for p in parts] == ["text", "image_url"]
     assert k.run("assert ans.images[0].width == 200 and not ans.images[0].downscaled").status == "ok"
