@@ -46,7 +46,8 @@ def prepare_images(images: Iterable[ImageInput] | None, max_edge: int | None = D
     be. ``max_edge``: the longest side allowed, in pixels (None: never downscale)."""
     if images is None:
         return ()
-    if isinstance(images, (str, bytes, bytearray, os.PathLike)) or not isinstance(images, Iterable):
+    if (isinstance(images, (str, bytes, bytearray, os.PathLike)) or not isinstance(images, Iterable)
+            or hasattr(images, "__array_interface__")):  # a numpy array is one picture, not a list of its rows
         images = [images]  # one image on its own is a list of one
     if max_edge is not None and (isinstance(max_edge, bool) or not isinstance(max_edge, int) or max_edge < 1):
         raise LMStudioRequestError(f"max_image_edge must be a positive number of pixels (or None), not {max_edge!r}.")

@@ -215,7 +215,9 @@ def tool_from_function(fn: Callable[..., Any], *, name: str | None = None, descr
 
     def validate(arguments: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         try:
-            values = model.model_validate(arguments)
+            # strict, in JSON mode: what the model sent must fit the schema it was shown ("2" is not an integer),
+            # while JSON's own forms still fit (an array for a tuple, an ISO string for a datetime)
+            values = model.model_validate_json(json.dumps(arguments), strict=True)
         except pydantic.ValidationError as exc:
             raise ToolArgumentsError(_validation_text(exc)) from None
         given = {key: getattr(values, key) for key in fields}

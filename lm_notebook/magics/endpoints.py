@@ -16,6 +16,7 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from lm_notebook.client.errors import LMStudioError
+from lm_notebook.client.settings import normalize_base_url
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.display.model_table import Bundle, model_table
 
@@ -73,5 +74,6 @@ def list_all(endpoints: Any, current: str | None) -> tuple[dict[str, list[ModelI
         raise UsageError(str(err)) from err
     except LMStudioError as err:
         raise UsageError(err.message) from err
-    urls = {name: value if isinstance(value, str) else value.base_url for name, value in pairs}
+    # a URL as typed may carry user:password; only the cleaned address is shown
+    urls = {name: normalize_base_url(value) if isinstance(value, str) else value.base_url for name, value in pairs}
     return listed, endpoints_bundle(listed, urls, current)

@@ -234,3 +234,11 @@ def test_the_fake_server_refuses_a_bad_data_url_with_a_400(lmstudio_mock: MockLM
             "model": VISION, "messages": [{"role": "user", "content": [
                 {"type": "text", "text": "What?"}, {"type": "image_url", "image_url": {"url": url}}]}]})
         assert answer.status_code == 400 and problem in json.dumps(answer.json()), url
+
+
+def test_one_array_or_picture_on_its_own_is_one_image() -> None:
+    # a numpy array is iterable (its rows): given alone it must still be one image, not one per row
+    (sent,) = prepare_images(np.zeros((5, 7, 3), dtype=np.uint8))  # type: ignore[arg-type]
+    assert (sent.width, sent.height) == (7, 5)
+    (pic,) = prepare_images(Image.new("RGB", (9, 4)))  # type: ignore[arg-type]
+    assert (pic.width, pic.height) == (9, 4)

@@ -77,7 +77,7 @@ def test_numpy_docstring_and_nested_models() -> None:
     tool = as_tool(plot_it)
     assert tool.parameters["properties"]["points"]["description"] == "The points to draw."
     assert "Point" in tool.parameters["$defs"]
-    args, kwargs = tool.bind({"points": [{"x": 1, "y": "2.5"}]})
+    args, kwargs = tool.bind({"points": [{"x": 1, "y": 2.5}]})
     assert args == () and kwargs["points"] == [Point(x=1, y=2.5)] and kwargs["title"] == ""
 
 
@@ -88,7 +88,18 @@ def test_docstring_parts_without_sections() -> None:
 
 def test_arguments_are_validated_and_converted() -> None:
     tool = as_tool(lookup)
-    assert tool.bind({"city": "Paris", "limit": "2"}) == ((), {"city": "Paris", "limit": 2, "unit": "km"})
+    assert tool.bind({"city": "Paris", "limit": 2}) == ((), {"city": "Paris", "limit": 2, "unit": "km"})
+    # the schema says integer: a string that looks like one breaks it, and goes back to the model as an error
+    with pytest.raises(ToolArgumentsError, match="limit: Input should be a valid integer"):
+        tool.bind({"city": "Paris", "limit": "2"})
+    with pytest.raises(ToolArgumentsError, match="city: Input should be a valid string"):
+        tool.bind({"city": 7})
+
+    def span(points: tuple[int, int], scale: float) -> float:
+        return (points[1] - points[0]) * scale
+
+    # JSON's own forms still fit: an array for a tuple, an integer for a number
+    assert as_tool(span).bind({"points": [1, 3], "scale": 2}) == ((), {"points": (1, 3), "scale": 2.0})
     with pytest.raises(ToolArgumentsError, match="city: Field required"):
         tool.bind({})
     with pytest.raises(ToolArgumentsError, match=r"limit: Input should be a valid integer.*extra: Extra inputs"):

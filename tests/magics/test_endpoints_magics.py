@@ -36,6 +36,15 @@ def test_lm_models_all_lists_each_endpoint(ip: InteractiveShell, two: dict[str, 
     assert list(ip.user_ns.pop("again")) == ["laptop", "gpu"]
 
 
+def test_lm_models_all_never_shows_a_password_in_a_url(ip: InteractiveShell,
+                                                        two: dict[str, MockLMStudioServer]) -> None:
+    secret_url = two["laptop"].url.replace("http://", "http://user:hunter2@")
+    ip.run_line_magic("lm_models", f"--all laptop={secret_url}")
+    data = recorder(ip).sent[-1]["content"]["data"]
+    assert "hunter2" not in data["text/plain"] and "hunter2" not in data["text/html"]
+    assert two["laptop"].url in data["text/plain"]
+
+
 def test_lm_models_all_without_endpoints_says_how(ip: InteractiveShell) -> None:
     with pytest.raises(UsageError, match="No endpoints to list"):
         ip.run_line_magic("lm_models", "--all")
