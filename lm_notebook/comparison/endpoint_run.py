@@ -204,7 +204,16 @@ class MultiEndpointRun(ComparisonRun):
             self.outcomes[spec.index] = Outcome.from_error(err, started_at=None, attempts=0, cold=False)
         if self.cache is not None and self.cache.accepts(self.send):
             infos = {i.id: i for e in reversed(self.endpoints) for i in e.infos.values()}
-            keys, hits = cache_hits(self.sent, self.messages, self.send, infos, self.cache, self.outcomes)
+            keyed = list(self.sent)
+            for spec in self.specs:
+                entry = self.entries[spec.model]
+                if entry.pinned is not None:
+                    # a pinned copy is a row of its own: the same model on two machines must not share answers
+                    keyed[spec.index] = dataclasses.replace(self.sent[spec.index], model=entry.label)
+                    pinned = next(e for e in self.endpoints if e.name == entry.pinned)
+                    if entry.model in pinned.infos:
+                        infos[entry.label] = pinned.infos[entry.model]
+            keys, hits = cache_hits(keyed, self.messages, self.send, infos, self.cache, self.outcomes)
             self.keys[:] = keys  # the same list the servers' runs hold
             for index, outcome in hits.items():
                 self.outcomes[index] = outcome

@@ -320,3 +320,17 @@ def test_a_rerun_with_the_cache_sends_nothing_to_any_endpoint(three: dict[str, M
     assert sent == 6 and sum(len(chats(s)) for s in three.values()) == sent
     assert again.cached.all() and (again.response == first.response).all()
     assert again.endpoint.isna().all() and first.endpoint.notna().all()  # a stored answer was served by no one now
+
+
+def test_pinned_copies_of_one_model_keep_their_own_cached_answers(three: dict[str, MockLMStudioServer],
+                                                                   tmp_path: Any) -> None:
+    # the same model on two machines: a cached re-run must not serve one machine's answer for the other
+    three["a"].answer("shared", "Question 0", "from a")
+    three["b"].answer("shared", "Question 0", "from b")
+    cache = tmp_path / "answers.sqlite"
+    pins = [("a", "shared"), ("b", "shared")]
+    first = compare(PROMPTS[:1], pins, endpoints=urls(three), temperature=0, cache=cache, progress=False)
+    again = compare(PROMPTS[:1], pins, endpoints=urls(three), temperature=0, cache=cache, progress=False)
+    assert dict(zip(first.model, first.response, strict=True)) == {"a/shared": "from a", "b/shared": "from b"}
+    assert again.cached.all()
+    assert dict(zip(again.model, again.response, strict=True)) == {"a/shared": "from a", "b/shared": "from b"}
