@@ -1,5 +1,7 @@
 """The IPython magics, one module per family: :mod:`~lm_notebook.magics.lm` (``%%lm`` and friends, with
-:mod:`~lm_notebook.magics.settings` for ``%config LMMagics`` and :mod:`~lm_notebook.magics.memory` for ``--chat``),
+:mod:`~lm_notebook.magics.settings` for ``%config LMMagics``, :mod:`~lm_notebook.magics.host` for what they share,
+:mod:`~lm_notebook.magics.cell_request` reading a cell, :mod:`~lm_notebook.magics.answer_cell` answering it and
+:mod:`~lm_notebook.magics.memory` for ``--chat``),
 :mod:`~lm_notebook.magics.chat` (``%lm_chat``), :mod:`~lm_notebook.magics.compare` (``%%lm_compare``) and
 :mod:`~lm_notebook.magics.bench` (``%lm_bench``), :mod:`~lm_notebook.magics.models` (``%lm_download``, ``%lm_load``,
 ``%lm_unload``, ``%lm_ps``). What they

@@ -5,161 +5,32 @@ LMMagics.temperature = 0.2`` and ``ipython_config.py`` both work, and a bad valu
 magic talks to the kernel's shared client (:func:`lm_notebook.get_client`), so the model chosen with ``%lm_use`` is the
 one the chat panel and ``compare`` use too.
 
-Failures are one line, not a traceback: the exception's actionable message, with advice in the magics' own verbs
-built from its fields (:mod:`~lm_notebook.magics.advice`); the exception is never edited. ``%lm_last_error`` shows the
-traceback. Arguments a magic does not take are a ``UsageError``.
+This file holds only the magics: what they share (the client, model states, one-line failures) is
+:class:`~lm_notebook.magics.host.MagicsHost`; a ``%%lm`` cell is read by :mod:`~lm_notebook.magics.cell_request` and
+answered by :mod:`~lm_notebook.magics.answer_cell` (``--tools``: :mod:`~lm_notebook.magics.tool_cells`). Arguments a
+magic does not take are a ``UsageError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-
-from IPython.core.error import UsageError
 from IPython.core.magic import cell_magic, line_magic, magics_class
-from traitlets import observe
 
-from lm_notebook.client.clients import LMStudioClient
-from lm_notebook.client.errors import (
-    AnswerFormatError,
-    ContextLengthExceededError,
-    LMStudioAPIError,
-    LMStudioError,
-    LMStudioRequestError,
-    ModelNotFoundError,
-)
-from lm_notebook.client.interpolation import InterpolationError, fill
-from lm_notebook.client.session import get_client, set_client
-from lm_notebook.client.settings import parse_base_url, resolve_timeout
-from lm_notebook.client.types import ChatResult, ModelInfo
-from lm_notebook.display.answer import (
-    NotebookStreamView,
-    StreamView,
-    TerminalStreamView,
-    make_view,
-    show_bundle,
-    stream_into,
-)
+from lm_notebook.client.errors import ModelNotFoundError
+from lm_notebook.client.session import get_client
+from lm_notebook.display.answer import show_bundle
 from lm_notebook.display.model_table import model_table
-from lm_notebook.display.render import FORMATS, AnswerFormat, RenderedChatResult, finish_as
-from lm_notebook.display.thumbnails import ThumbnailedView, thumbnails_bundle
-from lm_notebook.magics.advice import FAKE_SERVER_TEXT, chat_overflow_advice, retry_advice, unknown_model_text
-from lm_notebook.magics.arguments import argument, error_message, magic_arguments, one_line, parse_argstring
-from lm_notebook.magics.cell_inputs import cell_images, cell_schema
-from lm_notebook.magics.memory import ChatMemory
-from lm_notebook.magics.settings import LMSettings, checked_max_tokens, checked_temperature
+from lm_notebook.display.render import FORMATS, RenderedChatResult
+from lm_notebook.magics.advice import FAKE_SERVER_TEXT, unknown_model_text
+from lm_notebook.magics.answer_cell import answer_blocking, answer_streaming
+from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
+from lm_notebook.magics.cell_request import read_cell
+from lm_notebook.magics.host import MagicsHost
 from lm_notebook.magics.tool_cells import tools_cell
-
-if TYPE_CHECKING:
-    from IPython.core.interactiveshell import InteractiveShell
-
-_T = TypeVar("_T")
-
-NOT_LOADED_STATES = ("not-loaded", "loading")  # a request to such a model waits for a just-in-time load
 
 
 @magics_class
-class LMMagics(LMSettings):
+class LMMagics(MagicsHost):
     """Magics for LM Studio. Settings: ``%config LMMagics`` lists them."""
-
-    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
-        self.memory = ChatMemory()  # what %%lm --chat sends again (made first: the config may set chat_memory)
-        super().__init__(shell=shell, **kwargs)
-        self.last_error: BaseException | None = None
-        # (base URL, model id) -> state, from the last listing (%lm_models, %lm_use) and the answers since: whether a
-        # cell will wait for a just-in-time load is known without asking the server before the request
-        self._model_states: dict[tuple[str, str], str | None] = {}
-        self._made_for: tuple[LMStudioClient, str] | None = None  # the client this made, and the base_url it was for
-
-    # --- shared plumbing --------------------------------------------------------------------------------------------
-    @property
-    def client(self) -> LMStudioClient:
-        """The shared client, replaced when ``base_url`` or ``timeout`` were configured to something else."""
-        client = get_client()
-        if self._wants_new_client(client):
-            # same token and model; the old client stays open for a chat panel or variable that still holds it.
-            # The configured URL with a user and password given in it: they are the new client's to send.
-            url = self.configured_url()
-            client = client.with_options(base_url=url, timeout=self.timeout)
-            set_client(client, close_previous=False)
-            self._made_for = (client, url or "")
-        return client
-
-    def _wants_new_client(self, client: LMStudioClient) -> bool:
-        if self.timeout is not None and resolve_timeout(self.timeout).read != client.timeout.read:
-            return True
-        url = self.configured_url()
-        if not url:
-            return False
-        if self._made_for is not None and self._made_for[0] is client:
-            return bool(self._made_for[1] != url)
-        wanted = parse_base_url(url)
-        return wanted.base_url != client.base_url or wanted.credentials is not None
-
-    @observe("chat_memory")
-    def _forget_beyond_memory(self, change: dict[str, Any]) -> None:
-        self.memory.keep_last(change["new"])  # lowered: the next --chat cell already sends fewer exchanges
-
-    @property
-    def history(self) -> list[dict[str, Any]]:
-        """The messages %%lm --chat sends again (prompts and answers, oldest first)."""
-        return self.memory.messages
-
-    def _fail(self, err: BaseException, text: str | None = None) -> BaseException:
-        """Remember ``err`` for %lm_last_error and return it ready to raise as one line: ``text``, else the advice
-        built from the exception's fields. The exception itself is left as it was raised."""
-        self.last_error = err
-        return one_line(err, text if text is not None else self._advice(err))
-
-    def _advice(self, err: BaseException, *, remembered: int = 0) -> str:
-        """The line shown for ``err``; ``remembered``: the --chat exchanges the failed cell sent before its prompt."""
-        if isinstance(err, ModelNotFoundError) and err.available:
-            # the core's message advises set_current_model(); here the verb is %lm_use
-            return unknown_model_text(err.model or "?", err.available, self.client.base_url)
-        extra = ""
-        if isinstance(err, ContextLengthExceededError):
-            extra = chat_overflow_advice(err, exchanges=remembered, chat_memory=self.chat_memory)
-        elif isinstance(err, LMStudioAPIError):
-            extra = retry_advice(err)
-        return f"{error_message(err)} {extra}" if extra else error_message(err)
-
-    def _guard(self, action: Callable[[], _T]) -> _T:
-        try:
-            return action()
-        except LMStudioError as err:
-            self._fail(err)
-            raise
-
-    @property
-    def _shell(self) -> InteractiveShell:
-        if self.shell is None:
-            raise UsageError("These magics need an IPython shell: %load_ext lm_notebook")
-        return self.shell
-
-    def _store(self, name: str | None, value: Any) -> None:
-        if name:
-            self._shell.user_ns[name] = value
-
-    @staticmethod
-    def _check_name(name: str | None) -> None:
-        if name is not None and not name.isidentifier():
-            raise UsageError(f"-o needs a Python variable name, not {name!r}.")
-
-    def _listed(self, client: LMStudioClient) -> list[ModelInfo]:
-        """The server's models, their states remembered for %%lm's "Loading …"."""
-        models: list[ModelInfo] = self._guard(client.list_models)
-        states = {key: s for key, s in self._model_states.items() if key[0] != client.base_url}
-        for m in models:
-            for name in (m.id, *m.instance_ids):
-                states[(client.base_url, name)] = m.state
-        self._model_states = states
-        return models
-
-    def _fake_server(self, client: LMStudioClient) -> bool | None:
-        """Whether the bundled fake server answers; asks who answers the first time (None: nobody answers)."""
-        if client.server_is_fake is None:
-            self._guard(client.is_running)
-        return client.server_is_fake
 
     # --- %lm_models -----------------------------------------------------------------------------------------------
     @magic_arguments()
@@ -290,172 +161,11 @@ class LMMagics(LMSettings):
         """
         args = parse_argstring(LMMagics.lm, line)
         self._check_name(args.output)
-        try:
-            params: dict[str, Any] = {
-                "temperature": checked_temperature(args.temperature, "-t/--temperature", unset=""),
-                "max_tokens": checked_max_tokens(args.max_tokens, "--max-tokens", unset=""),
-            }
-        except LMStudioRequestError as err:
-            raise UsageError(str(err)) from None
-        prompt = cell.strip("\n")
-        if not prompt.strip():
-            raise UsageError("The %%lm cell is empty: write the prompt on the lines below %%lm.")
-        if not args.no_interpolate:
-            try:
-                prompt = fill(prompt, self._shell.user_ns)
-            except InterpolationError as err:
-                self.last_error = err
-                raise UsageError(str(err)) from err
-        fmt: AnswerFormat = args.format or self.default_format
-        client = self.client
-        model = args.model or client.current_model
-        if not model:
-            raise UsageError(
-                "No model selected: choose one with %lm_use MODEL (%lm_models lists them) or pass -m MODEL."
-            )
-        system = args.system if args.system is not None else self.system
-        images = cell_images(args.images, self._shell.user_ns)
-        schema = cell_schema(args.schema, self._shell.user_ns)
-        if schema is not None and args.format is None:
-            fmt = "json"  # the JSON grows live, then the parsed object shows
-        messages = self.memory.prompt(prompt, system=system, chat=args.chat)
-        params = {
-            "temperature": self.temperature if params["temperature"] is None else params["temperature"],
-            "max_tokens": self.max_tokens if params["max_tokens"] is None else params["max_tokens"],
-            "seed": args.seed,
-            "images": images or None,
-            "schema": schema,
-            "integrations": list(args.integration) if args.integration else None,
-        }
+        req = read_cell(self, args, cell)
         # on LM Studio 0.4 the native route shows the load's progress and the server's own stats (asked once a client)
-        client.supports_native_chat()
+        req.client.supports_native_chat()
         if args.tools:
-            return tools_cell(self, client, messages, model, params, fmt, args)
+            return tools_cell(self, req, args)
         if args.no_stream:
-            return self._answer_blocking(client, messages, model, params, fmt, args)
-        return self._answer_streaming(client, messages, model, params, fmt, args)
-
-    def _remember(self, client: LMStudioClient, model: str, sent: list[dict[str, Any]], result: ChatResult,
-                  chat: bool) -> None:
-        if result.content or result.reasoning:  # it answered, so it is loaded now: the next cell is no "Loading …"
-            self._model_states[(client.base_url, model)] = "loaded"
-        if chat:
-            self.memory.remember(sent, result, keep=self.chat_memory)
-
-    def _failed(self, err: LMStudioError, args: Any) -> BaseException:
-        return self._fail(err, self._advice(err, remembered=self.memory.exchanges if args.chat else 0))
-
-    def _answer_blocking(
-        self,
-        client: LMStudioClient,
-        messages: list[dict[str, Any]],
-        model: str,
-        params: dict[str, Any],
-        fmt: AnswerFormat,
-        args: Any,
-    ) -> RenderedChatResult | None:
-        if params["images"]:
-            show_bundle(thumbnails_bundle(params["images"]))
-        try:
-            result = client.chat(messages, model=model, **params)
-        except AnswerFormatError as err:
-            return self._format_failed(client, err, args, None, already_written=False)
-        except LMStudioError as err:
-            self._failed(err, args)
-            raise
-        except KeyboardInterrupt as err:
-            self._fail(err, "stopped before the answer arrived; the connection is closed.")
-            raise
-        self._remember(client, model, messages, result, args.chat)
-        return self._deliver(client, result, fmt, args, already_written=False)
-
-    def _answer_streaming(
-        self,
-        client: LMStudioClient,
-        messages: list[dict[str, Any]],
-        model: str,
-        params: dict[str, Any],
-        fmt: AnswerFormat,
-        args: Any,
-    ) -> RenderedChatResult | None:
-        interval = 1.0 / self.updates_per_second
-        loading = self._model_states.get((client.base_url, model)) in NOT_LOADED_STATES
-        # a fresh client asks who answers before its first request anyway: asked now, the live footer says it too
-        self._fake_server(client)
-        view = make_view(
-            self._shell, fmt, model, interval=interval, loading=loading, fake_server=client.server_is_fake is True
-        )
-        try:
-            stream = client.stream_chat(messages, model=model, **params)
-        except LMStudioError as err:
-            self._failed(err, args)
-            raise
-        if isinstance(view, NotebookStreamView):  # it repaints a few times a second: one read per repaint or so
-            stream.coalesce_reads(view.read_interval)
-        try:
-            try:
-                images = params["images"]
-                shown: StreamView = ThumbnailedView(
-                    view, images, again_at_stop=isinstance(view, NotebookStreamView), show=show_bundle
-                ) if images else view
-                result = stream_into(stream, shown)
-            finally:
-                # a fresh client learns who answers with its first request: the final footer says it
-                if isinstance(view, (NotebookStreamView, TerminalStreamView)):
-                    view.fake_server = client.server_is_fake is True
-        except KeyboardInterrupt as err:
-            partial = stream.result()
-            self._remember(client, model, messages, partial, args.chat)
-            self._store(args.output, RenderedChatResult.of(partial, fmt, fake_server=client.server_is_fake is True))
-            view.show_final(partial, fmt, note="stopped")
-            where = f" and in {args.output}" if args.output else ""
-            self._fail(err, f"stopped by you; the partial answer is shown above{where}.")
-            raise
-        except AnswerFormatError as err:
-            return self._format_failed(client, err, args, view, already_written=isinstance(view, TerminalStreamView))
-        except LMStudioError as err:
-            received = err.partial
-            if received is not None and (received.content or received.reasoning):
-                fake = client.server_is_fake is True
-                self._store(args.output, RenderedChatResult.of(received, fmt, fake_server=fake))
-                view.show_final(received, fmt, note="incomplete (error below)")
-            self._failed(err, args)
-            raise
-        self._remember(client, model, messages, result, args.chat)
-        written = isinstance(view, TerminalStreamView) and view.wrote_answer
-        return self._deliver(client, result, fmt, args, already_written=written, view=view)
-
-    def _deliver(
-        self,
-        client: LMStudioClient,
-        result: ChatResult,
-        fmt: AnswerFormat,
-        args: Any,
-        *,
-        already_written: bool,
-        view: Any = None,
-    ) -> RenderedChatResult | None:
-        """Store and return the answer; in a terminal whose text is already written, add only the footer."""
-        try:
-            # the answer's footer says when it is the bundled fake server's (known once the client has greeted it)
-            rendered = finish_as(result, fmt, fake_server=client.server_is_fake is True)
-        except AnswerFormatError as err:
-            return self._format_failed(client, err, args, view, already_written=already_written)
-        self._store(args.output, rendered)
-        if already_written and view is not None:
-            view.show_final(rendered, fmt, parsed=rendered.parsed)
-            return None
-        return rendered
-
-    def _format_failed(
-        self, client: LMStudioClient, err: AnswerFormatError, args: Any, view: Any, *, already_written: bool
-    ) -> NoReturn:
-        """The answer is not the JSON asked for (-f json, --schema): show and keep its raw text, then the error."""
-        kept = RenderedChatResult.of(err.result, "text", fake_server=client.server_is_fake is True)
-        self._store(args.output, kept)
-        if already_written and view is not None:
-            view.show_final(kept, "text")
-        else:
-            show_bundle(kept._repr_mimebundle_())
-        self._fail(err)
-        raise err
+            return answer_blocking(self, req, args)
+        return answer_streaming(self, req, args)

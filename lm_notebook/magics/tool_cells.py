@@ -10,41 +10,20 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from IPython.core.error import UsageError
 
 from lm_notebook.client.act_types import ActResult, ToolRoundsExceededError
-from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import LMStudioError, LMStudioRequestError
 from lm_notebook.client.tools import Tool, as_toolset
-from lm_notebook.client.types import ChatResult
 from lm_notebook.display.act_view import ToolCallsView, act_into, block_of
 from lm_notebook.display.answer import NotebookStreamView, TerminalStreamView, make_view, show_bundle
-from lm_notebook.display.render import AnswerFormat, RenderedChatResult
+from lm_notebook.display.render import RenderedChatResult
 from lm_notebook.display.tool_blocks import tool_blocks_bundle
-
-
-class ToolCellHost(Protocol):
-    """What a ``--tools`` cell needs of ``LMMagics``."""
-
-    updates_per_second: float
-    _model_states: dict[tuple[str, str], str | None]
-
-    @property
-    def _shell(self) -> Any: ...
-
-    def _fail(self, err: BaseException, text: str | None = None) -> BaseException: ...
-
-    def _failed(self, err: LMStudioError, args: Any) -> BaseException: ...
-
-    def _store(self, name: str | None, value: Any) -> None: ...
-
-    def _remember(self, client: LMStudioClient, model: str, sent: list[dict[str, Any]], result: ChatResult,
-                  chat: bool) -> None: ...
-
-    def _deliver(self, client: LMStudioClient, result: ChatResult, fmt: AnswerFormat, args: Any, *,
-                 already_written: bool, view: Any = None) -> RenderedChatResult | None: ...
+from lm_notebook.magics.answer_cell import deliver
+from lm_notebook.magics.cell_request import CellRequest
+from lm_notebook.magics.host import MagicsHost
 
 
 def tools_from_namespace(spec: str, namespace: Mapping[str, Any]) -> list[Tool]:
@@ -72,9 +51,9 @@ def _without_output(args: Any) -> Any:
     return argparse.Namespace(**{**vars(args), "output": None})
 
 
-def tools_cell(host: ToolCellHost, client: LMStudioClient, messages: list[dict[str, Any]], model: str,
-               params: dict[str, Any], fmt: AnswerFormat, args: Any) -> RenderedChatResult | None:
+def tools_cell(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatResult | None:
     """Run the cell's ``act``: blocks and answer shown, the ActResult stored with ``-o``."""
+    client, messages, model, params, fmt = req.client, req.messages, req.model, req.params, req.fmt
     tools = tools_from_namespace(args.tools, host._shell.user_ns)
     fake = client.server_is_fake is True
     if args.no_stream:
@@ -90,10 +69,9 @@ def tools_cell(host: ToolCellHost, client: LMStudioClient, messages: list[dict[s
             raise
         if done.calls:
             show_bundle(tool_blocks_bundle([block_of(c) for c in done.calls]))
-        return _finish(host, client, messages, model, done, fmt, args, view=None)
-    loading = host._model_states.get((client.base_url, model)) in ("not-loaded", "loading")
-    view = make_view(host._shell, fmt, model, interval=1.0 / host.updates_per_second, loading=loading,
-                     fake_server=fake)
+        return _finish(host, req, done, args, view=None)
+    view = make_view(host._shell, fmt, model, interval=1.0 / host.updates_per_second,
+                     loading=host._will_load(client, model), fake_server=fake)
     tool_view = ToolCallsView(view)
     stream = client.stream_act(messages, tools, model=model, **params)
     try:
@@ -124,12 +102,11 @@ def tools_cell(host: ToolCellHost, client: LMStudioClient, messages: list[dict[s
         host._failed(err, args)
         raise
     tool_view.show_blocks()
-    return _finish(host, client, messages, model, result, fmt, args, view=view)
+    return _finish(host, req, result, args, view=view)
 
 
-def _finish(host: ToolCellHost, client: LMStudioClient, messages: list[dict[str, Any]], model: str,
-            done: ActResult, fmt: AnswerFormat, args: Any, *, view: Any) -> RenderedChatResult | None:
-    host._remember(client, model, messages, done.result, args.chat)
+def _finish(host: MagicsHost, req: CellRequest, done: ActResult, args: Any, *, view: Any) -> RenderedChatResult | None:
+    host._remember(req.client, req.model, req.messages, done.result, args.chat)
     host._store(args.output, done)
     written = isinstance(view, TerminalStreamView) and view.wrote_answer
-    return host._deliver(client, done.result, fmt, _without_output(args), already_written=written, view=view)
+    return deliver(host, req, done.result, _without_output(args), already_written=written, view=view)
