@@ -6,8 +6,11 @@ remembered; a stop or a failure keeps what arrived and ends in one line.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
+from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import AnswerFormatError, LMStudioError
 from lm_notebook.client.types import ChatResult
 from lm_notebook.display.answer import (
@@ -59,23 +62,18 @@ def answer_streaming(host: MagicsHost, req: CellRequest, args: Any) -> RenderedC
     if isinstance(view, NotebookStreamView):  # it repaints a few times a second: one read per repaint or so
         stream.coalesce_reads(view.read_interval)
     try:
-        try:
+        with footer_learns_who_answers(view, client):
             images = req.params["images"]
             shown: StreamView = ThumbnailedView(
                 view, images, again_at_stop=isinstance(view, NotebookStreamView), show=show_bundle
             ) if images else view
             result = stream_into(stream, shown)
-        finally:
-            # a fresh client learns who answers with its first request: the final footer says it
-            if isinstance(view, (NotebookStreamView, TerminalStreamView)):
-                view.fake_server = client.server_is_fake is True
     except KeyboardInterrupt as err:
         partial = stream.result()
         host._remember(client, model, req.messages, partial, args.chat)
         host._store(args.output, RenderedChatResult.of(partial, fmt, fake_server=client.server_is_fake is True))
         view.show_final(partial, fmt, note="stopped")
-        where = f" and in {args.output}" if args.output else ""
-        host._fail(err, f"stopped by you; the partial answer is shown above{where}.")
+        host._stopped(err, args, "the partial answer is")
         raise
     except AnswerFormatError as err:
         return format_failed(host, req, err, args, view, already_written=isinstance(view, TerminalStreamView))
@@ -90,6 +88,17 @@ def answer_streaming(host: MagicsHost, req: CellRequest, args: Any) -> RenderedC
     host._remember(client, model, req.messages, result, args.chat)
     written = isinstance(view, TerminalStreamView) and view.wrote_answer
     return deliver(host, req, result, args, already_written=written, view=view)
+
+
+@contextmanager
+def footer_learns_who_answers(view: StreamView, client: LMStudioClient) -> Iterator[None]:
+    """However the stream ends: a fresh client learns who answers with its first request, and the final footer
+    says it."""
+    try:
+        yield
+    finally:
+        if isinstance(view, (NotebookStreamView, TerminalStreamView)):
+            view.fake_server = client.server_is_fake is True
 
 
 def deliver(

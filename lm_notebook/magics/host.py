@@ -119,6 +119,11 @@ class MagicsHost(LMSettings):
         """``_fail`` for a %%lm cell: with --chat, the advice counts the exchanges the cell sent again."""
         return self._fail(err, self._advice(err, remembered=self.memory.exchanges if args.chat else 0))
 
+    def _stopped(self, err: KeyboardInterrupt, args: Any, shown: str) -> BaseException:
+        """``_fail`` for a %%lm cell the user stopped: ``shown`` says what stays above (and in ``-o``'s variable)."""
+        where = f" and in {args.output}" if args.output else ""
+        return self._fail(err, f"stopped by you; {shown} shown above{where}.")
+
     def _advice(self, err: BaseException, *, remembered: int = 0) -> str:
         """The line shown for ``err``; ``remembered``: the --chat exchanges the failed cell sent before its prompt."""
         if isinstance(err, ModelNotFoundError) and err.available:

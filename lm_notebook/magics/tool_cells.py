@@ -18,10 +18,10 @@ from lm_notebook.client.act_types import ActResult, ToolRoundsExceededError
 from lm_notebook.client.errors import LMStudioError, LMStudioRequestError
 from lm_notebook.client.tools import Tool, as_toolset
 from lm_notebook.display.act_view import ToolCallsView, act_into, block_of
-from lm_notebook.display.answer import NotebookStreamView, TerminalStreamView, make_view, show_bundle
+from lm_notebook.display.answer import TerminalStreamView, make_view, show_bundle
 from lm_notebook.display.render import RenderedChatResult
 from lm_notebook.display.tool_blocks import tool_blocks_bundle
-from lm_notebook.magics.answer_cell import deliver
+from lm_notebook.magics.answer_cell import deliver, footer_learns_who_answers
 from lm_notebook.magics.cell_request import CellRequest
 from lm_notebook.magics.host import MagicsHost
 
@@ -75,18 +75,14 @@ def tools_cell(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatRes
     tool_view = ToolCallsView(view)
     stream = client.stream_act(messages, tools, model=model, **params)
     try:
-        try:
+        with footer_learns_who_answers(view, client):
             result = act_into(stream, tool_view)
-        finally:
-            if isinstance(view, (NotebookStreamView, TerminalStreamView)):
-                view.fake_server = client.server_is_fake is True
     except KeyboardInterrupt as err:
         partial = stream.result()
         host._store(args.output, partial)
         tool_view.show_blocks()
         view.show_final(partial.result, fmt, note="stopped")
-        where = f" and in {args.output}" if args.output else ""
-        host._fail(err, f"stopped by you; the calls and the partial answer are shown above{where}.")
+        host._stopped(err, args, "the calls and the partial answer are")
         raise
     except ToolRoundsExceededError as err:
         host._store(args.output, err.act_result)
