@@ -40,11 +40,12 @@ from lm_notebook.comparison.endpoints import (
     servers_of,
 )
 from lm_notebook.comparison.inputs import PromptInputs, chat_messages
+from lm_notebook.comparison.model_batch import BatchState
 from lm_notebook.comparison.preflight import cache_hits
 from lm_notebook.comparison.progress import ProgressCallback, ProgressReporter
 from lm_notebook.comparison.retry import RetryPolicy
 from lm_notebook.comparison.rows import Outcome, build_frame
-from lm_notebook.comparison.run import ComparisonRun, _BatchState
+from lm_notebook.comparison.run import ComparisonRun
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec, plan_requests, resolve_slots
 from lm_notebook.comparison.work_stealing import Lane, WorkPool
 
@@ -101,7 +102,7 @@ class EndpointRun(ComparisonRun):
             return False
         return super()._worth_retrying(err)
 
-    def _give_up(self, state: _BatchState) -> None:
+    def _give_up(self, state: BatchState) -> None:
         label = self.labels[state.pending[0].index]
         orphans = self.pool.drop_server(label, self.name)
         if orphans:
