@@ -182,3 +182,45 @@ class Harness:
 
     def body(self, i: int = -1) -> Any:
         return json.loads(self.requests[i].content)
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """A real async HTTP transport that notes each request as it is sent and as its response is closed:
+    ``events`` holds ``("sent" | "ended", path, model)`` in order (``model`` from a JSON body, else None). For
+    servers that keep no request log (llama.cpp's): how many requests a run made, and whether one waited for
+    another."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.events: list[tuple[str, str, str | None]] = []
+
+    def sent(self, path: str, model: str | None = None) -> list[str | None]:
+        """The models of the requests sent to ``path`` (every model when ``model`` is None)."""
+        return [m for kind, p, m in self.events if kind == "sent" and p == path and model in (None, m)]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            body = json.loads(request.content) if request.content else None
+        except ValueError:
+            body = None
+        model = body.get("model") if isinstance(body, dict) else None
+        note = (request.url.path, model)
+        self.events.append(("sent", *note))
+        response = await self._inner.handle_async_request(request)
+        inner = response.stream
+        events = self.events
+
+        class _Noted(httpx.AsyncByteStream):
+            async def __aiter__(self) -> AsyncIterator[bytes]:
+                async for piece in inner:  # type: ignore[union-attr]
+                    yield piece
+
+            async def aclose(self) -> None:
+                events.append(("ended", *note))
+                await inner.aclose()  # type: ignore[union-attr]
+
+        response.stream = _Noted()
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -4,7 +4,9 @@
 ['contains', 'regex', 'max_words', 'is_json']
 
 ``KIND`` or ``KIND:ARGUMENT``: ``contains:TEXT``, ``regex:PATTERN``, ``equals`` or ``equals:TEXT``, ``is_json``,
-``max_words:N``, ``similar_to`` or ``similar_to:REFERENCE``, ``judge:RUBRIC`` (graded by the current model).
+``max_words:N``, ``similar_to`` or ``similar_to:REFERENCE``, ``judge:RUBRIC``. The judge is ``judge_model``
+(``%%lm_compare --judge-model``, default the current model); ``similar_to`` embeds with ``embedding_model``
+(``--embedding-model``, default the server's one embedding model).
 """
 
 from __future__ import annotations
@@ -37,27 +39,30 @@ def _regex(argument: str | None) -> Check:
         raise ValueError(f"--check regex:{pattern} is not a regular expression ({exc}).") from None
 
 
-_KINDS: dict[str, Callable[[str | None], Check]] = {
-    "contains": lambda a: contains(_needs("contains", a, "Paris")),
-    "regex": _regex,
-    "equals": lambda a: equals(a or None),
-    "is_json": lambda a: is_json(),
-    "max_words": _max_words,
-    "similar_to": lambda a: similar_to(a or None),
-    "judge": lambda a: judge(_needs("judge", a, "Is it correct and concise?")),
-}
+def _kinds(judge_model: str | None, embedding_model: str | None) -> dict[str, Callable[[str | None], Check]]:
+    return {
+        "contains": lambda a: contains(_needs("contains", a, "Paris")),
+        "regex": _regex,
+        "equals": lambda a: equals(a or None),
+        "is_json": lambda a: is_json(),
+        "max_words": _max_words,
+        "similar_to": lambda a: similar_to(a or None, model=embedding_model),
+        "judge": lambda a: judge(_needs("judge", a, "Is it correct and concise?"), model=judge_model),
+    }
 
 
-def check_from_spec(spec: str) -> Check:
+def check_from_spec(spec: str, *, judge_model: str | None = None, embedding_model: str | None = None) -> Check:
     """One check from its text form (``ValueError`` naming the kinds there are)."""
     kind, sep, argument = spec.partition(":")
     kind = kind.strip()
-    make = _KINDS.get(kind)
+    kinds = _kinds(judge_model, embedding_model)
+    make = kinds.get(kind)
     if make is None:
-        raise ValueError(f"--check {spec!r}: unknown check {kind!r}; the checks are {', '.join(_KINDS)} "
+        raise ValueError(f"--check {spec!r}: unknown check {kind!r}; the checks are {', '.join(kinds)} "
                          "(e.g. --check 'contains:42').")
     return make(argument if sep else None)
 
 
-def checks_from_specs(specs: Sequence[str]) -> list[Check]:
-    return [check_from_spec(s) for s in specs]
+def checks_from_specs(specs: Sequence[str], *, judge_model: str | None = None,
+                      embedding_model: str | None = None) -> list[Check]:
+    return [check_from_spec(s, judge_model=judge_model, embedding_model=embedding_model) for s in specs]

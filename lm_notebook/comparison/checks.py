@@ -50,6 +50,12 @@ class Check:
         return normalised(self.fn(answer, row), self.name)
 
 
+def _plain(value: object) -> object:
+    """A numpy scalar (``numpy.bool_``, ``numpy.float64``: what pandas and numpy code returns) as its Python value."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and type(value).__module__ == "numpy" else value
+
+
 def normalised(result: object, name: str) -> tuple[float, str | None]:
     """A check's result as (score in 0–1, note)."""
     note: str | None = None
@@ -57,11 +63,12 @@ def normalised(result: object, name: str) -> tuple[float, str | None]:
         if len(result) != 2 or not isinstance(result[1], str):
             raise CheckError(f"check {name} returned {result!r}: a tuple must be (score, 'note')")
         result, note = result
+    result = _plain(result)
     if isinstance(result, bool):
         return (1.0 if result else 0.0), note
     if isinstance(result, (int, float)):
         value = float(result)
-        if not 0.0 <= value <= 1.0:
+        if not 0.0 <= value <= 1.0:  # NaN too: a check that cannot say gives an error, not a silent blank
             raise CheckError(f"check {name} returned {value:g}: a score is 0 to 1 (or True/False)")
         return value, note
     raise CheckError(f"check {name} returned {type(result).__name__}: return True/False, a score in 0-1, "
@@ -80,21 +87,26 @@ def as_check(item: Check | CheckFunction) -> Check:
 
 
 def named_checks(checks: Sequence[Check | CheckFunction] | Check | CheckFunction | None) -> list[Check]:
-    """The checks of ``compare(checks=...)``, each named uniquely (a second ``contains`` is ``contains_2``)."""
+    """The checks of ``compare(checks=...)``, each named uniquely: a second ``contains`` is ``contains_2`` (or
+    ``contains_3`` when a check is already named ``contains_2``), so every check has a column of its own."""
     if checks is None:
         return []
     items = [checks] if isinstance(checks, Check) or callable(checks) else list(checks)
-    out: list[Check] = []
-    seen: dict[str, int] = {}
-    for item in items:
-        check = as_check(item)
+    given = [as_check(item) for item in items]
+    for check in given:
         if check.name in RESERVED_CHECK_NAMES:
             raise ValueError(f"A check cannot be named {check.name!r} (its column would be check_{check.name}, which "
                              "holds every check's notes): pass another name=.")
-        n = seen.get(check.name, 0) + 1
-        seen[check.name] = n
-        if n > 1:
+    taken = {check.name for check in given}  # a name given is kept; a repeat takes the next free suffix
+    out: list[Check] = []
+    used: set[str] = set()
+    for check in given:
+        if check.name in used:
+            n = 2
+            while f"{check.name}_{n}" in taken or f"{check.name}_{n}" in used:
+                n += 1
             check = _renamed(check, f"{check.name}_{n}")
+        used.add(check.name)
         out.append(check)
     return out
 
@@ -105,15 +117,35 @@ def _renamed(check: Check, name: str) -> Check:
     return replace(check, name=name)
 
 
+def as_text(value: object) -> str | None:
+    """An expected answer as text (None for none: None, NaN, ""): a number is written as a person would (42, not
+    42.0: a column of integers with a gap is floats in pandas), a dict or list as JSON."""
+    value = _plain(value)
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def expected_text(row: Mapping[str, Any]) -> str | None:
+    """The row's expected answer as text (None when it has none)."""
+    return as_text(row.get("expected"))
+
+
 def _expected_of(row: Mapping[str, Any], given: str | None, who: str) -> str:
     if given is not None:
         return given
-    value = row.get("expected")
-    if value is None or (isinstance(value, float) and value != value):
+    value = expected_text(row)
+    if value is None:
         raise CheckError(
             f"{who} has no expected answer for this prompt: pass one to {who}(...) or compare(expected=...)"
         )
-    return str(value)
+    return value
 
 
 # --- the common checks -------------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ class PromptInputs:
 
     items: list[PromptItem]
     input_columns: list[str]  # a DataFrame input's columns, in order (renamed when they clash with ours)
+    # prompts given as a DataFrame: its columns carried into the rows, each as named there → as named in a row
+    frame_columns: Mapping[str, str] | None = None
 
 
 def prompt_inputs(prompts: Any, template: str | None, images_column: str | None = None) -> PromptInputs:
@@ -94,7 +96,7 @@ def with_image_columns(inputs: PromptInputs) -> PromptInputs:
                                                 "images_hash": images_hash(item.images)})
              for item in inputs.items]
     kept = [c for c in inputs.input_columns if c not in ("images", "images_hash")]
-    return PromptInputs(items, [*kept, "images", "images_hash"])
+    return PromptInputs(items, [*kept, "images", "images_hash"], inputs.frame_columns)
 
 
 def _checked_text(text: Any, name: Hashable) -> str:
@@ -132,7 +134,7 @@ def _frame_items(df: pd.DataFrame, template: str | None, images_column: str | No
                 raise ValueError(f"Row {label!r}: {exc}") from None
         images = _images(row[images_column], label) if images_column is not None else ()
         items.append(PromptItem(label, text, {renamed[str(c)]: row[c] for c in keep}, images))
-    return PromptInputs(items, [renamed[str(c)] for c in keep])
+    return PromptInputs(items, [renamed[str(c)] for c in keep], {str(c): renamed[str(c)] for c in keep})
 
 
 def _check_template(template: str, columns: list[str]) -> None:

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lm_notebook.comparison.checks import Check, CheckError
+from lm_notebook.comparison.checks import Check, CheckError, expected_text
 
 JUDGE_SYSTEM = (
     "You are a judge: you grade one answer to one question against a rubric. You reply with one line of JSON and "
@@ -64,8 +64,8 @@ class JudgeCheck(Check):
     def messages(self, row: Mapping[str, Any], answer: str) -> list[dict[str, str]]:
         """The judge's conversation for one answer."""
         low, high = self.scale
-        expected = row.get("expected")
-        has_expected = isinstance(expected, str) and expected.strip() != ""
+        expected = expected_text(row)  # a number (42) is a reference too
+        has_expected = expected is not None
         parts = [
             "Grade the answer below against the rubric" + (" and the reference answer." if has_expected else "."),
             f"Rubric: {self.rubric}",
@@ -162,8 +162,8 @@ class SimilarityCheck(Check):
     def reference_for(self, row: Mapping[str, Any]) -> str:
         if self.reference is not None:
             return self.reference
-        value = row.get("expected")
-        if not isinstance(value, str) or not value:
+        value = expected_text(row)
+        if value is None:
             raise CheckError(
                 f"{self.name} has no reference for this prompt: pass similar_to(reference=...) or compare(expected=...)"
             )

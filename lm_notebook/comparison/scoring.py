@@ -12,8 +12,8 @@ new. A check that fails on one row marks only its own cell (NaN, and the reason 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +25,55 @@ from lm_notebook.client.errors import AnswerFormatError, LMStudioAPIError, LMStu
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, cache_key
 from lm_notebook.comparison.checks import Check, CheckError
+from lm_notebook.comparison.expected import with_expected
 from lm_notebook.comparison.judge import JUDGE_PARAMS, JudgeCheck, SimilarityCheck
 from lm_notebook.comparison.retry import RetryPolicy, worth_retrying
-from lm_notebook.comparison.schedule import DEFAULT_SLOTS, PromptItem, RequestSpec, order_models
+from lm_notebook.comparison.schedule import DEFAULT_SLOTS, RequestSpec, order_models
+from lm_notebook.comparison.scoring_columns import THRESHOLDS_ATTR
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-EXPECTED = "expected"
 # told as each judge model starts and after each of its grades: (judge model, graded so far, answers to grade)
 OnJudging = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One row's ``score``, ``passed`` and ``check_notes``."""
+
+    score: float | None
+    passed: bool | None
+    notes: str | None
+
+
+def verdict(status: str, cells: Sequence[tuple[Check, Cell | None]]) -> Verdict:
+    """A row's verdict from its checks' cells.
+
+    An answered row is scored when every check scored it: ``score`` is the mean of its checks, ``passed`` whether
+    each reached its threshold. When a check could not score it (an error in its cell, or a judge the Stop cut
+    short), the row is not scored: ``score`` is NaN and ``passed`` is <NA>, so pass rates count only rows with a
+    verdict. A row that got no answer (an error) failed; a cancelled row (never run) is not scored.
+    """
+    notes = []
+    for check, cell in cells:
+        if cell is None:
+            if status == "ok":
+                notes.append(f"{check.name}: not scored (the comparison was stopped first)")
+        elif cell.error:
+            notes.append(f"{check.name}: error: {cell.error}")
+        elif cell.note:
+            notes.append(f"{check.name}: {cell.note}")
+    note = "; ".join(notes) or None
+    if status != "ok":
+        return Verdict(None, False if status == "error" else None, note)
+    scores = [cell.score if cell is not None else None for _, cell in cells]
+    if any(s is None for s in scores):
+        return Verdict(None, None, note)
+    known = [float(s) for s in scores if s is not None]
+    passed = all(s >= check.threshold for s, (check, _) in zip(known, cells, strict=True))
+    return Verdict(sum(known) / len(known), passed, note)
 
 
 @dataclass
@@ -66,38 +104,35 @@ class Scorer:
 
     # --- the frame ---------------------------------------------------------------------------------------------
     def with_expected(self, frame: pd.DataFrame) -> pd.DataFrame:
-        if self.expected is None or EXPECTED in frame.columns:
-            return frame
-        values = [self.expected[spec.prompt_index] for spec in self.specs]
-        frame.insert(list(frame.columns).index("model"), EXPECTED, values)
-        return frame
+        return with_expected(frame, self.expected, [spec.prompt_index for spec in self.specs])
 
     def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame`` with the expected answers and the check columns."""
+        """``frame`` with the expected answers and the check columns. The plain checks are scored here for any
+        answered row not scored yet (they need no model: after a Stop, every finished answer is still scored);
+        a check that asks the server and did not run for a row leaves it unscored."""
         frame = self.with_expected(frame)
         if not self.checks:
             return frame
+        rows = _records(frame)
+        for i, row in enumerate(rows):
+            if row.get("status") == "ok":
+                for check in self.checks:
+                    if type(check) is Check and (i, check.name) not in self.cells:
+                        self.cells[(i, check.name)] = self._plain(check, row)
         columns = {}
-        passed, notes = [], []
-        for i, status in enumerate(frame["status"]):
-            row_notes = []
-            ok = status == "ok"
-            for check in self.checks:
-                cell = self.cells.get((i, check.name))
-                ok = ok and cell is not None and cell.score is not None and cell.score >= check.threshold
-                if cell is not None and (cell.error or cell.note):
-                    row_notes.append(f"{check.name}: " + (f"error: {cell.error}" if cell.error else str(cell.note)))
-            passed.append(bool(ok))
-            notes.append("; ".join(row_notes) or None)
         for check in self.checks:
             scores = [self.cells.get((i, check.name), Cell()).score for i in range(len(frame))]
             columns[f"check_{check.name}"] = pd.Series(scores, index=frame.index, dtype="float64")
-        scored = pd.DataFrame(columns, index=frame.index)
-        extra = pd.DataFrame(
-            {"score": scored.mean(axis=1, skipna=True), "passed": passed, "check_notes": notes}, index=frame.index
-        )
-        extra["check_notes"] = extra["check_notes"].astype(object).where(extra["check_notes"].notna(), None)
-        combined: pd.DataFrame = pd.concat([frame, scored, extra], axis=1)
+        verdicts = [verdict(str(row.get("status")), [(c, self.cells.get((i, c.name))) for c in self.checks])
+                    for i, row in enumerate(rows)]
+        extra = pd.DataFrame({
+            "score": pd.Series([v.score for v in verdicts], index=frame.index, dtype="float64"),
+            "passed": pd.Series([v.passed for v in verdicts], index=frame.index, dtype="boolean"),
+            "check_notes": pd.Series([v.notes for v in verdicts], index=frame.index, dtype=object),
+        })
+        combined: pd.DataFrame = pd.concat([frame, pd.DataFrame(columns, index=frame.index), extra], axis=1)
+        # what summary() needs to tell each check's pass rate (a score alone does not say whether it passed)
+        combined.attrs[THRESHOLDS_ATTR] = {f"check_{c.name}": c.threshold for c in self.checks}
         return combined
 
     # --- scoring -----------------------------------------------------------------------------------------------
@@ -106,11 +141,7 @@ class Scorer:
         """Score every answered row of ``frame`` (the rows in plan order) that is not scored yet."""
         frame = self.with_expected(frame.copy())
         rows = {i: row for i, row in enumerate(_records(frame)) if row.get("status") == "ok"}
-        for check in self.checks:
-            if type(check) is Check:
-                for i, row in rows.items():
-                    self.cells[(i, check.name)] = self._plain(check, row)
-        for check in self.checks:
+        for check in self.checks:  # (the plain checks are scored by apply(), also after a Stop)
             if isinstance(check, SimilarityCheck):
                 await self._similarity(check, rows, client, cache, infos)
         judges = [c for c in self.checks if isinstance(c, JudgeCheck)]
@@ -165,7 +196,8 @@ class Scorer:
         for model in order_models(list(by_model), loaded):
             requests = by_model[model]
             info = infos.get(model)
-            slots = asyncio.Semaphore(info.parallel if info is not None and info.parallel else DEFAULT_SLOTS)
+            slots = JudgeSlots(info.parallel if info is not None and info.parallel else None, model not in loaded,
+                               functools.partial(_parallel_now, client, model))
             def one_more(model: str = model, total: int = len(requests), graded: list[int] = [0]) -> None:  # noqa: B006
                 graded[0] += 1  # a counter of this judge's grades (the default list is made once per judge)
                 if on_judging is not None:
@@ -178,7 +210,7 @@ class Scorer:
 
     async def _judge_one(self, i: int, check: JudgeCheck, messages: list[dict[str, str]], model: str,
                          client: AsyncLMStudioClient, cache: ResponseCache | None, infos: Mapping[str, ModelInfo],
-                         slots: asyncio.Semaphore, graded: Callable[[], None]) -> None:
+                         slots: JudgeSlots, graded: Callable[[], None]) -> None:
         try:
             await self._grade(i, check, messages, model, client, cache, infos, slots)
         finally:
@@ -186,7 +218,7 @@ class Scorer:
 
     async def _grade(self, i: int, check: JudgeCheck, messages: list[dict[str, str]], model: str,
                      client: AsyncLMStudioClient, cache: ResponseCache | None, infos: Mapping[str, ModelInfo],
-                     slots: asyncio.Semaphore) -> None:
+                     slots: JudgeSlots) -> None:
         info = infos.get(model)
         params = {**JUDGE_PARAMS, "schema": check.reply_schema()}
         key = cache_key(model=model, messages=messages, params=params, repeat=0,
@@ -228,6 +260,38 @@ class Scorer:
             return result.content
 
 
+class JudgeSlots:
+    """A judge's requests in flight. Loaded, it takes as many as it has slots; not loaded, one until that first
+    request is answered (it carries the load: the others wait for it rather than each start a load), then as many
+    as the loaded model reports (``parallel``, else a default)."""
+
+    def __init__(self, slots: int | None, cold: bool, parallel_now: Callable[[], Awaitable[int | None]]) -> None:
+        self._slots = slots or DEFAULT_SLOTS
+        self._cold = cold
+        self._parallel_now = parallel_now
+        self._free = asyncio.Semaphore(1 if cold else self._slots)
+
+    async def __aenter__(self) -> None:
+        await self._free.acquire()
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if self._cold and kind is not asyncio.CancelledError:
+            # the first request is over, and the model with it loaded (or not: then each request says why)
+            self._cold = False
+            self._slots = await self._parallel_now() or self._slots
+            for _ in range(self._slots - 1):
+                self._free.release()
+        self._free.release()
+
+
+async def _parallel_now(client: AsyncLMStudioClient, model: str) -> int | None:
+    """How many requests the model takes at once now that it is loaded (None when the server does not say)."""
+    try:
+        return next((m.parallel for m in await client.list_models() if m.id == model), None)
+    except LMStudioError:
+        return None
+
+
 async def _loaded_now(client: AsyncLMStudioClient) -> list[str]:
     """The models loaded now (none known when the server cannot say)."""
     try:
@@ -264,44 +328,3 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows as plain dicts, NA as None (what a check's ``row`` is)."""
     cleaned = frame.astype(object).where(frame.notna(), None)
     return [dict(r) for r in cleaned.to_dict(orient="records")]
-
-
-# --- expected answers ---------------------------------------------------------------------------------------------
-
-
-def expected_answers(expected: object, items: Sequence[PromptItem]) -> list[str | None] | None:
-    """``compare(expected=...)`` as one reference per prompt (None where a prompt has none), or None when nothing was
-    given (the prompts' own ``expected`` column or field, if any, is then used as it is).
-
-    A dict keyed like the prompts; a Series (a DataFrame column, keyed by the DataFrame's index); a list, one per
-    prompt; the name of a column of the prompts' DataFrame (or a field of dict prompts); or one string for all."""
-    if expected is None:
-        return None
-    names = [item.name for item in items]
-    if isinstance(expected, str):
-        if any(item.columns and expected in item.columns for item in items):
-            return [_text((item.columns or {}).get(expected)) for item in items]
-        return [expected] * len(items)
-    if isinstance(expected, pd.Series):
-        return [_text(expected.get(name)) for name in names]
-    if isinstance(expected, Mapping):
-        unknown = [k for k in expected if k not in set(names)]
-        if unknown:
-            raise ValueError(
-                f"expected= has keys that name no prompt: {unknown[:5]}; the prompts are {names[:10]}."
-            )
-        return [_text(expected.get(name)) for name in names]
-    if isinstance(expected, Sequence):
-        if len(expected) != len(names):
-            raise ValueError(f"expected= lists {len(expected)} answers for {len(names)} prompts: give one per prompt.")
-        return [_text(v) for v in expected]
-    raise TypeError(
-        "expected= is a dict keyed like the prompts, a Series (a DataFrame column), a list (one per prompt), a column "
-        f"name, or one string for all, not {type(expected).__name__}."
-    )
-
-
-def _text(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)

@@ -6,3 +6,5 @@ from __future__ import annotations
 SCORE_COLUMNS = ("score", "passed", "check_notes")
 # a check may not be named so that its column would be one of these
 RESERVED_CHECK_NAMES = frozenset({"notes"})
+# the frame's attrs key holding each check column's threshold ({"check_contains": 1.0, ...}), read by summary()
+THRESHOLDS_ATTR = "lm_notebook_check_thresholds"

@@ -20,15 +20,17 @@ from lm_notebook.client.errors import NoCurrentModelError
 from lm_notebook.client.schemas import AnswerSchema, with_schema
 from lm_notebook.client.tools import Tool
 from lm_notebook.comparison.cache import ResponseCache, open_cache
+from lm_notebook.comparison.check_models import check_models
 from lm_notebook.comparison.checks import Check, CheckFunction, named_checks
 from lm_notebook.comparison.endpoint_run import multi_endpoint_run
 from lm_notebook.comparison.endpoints import Endpoints, ModelArg
+from lm_notebook.comparison.expected import expected_answers
 from lm_notebook.comparison.inputs import PromptInputs, chat_messages, prompt_inputs
 from lm_notebook.comparison.progress import ProgressCallback
 from lm_notebook.comparison.retry import RetryPolicy
 from lm_notebook.comparison.run import ComparisonRun
 from lm_notebook.comparison.schedule import Concurrency, plan_requests, resolve_slots
-from lm_notebook.comparison.scoring import Scorer, expected_answers
+from lm_notebook.comparison.scoring import Scorer
 from lm_notebook.comparison.tool_rows import checked_tools
 from lm_notebook.comparison.user_warnings import warn_at_user_line
 
@@ -127,7 +129,7 @@ async def start(
     it exists (so an interrupt while starting can still return the rows)."""
     inputs = prompt_inputs(prompts, template, images_column)
     check_list = named_checks(checks)
-    references = expected_answers(expected, inputs.items)
+    references = expected_answers(expected, inputs)
     toolset = checked_tools(tools)
     resolve_slots(concurrency, None)  # validate early
     answer_schema = None if schema is None else AnswerSchema.of(schema)
@@ -163,6 +165,8 @@ async def start(
     run.loop, run.main_task = asyncio.get_running_loop(), asyncio.current_task()
     try:
         await run.prepare()
+        if run.scorer is not None:  # a judge or embedding model the server lacks: said now, not after the run
+            check_models(run.scorer.checks, run.infos, run.client.current_model, run.client.base_url)
     except BaseException:
         await run._close()
         raise

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lm_notebook.comparison.quality import has_checks, plot_quality, quality_mark, quality_summary
+from lm_notebook.comparison.quality import has_checks, plot_quality, quality_mark, quality_summary, ranked
 from lm_notebook.comparison.structured import valid_rate
 from lm_notebook.comparison.tool_rows import tool_summary
 
@@ -139,7 +139,8 @@ def _quantile(values: pd.Series, q: float) -> float:
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per model: requests, errors, the load time, median and p90 time to first token and latency, tokens/s, tokens;
-    with a ``schema=``, ``valid_rate`` (the share of answers that followed it).
+    with a ``schema=``, ``valid_rate`` (the share of answers that followed it); with ``checks=``, ``pass_rate`` (of
+    the ``scored`` rows), ``score_mean`` and each check's mean and pass rate, the best models first.
 
     Timing statistics use the answers that completed and were not cold (a cold request's first token waited for the
     model to load: that wait is ``load_s``, kept apart). Tokens/s counts cold answers too: loading does not slow
@@ -184,7 +185,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         out.append(entry)
     frame = pd.DataFrame(out)
     indexed: pd.DataFrame = frame.set_index("model") if len(frame) else frame
-    return indexed
+    return ranked(indexed) if has_checks(df) else indexed  # with checks: the best models first
 
 
 def plot_summary(df: pd.DataFrame, *, figsize: tuple[float, float] = (12.0, 3.4)) -> Figure:

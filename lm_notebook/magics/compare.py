@@ -20,7 +20,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 
 from lm_notebook.client.clients import LMStudioClient
-from lm_notebook.client.errors import LMStudioError, NoCurrentModelError
+from lm_notebook.client.errors import LMStudioError, NoCurrentModelError, suggest_model
 from lm_notebook.client.session import get_client
 from lm_notebook.magics.arguments import argument, magic_arguments, one_line, parse_argstring
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from IPython.core.interactiveshell import InteractiveShell
 
+    from lm_notebook.comparison.check_models import CheckModelError
     from lm_notebook.comparison.interrupt import ComparisonInterrupted
     from lm_notebook.comparison.schedule import Concurrency
     from lm_notebook.comparison.views import ComparisonTable
@@ -93,7 +94,11 @@ class CompareMagics(Magics):
               help="Cache answers in SQLite (default location, or PATH); deterministic requests only.")
     @argument("--check", action="append", default=[], metavar="KIND:ARG",
               help="Score each answer (repeatable): contains:TEXT, regex:PATTERN, equals[:TEXT], is_json, "
-                   "max_words:N, similar_to[:REFERENCE], judge:RUBRIC (graded by the current model).")
+                   "max_words:N, similar_to[:REFERENCE], judge:RUBRIC (graded by --judge-model).")
+    @argument("--judge-model", default=None, metavar="MODEL",
+              help="The model that grades --check judge:RUBRIC (default: the current model, see %%lm_use).")
+    @argument("--embedding-model", default=None, metavar="MODEL",
+              help="The embedding model of --check similar_to (default: the server's one embedding model).")
     @argument("--all", action="store_true", help="Spread over every endpoint of %%config LMMagics.endpoints.")
     @argument("--single", action="store_true", help="The whole cell is one prompt (default: one per line).")
     @argument("--summary", action="store_true", help="Show the per-model summary under the table.")
@@ -115,12 +120,17 @@ class CompareMagics(Magics):
         if args.models is not None and not models:
             raise UsageError("-m needs model ids, e.g. -m qwen2.5-7b-instruct,google/gemma-3-4b")
         from lm_notebook.comparison.api import ComparisonInterrupted, compare, comparison_table, summary
+        from lm_notebook.comparison.check_models import CheckModelError
         from lm_notebook.comparison.check_specs import checks_from_specs
 
         try:
-            checks = checks_from_specs(args.check)
+            checks = checks_from_specs(args.check, judge_model=args.judge_model,
+                                       embedding_model=args.embedding_model)
         except ValueError as err:
             raise UsageError(str(err)) from None
+        if (args.judge_model or args.embedding_model) and not checks:
+            raise UsageError("--judge-model and --embedding-model go with a --check that uses them, e.g. "
+                             "--check 'judge:Is it correct?' --judge-model MODEL.")
 
         namespace = self.shell.user_ns if self.shell is not None else {}
         try:
@@ -149,6 +159,8 @@ class CompareMagics(Magics):
             raise one_line(err, stopped_note(err, keep)) from None
         except NoCurrentModelError as err:
             raise UsageError(NO_MODEL) from err
+        except CheckModelError as err:
+            raise UsageError(check_model_advice(err)) from err
         except LMStudioError as err:
             # one line, not a traceback: the message says what to do
             raise UsageError(err.message) from err
@@ -164,6 +176,27 @@ class CompareMagics(Magics):
             display(table)  # type: ignore[no-untyped-call]
             return summary(df)
         return table
+
+
+def check_model_advice(err: CheckModelError) -> str:
+    """A check's model problem in the magic's words (its options, not judge(model=...))."""
+    kind, option = ("judge", "--judge-model") if err.role == "judge" else ("similar_to", "--embedding-model")
+    model = f'"{err.model}"'
+    if err.problem == "not_listed":
+        guess = suggest_model(err.model or "", err.available)
+        shown = ", ".join(err.available[:20]) + (" …" if len(err.available) > 20 else "")
+        return (f"--check {kind}: the model {model} is not on the server (it has: {shown or 'none'})."
+                + (f' Did you mean "{guess}"?' if guess else "") + f" Name the model with {option} MODEL.")
+    if err.problem == "wrong_kind" and err.role == "judge":
+        return f"--check judge: {model} is an embedding model and cannot grade: name a language model with {option}."
+    if err.problem == "wrong_kind":
+        return (f"--check similar_to: {model} is a language model, not an embedding model: name an embedding model "
+                f"with {option}.")
+    if err.problem == "none" and err.role == "judge":
+        return f"--check judge needs a model to grade: name one with {option} MODEL, or choose one with %lm_use MODEL."
+    if err.problem == "none":
+        return "--check similar_to needs an embedding model, and the server lists none: download one in LM Studio."
+    return f"--check similar_to: the server has several embedding models: name one with {option} MODEL."
 
 
 def stopped_note(err: ComparisonInterrupted, names: list[str]) -> str:

@@ -70,6 +70,9 @@ def test_names_are_unique_and_thresholds_default_per_kind() -> None:
     names = [c.name for c in named_checks([contains("a"), contains("b"), max_words(3), contains("c", name="c")])]
     assert names == ["contains", "contains_2", "max_words", "c"]
     assert [c.name for c in named_checks(contains("a"))] == ["contains"]
+    # a name given is kept, and a repeat takes the next free suffix: every check has a column of its own
+    clash = named_checks([contains("a"), contains("b"), contains("c", name="contains_2"), contains("d")])
+    assert [c.name for c in clash] == ["contains", "contains_3", "contains_2", "contains_4"]
     assert named_checks(None) == []
     assert contains("a").threshold == 1.0 and as_check(lambda a, r: 1.0).threshold == 0.5
     assert similar_to().threshold == 0.8 and judge("ok?").threshold == 0.75

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from checks_server import EXPECTED, PROMPTS, checks_server
 
 import lm_notebook.comparison.run as run_module
 from lm_notebook import AsyncLMStudioClient, LMStudioClient, acompare, compare, comparison_table, plot_summary, summary
@@ -21,26 +22,14 @@ from lm_notebook.comparison import ComparisonInterrupted
 from lm_notebook.comparison.cache import ResponseCache
 from lm_notebook.testing import MockLMStudioServer, ModelSpec
 
-PROMPTS = {"capital": "What is the capital of France?", "sum": "What is 2 + 2? Answer with a number."}
-EXPECTED = {"capital": "Paris", "sum": "4"}
 MODELS = ["good", "bad"]
 
 
 @pytest.fixture
 def server() -> Iterator[MockLMStudioServer]:
     """good answers right, bad answers at length; judge grades; embed embeds."""
-    models = [ModelSpec("good", reply_tokens=8), ModelSpec("bad", reply_tokens=60), ModelSpec("judge-a"),
-              ModelSpec("judge-b"), ModelSpec("embed", type="embeddings")]
-    with MockLMStudioServer(models=models) as srv:
-        srv.answer("good", PROMPTS["capital"], "Paris.")
-        srv.answer("good", PROMPTS["sum"], "4")
+    with checks_server() as srv:
         yield srv
-
-
-@pytest.fixture
-def client(server: MockLMStudioServer) -> Iterator[LMStudioClient]:
-    with LMStudioClient(server.url, timeout=10) as c:
-        yield c
 
 
 def run(client: LMStudioClient, checks: list[Any], **kw: Any) -> pd.DataFrame:
@@ -68,11 +57,17 @@ def test_a_check_that_raises_marks_only_its_own_cell(client: LMStudioClient) -> 
             raise RuntimeError("boom")
         return True
 
-    df = run(client, [broken, regex(r"\w")]).set_index(["prompt_name", "model"])
+    frame = run(client, [broken, regex(r"\w")])
+    df = frame.set_index(["prompt_name", "model"])
     assert pd.isna(df.loc[("sum", "good"), "check_broken"]) and df.loc[("sum", "good"), "check_regex"] == 1.0
     assert df.loc[("sum", "good"), "check_notes"] == "broken: error: RuntimeError: boom"
-    assert not df.loc[("sum", "good"), "passed"] and df.loc[("sum", "good"), "score"] == 1.0
+    # a row a check could not score has no verdict: neither passed nor failed, and no score (not the others' mean)
+    assert pd.isna(df.loc[("sum", "good"), "passed"]) and pd.isna(df.loc[("sum", "good"), "score"])
     assert df.loc[("capital", "good"), "passed"] and df.loc[("capital", "good"), "check_broken"] == 1.0
+    stats = summary(frame)
+    assert stats.loc["good", "scored"] == 1 and stats.loc["good", "pass_rate"] == 1.0  # 1 of the 1 scored
+    assert stats.loc["good", "pass_rate_regex"] == 1.0 and stats.loc["good", "pass_rate_broken"] == 1.0
+    assert "? not scored — broken: error: RuntimeError: boom" in comparison_table(frame).frame.loc["sum", "good"]
 
 
 def test_an_error_row_is_not_scored_and_counts_as_failed(server: MockLMStudioServer, client: LMStudioClient) -> None:
@@ -82,6 +77,8 @@ def test_an_error_row_is_not_scored_and_counts_as_failed(server: MockLMStudioSer
     assert not missing["passed"].any() and missing["check_notes"].isna().all()
     stats = summary(df)
     assert stats.loc["missing", "pass_rate"] == 0.0 and stats.loc["good", "pass_rate"] == 0.5
+    assert stats.loc["missing", "scored"] == 2 and stats.loc["missing", "pass_rate_contains"] == 0.0
+    assert list(stats.index) == ["good", "missing"]
 
 
 def test_equals_and_expected_given_every_way(client: LMStudioClient) -> None:
@@ -131,12 +128,13 @@ def test_judges_run_after_every_candidate_one_judge_model_at_a_time(server: Mock
 def test_a_judge_that_fails_marks_its_cells_and_the_rest_stands(server: MockLMStudioServer,
                                                                 client: LMStudioClient) -> None:
     server.script("judge-a", "I refuse to grade.", *(['{"score": 5, "reason": "fine"}'] * 3))
-    df = run(client, [judge("Ok?", model="judge-a"), judge("Ok?", model="nobody", name="ghost"), contains("a")])
+    df = run(client, [judge("Ok?", model="judge-a"), contains("a")])
     notes = " | ".join(str(n) for n in df["check_notes"])
     assert "judge: error: the judge's reply has no score (it said: 'I refuse to grade.')" in notes
     assert df["check_judge"].notna().sum() == 3
-    assert df["check_ghost"].isna().all() and "ghost: error: judge nobody:" in notes and "nobody" in notes
     assert df["check_contains"].notna().all()
+    assert df["passed"].isna().sum() == 1 and df["score"].isna().sum() == 1  # the row the judge did not grade
+    assert summary(df)["scored"].sum() == 3
 
 
 def test_a_re_run_with_a_changed_check_re_scores_from_the_cache(server: MockLMStudioServer, client: LMStudioClient,
@@ -190,7 +188,10 @@ def test_stop_while_the_judge_grades_keeps_every_answer_and_the_scores_so_far(mo
     df = stopped.value.frame
     assert (df["status"] == "ok").all()  # every candidate's answer is kept
     assert df["check_contains"].notna().all() and df["check_judge"].isna().all()
-    assert not df["passed"].any()
+    # the judge did not get to grade: the rows are not judged, not failed
+    assert df["passed"].isna().all() and df["score"].isna().all()
+    assert all("judge: not scored (the comparison was stopped first)" in n for n in df["check_notes"])
+    assert pd.isna(summary(df).loc["good", "pass_rate"]) and summary(df).loc["good", "scored"] == 0
 
 
 def test_progress_hears_each_judge_after_the_rows(client: LMStudioClient) -> None:

@@ -76,3 +76,50 @@ def test_lm_models_marks_the_embedding_models(lmstudio_mock: MockLMStudioServer)
     assert "embedding model (client.embed, similar_to): text-embedding-nomic-embed-text-v1.5" in plain
     llms = [m for m in models if m.type != "embeddings"]
     assert "embedding model" not in model_table(llms, current=None, base_url="http://x")["text/plain"]
+
+
+def test_judge_model_names_the_judge_and_its_errors_speak_the_magics_words() -> None:
+    models = [ModelSpec("alpha", reply_tokens=6, loaded=True), ModelSpec("grader"), ModelSpec("vec", type="embeddings"),
+              ModelSpec("vec-2", type="embeddings")]
+    with MockLMStudioServer(models=models) as server:
+        server.answer("alpha", "What is 6 times 7?", "42")
+        previous = set_client(LMStudioClient(server.url))  # no current model: the judge must be named
+        ip = InteractiveShell.instance()
+        register(ip)
+        try:
+            ip.run_cell_magic("lm_compare", "-m alpha -t 0 --check 'judge:Is it 42?' --judge-model grader",
+                              "What is 6 times 7?")
+            df: pd.DataFrame = ip.user_ns["_lm_compare"]
+            assert [r.model for r in server.requests if r.is_chat] == ["alpha", "grader"]
+            assert df["check_judge"].notna().all()
+            cases = {
+                "--check 'judge:Ok?' --judge-model gradr":
+                    '--check judge: the model "gradr" is not on the server (it has: alpha, grader, vec, vec-2). '
+                    'Did you mean "grader"? Name the model with --judge-model MODEL.',
+                "--check 'judge:Ok?'":
+                    "--check judge needs a model to grade: name one with --judge-model MODEL, or choose one with "
+                    "%lm_use MODEL.",
+                "--check 'judge:Ok?' --judge-model vec":
+                    '--check judge: "vec" is an embedding model and cannot grade: name a language model with '
+                    "--judge-model.",
+                "--check similar_to:42":
+                    "--check similar_to: the server has several embedding models: name one with --embedding-model "
+                    "MODEL.",
+                "--check similar_to:42 --embedding-model alpha":
+                    '--check similar_to: "alpha" is a language model, not an embedding model: name an embedding '
+                    "model with --embedding-model.",
+                "--judge-model grader":
+                    "--judge-model and --embedding-model go with a --check that uses them, e.g. --check 'judge:Is "
+                    "it correct?' --judge-model MODEL.",
+            }
+            for options, message in cases.items():
+                server.clear_requests()
+                with pytest.raises(UsageError) as err:
+                    ip.run_cell_magic("lm_compare", f"-m alpha {options}", "What is 6 times 7?")
+                assert str(err.value) == message
+                assert not [r for r in server.requests if r.is_chat]  # said before anything ran
+            ip.run_cell_magic("lm_compare", "-m alpha --check similar_to:42 --embedding-model vec", "What is 6 x 7?")
+            assert ip.user_ns["_lm_compare"]["check_similar_to"].notna().all()
+        finally:
+            ip.user_ns.pop("_lm_compare", None)
+            set_client(previous)
