@@ -5,17 +5,22 @@ of a 135M model."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from client_doubles import CountingTransport
 from real_server import GEMMA3, SMOLLM2, LlamaServer, RealTierMissing, serving
 
-from lm_notebook import LMStudioClient, compare
+from lm_notebook import AsyncLMStudioClient, LMStudioClient, acompare, compare
 from lm_notebook.checks import contains, judge, similar_to
 from lm_notebook.comparison.cache import ResponseCache
+
+CHAT_PATH = "/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +61,29 @@ def test_similar_to_scores_with_the_real_embedding_server(embedding_url: str) ->
 def test_a_judge_check_with_smollm2_as_judge_runs_and_re_scores_from_the_cache(real_base_url: str,
                                                                                tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path / "real.sqlite")
-    prompts = {"capital": "What is the capital of France? Answer in one word."}
+    prompts = {"capital": "What is the capital of France?\nAnswer in one word."}
     checks = [contains("Paris"), judge("Is the answer correct?", model=SMOLLM2)]
-    with LMStudioClient(real_base_url, timeout=120) as client:
-        first = compare(prompts, [GEMMA3, SMOLLM2], client=client, temperature=0, seed=42, max_tokens=16,
-                        progress=False, expected={"capital": "Paris"}, checks=checks, cache=cache)
-        again = compare(prompts, [GEMMA3, SMOLLM2], client=client, temperature=0, seed=42, max_tokens=16,
-                        progress=False, expected={"capital": "Paris"}, checks=checks, cache=cache)
+    # llama.cpp's server keeps no request log: the client's transport counts what was sent
+    transport = CountingTransport()
+
+    async def run() -> pd.DataFrame:
+        async with AsyncLMStudioClient(real_base_url, timeout=120, transport=transport) as client:
+            return await acompare(prompts, [GEMMA3, SMOLLM2], client=client, temperature=0, seed=42, max_tokens=16,
+                                  progress=False, expected={"capital": "Paris"}, checks=checks, cache=cache)
+
+    first = asyncio.run(run())
     assert (first["status"] == "ok").all(), first[["model", "error"]]
-    for _, row in first.iterrows():
-        graded = row["check_judge"]
-        # a 135M judge, constrained to the reply's JSON schema, gives a grade on the scale; if it ever does not,
-        # the cell says why instead of failing the run
-        assert (0.0 <= graded <= 1.0) or "judge: error:" in str(row["check_notes"]), row.to_dict()
+    # two answers, then two grades: the judge was asked once per answer (llama-cpp-python refuses the first grade's
+    # JSON-schema form, and the client sends it again in the json_object form it takes: one request more)
+    chats = [e for e in transport.events if e[1] == CHAT_PATH]
+    assert transport.sent(CHAT_PATH) == [GEMMA3, SMOLLM2] + [SMOLLM2] * 3, chats
+    notes = " | ".join(str(n) for n in first["check_notes"])
+    assert first["check_judge"].notna().all() and "error" not in notes, first[["model", "check_notes"]]
+    assert first["check_judge"].between(0.0, 1.0).all() and first["passed"].notna().all()
+    transport.events.clear()
+    again = asyncio.run(run())
+    assert transport.sent(CHAT_PATH) == []  # re-scored from the cache: neither candidates nor the judge asked
     assert again["cached"].all()
-    assert again["check_judge"].tolist() == pytest.approx(first["check_judge"].tolist(), nan_ok=True)
+    assert again["check_judge"].tolist() == first["check_judge"].tolist()
     assert again["check_contains"].tolist() == first["check_contains"].tolist()
+    assert again["passed"].tolist() == first["passed"].tolist()
