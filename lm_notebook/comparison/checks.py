@@ -43,6 +43,12 @@ class Check:
     fn: CheckFunction | None = field(default=None, compare=False, repr=False)
     threshold: float = DEFAULT_THRESHOLD
 
+    def __post_init__(self) -> None:
+        threshold = self.threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            # scores are 0-1: a threshold outside would pass everything or nothing, and read as a real pass rate
+            raise ValueError(f"Check {self.name!r}: threshold is a score from 0 to 1, not {threshold!r}.")
+
     def score(self, answer: str, row: Mapping[str, Any]) -> tuple[float, str | None]:
         """The answer's score in 0–1 and a note (None when there is nothing to say)."""
         if self.fn is None:

@@ -146,6 +146,10 @@ def judge(
     """
     if not isinstance(rubric, str) or not rubric.strip():
         raise ValueError("judge(rubric) needs the rubric the answers are graded on, e.g. 'Is it correct?'.")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        # a grade given as the threshold (4 of 5) would pass nothing, and every pass rate would read 0
+        raise ValueError(f"judge(threshold=...) is a score from 0 to 1 (0.75 is a grade of 4 on 1-5), not "
+                         f"{threshold!r}.")
     bounds = (1, scale) if isinstance(scale, int) else tuple(scale)
     if len(bounds) != 2 or not all(isinstance(b, int) for b in bounds) or bounds[0] >= bounds[1]:
         raise ValueError(f"judge(scale=...) is a top grade (5: grades 1-5) or (low, high), not {scale!r}.")

@@ -36,16 +36,19 @@ def quality_summary(rows: pd.DataFrame) -> dict[str, Any]:
     """One model's quality: ``pass_rate`` (passed rows of the ``scored`` ones: a row the model failed to answer is
     failed; a cancelled row, or one a check could not score, has no verdict and is left out), ``scored`` (the rows
     with a verdict, of ``requests``), ``score_mean``, and per check its mean score (``check_<name>_mean``) and pass
-    rate (``pass_rate_<name>``: of the rows that check scored, and the unanswered ones)."""
+    rate (``pass_rate_<name>``: of the rows that check scored, and the unanswered ones). In the means too, an
+    unanswered row counts as failed: it scores 0."""
     if not has_checks(rows):
         return {}
     passed = rows["passed"].astype("boolean")
-    out: dict[str, Any] = {"pass_rate": _rate(passed), "scored": int(passed.notna().sum()),
-                           "score_mean": _mean(rows["score"])}
-    thresholds = rows.attrs.get(THRESHOLDS_ATTR) or {}
     unanswered = rows["status"] == "error"
+    # an unanswered row failed, so it scores 0 in the means too (a model that answers one prompt in ten, well,
+    # does not get a mean score of 1)
+    out: dict[str, Any] = {"pass_rate": _rate(passed), "scored": int(passed.notna().sum()),
+                           "score_mean": _mean(rows["score"].where(~unanswered, 0.0))}
+    thresholds = rows.attrs.get(THRESHOLDS_ATTR) or {}
     for column in check_columns(rows):
-        out[f"{column}_mean"] = _mean(rows[column])
+        out[f"{column}_mean"] = _mean(rows[column].where(~unanswered, 0.0))
     for column in check_columns(rows):
         threshold = thresholds.get(column)
         if threshold is None:  # the frame lost its attrs (read back from a file): a score does not say pass/fail

@@ -121,3 +121,11 @@ def test_the_public_module_has_the_issues_names() -> None:
     names = {"contains", "regex", "equals", "is_json", "matches_schema", "max_words", "similar_to", "judge"}
     assert names <= set(checks.__all__) and all(callable(getattr(checks, n)) for n in names)
     assert callable(lm_notebook.embed) and lm_notebook.Embeddings.__name__ == "Embeddings"
+
+
+def test_a_threshold_outside_0_to_1_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"judge\(threshold=\.\.\.\) is a score from 0 to 1 \(0.75 is a grade of 4 "
+                                         r"on 1-5\), not 4"):
+        judge("Ok?", model="m", threshold=4)
+    with pytest.raises(ValueError, match="Check 'short': threshold is a score from 0 to 1, not 50"):
+        Check("short", lambda a, r: True, threshold=50)

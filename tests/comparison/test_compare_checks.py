@@ -78,6 +78,9 @@ def test_an_error_row_is_not_scored_and_counts_as_failed(server: MockLMStudioSer
     stats = summary(df)
     assert stats.loc["missing", "pass_rate"] == 0.0 and stats.loc["good", "pass_rate"] == 0.5
     assert stats.loc["missing", "scored"] == 2 and stats.loc["missing", "pass_rate_contains"] == 0.0
+    # unanswered rows fail, so they score 0 in the means too (not NaN: the model was asked and gave nothing)
+    assert stats.loc["missing", "score_mean"] == 0.0 and stats.loc["missing", "check_contains_mean"] == 0.0
+    assert stats.loc["good", "score_mean"] == 0.5
     assert list(stats.index) == ["good", "missing"]
 
 
