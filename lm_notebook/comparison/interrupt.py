@@ -56,6 +56,7 @@ class ComparisonInterrupted(KeyboardInterrupt):
     - ``frame``: every row so far — finished rows complete, unfinished ones ``status == "cancelled"`` with their
       partial text (also :func:`last_comparison`).
     - ``finished`` of ``total`` rows settled (answered, failed, or taken from the cache).
+    - ``scored``: with ``checks=``, the rows with a verdict (``passed`` not <NA>), else None.
     - ``resumable``: the finished answers are in the cache, so running the same call again with the same ``cache=``
       sends only the rest.
 
@@ -73,6 +74,10 @@ class ComparisonInterrupted(KeyboardInterrupt):
             f"short keeps its partial text); every row is in lm_notebook.last_comparison() (and this exception's "
             ".frame)."
         )
+        # with checks=: how many rows have a verdict (a judge the Stop cut short leaves its rows not scored)
+        self.scored = int(frame["passed"].notna().sum()) if "passed" in frame else None
+        if self.scored is not None:
+            text += f" {self.scored} of {self.finished} finished rows are scored by every check."
         if resumable:
             text += " Re-running it with the same cache= resumes: the finished answers are cached."
         self.message = text

@@ -7,9 +7,12 @@
     Name three prime numbers.
 
 One prompt per line (``--single``: the whole cell is one prompt). ``--check 'contains:42' --check 'regex:^\\d+$'``
-scores each answer (see :mod:`lm_notebook.comparison.check_specs`). The DataFrame is kept in ``_lm_compare`` (and in
-``-o NAME``); the table is the cell's output (``--summary`` adds the per-model summary). Stopped (the Stop button,
-Ctrl-C), the cell shows the table so far, keeps its rows there too, and ends with a one-line note.
+scores each answer (see :mod:`lm_notebook.comparison.check_specs`); ``--check 'judge:Is it correct?' --judge-model
+MODEL`` names the judge (default: the current model), ``--embedding-model MODEL`` the embedding model of
+``similar_to``; a check's model the server lacks is refused in one line before anything runs. The DataFrame is kept
+in ``_lm_compare`` (and in ``-o NAME``); the table is the cell's output (``--summary`` adds the per-model summary).
+Stopped (the Stop button, Ctrl-C), the cell shows the table so far, keeps its rows there too, and ends with a
+one-line note.
 """
 
 from __future__ import annotations

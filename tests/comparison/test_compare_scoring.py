@@ -49,7 +49,11 @@ def stopped_when(model: str, checks: list[Any], monkeypatch: pytest.MonkeyPatch)
             compare(PROMPTS, ["good", "slow"], client=c, progress=False, expected=EXPECTED, concurrency=1,
                     checks=checks)
         stopper.join()
-    return stopped.value.frame
+    frame = stopped.value.frame
+    scored = int(frame["passed"].notna().sum())
+    assert stopped.value.scored == scored
+    assert f"{scored} of {stopped.value.finished} finished rows are scored by every check." in stopped.value.message
+    return frame
 
 
 def test_a_stop_while_candidates_run_still_scores_every_finished_answer(monkeypatch: pytest.MonkeyPatch) -> None:
