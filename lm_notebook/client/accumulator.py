@@ -277,6 +277,16 @@ class ChatAccumulator:
         self._content.write(text)
         return text  # type: ignore[no-any-return]
 
+    def take_plain_text(self, text: str) -> bool:
+        """The hot path of the native route: a ``message.delta``'s text taken as it is, once the answer has begun
+        (no ``<think>`` tag or leading space left to handle); False when it must go through :meth:`add_text`."""
+        if self._lstrip or self._tag_state != "answer":
+            return False
+        if text:
+            self.deltas += 1
+            self._content.write(text)
+        return True
+
     @property
     def content_chars(self) -> int:
         return self._content.chars

@@ -69,7 +69,7 @@ from lm_notebook.client.routes import (
     result_from_body,
 )
 from lm_notebook.client.schemas import json_object_form
-from lm_notebook.client.stream_base import OnSocket, OnToken, ReadStream, StreamBase, socket_trace
+from lm_notebook.client.stream_base import OnConnect, OnToken, ReadStream, StreamBase, connect_trace
 from lm_notebook.client.transport_errors import translated
 from lm_notebook.client.types import ChatResult, ModelInfo
 
@@ -375,17 +375,18 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         parts = RequestParts.of(images, schema, max_image_edge)
         return self._stream_type(self, self._chat_payload(messages, model, True, params, parts), parts)
 
-    def _open_stream(self, payload: dict[str, Any], on_socket: OnSocket | None) -> Flow[httpx.Response]:
+    def _open_stream(self, payload: dict[str, Any], on_connect: OnConnect | None) -> Flow[httpx.Response]:
         """Send a stream's request; its response with the body unread, or the error it answered with.
 
-        ``on_socket`` is told the socket as soon as it connects (the sync stream's Stop shuts it down).
+        ``on_connect`` is told the network stream as soon as it connects (the sync stream's Stop shuts its socket down,
+        and its body is read through it).
         """
         yield from self._check_model(payload["model"])
         yield from self._check_vision(payload)
         if is_native_payload(payload):
             request = self._stream_http.build_request(
                 "POST", chat_path(payload), json=payload, headers=_STREAM_HEADERS,
-                extensions={} if on_socket is None else {"trace": socket_trace(on_socket)},
+                extensions={} if on_connect is None else {"trace": connect_trace(on_connect)},
             )
             response = yield from self._exchange(Send(request, stream=True))
             if response.status_code < 400:
@@ -400,7 +401,7 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         for _attempt in range(2):  # a second time only in llama.cpp's form of a JSON schema
             request = self._stream_http.build_request(
                 "POST", CHAT_PATH, json=payload, headers=_STREAM_HEADERS,
-                extensions={} if on_socket is None else {"trace": socket_trace(on_socket)},
+                extensions={} if on_connect is None else {"trace": connect_trace(on_connect)},
             )
             response = yield from self._exchange(Send(request, stream=True))
             if response.status_code < 400:

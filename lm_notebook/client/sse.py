@@ -95,6 +95,9 @@ class SSEDecoder:
                 value = raw[6:] if raw[5:6] == b" " else raw[5:]
                 data.append(value.decode("utf-8", "replace"))
                 continue
+            if raw[:6] == b"event:":  # the native route names every event
+                self._event = (raw[7:] if raw[6:7] == b" " else raw[6:]).decode("utf-8", "replace")
+                continue
             if raw[:1] == b":":
                 self.comments += 1
                 continue

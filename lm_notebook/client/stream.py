@@ -39,6 +39,7 @@ from lm_notebook.client.accumulator import (
     StreamPart,
     TextBuffer,
 )
+from lm_notebook.client.chunk_merging import ChunkMerger
 from lm_notebook.client.errors import ContextLengthExceededError
 from lm_notebook.client.flows import Flow
 from lm_notebook.client.request_parts import NO_PARTS, RequestParts
@@ -84,6 +85,8 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         self._reader_thread: int | None = None
         self._socket: socket.socket | None = None
         self._pacing: ReadPacing | None = None
+        self._network: Any = None  # the connection's network stream, once connected (read through this stream)
+        self._body_started = False
         self.reads = 0  # network reads of the body so far (what coalescing saves)
 
     def __enter__(self) -> ChatStream:
@@ -115,7 +118,7 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         is read the moment it arrives, and a Stop (:meth:`close` from another thread) still ends a wait at once.
         ``clock`` and ``wait`` (default: waiting on the stop flag) are for tests. Call it before reading starts.
         """
-        self._pacing = ReadPacing(interval, self._acc, clock, wait or self._stop_requested.wait)
+        self._pacing = ReadPacing(interval, self._acc, clock, wait or self._stop_requested.wait, self._stop_requested)
         return self
 
     def _consumer(self, items: Iterator[T]) -> Generator[T, None, None]:
@@ -170,24 +173,41 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
                 self._response.close()
 
     def _count_reads(self, response: httpx.Response) -> None:
-        """Count (and, when asked, pace) the network reads of the body: httpcore's connection reads through its
-        network stream's ``read``, and a stream's connection is its own (streams never reuse one)."""
+        """The body starts: from here on reads are counted and, when asked, paced. Reads go through
+        :meth:`_read_through`, set on the connection's network stream when it connected; a transport that connects
+        no socket (a mock) gets it now (its reads are counted and paced, nothing is merged)."""
+        self._body_started = True
+        if self._pacing is not None:
+            self._pacing.start()  # the headers' read may have brought the first token already
         network = response.extensions.get("network_stream")
-        read = getattr(network, "read", None)
-        if network is None or read is None:
-            return
-        pacing = self._pacing
-        if pacing is not None:
-            pacing.start()  # the headers' read may have brought the first token already
+        if network is not None and network is not self._network and hasattr(network, "read"):
+            self._read_through(network, merge=False)
 
-        def counted(max_bytes: int, timeout: float | None = None) -> bytes:
-            self.reads += 1
-            if pacing is None:
-                data: bytes = read(max_bytes, timeout)
+    def _read_through(self, network: Any, *, merge: bool = True) -> None:
+        """Read ``network`` (httpcore's network stream: the one the response reads through) through this stream:
+        counted and paced once the body starts, and with ``merge``, each read's chunks one chunk for h11
+        (:class:`~lm_notebook.client.chunk_merging.ChunkMerger`; a stream's connection is its own, never reused)."""
+        self._network = network
+        read = network.read
+        merger = ChunkMerger() if merge else None
+
+        def reading(max_bytes: int, timeout: float | None = None) -> bytes:
+            if self._body_started:
+                self.reads += 1
+                pacing = self._pacing
+                data: bytes = read(max_bytes, timeout) if pacing is None else pacing.read(read, max_bytes, timeout)
+            else:
+                data = read(max_bytes, timeout)
+            if merger is None or not merger.merging:
                 return data
-            return pacing.read(read, max_bytes, timeout)
+            while data:
+                merged = merger.feed(data)
+                if merged:
+                    return merged
+                data = read(max_bytes, timeout)  # only the start of a chunk line came: read on to its end
+            return merger.end()
 
-        network.read = counted
+        network.read = reading
 
     def _read_to_end(self, on_token: OnToken | None) -> ChatResult:
         """``send_message`` streaming: read to the end, telling ``on_token`` each piece."""
@@ -226,8 +246,10 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         # load), else the one the response reads from
         shut_down(self._socket, self._response)
 
-    def _on_connect(self, sock: socket.socket) -> None:
-        self._socket = sock
+    def _on_connect(self, network: Any) -> None:
+        if self._socket is None:  # the TCP socket (a TLS stream comes after it, over the same socket)
+            self._socket = network.get_extra_info("socket")
+        self._read_through(network)
         if self._stop_requested.is_set():  # stopped while connecting
             self._wake_reader()
 
@@ -237,13 +259,15 @@ class ReadPacing:
     :meth:`ChatStream.coalesce_reads`)."""
 
     def __init__(
-        self, interval: float, acc: ChatAccumulator, clock: Callable[[], float], wait: Callable[[float], object]
+        self, interval: float, acc: ChatAccumulator, clock: Callable[[], float], wait: Callable[[float], object],
+        stop: threading.Event | None = None,
     ) -> None:
         self.interval = interval
         self.waits = 0  # reads held back
         self._acc = acc
         self._clock = clock
         self._wait = wait
+        self._stop = stop
         self._next = 0.0
 
     def start(self) -> None:
@@ -256,6 +280,8 @@ class ReadPacing:
             if left > 0:
                 self.waits += 1
                 self._wait(left)
+                if self._stop is not None and self._stop.is_set():
+                    return b""  # stopped while it waited: read nothing more (the socket is shut down anyway)
         data = read(max_bytes, timeout)
         self._next = self._clock() + self.interval
         return data

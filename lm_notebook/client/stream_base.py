@@ -37,11 +37,23 @@ from lm_notebook.client.sse import ServerSentEvent, SSEDecoder
 from lm_notebook.client.transport_errors import translated
 from lm_notebook.client.types import ChatResult
 
-OnSocket = Callable[[socket.socket], None]
+OnConnect = Callable[[Any], None]  # told the httpcore network stream of a stream's connection
 OnToken = Callable[[str, str], object]
 G = TypeVar("G")  # how the twin hands out what it reads: an Iterator (sync) or an AsyncIterator
 
 _scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _plain_delta(data: str) -> str | None:
+    """The text of a native ``message.delta`` that carries nothing else, or None (then it takes the general way)."""
+    try:
+        body, end = _scan_json(data, 0)  # the C scanner directly: json.loads adds two Python-level calls and a regex
+    except (StopIteration, ValueError):
+        return None
+    if end != len(data) or type(body) is not dict or len(body) != 2:
+        return None
+    text = body.get("content")
+    return text if type(text) is str and body.get("type") == "message.delta" else None
 
 
 class StreamSource(Explainer, Protocol):
@@ -50,7 +62,7 @@ class StreamSource(Explainer, Protocol):
 
     timeout: httpx.Timeout
 
-    def _open_stream(self, payload: dict[str, Any], on_socket: OnSocket | None) -> Flow[httpx.Response]: ...
+    def _open_stream(self, payload: dict[str, Any], on_connect: OnConnect | None) -> Flow[httpx.Response]: ...
 
     def _explain_empty_stream(self, payload: dict[str, Any]) -> Flow[None]: ...
 
@@ -66,15 +78,16 @@ class ReadStream(Step):
     on_token: OnToken | None
 
 
-def socket_trace(on_socket: OnSocket) -> Callable[[str, dict[str, Any]], None]:
-    """An httpx ``trace`` extension that tells ``on_socket`` the socket as soon as it connects: a Stop from another
-    thread can then wake a request still waiting for its answer (a model load can take minutes)."""
+def connect_trace(on_connect: OnConnect) -> Callable[[str, dict[str, Any]], None]:
+    """An httpx ``trace`` extension that tells ``on_connect`` the connection's network stream as soon as it connects
+    (and again, the TLS one, after a TLS handshake): a Stop from another thread can then wake a request still
+    waiting for its answer (a model load can take minutes), and the stream reads its body through it."""
 
     def trace(event: str, info: dict[str, Any]) -> None:
-        if event == "connection.connect_tcp.complete" and info.get("return_value") is not None:
-            sock: socket.socket | None = info["return_value"].get_extra_info("socket")
-            if sock is not None:
-                on_socket(sock)
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            network = info.get("return_value")
+            if network is not None:
+                on_connect(network)
 
     return trace
 
@@ -179,14 +192,14 @@ class StreamBase(Generic[G]):
             raise RuntimeError("this stream is already being iterated for text; call iter_parts() first")
         return self._gen
 
-    def _opening(self, on_socket: OnSocket | None) -> Flow[httpx.Response | None]:
+    def _opening(self, on_connect: OnConnect | None) -> Flow[httpx.Response | None]:
         """Send the request, once (whichever comes first: ``with`` or iteration); None when a Stop came first."""
         if self._started:
             return self._response
         self._started = True
         self._acc.started = time.perf_counter()
         try:
-            self._response = yield from self._source._open_stream(self._payload, on_socket)
+            self._response = yield from self._source._open_stream(self._payload, on_connect)
         except LMStudioError:
             if self._stop_requested.is_set():  # the wake-up broke the pending request: that is a stop, not a fault
                 return None
@@ -222,7 +235,14 @@ class StreamBase(Generic[G]):
         native = self._native
         assert native is not None
         content_only = self._content_only
+        plain = self._acc.take_plain_text
         for event in self._decoder.feed(raw):
+            if event.event == "message.delta":  # the hot path: answer text and nothing else
+                text = _plain_delta(event.data)
+                if text is not None and plain(text):
+                    if text:
+                        yield text if content_only else StreamPart(CONTENT, text)
+                    continue
             data = self._native_data(event)
             name = event.event if event.event != "message" else str(data.get("type", ""))
             for part in native.add(name, data):
