@@ -69,6 +69,36 @@ def _display(bundle: Bundle, **kwargs: Any) -> None:
     display(bundle, raw=True, **kwargs)  # type: ignore[no-untyped-call]
 
 
+Publish = Callable[[Bundle, str, bool], None]  # (bundle, display id, whether it updates that display)
+
+
+def live_publisher() -> Publish:
+    """How live frames are sent: in a Jupyter kernel, as the kernel's display publisher sends a display, less the
+    flush of stdout and stderr it does first (a cross-thread round trip to the kernel's IO thread, twice, for every
+    frame: most of what a repaint cost the kernel). A live frame comes from a cell that prints nothing while it
+    streams, and is replaced anyway; the first and the final outputs go through ``display`` as ever. Elsewhere (a
+    terminal, a test's publisher): ``display``."""
+    from IPython import get_ipython
+
+    pub: Any = getattr(get_ipython(), "display_pub", None)
+    session, socket = getattr(pub, "session", None), getattr(pub, "pub_socket", None)
+    if session is None or socket is None or not hasattr(pub, "parent_header"):
+        return lambda bundle, display_id, update: _display(bundle, display_id=display_id, update=update)
+    topic = getattr(pub, "topic", None)
+
+    def publish(bundle: Bundle, display_id: str, update: bool) -> None:
+        content = {"data": bundle, "metadata": {}, "transient": {"display_id": display_id}}
+        # the parent header is the cell's, in the repaint thread too (it runs in a copy of the cell's context)
+        msg = session.msg("update_display_data" if update else "display_data", content, parent=pub.parent_header)
+        for hook in getattr(pub, "_hooks", ()):  # what captures displays (thread-local: a thread's own)
+            msg = hook(msg)
+            if msg is None:
+                return
+        session.send(socket, msg, ident=topic)
+
+    return publish
+
+
 def _clear_at_next_output() -> None:
     from IPython.display import clear_output
 
@@ -111,6 +141,7 @@ class NotebookStreamView:
         self.live = LiveAnswer(fmt)
         self._tokens = 0
         self._progress: StreamProgress | None = None  # the native route's latest load / prompt progress
+        self._publish: Publish | None = None  # how live frames are sent, once the first output is shown
         self._clock = clock
         self._started = clock()
         self._repainter = Repainter(
@@ -127,6 +158,7 @@ class NotebookStreamView:
         self._started = self._clock()
         # the live output is created here, on the cell's thread; the repaint thread only updates it
         self._send(self.live.first(self._footer()))
+        self._publish = live_publisher()
         self._repainter.start()
 
     def add(self, part: StreamPart) -> None:
@@ -167,7 +199,10 @@ class NotebookStreamView:
     def _send(self, op: Op) -> None:
         while op.slot >= len(self._display_ids):
             self._display_ids.append(uuid.uuid4().hex)
-        _display(op.bundle, display_id=self._display_ids[op.slot], update=not op.append)
+        if self._publish is None:  # the first output: a display like any other
+            _display(op.bundle, display_id=self._display_ids[op.slot], update=not op.append)
+        else:
+            self._publish(op.bundle, self._display_ids[op.slot], not op.append)
         self.messages += 1
 
     def _paint_live(self) -> int:
