@@ -3,7 +3,7 @@
 for the OpenAI route (``bench.stream_throughput``).
 
 A server in a separate process sends a pre-built native stream in large writes, so it is never the bottleneck; each
-contender runs several times, interleaved, and keeps its best run (this machine is shared and noisy).
+contender runs several times, interleaved, and keeps its best run (:mod:`bench.stream_harness`).
 
 Run: ``python -m bench.native_stream [--chunks 100000] [--repeats 3]``
 """
@@ -11,77 +11,34 @@ Run: ``python -m bench.native_stream [--chunks 100000] [--repeats 3]``
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import subprocess
 import sys
-import textwrap
-import time
-from collections.abc import Callable
 
 import httpx
 
+from bench.stream_harness import best_rates, stream_server
 from lm_notebook import LMStudioClient
 
 TARGET = 0.8
 
-SERVER = textwrap.dedent(
-    r"""
-    import json, sys
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+BUILD = r"""
+def event(name, payload):
+    return "event: " + name + "\ndata: " + json.dumps({"type": name, **payload}) + "\n\n"
 
-    def event(name, payload):
-        return "event: " + name + "\ndata: " + json.dumps({"type": name, **payload}) + "\n\n"
+def build(n, size):
+    token = "x" * (size - 1)
+    out = [event("chat.start", {"model_instance_id": "bench"}), event("message.start", {})]
+    out += [event("message.delta", {"content": " " + token}) for _ in range(n)]
+    out.append(event("message.end", {}))
+    stats = {"input_tokens": 5, "total_output_tokens": n, "reasoning_output_tokens": 0,
+             "tokens_per_second": 100.0, "time_to_first_token_seconds": 0.1}
+    out.append(event("chat.end", {"result": {"model_instance_id": "bench", "output": [], "stats": stats}}))
+    return "".join(out).encode()
 
-    def build(n, size):
-        token = "x" * (size - 1)
-        out = [event("chat.start", {"model_instance_id": "bench"}), event("message.start", {})]
-        out += [event("message.delta", {"content": " " + token}) for _ in range(n)]
-        out.append(event("message.end", {}))
-        stats = {"input_tokens": 5, "total_output_tokens": n, "reasoning_output_tokens": 0,
-                 "tokens_per_second": 100.0, "time_to_first_token_seconds": 0.1}
-        out.append(event("chat.end", {"result": {"model_instance_id": "bench", "output": [], "stats": stats}}))
-        return "".join(out).encode()
-
-    bodies = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        def log_message(self, *a): pass
-        def do_GET(self):
-            body = json.dumps({"lmstudio": True}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def do_POST(self):
-            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            n, size = req["input"].split()  # the stream's length and token size, as the prompt
-            key = (int(n), int(size))
-            if key not in bodies:
-                bodies[key] = build(*key)
-            body = bodies[key]
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            view = memoryview(body)
-            for i in range(0, len(body), 1 << 20):
-                self.wfile.write(view[i:i + (1 << 20)])
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-    """
-)
-
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline())
-    return proc, f"http://127.0.0.1:{port}"
+def stream_key(req):
+    n, size = req["input"].split()  # the stream's length and token size, as the prompt
+    return int(n), int(size)
+"""
 
 
 def raw_httpx(url: str, n: int, size: int) -> int:
@@ -109,33 +66,16 @@ def ours(url: str, n: int, size: int) -> int:
     return count
 
 
-def rate(fn: Callable[[str, int, int], int], url: str, n: int, size: int) -> float:
-    gc.collect()
-    started = time.perf_counter()
-    got = fn(url, n, size)
-    elapsed = time.perf_counter() - started
-    assert got == n, f"{fn.__name__} saw {got} deltas, expected {n}"
-    return n / elapsed
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    proc, url = start_server()
-    try:
-        n = args.chunks
+    n = args.chunks
+    with stream_server(BUILD) as url:
         ours(url, 1000, 4)  # warm up: build the bodies, import everything
         raw_httpx(url, n, 4)
-        rates: dict[str, list[float]] = {"raw": [], "ours": []}
-        for _ in range(args.repeats):
-            rates["raw"].append(rate(raw_httpx, url, n, 4))
-            rates["ours"].append(rate(ours, url, n, 4))
-    finally:
-        proc.terminate()
-        proc.wait()
-    best = {k: max(v) for k, v in rates.items()}
+        best = best_rates({"raw": (raw_httpx, n), "ours": (ours, n)}, url, args.repeats)
     ratio = best["ours"] / best["raw"]
     print("| contender | message deltas/s | vs raw |\n|---|---|---|")
     print(f"| raw httpx + json (floor) | {best['raw']:,.0f} | 1.00× |")

@@ -1,7 +1,7 @@
 """Chunks per second through ``stream_chat``, against raw httpx + json (the floor) and the official openai client.
 
-A server in a separate process sends a pre-built LM Studio stream in large writes, so it is never the bottleneck.
-Each contender runs several times, interleaved, and keeps its best run (this machine is shared and noisy).
+A server in a separate process sends a pre-built LM Studio stream in large writes, so it is never the bottleneck;
+each contender runs several times, interleaved, and keeps its best run (:mod:`bench.stream_harness`).
 Peak memory is measured separately with tracemalloc: the same text in 10× more chunks must not cost more.
 
 Run: ``python -m bench.stream_throughput [--chunks 100000] [--repeats 3]``
@@ -12,69 +12,33 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import subprocess
-import sys
-import textwrap
-import time
 import tracemalloc
-from collections.abc import Callable
 
 import httpx
 
+from bench.stream_harness import best_rates, stream_server
 from lm_notebook import LMStudioClient
 
-SERVER = textwrap.dedent(
-    r"""
-    import json, sys
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+BUILD = r"""
+def build(n, size):
+    token = "x" * (size - 1)
+    head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1747835957,
+            "model": "bench", "system_fingerprint": "bench"}
+    out = []
+    for i in range(n):
+        delta = {"role": "assistant", "content": " " + token} if i == 0 else {"content": " " + token}
+        out.append("data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                              "finish_reason": None}]}) + "\n\n")
+    out.append("data: " + json.dumps({**head, "choices": [{"index": 0, "delta": {}, "logprobs": None,
+                                                          "finish_reason": "stop"}]}) + "\n\n")
+    out.append("data: " + json.dumps({**head, "choices": [], "usage": {"prompt_tokens": 5,
+               "completion_tokens": n, "total_tokens": n + 5}}) + "\n\n")
+    out.append("data: [DONE]\n\n")
+    return "".join(out).encode()
 
-    def build(n, size):
-        token = "x" * (size - 1)
-        head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1747835957,
-                "model": "bench", "system_fingerprint": "bench"}
-        out = []
-        for i in range(n):
-            delta = {"role": "assistant", "content": " " + token} if i == 0 else {"content": " " + token}
-            out.append("data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                                  "finish_reason": None}]}) + "\n\n")
-        out.append("data: " + json.dumps({**head, "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                                                  "finish_reason": "stop"}]}) + "\n\n")
-        out.append("data: " + json.dumps({**head, "choices": [], "usage": {"prompt_tokens": 5,
-                   "completion_tokens": n, "total_tokens": n + 5}}) + "\n\n")
-        out.append("data: [DONE]\n\n")
-        return "".join(out).encode()
-
-    bodies = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        def log_message(self, *a): pass
-        def do_POST(self):
-            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            key = (int(req.get("n", 1000)), int(req.get("size", 4)))
-            if key not in bodies:
-                bodies[key] = build(*key)
-            body = bodies[key]
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            view = memoryview(body)
-            for i in range(0, len(body), 1 << 20):
-                self.wfile.write(view[i:i + (1 << 20)])
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
-    """
-)
-
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline())
-    return proc, f"http://127.0.0.1:{port}"
+def stream_key(req):
+    return int(req.get("n", 1000)), int(req.get("size", 4))
+"""
 
 
 def payload(n: int, size: int) -> dict[str, object]:
@@ -115,15 +79,6 @@ def openai_client(url: str, n: int, size: int) -> int:
     return count
 
 
-def best_rate(fn: Callable[[str, int, int], int], url: str, n: int, size: int) -> float:
-    gc.collect()
-    started = time.perf_counter()
-    got = fn(url, n, size)
-    elapsed = time.perf_counter() - started
-    assert got == n, f"{fn.__name__} saw {got} chunks, expected {n}"
-    return n / elapsed
-
-
 def peak_memory(url: str, n: int, size: int) -> int:
     gc.collect()
     tracemalloc.start()
@@ -133,8 +88,6 @@ def peak_memory(url: str, n: int, size: int) -> int:
     return peak
 
 
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=100_000)
@@ -142,23 +95,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--openai-chunks", type=int, default=20_000,
                         help="the openai client is ~20x slower: a shorter stream keeps the run short")
     args = parser.parse_args(argv)
-    proc, url = start_server()
-    try:
-        n = args.chunks
+    n = args.chunks
+    with stream_server(BUILD) as url:
         ours(url, 1000, 4)  # warm up: build the bodies, import everything
         raw_httpx(url, n, 4)
-        rates: dict[str, list[float]] = {"raw": [], "ours": [], "openai": []}
-        for _ in range(args.repeats):
-            rates["raw"].append(best_rate(raw_httpx, url, n, 4))
-            rates["ours"].append(best_rate(ours, url, n, 4))
-            rates["openai"].append(best_rate(openai_client, url, args.openai_chunks, 4))
-        best = {k: max(v) for k, v in rates.items()}
+        contenders = {"raw": (raw_httpx, n), "ours": (ours, n), "openai": (openai_client, args.openai_chunks)}
+        best = best_rates(contenders, url, args.repeats)
         # same text (n × 4 chars) in 10x fewer, 10x longer chunks: memory must not depend on the chunk count
         many = peak_memory(url, n, 4)
         few = peak_memory(url, n // 10, 40)
-    finally:
-        proc.terminate()
-        proc.wait()
 
     text_bytes = n * 4
     print(f"\nStreaming {n:,} chunks from a loopback server (best of {args.repeats}):\n")

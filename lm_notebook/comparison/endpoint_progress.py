@@ -6,43 +6,27 @@ the counts after the bar are each server's rows done and the errors so far. Any 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO
 
-from lm_notebook.comparison.progress import ProgressEvent
+from lm_notebook.comparison.progress import ProgressEvent, TqdmBar, errors_text
 
 
-class EndpointProgressBar:
+class EndpointProgressBar(TqdmBar):
     """tqdm's bar, told every :class:`ProgressEvent` of the run (each names its server in ``endpoint``)."""
 
     def __init__(self, total: int, endpoints: Sequence[str], *, file: IO[str] | None = None) -> None:
         self._doing = dict.fromkeys(endpoints, "…")
         self._done = dict.fromkeys(endpoints, 0)
         self._errors = 0
-        self._bar: Any = None
-        try:
-            tqdm = importlib.import_module("tqdm.auto").tqdm
-            self._bar = tqdm(total=total, desc=self._description(), unit="answer", delay=0, leave=True,
-                             dynamic_ncols=True, file=file)
-            self._bar.set_postfix_str(self._counts(), refresh=True)
-        except Exception:
-            self._bar = None
+        super().__init__(total, desc=self._description(), unit="answer", file=file, postfix=self._counts())
 
     def _description(self) -> str:
         return " · ".join(f"{name}: {doing}" for name, doing in self._doing.items())
 
     def _counts(self) -> str:
         shown = " · ".join(f"{name} {done}" for name, done in self._done.items())
-        return shown + (f" · {self._errors} error{'s' if self._errors != 1 else ''}" if self._errors else "")
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if self._bar is None:
-            return
-        try:
-            self._show(event)
-        except Exception:
-            self._bar = None
+        return shown + (f" · {errors_text(self._errors)}" if self._errors else "")
 
     def _show(self, event: ProgressEvent) -> None:
         name, model = event.endpoint, event.model
@@ -69,11 +53,3 @@ class EndpointProgressBar:
         else:
             return
         self._bar.set_description(self._description(), refresh=True)
-
-    def close(self) -> None:
-        bar, self._bar = self._bar, None
-        if bar is not None:
-            try:
-                bar.close()
-            except Exception:
-                pass

@@ -58,11 +58,58 @@ class Bar(Protocol):
     def close(self) -> None: ...
 
 
-class ProgressBar:
-    """tqdm's bar (the widget in a notebook, text in a terminal); any failure of the bar only turns it off.
+class TqdmBar:
+    """tqdm's bar (the widget in a notebook, text in a terminal), told every event; any failure of the bar only turns
+    it off — a bar never costs the run. Subclasses say what an event shows (:meth:`_show`) and the first counts."""
 
-    Shown from the start: the description says which model is loading and for how long, then the model whose rows
-    are running; the counts after the bar are each model's rows done and the errors so far.
+    def __init__(
+        self, total: int, *, desc: str, unit: str, file: IO[str] | None, enabled: bool = True,
+        postfix: str | None = None,
+    ) -> None:
+        self._bar: Any = None
+        if not enabled:
+            return
+        try:
+            tqdm = importlib.import_module("tqdm.auto").tqdm
+            # delay=0: shown at once, so a model's load is never a blank wait
+            self._bar = tqdm(total=total, desc=desc, unit=unit, delay=0, leave=True, dynamic_ncols=True, file=file)
+            if postfix is not None:
+                self._bar.set_postfix_str(postfix, refresh=True)
+        except Exception:
+            self._bar = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self._paint(lambda: self._show(event))
+
+    def _paint(self, paint: Callable[[], object]) -> None:
+        """Change the bar (when it is on); a failure turns it off."""
+        if self._bar is None:
+            return
+        try:
+            paint()
+        except Exception:
+            self._bar = None
+
+    def _show(self, event: ProgressEvent) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        bar, self._bar = self._bar, None
+        if bar is not None:
+            try:
+                bar.close()
+            except Exception:
+                pass
+
+
+def errors_text(errors: int) -> str:
+    """The errors so far, as the bars show them after their counts ("" when none)."""
+    return f"{errors} error{'s' if errors != 1 else ''}" if errors else ""
+
+
+class ProgressBar(TqdmBar):
+    """compare's bar. Shown from the start: the description says which model is loading and for how long, then the
+    model whose rows are running; the counts after the bar are each model's rows done and the errors so far.
     """
 
     def __init__(self, total: int, models: Sequence[str], *, file: IO[str] | None = None) -> None:
@@ -72,27 +119,11 @@ class ProgressBar:
         self._errors = 0
         self._loading: str | None = None  # the model whose load the description shows
         self._fraction: float | None = None  # how far its load has come, when the server reports it
-        self._bar: Any = None
-        try:
-            tqdm = importlib.import_module("tqdm.auto").tqdm
-            # delay=0: shown at once, so a model's load is never a blank wait
-            self._bar = tqdm(total=total, desc="compare", unit="answer", delay=0, leave=True, dynamic_ncols=True,
-                             file=file)
-            self._bar.set_postfix_str(self._counts_text(), refresh=True)
-        except Exception:
-            self._bar = None
+        super().__init__(total, desc="compare", unit="answer", file=file, postfix=self._counts_text())
 
     def _counts_text(self) -> str:
         shown = " · ".join(f"{m} {d}/{t}" for m, (d, t) in self._counts.items())
-        return shown + (f" · {self._errors} error{'s' if self._errors != 1 else ''}" if self._errors else "")
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if self._bar is None:
-            return
-        try:
-            self._show(event)
-        except Exception:
-            self._bar = None
+        return shown + (f" · {errors_text(self._errors)}" if self._errors else "")
 
     def _show(self, event: ProgressEvent) -> None:
         model = event.model
@@ -120,14 +151,6 @@ class ProgressBar:
             self._bar.set_description(f"judging with {model}: {event.judged}/{event.to_judge}", refresh=True)
         elif event.kind == "end":
             self.close()
-
-    def close(self) -> None:
-        bar, self._bar = self._bar, None
-        if bar is not None:
-            try:
-                bar.close()
-            except Exception:
-                pass
 
 
 class ProgressReporter:
