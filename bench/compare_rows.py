@@ -5,11 +5,12 @@ replies at once. The same 1,000 streamed requests (4 at a time) are made by:
 
 - the floor: raw ``httpx.AsyncClient`` — POST, read the SSE lines, ``json.loads`` each — doing nothing else;
 - ``compare()`` into a DataFrame, with a fresh cache;
-- ``compare()`` again on that cache (every row cached).
+- ``compare()`` again on that cache (every row cached), ``CACHED_RUNS`` times: a tenth of a second is at the mercy
+  of this shared machine's scheduler (and of a full garbage collection), so the median run counts.
 
 Reported: wall and client CPU seconds (``time.process_time``) for each, CPU per row, and the cached re-run's wall
-time as a share of the uncached one. Targets (issue 17): client CPU per answered row ≤ 2 ms beyond the floor's; a
-cached re-run of 1,000 rows in under 1% of the uncached wall time.
+time (median) as a share of the uncached one. Targets (issue 17): client CPU per answered row ≤ 2 ms beyond the
+floor's; a cached re-run of 1,000 rows in under 1% of the uncached wall time.
 
 Run: ``python -m bench.compare_rows [--rows 1000]``
 """
@@ -31,6 +32,7 @@ import httpx
 
 MODEL = "bench-model"
 CONCURRENCY = 4
+CACHED_RUNS = 5
 
 
 def _serve(urls: Any) -> None:
@@ -95,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             raw = _timed(lambda: asyncio.run(_raw(url, prompts)))
             uncached = _timed(run)
-            cached = _timed(run)
+            reruns = sorted(_timed(run) for _ in range(CACHED_RUNS))
+            cached = reruns[len(reruns) // 2]  # the median run (by wall time)
     finally:
         server.kill()
 
@@ -103,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     table = [
         ("raw httpx (floor)", raw),
         ("compare(), uncached", uncached),
-        ("compare(), cached re-run", cached),
+        (f"compare(), cached re-run (median of {CACHED_RUNS})", cached),
     ]
     print(f"{rows} rows (1 model, 8-token answers, {CONCURRENCY} at a time) from the fake server in its own process\n")
     print("| run | wall s | client CPU s | CPU ms / row |")
@@ -115,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     print(f"{'PASS' if extra <= 2 else 'FAIL'}  client CPU per row beyond raw httpx ≤ 2 ms: {extra:.2f} ms")
     print(f"{'PASS' if share < 0.01 else 'FAIL'}  cached re-run of {rows} rows < 1% of the uncached wall time: "
-          f"{100 * share:.2f}% ({cached[0]:.3f} s vs {uncached[0]:.2f} s)")
+          f"{100 * share:.2f}% ({cached[0]:.3f} s vs {uncached[0]:.2f} s; the {CACHED_RUNS} re-runs "
+          f"{reruns[0][0]:.3f}–{reruns[-1][0]:.3f} s)")
 
 
 if __name__ == "__main__":

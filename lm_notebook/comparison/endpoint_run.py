@@ -42,7 +42,7 @@ from lm_notebook.comparison.endpoints import (
 from lm_notebook.comparison.inputs import PromptInputs, chat_messages
 from lm_notebook.comparison.model_batch import BatchState
 from lm_notebook.comparison.preflight import cache_hits
-from lm_notebook.comparison.progress import ProgressCallback, ProgressReporter
+from lm_notebook.comparison.progress import ProgressCallback, ProgressReporter, SettledRow
 from lm_notebook.comparison.retry import RetryPolicy
 from lm_notebook.comparison.rows import Outcome, build_frame
 from lm_notebook.comparison.run import ComparisonRun
@@ -254,11 +254,8 @@ class MultiEndpointRun(ComparisonRun):
             await run._close()
         await super()._close()
 
-    def _report_row(self, index: int) -> None:
-        outcome = self.outcomes[index]
-        assert outcome is not None
-        self._progress.row(index=index, model=self.specs[index].model, status=outcome.status, cached=outcome.cached,
-                           cold=outcome.cold, endpoint=self.pool.endpoint_of.get(index))
+    def _settled_row(self, index: int) -> SettledRow:
+        return super()._settled_row(index)._replace(endpoint=self.pool.endpoint_of.get(index))
 
     def _answers(self) -> pd.DataFrame:
         """compare's rows, plus ``endpoint`` (after ``model``), each row's metadata from the server that ran it (the

@@ -98,7 +98,12 @@ def run_to_end(coro: Coroutine[Any, Any, T]) -> T:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        # the run's task returns nothing, its result is kept aside: asyncio.run's SIGINT handler holds the task, and
+        # putting the handler back reprs it (signal's enum lookup), result and all — a whole DataFrame's repr, a
+        # third of a cached 1,000-row re-run
+        kept: list[T] = []
+        asyncio.run(_keep(coro, kept))
+        return kept[0]
     import nest_asyncio
 
     nest_asyncio.apply(loop)
@@ -110,6 +115,10 @@ def run_to_end(coro: Coroutine[Any, Any, T]) -> T:
             if ctrl_c.pressed:
                 raise KeyboardInterrupt from None
             raise
+
+
+async def _keep(coro: Coroutine[Any, Any, T], kept: list[T]) -> None:
+    kept.append(await coro)
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]], timeout: float | None) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from lm_notebook.client.clients import AsyncLMStudioClient
 from lm_notebook.client.errors import LMStudioConnectionError, LMStudioError, ModelNotFoundError, suggest_model
 from lm_notebook.client.types import ModelInfo
-from lm_notebook.comparison.cache import ResponseCache, cache_key
+from lm_notebook.comparison.cache import CacheKeys, ResponseCache
 from lm_notebook.comparison.rows import Outcome
 from lm_notebook.comparison.schedule import RequestSpec
 
@@ -83,13 +83,15 @@ def refused_rows(specs: Sequence[RequestSpec], infos: Mapping[str, ModelInfo], b
 
 
 def request_key(
-    spec: RequestSpec, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], info: ModelInfo | None
+    spec: RequestSpec, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], info: ModelInfo | None,
+    keys: CacheKeys | None = None,
 ) -> str:
-    """The cache key of one row: the request as sent, and the model's quantization and format when listed."""
-    return cache_key(
+    """The cache key of one row: the request as sent, and the model's quantization and format when listed
+    (``keys``: the maker shared by a run's rows, which all have ``params``)."""
+    return (keys or CacheKeys(params)).key(
         model=spec.model,
         messages=messages,
-        params=params,
+        messages_id=spec.prompt_index,
         repeat=spec.repeat,
         quantization=info.quantization if info else None,
         format=info.format if info else None,
@@ -106,12 +108,15 @@ def cache_hits(
 ) -> tuple[list[str | None], dict[int, Outcome]]:
     """Every row's cache key, and the rows the cache answers (row index → its stored outcome); a row ``settled``
     already (refused) is not looked up."""
-    keys: list[str | None] = []
+    maker = CacheKeys(params)
+    keys: list[str | None] = [
+        request_key(spec, messages[spec.prompt_index], params, infos.get(spec.model), maker) for spec in specs
+    ]
+    wanted = [key for spec, key in zip(specs, keys, strict=True) if key is not None and settled[spec.index] is None]
+    records = cache.get_many(wanted)
     hits: dict[int, Outcome] = {}
-    for spec in specs:
-        key = request_key(spec, messages[spec.prompt_index], params, infos.get(spec.model))
-        keys.append(key)
-        record = cache.get(key) if settled[spec.index] is None else None
+    for spec, key in zip(specs, keys, strict=True):
+        record = records.get(key) if key is not None and settled[spec.index] is None else None
         if record is not None:
             hits[spec.index] = Outcome.from_record(record)
     return keys, hits

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Literal, NamedTuple, Protocol
 
 EventKind = Literal["start", "model", "loading", "loaded", "row", "judging", "down", "end"]
 
@@ -50,10 +50,24 @@ class ProgressEvent:
 ProgressCallback = Callable[[ProgressEvent], object]
 
 
+class SettledRow(NamedTuple):
+    """A row that settled, as the progress hears of it (``row``: its index in the result)."""
+
+    row: int
+    model: str
+    status: str
+    cached: bool
+    cold: bool
+    endpoint: str | None = None
+
+
 class Bar(Protocol):
     """What shows the progress: told every event, closed at the end."""
 
     def __call__(self, event: ProgressEvent) -> None: ...
+
+    def rows(self, events: Sequence[ProgressEvent]) -> None:
+        """Many "row" events at once (rows settled before the run: cache hits, refused models)."""
 
     def close(self) -> None: ...
 
@@ -80,6 +94,10 @@ class TqdmBar:
 
     def __call__(self, event: ProgressEvent) -> None:
         self._paint(lambda: self._show(event))
+
+    def rows(self, events: Sequence[ProgressEvent]) -> None:
+        for event in events:
+            self(event)
 
     def _paint(self, paint: Callable[[], object]) -> None:
         """Change the bar (when it is on); a failure turns it off."""
@@ -125,6 +143,26 @@ class ProgressBar(TqdmBar):
         shown = " · ".join(f"{m} {d}/{t}" for m, (d, t) in self._counts.items())
         return shown + (f" · {errors_text(self._errors)}" if self._errors else "")
 
+    def rows(self, events: Sequence[ProgressEvent]) -> None:
+        """Counted, then painted once (a cached re-run's 1,000 rows: one repaint, not 1,000)."""
+        def paint() -> None:
+            counted = [event for event in events if event.kind == "row" and event.model]
+            for event in counted:
+                self._count(event)
+            if counted:
+                self._bar.set_postfix_str(self._counts_text(), refresh=False)
+                self._bar.update(len(counted))
+        self._paint(paint)
+
+    def _count(self, event: ProgressEvent) -> None:
+        model = event.model
+        assert model is not None
+        if model == self._loading:  # its first request ended without a token: the load is over all the same
+            self._loading = None
+            self._bar.set_description(model, refresh=False)
+        self._counts.setdefault(model, [0, 0])[0] += 1
+        self._errors = event.errors
+
     def _show(self, event: ProgressEvent) -> None:
         model = event.model
         if event.kind == "model" and model:
@@ -140,11 +178,7 @@ class ProgressBar(TqdmBar):
             self._loading = None
             self._bar.set_description(f"{model} (loaded in {event.elapsed_s or 0:.1f} s)", refresh=True)
         elif event.kind == "row" and model:
-            if model == self._loading:  # its first request ended without a token: the load is over all the same
-                self._loading = None
-                self._bar.set_description(model, refresh=False)
-            self._counts.setdefault(model, [0, 0])[0] += 1
-            self._errors = event.errors
+            self._count(event)
             self._bar.set_postfix_str(self._counts_text(), refresh=False)
             self._bar.update(1)
         elif event.kind == "judging" and model:
@@ -171,14 +205,27 @@ class ProgressReporter:
     def event(self, kind: EventKind, **kw: Any) -> ProgressEvent:
         return ProgressEvent(kind, self._done, self.total, self._errors, self._cached, **kw)
 
-    def row(
-        self, *, index: int, model: str, status: str, cached: bool, cold: bool, endpoint: str | None = None
-    ) -> None:
+    def row(self, row: SettledRow) -> None:
         """One more row settled (answered, failed, cancelled, or found in the cache)."""
-        self._done += 1
-        self._errors += status == "error"
-        self._cached += cached
-        self.report(self.event("row", model=model, index=index, status=status, cold=cold, endpoint=endpoint))
+        self.rows([row])
+
+    def rows(self, rows: Sequence[SettledRow]) -> None:
+        """Rows settled together (before the run: cache hits, refused models): the callback hears each, the bar
+        repaints once."""
+        listening = self._bar is not None or self._callback is not None
+        events = []
+        for row in rows:
+            self._done += 1
+            self._errors += row.status == "error"
+            self._cached += row.cached
+            if listening:  # nobody to tell (progress=False): no event made per row
+                events.append(self.event("row", model=row.model, index=row.row, status=row.status, cold=row.cold,
+                                         endpoint=row.endpoint))
+        if self._bar is not None:
+            self._bar(events[0]) if len(events) == 1 else self._bar.rows(events)
+        if self._callback is not None:
+            for event in events:
+                self._callback(event)
 
     def report(self, event: ProgressEvent) -> None:
         if self._bar is not None:

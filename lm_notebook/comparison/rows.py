@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import operator
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from lm_notebook.client.errors import LMStudioError
@@ -139,9 +141,23 @@ class Outcome:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Outcome:
-        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
         # a stored answer is never cold: nothing was loaded for it (its record keeps the run that made it)
+        if record.keys() == _RECORD_FIELDS:
+            # a record as record() wrote it: every field there, plain values — set at once, not through __init__
+            # (a cached re-run makes 1,000 of these, and __init__ with 25 keywords was most of their cost)
+            out = cls.__new__(cls)
+            out.__dict__.update(record)
+            out.cached, out.cold, out.server_load_s = True, False, None
+            return out
+        known = {k: v for k, v in record.items() if k in _FIELDS}
         return cls(**{**known, "cached": True, "cold": False, "server_load_s": None})
+
+
+_FIELDS = frozenset(Outcome.__dataclass_fields__)
+_RECORD_FIELDS = _FIELDS - {"cached"}  # what record() stores
+_ROW_FIELDS = tuple(f for f in Outcome.__dataclass_fields__ if f != "server_load_s")  # the row's own (load_s is made)
+_row_values = operator.itemgetter(*_ROW_FIELDS)
+_MISSING = float("nan")  # a value a row does not have (pandas' own fill for a missing key)
 
 
 def build_frame(
@@ -160,38 +176,44 @@ def build_frame(
         o if o is not None else Outcome.cancelled(None, started_at=None, attempts=0, cold=False) for o in outcomes
     ]
     load = _load_seconds(specs, settled)
-    rows = []
-    for spec, outcome in zip(specs, settled, strict=True):
-        info = infos.get(spec.model)
-        item = items[spec.prompt_index]
-        data = outcome.record()
-        data["cached"] = outcome.cached
-        server_load = data.pop("server_load_s", None)
-        row: dict[str, Any] = {"prompt_name": spec.prompt_name, "prompt": spec.prompt}
-        row.update(item.columns or {})
-        row.update({"model": spec.model, "repeat": spec.repeat})
-        row.update(data)
-        row.update(
-            {
-                # the server's own load time when it reported one, else the client's estimate
-                "load_s": server_load if server_load is not None else load.get(spec.index),
-                "format": info.format if info else None,
-                "quantization": info.quantization if info else None,
-                "arch": info.arch if info else None,
-                "context_length": info.context_length if info else None,
-                "system": system,
-            }
-        )
-        row.update(params)
-        rows.append(row)
+    # built column by column (a cached re-run's 1,000 rows: a dict per row was most of the frame's cost); where two
+    # sources name one column, the later wins, as when each row's dict was updated in this order
+    data: dict[str, list[Any]] = {
+        "prompt_name": [spec.prompt_name for spec in specs],
+        "prompt": [spec.prompt for spec in specs],
+    }
+    given = [items[spec.prompt_index].columns or {} for spec in specs]
+    for column in input_columns:
+        data[column] = [row.get(column, _MISSING) for row in given]
+    data["model"] = [spec.model for spec in specs]
+    data["repeat"] = [spec.repeat for spec in specs]
+    # one tuple per field (none at all for no rows)
+    by_field = list(zip(*map(_row_values, (o.__dict__ for o in settled)), strict=True)) or [()] * len(_ROW_FIELDS)
+    for name, values in zip(_ROW_FIELDS, by_field, strict=True):
+        data[name] = list(values)
+    data["load_s"] = [
+        # the server's own load time when it reported one, else the client's estimate
+        o.server_load_s if o.server_load_s is not None else load.get(spec.index)
+        for spec, o in zip(specs, settled, strict=True)
+    ]
+    listed = {model: infos.get(model) for model in {spec.model for spec in specs}}
+    for name in ("format", "quantization", "arch", "context_length"):
+        of_model = {model: getattr(info, name) if info else None for model, info in listed.items()}
+        data[name] = [of_model[spec.model] for spec in specs]
+    data["system"] = [system] * len(specs)
+    for name, value in params.items():
+        data[name] = [value] * len(specs)
     extra = [k for k in extra_params if k not in COLUMNS]
     columns = ["prompt_name", "prompt", *input_columns, *COLUMNS[2:], *extra]
-    df = pd.DataFrame(rows, columns=columns)
-    return _typed(df)
+    typed = {c: _column(c, data.get(c, [_MISSING] * len(specs))) for c in columns}
+    frame: pd.DataFrame = pd.DataFrame(typed, columns=columns)
+    return frame
 
 
 def _load_seconds(specs: Sequence[RequestSpec], outcomes: Sequence[Outcome]) -> dict[int, float]:
     """For each cold row: its wait for the model to load (its TTFT less the model's usual TTFT)."""
+    if not any(o.cold for o in outcomes):  # a cached re-run's rows never are
+        return {}
     warm: dict[str, list[float]] = {}
     for spec, o in zip(specs, outcomes, strict=True):
         if o.status == "ok" and not o.cold and o.ttft_s is not None:
@@ -204,19 +226,29 @@ def _load_seconds(specs: Sequence[RequestSpec], outcomes: Sequence[Outcome]) -> 
     return out
 
 
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for column in ("prompt_tokens", "completion_tokens", "reasoning_tokens", "attempts", "context_length",
-                   "max_tokens", "seed"):
-        if column in df:
-            df[column] = df[column].astype("Int64")
-    for column in ("ttft_s", "latency_s", "tokens_per_s", "load_s", "server_ttft_s", "server_tokens_per_s",
-                   "temperature"):
-        if column in df:
-            df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
-    df["started_at"] = pd.to_datetime(df["started_at"], utc=True, format="ISO8601")
-    for column in ("cold", "cached"):
-        df[column] = df[column].astype(bool)
-    for column in ("error", "error_type", "finish_reason"):
-        # "None when fine": keep Python None rather than a missing-string marker
-        df[column] = df[column].astype(object).where(df[column].notna(), None)
-    return df
+_INTS = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "attempts", "context_length", "max_tokens", "seed")
+_FLOATS = ("ttft_s", "latency_s", "tokens_per_s", "load_s", "server_ttft_s", "server_tokens_per_s", "temperature")
+_FLAGS = ("cold", "cached")
+_NONE_WHEN_FINE = ("error", "error_type", "finish_reason")  # Python None, not a missing-string marker
+
+
+def _column(name: str, values: list[Any]) -> Any:
+    """One column of the frame, of its type (made from the values at once: converting a built frame's columns one by
+    one cost more than building it)."""
+    if name in _INTS:
+        return pd.array(values, dtype="Int64")
+    if name in _FLOATS:
+        try:
+            return np.array([np.nan if v is None else v for v in values], dtype="float64")
+        except (TypeError, ValueError):  # not numbers: what is not one is NaN
+            return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("float64").to_numpy()
+    if name == "started_at":
+        # cache=False: every start is its own; a cache of the unique values would only be built and thrown away
+        return pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601", cache=False).array
+    if name in _FLAGS:
+        return np.array([bool(v) for v in values], dtype=bool)
+    if name in _NONE_WHEN_FINE:
+        column = np.array(values, dtype=object)
+        column[pd.isna(column)] = None
+        return pd.Series(column, dtype=object)  # kept as objects: a bare array of text would be inferred as strings
+    return values if values else np.array([], dtype=object)  # pandas infers the rest (text, names, labels)

@@ -59,9 +59,8 @@ class ComparisonRun(RowSender):
         self._events = asyncio.Queue()
         try:
             self._progress.report(self._progress.event("start"))
-            for spec in self.specs:  # rows settled before running: cache hits and unknown models
-                if self.outcomes[spec.index] is not None:
-                    self._report_row(spec.index)
+            # rows settled before running (cache hits and unknown models), told at once
+            self._progress.rows([self._settled_row(i) for i, done in enumerate(self.outcomes) if done is not None])
             scheduler = self._spawn(self._run_batches())
             while True:
                 event = await self._events.get()

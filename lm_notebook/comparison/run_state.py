@@ -21,7 +21,7 @@ from lm_notebook.client.tools import Tool
 from lm_notebook.client.types import ChatResult, ModelInfo
 from lm_notebook.comparison.cache import ResponseCache
 from lm_notebook.comparison.inputs import PromptInputs
-from lm_notebook.comparison.progress import EventKind, ProgressCallback, ProgressReporter
+from lm_notebook.comparison.progress import EventKind, ProgressCallback, ProgressReporter, SettledRow
 from lm_notebook.comparison.retry import RetryPolicy
 from lm_notebook.comparison.rows import Outcome, build_frame
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec
@@ -140,12 +140,13 @@ class RunState:
                 )
 
     # --- progress and result -----------------------------------------------------------------------------------
-    def _report_row(self, index: int) -> None:
+    def _settled_row(self, index: int) -> SettledRow:
         outcome = self.outcomes[index]
         assert outcome is not None
-        self._progress.row(
-            index=index, model=self.specs[index].model, status=outcome.status, cached=outcome.cached, cold=outcome.cold
-        )
+        return SettledRow(index, self.specs[index].model, outcome.status, outcome.cached, outcome.cold)
+
+    def _report_row(self, index: int) -> None:
+        self._progress.row(self._settled_row(index))
 
     def _judging(self, model: str, judged: int, to_judge: int) -> None:
         self._progress.report(self._progress.event("judging", model=model, judged=judged, to_judge=to_judge))

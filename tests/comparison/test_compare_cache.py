@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lm_notebook import LMStudioClient, compare
 from lm_notebook.comparison.cache import (
     APPLICATION_ID,
     ResponseCache,
@@ -17,6 +20,7 @@ from lm_notebook.comparison.cache import (
     open_cache,
 )
 from lm_notebook.comparison.rows import Outcome
+from lm_notebook.testing import MockLMStudioServer
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 BASE: dict[str, Any] = {
@@ -93,6 +97,7 @@ def test_a_damaged_record_is_a_miss(tmp_path: Path) -> None:
     db.close()
     with ResponseCache(path) as cache:
         assert cache.get(key()) is None
+        assert cache.get_many([key()]) == {}
 
 
 def test_open_cache_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,3 +191,46 @@ def test_a_row_record_is_its_fields_less_cached() -> None:
     outcome = Outcome(status="ok", response="hi", ttft_s=0.1, cached=True)
     record = outcome.record()
     assert "cached" not in record and record["response"] == "hi" and Outcome.from_record(record).cached
+
+
+def _key_as_made_before(*, model: str, messages: Any, params: dict[str, Any], repeat: int,
+                        quantization: str | None = None, format: str | None = None) -> str:
+    """The key as compare made it before keys were laid out piece by piece (a cache made then must still hit)."""
+    same = {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            for k, v in sorted(params.items()) if v is not None}
+    material = {"v": 1, "model": model, "quantization": quantization, "format": format,
+                "messages": [dict(m) for m in messages], "params": same, "repeat": repeat}
+    blob = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize("change", [
+    {},
+    {"model": 'qwen/"quoted" é', "quantization": None, "format": None, "repeat": 12},
+    {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "ß ✓"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+    ]}]},
+    {"params": {"temperature": 0, "seed": None, "response_format": {"type": "json_schema", "z": [1, 2.5, True]},
+                "stop": ["\n"], "top_k": 40}},
+])
+def test_keys_are_the_ones_made_before(change: dict[str, Any]) -> None:
+    assert key(**change) == _key_as_made_before(**{**BASE, **change})
+
+
+def test_a_cached_rerun_reads_the_cache_in_one_query_not_one_per_row(
+    client: LMStudioClient, server: MockLMStudioServer, tmp_path: Path
+) -> None:
+    prompts = [f"question {i}" for i in range(30)]
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        first = compare(prompts, ["alpha"], client=client, temperature=0, cache=cache, progress=False)
+        assert (first.status == "ok").all()
+        statements: list[str] = []
+        cache._db.set_trace_callback(statements.append)
+        sent = len(server.requests)
+        again = compare(prompts, ["alpha"], client=client, temperature=0, cache=cache, progress=False)
+        cache._db.set_trace_callback(None)
+    assert again.cached.all() and list(again.response) == list(first.response)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1, reads  # one query for the 30 keys (it was one per row)
+    assert not [s for s in statements if "INSERT" in s.upper()]
+    assert not [r for r in server.requests[sent:] if r.is_chat]  # nothing asked of the model

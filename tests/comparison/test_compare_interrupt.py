@@ -362,3 +362,22 @@ def test_a_stop_while_a_finished_answer_closes_keeps_the_row_finished(monkeypatc
     assert closing == ["Done quickly."]  # the Stop came while the finished answer's stream was closing
     df = last_comparison()
     assert df is not None and df.status.tolist() == ["ok"] and df.response.tolist() == ["Done quickly."]
+
+
+def test_a_run_in_a_script_never_reprs_its_result() -> None:
+    # asyncio.run's SIGINT handler holds the run's task; putting the handler back reprs it, result and all — for
+    # compare, a whole DataFrame's repr (a third of a cached 1,000-row re-run)
+    from lm_notebook.comparison.interrupt import run_to_end
+
+    shown: list[str] = []
+
+    class Result:
+        def __repr__(self) -> str:
+            shown.append("repr")
+            return "Result()"
+
+    async def run() -> Result:
+        return Result()
+
+    assert isinstance(run_to_end(run()), Result)
+    assert shown == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +122,29 @@ def test_the_bar_in_a_plain_process(
     shown = [s.strip() for s in re.split(r"[\r\n]", capsys.readouterr().err) if s.strip()]
     assert any(s.startswith("gamma: loading…") for s in shown)
     assert "loading" not in shown[-1] and "gamma 2/2" in shown[-1]
+
+
+def test_a_cached_rerun_paints_its_rows_at_once_and_the_callback_still_hears_each(
+    client: LMStudioClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import tqdm.auto
+
+    updates: list[int] = []
+
+    class CountingBar(tqdm.auto.tqdm):  # type: ignore[misc, name-defined]
+        def update(self, n: float | None = 1) -> bool | None:
+            updates.append(int(n or 0))
+            return super().update(n)  # type: ignore[no-any-return]
+
+    prompts = [f"question {i}" for i in range(25)]
+    cache = tmp_path / "c.sqlite"
+    compare(prompts, ["alpha"], client=client, temperature=0, cache=cache, progress=False)
+    monkeypatch.setattr(tqdm.auto, "tqdm", CountingBar)
+    df = compare(prompts, ["alpha"], client=client, temperature=0, cache=cache, progress=True)
+    assert df.cached.all()
+    assert updates == [25]  # one repaint for the 25 cached rows (it was one per row)
+    events: list[ProgressEvent] = []
+    compare(prompts, ["alpha"], client=client, temperature=0, cache=cache, progress=events.append)
+    rows = [e for e in events if e.kind == "row"]
+    assert [e.index for e in rows] == list(range(25)) and [e.done for e in rows] == list(range(1, 26))
+    assert all(e.cached == e.done for e in rows)
