@@ -3,9 +3,13 @@ sent from the panel (then it empties)."""
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime, timezone
 from typing import Any
 
 import ipywidgets as widgets
+
+from lm_notebook.client.types import SentImage
 
 
 class ImageAttach:
@@ -28,3 +32,12 @@ class ImageAttach:
     def clear(self) -> None:
         self.upload.value = ()
 
+
+    def restore(self, images: tuple[SentImage, ...]) -> None:
+        """Attach ``images`` again (as they were sent), as if picked: a refused message's images are not lost."""
+        now = datetime.now(timezone.utc)
+        self.upload.value = tuple(
+            {"name": image.source, "type": image.mime, "size": image.size_bytes, "last_modified": now,
+             "content": memoryview(base64.b64decode(image.data_url.partition(",")[2]))}
+            for image in images
+        )

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lm_notebook.client.errors import LMStudioError, error_text
+from lm_notebook.client.errors import LMStudioAPIError, LMStudioError, LMStudioRequestError, error_text
 from lm_notebook.client.types import ChatResult, SentImage
 
 
@@ -183,11 +183,16 @@ class ConversationEntry:
     error: Exception | None = None
     reply: ChatReply | None = None
     images: tuple[SentImage, ...] = ()  # a user message's images, as sent
+    # a user message with images whose request was refused: shown, but not sent with later messages (Retry sends it)
+    withheld: bool = False
 
     @property
     def in_history(self) -> bool:
-        """Failed answers (and answers stopped before any text) are not part of what the model sees."""
-        return self.role == "user" or (self.error is None and bool(self.content))
+        """Failed answers (and answers stopped before any text), and withheld messages, are not part of what the
+        model sees."""
+        if self.role == "user":
+            return not self.withheld
+        return self.error is None and bool(self.content)
 
     def record(self, outcome: AnswerOutcome) -> None:
         """Keep how this answer ended (its reply is settled separately, once the panel shows the outcome)."""
@@ -226,11 +231,28 @@ class Conversation:
     def has_user_message(self) -> bool:
         return any(e.role == "user" for e in self._entries)
 
+    def withhold_refused(self, answer: ConversationEntry) -> ConversationEntry | None:
+        """After ``answer`` failed: when the request itself was refused (before sending, or a 400) and its user
+        message carried images, that message is withheld from later requests (sent again, the same images would be
+        refused again, turn after turn) and returned; else None."""
+        error = answer.error
+        refused = isinstance(error, LMStudioRequestError) or (
+            isinstance(error, LMStudioAPIError) and error.status_code in (400, 422))
+        if not refused or answer not in self._entries:
+            return None
+        prompt = next((e for e in reversed(self._entries[: self._entries.index(answer)]) if e.role == "user"), None)
+        if prompt is None or not prompt.images:
+            return None
+        prompt.withheld = True
+        return prompt
+
     def drop_answers_to_last_message(self) -> list[ConversationEntry]:
-        """What Retry removes: everything after the last user message (returned, oldest first)."""
+        """What Retry removes: everything after the last user message (returned, oldest first); that message is
+        sent again, even if it was withheld (Retry asks for it)."""
         last_user = max((i for i, e in enumerate(self._entries) if e.role == "user"), default=None)
         if last_user is None:
             raise RuntimeError("Nothing to retry: send a message first.")
+        self._entries[last_user].withheld = False
         dropped = self._entries[last_user + 1 :]
         del self._entries[last_user + 1 :]
         return dropped

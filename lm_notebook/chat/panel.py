@@ -57,7 +57,7 @@ from lm_notebook.chat.widgets import (
 )
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import NoCurrentModelError
-from lm_notebook.client.images import ImageInput, prepare_images
+from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE, ImageInput, prepare_images
 from lm_notebook.client.native_types import StreamProgress
 from lm_notebook.client.tools import Tool, as_toolset
 from lm_notebook.display.progress import progress_text
@@ -84,6 +84,9 @@ class ChatPanel(PanelSettings):
     not in ``history`` and are never sent to the model. ``repaint_interval`` is the seconds between repaints of a
     streaming answer (the first part is shown at once). ``tools``: functions (or ``Tool`` objects) the model may call:
     each answer is then an ``act``, its calls shown as blocks above its text; Stop also stops the loop.
+    ``max_image_edge``: images (sent or attached) with a longer side are downscaled to it (None: never).
+    A message whose images are refused (say, by a model without vision) is withheld from later requests and put
+    back in the input with its images attached; Retry sends it again.
     """
 
     def __init__(
@@ -93,10 +96,13 @@ class ChatPanel(PanelSettings):
         model: str | None = None,
         system: str | None = None,
         tools: Sequence[Tool | Callable[..., object]] | None = None,
+        max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE,
         **params: Any,
     ) -> None:
         # checked before anything is built or asked: a bad value is refused, never clamped or replaced
         chosen, temperature, max_tokens = self._checked_settings(model, params)
+        prepare_images((), max_image_edge)  # refuses a bad edge now
+        self.max_image_edge = max_image_edge
         self.tools: list[Tool] = list(as_toolset(tools).values()) if tools is not None else []
         if client is None:
             from lm_notebook.client.session import get_client
@@ -212,7 +218,7 @@ class ChatPanel(PanelSettings):
         """
         if not isinstance(text, str) or not text.strip():
             raise ValueError("The message is empty: give send() some text.")
-        sent = prepare_images(images)
+        sent = prepare_images(images, self.max_image_edge)
         self._models.await_listing()
         with self._lock:
             self._check_usable()
@@ -391,8 +397,15 @@ class ChatPanel(PanelSettings):
             view.finish(outcome.content, outcome.reasoning,
                         footer_html(outcome.result, approx_tokens=outcome.parts, error=outcome.error))
             error, result = outcome.error, outcome.result
+            withheld = self._conversation.withhold_refused(entry) if error is not None else None
+            if withheld is not None:
+                self._restore_to_input(withheld)
             if self._active is generation:  # (else a newer answer owns the status line)
-                if error is not None:
+                if withheld is not None:
+                    self._set_status(f"Failed — {type(error).__name__}; the message and its images are back in the "
+                                     "input and will not be sent with later messages (pick a vision model, then "
+                                     "Send, or Retry)", error=True)
+                elif error is not None:
                     self._set_status(f"Failed — {type(error).__name__}; press Retry to try again", error=True)
                 elif result is not None and result.stopped:
                     self._set_status("Stopped")
@@ -401,6 +414,16 @@ class ChatPanel(PanelSettings):
                 self._active = None
             self._sync_buttons()
         reply.settle(result, error)  # last: whoever waits on the reply finds the panel already settled
+
+    def _restore_to_input(self, message: ConversationEntry) -> None:
+        """A withheld message back in the input box and its images attached again, unless the user typed or
+        attached something meanwhile."""
+        if self._closed:
+            return
+        if not self.input.value.strip():
+            self.input.value = message.content
+        if not self._attach.files():
+            self._attach.restore(message.images)
 
     def _sync_buttons(self) -> None:
         if self._closed:

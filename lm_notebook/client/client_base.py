@@ -118,12 +118,14 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         count = images_in(payload.get("messages") or ()) or native_images(payload)
         if not count:
             return
-        try:
-            models = yield from self._list_models()
-        except ClientClosedError:
-            raise
-        except LMStudioError:
-            return
+        models = self._listed
+        if models is None or all(m.id != payload["model"] for m in models):
+            try:
+                models = tuple((yield from self._list_models()))
+            except ClientClosedError:
+                raise
+            except LMStudioError:
+                return
         refusal = vision_refusal(payload["model"], models, count, self.base_url)
         if refusal is not None:
             raise refusal
@@ -242,7 +244,9 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
                 continue
             self._models_route = route
             self._native_chat = route == MODEL_ROUTES[0]  # /api/v1/models answers on 0.4+, which has /api/v1/chat
-            return parse_models(route, body)
+            models = parse_models(route, body)
+            self._listed = tuple(models)
+            return models
         assert last is not None
         raise last
 
@@ -396,7 +400,6 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
             if isinstance(err, EndpointNotSupportedError):
                 raise self._native_refused(err) from err
             raise err
-        yield from self._check_vision(payload)
         self._server_form(payload)
         for _attempt in range(2):  # a second time only in llama.cpp's form of a JSON schema
             request = self._stream_http.build_request(

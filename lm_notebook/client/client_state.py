@@ -22,7 +22,7 @@ from lm_notebook.client.settings import (
     twin_url,
     with_credentials,
 )
-from lm_notebook.client.types import ChatResult
+from lm_notebook.client.types import ChatResult, ModelInfo
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -81,6 +81,9 @@ class ClientState(Generic[HttpT, TransportT]):
         # whether the server has LM Studio 0.4's native chat route (None: not known yet; learnt from the model list)
         self._native_chat: bool | None = None
         self._known_ids: frozenset[str] = frozenset()
+        # the last model list: image requests read vision from it instead of listing again (every listing renews it,
+        # and an unknown-model error lists again)
+        self._listed: tuple[ModelInfo, ...] | None = None
         self._wants_json_object = False  # the server refused LM Studio's JSON-schema form (llama-cpp-python's)
         # trust_env=False: a proxy from the environment must not intercept a local model server.
         options: dict[str, Any] = {"base_url": self.base_url, "headers": self._headers(), "timeout": self.timeout,
@@ -115,7 +118,7 @@ class ClientState(Generic[HttpT, TransportT]):
         )
         twin._models_route, twin._native_chat = client._models_route, client._native_chat
         twin._is_lmstudio, twin._known_ids = client._is_lmstudio, client._known_ids
-        twin._server_is_fake = client._server_is_fake
+        twin._server_is_fake, twin._listed = client._server_is_fake, client._listed
         return twin
 
     def with_options(

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient
+from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE
 from lm_notebook.client.tools import Tool
 from lm_notebook.comparison.cache import ResponseCache
 from lm_notebook.comparison.endpoints import Endpoints
@@ -91,6 +92,7 @@ def compare(
     expected: object = None,
     schema: object = None,
     images_column: str | None = None,
+    max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE,
     tools: Sequence[Tool | Callable[..., object]] | None = None,
     **params: object,
 ) -> pd.DataFrame:
@@ -116,7 +118,7 @@ def compare(
       without asking the candidates again.
     - Images: a dict prompt may be ``{"prompt": "...", "images": [...]}`` (anything ``chat(images=...)`` takes); a
       DataFrame's images are in the column ``images_column`` names. Rows then have ``images`` (how many) and
-      ``images_hash``.
+      ``images_hash``. Images longer than ``max_image_edge`` pixels (default 2048; None: never) are downscaled.
     - ``schema``: a pydantic model class or JSON-schema dict every answer must follow; rows get ``parsed``,
       ``valid`` and ``schema_error``, and :func:`summary` each model's ``valid_rate``.
     - ``tools``: functions the models may call (as in ``client.act``): each request is an act, and the rows gain
@@ -136,7 +138,8 @@ def compare(
         prompts, models, client=client, endpoints=endpoints, template=template, system=system, repeats=repeats,
         temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
         progress=progress, timeout=timeout, params=dict(params), reuse_async=False, box=box, checks=checks,
-        expected=expected, schema=schema, images_column=images_column, tools=tools, retry=DEFAULT_RETRY,
+        expected=expected, schema=schema, images_column=images_column,
+        max_image_edge=max_image_edge, tools=tools, retry=DEFAULT_RETRY,
     )
     try:
         frame = run_to_end(coro)
@@ -167,6 +170,7 @@ async def acompare(
     expected: object = None,
     schema: object = None,
     images_column: str | None = None,
+    max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE,
     tools: Sequence[Tool | Callable[..., object]] | None = None,
     **params: object,
 ) -> pd.DataFrame:
@@ -185,7 +189,7 @@ async def acompare(
                 temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
                 progress=progress, timeout=timeout, params=dict(params), reuse_async=True, box=box,
                 checks=checks, expected=expected, schema=schema, images_column=images_column,
-                tools=tools, retry=DEFAULT_RETRY,
+                max_image_edge=max_image_edge, tools=tools, retry=DEFAULT_RETRY,
             )
         except asyncio.CancelledError:
             if not box:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from lm_notebook.client.errors import LMStudioRequestError
-from lm_notebook.client.images import images_hash, prepare_images, with_images
+from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE, images_hash, prepare_images, with_images
 from lm_notebook.client.interpolation import InterpolationError, fields, fill, reference_name
 from lm_notebook.client.types import SentImage
 from lm_notebook.comparison.rows import COLUMNS
@@ -33,15 +33,18 @@ class PromptInputs:
     frame_columns: Mapping[str, str] | None = None
 
 
-def prompt_inputs(prompts: Any, template: str | None, images_column: str | None = None) -> PromptInputs:
+def prompt_inputs(prompts: Any, template: str | None, images_column: str | None = None,
+                  max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE) -> PromptInputs:
     """Normalise the prompt forms: a string, a list, a dict, a DataFrame (+ template), (DataFrame, template). A dict's
-    value may be ``{"prompt": ..., "images": [...]}``; a DataFrame's images are in ``images_column``."""
+    value may be ``{"prompt": ..., "images": [...]}``; a DataFrame's images are in ``images_column``. Images are
+    downscaled to ``max_image_edge`` (as ``chat(max_image_edge=...)`` does)."""
+    prepare_images((), max_image_edge)  # a bad edge is refused even when no prompt has images
     if isinstance(prompts, tuple) and len(prompts) == 2 and isinstance(prompts[0], pd.DataFrame):
         if template is not None:
             raise ValueError("Give the template once: either (df, template) or template=..., not both.")
         prompts, template = prompts
     if isinstance(prompts, pd.DataFrame):
-        return with_image_columns(_frame_items(prompts, template, images_column))
+        return with_image_columns(_frame_items(prompts, template, images_column, max_image_edge))
     if images_column is not None:
         raise ValueError("images_column= names a column of a DataFrame of inputs; with a dict, give each prompt "
                          'its images: {"name": {"prompt": "...", "images": [...]}}.')
@@ -50,9 +53,9 @@ def prompt_inputs(prompts: Any, template: str | None, images_column: str | None 
     if isinstance(prompts, str):
         prompts = [prompts]
     if isinstance(prompts, Mapping):
-        items = [_item(name, value) for name, value in prompts.items()]
+        items = [_item(name, value, max_image_edge) for name, value in prompts.items()]
     elif isinstance(prompts, Sequence):
-        items = [_item(i, value) for i, value in enumerate(prompts)]
+        items = [_item(i, value, max_image_edge) for i, value in enumerate(prompts)]
     else:
         raise TypeError(
             "prompts must be a string, a list of strings, a dict {name: prompt}, or a DataFrame with a template, "
@@ -64,7 +67,7 @@ def prompt_inputs(prompts: Any, template: str | None, images_column: str | None 
     return with_image_columns(PromptInputs(items, fields))
 
 
-def _item(name: Hashable, value: Any) -> PromptItem:
+def _item(name: Hashable, value: Any, max_image_edge: int | None) -> PromptItem:
     """A prompt given as text, or as a dict with its text under ``prompt``, its images under ``images``, and other
     fields (``expected``…) that become columns of the result."""
     if not isinstance(value, Mapping):
@@ -74,15 +77,16 @@ def _item(name: Hashable, value: Any) -> PromptItem:
     ours = set(COLUMNS) | set(SCORE_COLUMNS)
     fields = {(f"{k}_input" if str(k) in ours else str(k)): v for k, v in value.items()
               if k not in ("prompt", "images")}
-    return PromptItem(name, _checked_text(value["prompt"], name), fields or None, _images(value.get("images"), name))
+    images = _images(value.get("images"), name, max_image_edge)
+    return PromptItem(name, _checked_text(value["prompt"], name), fields or None, images)
 
 
-def _images(value: Any, name: Hashable) -> tuple[SentImage, ...]:
+def _images(value: Any, name: Hashable, max_image_edge: int | None) -> tuple[SentImage, ...]:
     """A prompt's images, read and checked now (before anything is sent); none for None or NaN."""
     if value is None or (isinstance(value, float) and value != value):
         return ()
     try:
-        return prepare_images(value)
+        return prepare_images(value, max_image_edge)
     except LMStudioRequestError as err:
         raise LMStudioRequestError(f"Prompt {name!r}: {err.message}") from None
 
@@ -105,7 +109,8 @@ def _checked_text(text: Any, name: Hashable) -> str:
     return text
 
 
-def _frame_items(df: pd.DataFrame, template: str | None, images_column: str | None) -> PromptInputs:
+def _frame_items(df: pd.DataFrame, template: str | None, images_column: str | None,
+                 max_image_edge: int | None) -> PromptInputs:
     if len(df) == 0:
         raise ValueError("The DataFrame of prompts is empty.")
     if template is None and "prompt" not in df.columns:
@@ -132,7 +137,7 @@ def _frame_items(df: pd.DataFrame, template: str | None, images_column: str | No
                 text = fill(template, values, hidden=())
             except InterpolationError as exc:
                 raise ValueError(f"Row {label!r}: {exc}") from None
-        images = _images(row[images_column], label) if images_column is not None else ()
+        images = _images(row[images_column], label, max_image_edge) if images_column is not None else ()
         items.append(PromptItem(label, text, {renamed[str(c)]: row[c] for c in keep}, images))
     return PromptInputs(items, [renamed[str(c)] for c in keep], {str(c): renamed[str(c)] for c in keep})
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient, resolve_timeout
 from lm_notebook.client.errors import NoCurrentModelError
+from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE
 from lm_notebook.client.schemas import AnswerSchema, with_schema
 from lm_notebook.client.tools import Tool
 from lm_notebook.comparison.cache import ResponseCache, open_cache
@@ -122,12 +123,13 @@ async def start(
     expected: object = None,
     schema: object = None,
     images_column: str | None = None,
+    max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE,
     tools: Sequence[Tool | Callable[..., object]] | None = None,
     retry: RetryPolicy,
 ) -> pd.DataFrame:
     """The comparison ``compare``/``acompare`` asked for, run to its DataFrame; ``box`` receives its run as soon as
     it exists (so an interrupt while starting can still return the rows)."""
-    inputs = prompt_inputs(prompts, template, images_column)
+    inputs = prompt_inputs(prompts, template, images_column, max_image_edge)
     check_list = named_checks(checks)
     references = expected_answers(expected, inputs)
     toolset = checked_tools(tools)

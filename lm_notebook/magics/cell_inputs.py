@@ -10,14 +10,18 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from lm_notebook.client.errors import LMStudioRequestError
-from lm_notebook.client.images import prepare_images
+from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE, prepare_images
 from lm_notebook.client.schemas import AnswerSchema
 from lm_notebook.client.types import SentImage
 
 
-def cell_images(names: Sequence[str] | None, user_ns: Mapping[str, Any]) -> tuple[SentImage, ...]:
+def cell_images(names: Sequence[str] | None, user_ns: Mapping[str, Any],
+                max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE) -> tuple[SentImage, ...]:
     """Each ``-i NAME``: a variable holding an image (or a list of images), else a path to an image file; read and
-    encoded now, so a bad one stops the cell before anything is sent (and the thumbnails show what goes)."""
+    encoded now (downscaled to ``max_image_edge``), so a bad one stops the cell before anything is sent (and the
+    thumbnails show what goes)."""
+    if max_image_edge is not None and max_image_edge < 1:
+        raise UsageError(f"--max-image-edge must be a positive number of pixels, not {max_image_edge}.")
     items: list[Any] = []
     for name in names or ():
         if name in user_ns:
@@ -31,7 +35,7 @@ def cell_images(names: Sequence[str] | None, user_ns: Mapping[str, Any]) -> tupl
                 "variable holding an image (a matplotlib Figure, PIL image, numpy array, bytes) or a file's path."
             )
     try:
-        return prepare_images(items)
+        return prepare_images(items, max_image_edge)
     except LMStudioRequestError as err:
         raise UsageError(f"-i: {err}") from None
 

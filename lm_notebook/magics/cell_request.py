@@ -54,7 +54,7 @@ def read_cell(host: MagicsHost, args: Any, cell: str) -> CellRequest:
     if not model:
         raise UsageError("No model selected: choose one with %lm_use MODEL (%lm_models lists them) or pass -m MODEL.")
     system = args.system if args.system is not None else host.system
-    images = cell_images(args.images, user_ns)
+    images = cell_images(args.images, user_ns, args.max_image_edge)
     schema = cell_schema(args.schema, user_ns)
     if schema is not None and args.format is None:
         fmt = "json"  # the JSON grows live, then the parsed object shows

@@ -145,6 +145,8 @@ class LMMagics(MagicsHost):
     @argument("-i", "--image", action="append", dest="images", metavar="NAME",
               help="An image for a vision model: a variable (matplotlib Figure, PIL image, numpy array, bytes, path) "
               "or a file path; repeat for several. Shown as thumbnails above the answer.")
+    @argument("--max-image-edge", type=int, default=2048, metavar="N",
+              help="Downscale -i images whose longer side exceeds N pixels (default 2048).")
     @argument("--schema", metavar="NAME", help="A variable holding a pydantic model class or a JSON-schema dict: the "
               "answer is JSON that follows it (shown as a table or JSON; the object is in result.parsed).")
     @argument("--chat", action="store_true", help="Continue the conversation of earlier --chat cells (%%lm_reset).")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lm_notebook.client.images import with_images
 from lm_notebook.client.types import ChatResult
 
 
@@ -38,11 +39,13 @@ class ChatMemory:
     def remember(self, sent: list[dict[str, Any]], result: ChatResult, *, keep: int) -> None:
         """Add the cell's prompt (the last message ``sent``) and its answer; keep the last ``keep`` exchanges.
 
-        An answer with no text (stopped before its first token) is not remembered.
+        An answer with no text (stopped before its first token) is not remembered. The images the prompt carried
+        (``result.images``) are remembered with it, as the prompt's parts: the next ``--chat`` cell sends them again.
         """
         if not result.content:
             return
-        self.messages.extend([sent[-1], result.as_message()])
+        prompt = with_images(sent[-1:], result.images)[0]
+        self.messages.extend([prompt, result.as_message()])
         self.keep_last(keep)
 
     def keep_last(self, keep: int) -> None:

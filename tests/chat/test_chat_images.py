@@ -77,3 +77,36 @@ def test_a_bad_image_or_a_model_without_vision_is_said_in_the_panel(
     assert reply.wait(30) is None and "cannot see images" in str(reply.error)
     assert f"Vision models on this server: {VISION}" in page_text(panel.widget)
     assert chat_bodies(lmstudio_mock) == []
+
+
+def test_a_refused_image_does_not_poison_later_turns_and_comes_back_to_the_input(
+    panel: ChatPanel, lmstudio_mock: MockLMStudioServer
+) -> None:
+    reply = panel.send("What is this?", images=[png((4, 4))])  # qwen2.5-7b-instruct has no vision
+    assert reply.wait(30) is None and "cannot see images" in str(reply.error)
+    # the prompt and its image are back, ready to send to a vision model; nothing refused is in the history
+    assert panel.input.value == "What is this?"
+    (restored,) = panel.attach.value
+    assert restored["type"] == "image/png" and bytes(restored["content"]).startswith(b"\x89PNG")
+    assert panel.history == []
+    assert "will not be sent with later messages" in page_text(panel.widget)
+    panel.input.value = ""
+    panel.attach.value = ()
+    later = panel.send("Just text now").wait(30)  # the same model answers: the refused image is not sent again
+    assert later is not None and later.content
+    (body,) = chat_bodies(lmstudio_mock)
+    assert body["messages"] == [{"role": "user", "content": "Just text now"}]
+    # Retry of a withheld message sends it again (asked for): switch to a vision model first
+    panel.send("Look again", images=[png((6, 6))]).wait(30)
+    panel.model = VISION
+    again = panel.retry().wait(30)
+    assert again is not None and again.content.startswith("I see an image of 6×6 pixels")
+
+
+def test_the_panel_downscales_to_its_max_image_edge(lmstudio_mock: MockLMStudioServer) -> None:
+    with LMStudioClient(lmstudio_mock.url, timeout=30) as client, \
+            ChatPanel(client, model=VISION, max_image_edge=16) as chat:
+        result = chat.send("What?", images=[png((64, 32))]).wait(30)
+    assert result is not None and result.content.startswith("I see an image of 16×8 pixels")
+    with LMStudioClient(lmstudio_mock.url, timeout=30) as client, pytest.raises(Exception, match="max_image_edge"):
+        ChatPanel(client, model=VISION, max_image_edge=0)

@@ -242,3 +242,17 @@ def test_one_array_or_picture_on_its_own_is_one_image() -> None:
     assert (sent.width, sent.height) == (7, 5)
     (pic,) = prepare_images(Image.new("RGB", (9, 4)))  # type: ignore[arg-type]
     assert (pic.width, pic.height) == (9, 4)
+
+
+def test_repeated_image_requests_read_vision_from_one_model_list() -> None:
+    # the model list is read once per client, not once (or twice, streamed) per image request
+    with MockLMStudioServer() as server, LMStudioClient(server.url, model=VISION) as client:
+        for _ in range(2):
+            assert "5×5" in client.chat("What is it?", images=[encoded((5, 5))]).content
+            with client.stream_chat("And now?", images=[encoded((5, 5))]) as stream:
+                assert "5×5" in stream.result().content
+        listings = [r.path for r in server.requests if r.method == "GET" and "models" in r.path]
+        assert listings == ["/api/v1/models"]
+        with pytest.raises(LMStudioRequestError, match="cannot see images"):
+            client.chat("What is it?", model=TEXT_ONLY, images=[encoded((5, 5))])
+        assert [r.path for r in server.requests if r.method == "GET" and "models" in r.path] == listings

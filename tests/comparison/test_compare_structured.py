@@ -133,3 +133,17 @@ def _client(server: MockLMStudioServer) -> Any:
     from lm_notebook import LMStudioClient
 
     return LMStudioClient(server.url, timeout=10)
+
+
+def test_max_image_edge_downscales_the_prompts_images(server: MockLMStudioServer, tmp_path: Path) -> None:
+    chart = tmp_path / "chart.png"
+    chart.write_bytes(png((80, 40)))
+    frame = pd.DataFrame({"question": ["What is it?"], "pictures": [str(chart)]})
+    df = compare(frame, ["eye"], client=_client(server), template="{question}", images_column="pictures",
+                 max_image_edge=20, progress=False)
+    assert df.response.iloc[0].startswith("I see an image of 20×10 pixels")
+    df = compare({"q": {"prompt": "And this?", "images": [png((80, 40))]}}, ["eye"], client=_client(server),
+                 max_image_edge=40, progress=False)
+    assert df.response.iloc[0].startswith("I see an image of 40×20 pixels")
+    with pytest.raises(LMStudioRequestError, match="max_image_edge must be a positive number of pixels"):
+        compare("Hi", ["eye"], client=_client(server), max_image_edge=0, progress=False)

@@ -123,3 +123,30 @@ def test_an_answer_that_breaks_the_schema_is_one_line_and_keeps_the_raw_text(
         assert '"population"' in ip.user_ns["raw"].content and ip.user_ns["raw"].parsed is None
         assert '"population"' in shown(ip)[-1]["text/plain"]  # the raw answer is shown above the error
         recorder(ip).sent.clear()
+
+
+def test_chat_cells_remember_the_image_and_send_it_again_as_parts(ip: InteractiveShell,
+                                                                  lmstudio_mock: MockLMStudioServer,
+                                                                  tmp_path: Path) -> None:
+    use(ip, VISION)
+    chart = png(tmp_path / "chart.png", (30, 20))
+    assert run(ip, f"%%lm --chat -i {chart}\nWhat is it?").success
+    first = lmstudio_mock.last_request.chat_body["messages"][-1]  # type: ignore[union-attr]
+    assert run(ip, "%%lm --chat\nAnd its colour?").success
+    sent = lmstudio_mock.last_request
+    assert sent is not None and sent.path == "/v1/chat/completions"  # earlier turns go on the OpenAI route
+    messages = sent.chat_body["messages"]  # type: ignore[index]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[0] == first and [p["type"] for p in messages[0]["content"]] == ["text", "image_url"]
+    assert messages[2] == {"role": "user", "content": "And its colour?"}
+    assert "30×20" in messages[1]["content"]
+
+
+def test_max_image_edge_sets_the_downscale_edge_of_the_cell(ip: InteractiveShell, tmp_path: Path) -> None:
+    use(ip, VISION)
+    chart = png(tmp_path / "chart.png", (400, 200))
+    res = run(ip, f"%%lm --no-stream --max-image-edge 100 -i {chart} -o ans\nDescribe it.")
+    assert res.success, res.error_in_exec
+    assert ip.user_ns["ans"].content.startswith("I see an image of 100×50 pixels")
+    assert usage(run(ip, f"%%lm --max-image-edge 0 -i {chart}\nHi")) == (
+        "--max-image-edge must be a positive number of pixels, not 0.")
