@@ -3,7 +3,9 @@
 Each round sends the conversation with the tools' schemas; when the answer asks for tool calls, each call is
 checked (a known tool? arguments that parse and fit its schema? ``on_call`` allows it?), the functions run (see
 :mod:`~lm_notebook.client.tool_running`), and their results (or errors, as text) go back as ``tool`` messages for
-the next round. An answer without tool calls ends the loop; so does a Stop. After ``max_rounds`` turns that still
+the next round. An answer without tool calls ends the loop; so does a Stop. With ``schema=``, the rounds go without
+it (an answer constrained to it could not ask for tools); the final answer must follow it: when the free answer
+does not, it is asked again with the schema and ``tool_choice: "none"``, the tools' results in view. After ``max_rounds`` turns that still
 ask for tools, :class:`~lm_notebook.client.act_types.ToolRoundsExceededError` keeps every round. Only the functions
 the caller passed can run: the model's text is parsed as JSON, never imported or evaluated.
 
@@ -26,9 +28,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord, ToolRoundsExceededError
-from lm_notebook.client.errors import LMStudioRequestError
+from lm_notebook.client.errors import AnswerFormatError, LMStudioRequestError
 from lm_notebook.client.flows import Flow, Step, operation
 from lm_notebook.client.payloads import Messages, as_messages
+from lm_notebook.client.schemas import AnswerSchema
 from lm_notebook.client.stream_base import StreamBase
 from lm_notebook.client.tool_running import Outcome, PreparedCall, RunToolCalls
 from lm_notebook.client.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, ToolArgumentsError, as_toolset, output_text
@@ -146,7 +149,11 @@ def act_flow(
     """The loop, once: rounds of (ask the model → check the calls → run them → send the results back)."""
     toolset = _checked(tools, max_rounds, on_call, max_output_chars, params)
     conversation: list[dict[str, Any]] = as_messages(messages)
-    request = {**params, "tools": [t.schema() for t in toolset.values()]}
+    # a schema is for the final answer only: constrained to it, a round could not ask for tools
+    # (compare sends its schema as the response_format itself)
+    schema = None if params.get("schema") is None else AnswerSchema.of(params["schema"])
+    request = {**{k: v for k, v in params.items() if k != "schema"}, "tools": [t.schema() for t in toolset.values()]}
+    final_format = request.pop("response_format", None) if schema is None else None
     answers: list[ChatResult] = []
     records: list[ToolCallRecord] = []
 
@@ -154,17 +161,31 @@ def act_flow(
         return ActResult(result, len(answers), tuple(records), tuple(answers),
                          (*conversation, result.as_message()), stopped=stopped or result.stopped)
 
+    def ask(**extra: Any) -> Flow[ChatResult]:
+        if streaming:
+            answer: ChatResult = yield ReadRound(source.stream_chat(conversation, model=model, **request, **extra))
+        else:
+            answer = yield from source._chat(conversation, model=model, **request, **extra)
+        answers.append(answer)
+        return answer
+
     for round_no in range(1, max_rounds + 1):
         if round_no == 2 and _forces_a_call(request.get("tool_choice")):
             # a forced call is the first round's: forced every round, the model could never answer
             request["tool_choice"] = "auto"
-        if streaming:
-            result: ChatResult = yield ReadRound(source.stream_chat(conversation, model=model, **request))
-        else:
-            result = yield from source._chat(conversation, model=model, **request)
-        answers.append(result)
+        result = yield from ask()
         if result.stopped or not result.tool_calls:
-            return ended(result)
+            if (schema is None and final_format is None) or result.stopped:
+                return ended(result)
+            if schema is not None:
+                try:
+                    return ended(schema.parsed(result))  # the free answer already follows the schema
+                except AnswerFormatError:
+                    pass
+            # the answer again, constrained to the schema: no more tool calls, the tools' results still in view
+            request["tool_choice"] = "none"
+            constrained = {"schema": schema} if schema is not None else {"response_format": final_format}
+            return ended((yield from ask(**constrained)))
         conversation.append(result.as_message())
         asked: list[tuple[ToolCallRecord, PreparedCall | None]] = []
         for call in result.tool_calls:

@@ -108,13 +108,13 @@ def plan_chat(
         count = spec.reply_tokens if spec.reply_tokens is not None else reply_tokens
         if scripted is not None:
             text = scripted
-        elif tool_text is not None:
-            text = tool_text
-        elif isinstance(schema, Mapping):
+        elif isinstance(schema, Mapping):  # a constrained answer follows its schema, tools' results or not
             text = schema_answers.json_answer(schema, spec.id, messages, seed,
                                               broken=break_schema or not spec.constrained)
             if not spec.constrained:
                 text = f"Here is the JSON you asked for:\n\n```json\n{text}\n```"
+        elif tool_text is not None:
+            text = tool_text
         elif count is not None:
             text = ""
             said = replies.tokenize(seen)  # what a vision model saw comes first, within the exact count

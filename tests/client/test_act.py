@@ -260,3 +260,24 @@ def test_a_name_repeated_in_every_delta_is_one_name() -> None:
         acc.add_chunk({"choices": [{"delta": {"tool_calls": [{"index": 1, "function": {"name": piece}}]}}]})
     first, second = acc.tool_calls()
     assert (first.name, first.arguments) == ("add", '{"a": 4}') and second.name == "get_weather"
+
+
+def test_a_schema_applies_to_the_final_answer_only(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        city: str
+        population: int
+
+    result = client.act("Please lookup Paris.", [lookup], schema=City)
+    assert isinstance(result.result.parsed, City) and result.calls[0].ok
+    sent = chat_bodies(server)
+    assert [("response_format" in b, b.get("tool_choice")) for b in sent] == [
+        (False, None), (False, None), (True, "none")]  # tool rounds free, the final answer constrained
+    assert [m["role"] for m in sent[-1]["messages"]] == ["user", "assistant", "tool"]
+    with client.stream_act("Please lookup Paris.", [lookup], schema=City) as stream:
+        parts = list(stream)
+        streamed = stream.result()
+    assert isinstance(streamed.result.parsed, City)
+    assert streamed.content == streamed.result.content and streamed.content.startswith("{")
+    assert [p.kind for p in parts].count("tool_call") == 1

@@ -58,3 +58,13 @@ def test_bad_tools_are_refused_before_sending(server: MockLMStudioServer, client
     with pytest.raises(LMStudioRequestError, match="tools is empty"):
         compare(["hi"], ["alpha"], client=client, tools=[], progress=False)
     assert not [r for r in server.requests if r.is_chat]
+
+
+def test_tools_with_a_schema_constrain_only_the_final_answer(server: MockLMStudioServer,
+                                                             client: LMStudioClient) -> None:
+    schema = {"type": "object", "properties": {"population": {"type": "string"}}, "required": ["population"]}
+    df = compare({"paris": "lookup Paris"}, ["alpha"], client=client, tools=[lookup], schema=schema, progress=False)
+    assert df["valid"].tolist() == [True] and df["tool_calls"].tolist() == [1]
+    sent = [r.json for r in server.requests if r.is_chat]
+    assert [("response_format" in b, b.get("tool_choice")) for b in sent] == [
+        (False, None), (False, None), (True, "none")]
