@@ -5,8 +5,9 @@ checked (a known tool? arguments that parse and fit its schema? ``on_call`` allo
 :mod:`~lm_notebook.client.tool_running`), and their results (or errors, as text) go back as ``tool`` messages for
 the next round. An answer without tool calls ends the loop; so does a Stop. With ``schema=``, the rounds go without
 it (an answer constrained to it could not ask for tools); the final answer must follow it: when the free answer
-does not, it is asked again with the schema and ``tool_choice: "none"``, the tools' results in view. After ``max_rounds`` turns that still
-ask for tools, :class:`~lm_notebook.client.act_types.ToolRoundsExceededError` keeps every round. Only the functions
+does not, it is asked again with the schema and ``tool_choice: "none"``, the tools' results in view. After
+``max_rounds`` turns that still ask for tools, :class:`~lm_notebook.client.act_types.ToolRoundsExceededError` keeps
+every round. Only the functions
 the caller passed can run: the model's text is parsed as JSON, never imported or evaluated.
 
 The same flow serves ``act()`` (each round unstreamed, a client operation) and ``stream_act()`` (each round a chat

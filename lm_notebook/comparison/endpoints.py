@@ -1,7 +1,8 @@
 """Several servers for one comparison: naming them, making their clients, and which model runs where.
 
 ``endpoints`` is a list of base URLs or clients, or a dict ``{name: url_or_client}`` (a client brings its own token and
-timeout). A list names each server by its host and port (``"192.168.1.20:1234"``). Models are found per server:
+timeout). A list names each server by its host and port (``"192.168.1.20:1234"``), and its path prefix if it has
+one (``"http://gpu:1234/lmstudio/v1"`` is ``"gpu:1234_lmstudio"``). Models are found per server:
 ``models=None`` is every chat model of every server; a model id runs on every server that lists it (its rows shared
 between them); ``"name/model"`` — when ``name`` is a server's name — or a ``(name, model)`` pair pins a model to one
 server (then the result's ``model`` is ``"name/model"``, so the same model on two machines can be compared).
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient, resolve_timeout
-from lm_notebook.client.errors import LMStudioConnectionError, ModelNotFoundError, suggest_model
+from lm_notebook.client.errors import LMStudioConnectionError, LMStudioRequestError, ModelNotFoundError, suggest_model
 from lm_notebook.client.settings import parse_base_url
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.preflight import known_model, model_infos
@@ -54,10 +55,22 @@ class ModelEntry:
 
 
 def endpoint_name(value: EndpointValue) -> str:
-    """A list entry's name: the host and port of its URL."""
+    """A list entry's name: the host and port of its URL, then its path prefix, if any, with ``_`` for ``/``
+    (``http://gpu:1234/lmstudio/v1`` is ``gpu:1234_lmstudio``): a name pins models as ``name/model``."""
     url = value if isinstance(value, str) else value.base_url
     base = parse_base_url(url).base_url
-    return base.split("://", 1)[-1].rstrip("/")
+    host, _, path = base.split("://", 1)[-1].partition("/")
+    path = path.strip("/")
+    return f"{host}_{path.replace('/', '_')}" if path else host
+
+
+def _address_checked(where: str, value: EndpointValue) -> None:
+    """A URL given as an endpoint is one (the client would refuse it later, without saying which endpoint)."""
+    if isinstance(value, str):
+        try:
+            parse_base_url(value)
+        except LMStudioRequestError as err:
+            raise LMStudioRequestError(f"{where} is not a server's address: {err.message}") from None
 
 
 def named_endpoints(endpoints: Endpoints) -> list[tuple[str, EndpointValue]]:
@@ -66,8 +79,12 @@ def named_endpoints(endpoints: Endpoints) -> list[tuple[str, EndpointValue]]:
         raise TypeError("endpoints takes a list of base URLs or clients, or a dict {name: url_or_client}: "
                         f"endpoints=[{endpoints!r}] for one.")
     if isinstance(endpoints, Mapping):
+        for name, value in endpoints.items():
+            _address_checked(f"endpoints[{name!r}]", value)
         pairs = [(str(name), value) for name, value in endpoints.items()]
     elif isinstance(endpoints, Sequence):
+        for i, value in enumerate(endpoints):
+            _address_checked(f"endpoints[{i}]", value)
         pairs = [(endpoint_name(value) if _valid(value) else "", value) for value in endpoints]
     else:
         raise TypeError(f"endpoints must be a list or a dict, not {type(endpoints).__name__}.")

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 import lm_notebook
-from lm_notebook import LMStudioClient
+from lm_notebook import LMStudioClient, LMStudioRequestError
 from lm_notebook.comparison.api import COLUMNS, ProgressEvent, compare
-from lm_notebook.comparison.endpoints import endpoint_models, endpoint_name
+from lm_notebook.comparison.endpoints import endpoint_models, endpoint_name, model_entries, named_endpoints
 from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
 
 PROMPTS = [f"Question {i}" for i in range(6)]
@@ -334,3 +334,19 @@ def test_pinned_copies_of_one_model_keep_their_own_cached_answers(three: dict[st
     assert dict(zip(first.model, first.response, strict=True)) == {"a/shared": "from a", "b/shared": "from b"}
     assert again.cached.all()
     assert dict(zip(again.model, again.response, strict=True)) == {"a/shared": "from a", "b/shared": "from b"}
+
+
+def test_a_listed_url_with_a_path_prefix_is_named_without_a_slash(three: dict[str, MockLMStudioServer]) -> None:
+    a = three["a"].url
+    pairs = named_endpoints(["http://gpu:1234/lmstudio/v1", "http://gpu:1234/other/lm/", "http://gpu:1234", a])
+    assert [name for name, _ in pairs] == ["gpu:1234_lmstudio", "gpu:1234_other_lm", "gpu:1234",
+                                           a.removeprefix("http://")]
+    assert [(e.label, e.pinned) for e in model_entries(["gpu:1234_lmstudio/qwen"], [n for n, _ in pairs])] == [
+        ("gpu:1234_lmstudio/qwen", "gpu:1234_lmstudio")]
+    for endpoints, message in (([a, "ftp://gpu:1234"], r"endpoints\[1\] is not a server's address: base_url "
+                                                       "'ftp://gpu:1234' is not an http:// or https:// address"),
+                               ({"gpu": "http://"}, r"endpoints\['gpu'\] is not a server's address: base_url "
+                                                    "'http://' names no host")):
+        with pytest.raises(LMStudioRequestError, match=message):
+            compare(["Hi"], ["alpha"], endpoints=endpoints, progress=False)
+    assert not chats(three["a"])
