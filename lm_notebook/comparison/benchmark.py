@@ -137,15 +137,21 @@ class _Bench:
     stopped: bool = False
     slots: int | None = None
     loaded_at_start: bool | None = None
+    answered: bool = False  # a request of this benchmark was answered: the model is up (whatever the server says)
 
     def level_run(self, n: int, concurrency: int, progress: BenchmarkProgress) -> ComparisonRun:
         item = PromptItem(0, self.text)
-        return ComparisonRun(
+        run = ComparisonRun(
             specs=plan_requests([item], [self.model], repeats=n), inputs=PromptInputs([item], []),
             messages=[chat_messages(self.text, None)], params={"max_tokens": self.max_tokens}, extra_params={},
             system=None, client=self.client, owns_client=False, cache=None, owns_cache=False, concurrency=concurrency,
             retry=NO_RETRY, progress=progress.callback,
         )
+        if self.answered:
+            # a server that does not report state (llama.cpp, vLLM) looks cold at every level: the model answered
+            # already, so each level starts all its requests at once
+            run.warm_models.add(self.model)
+        return run
 
     async def run_level(self, phase: str, concurrency: int, n: int, progress: BenchmarkProgress) -> bool:
         """Run one level; False when it was stopped."""
@@ -159,6 +165,7 @@ class _Bench:
             self.current = None
             raise
         frame = await run.execute()
+        self.answered = self.answered or bool((frame["status"] == "ok").any())
         self.keep(run, frame)
         if phase == "warmup":
             info = {**run.infos, **run._seen_loaded}.get(self.model)

@@ -106,7 +106,8 @@ class ComparisonRun(RowSender):
             return
         # State now, not at the start: an earlier batch's JIT load may have evicted this model.
         fresh = await self._refresh(batch.model)
-        loaded = fresh is not None and fresh.loaded
+        loaded = (fresh is not None and fresh.loaded) or (
+            batch.model in self.warm_models and (fresh is None or fresh.state is None))
         known_cold = fresh is not None and fresh.state is not None and not fresh.loaded
         state.cold_next = known_cold
         self._put(("model", {"model": batch.model, "cold": known_cold}))

@@ -70,6 +70,9 @@ class RunState:
         self.retry = retry
         self.infos: dict[str, ModelInfo] = {}
         self._seen_loaded: dict[str, ModelInfo] = {}
+        # models known to be up although the server does not report state (llama.cpp, vLLM): the caller saw them
+        # answer (a benchmark's warm-up), so their first request need not run alone
+        self.warm_models: set[str] = set()
         self.outcomes: list[Outcome | None] = [None] * len(specs)
         self.keys: list[str | None] = [None] * len(specs)
         self.batches: list[ModelBatch] = []

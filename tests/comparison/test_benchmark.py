@@ -3,6 +3,7 @@ ManualClock), the warm-up and its load apart, the slots note, errors as data, St
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -174,3 +175,34 @@ def test_the_chart_has_throughput_and_ttft_against_concurrency() -> None:
     assert [list(line.get_xdata()) for line in speed.lines[:2]] == [[1, 2, 4], [1, 2, 4]]
     with pytest.raises(ValueError, match="benchmark\\(\\) returns"):
         benchmark_summary(pd.DataFrame({"x": [1]}))
+
+
+def test_a_server_that_does_not_report_state_is_warm_after_its_first_answer() -> None:
+    # llama.cpp and vLLM list ids only: once the warm-up answered, each level starts all its requests at once (the
+    # first no longer runs alone until its first token)
+    clock = ManualClock()
+    spec = ModelSpec("m", reply_tokens=4, loaded=True, parallel=8, ttft=1.0)
+    with MockLMStudioServer(models=[spec], clock=clock) as server:
+        for path in ("/api/v1/models", "/api/v0/models"):
+            server.set_fault("500", path=path)
+        failures: list[BaseException] = []
+
+        def drive() -> None:
+            try:
+                for in_flight in (1, 2, 2, 3, 3):  # the warm-up, then each level's waves, all requests together
+                    clock.wait_for_pending(in_flight)
+                    assert len(clock.pending()) == in_flight
+                    clock.advance(1.0)
+            except BaseException as exc:
+                failures.append(exc)
+                with contextlib.suppress(TimeoutError):
+                    while True:  # let the benchmark end
+                        clock.wait_for_pending(1, timeout=2.0)
+                        clock.advance(100.0)
+
+        driver = threading.Thread(target=drive)
+        driver.start()
+        df = benchmark("m", concurrency=(2, 3), endpoint=server.url, progress=False)
+        driver.join()
+        assert not failures, failures
+    assert (df.status == "ok").all() and len(df) == 1 + 4 + 6
