@@ -102,6 +102,19 @@ class EndpointRun(ComparisonRun):
             return False
         return super()._worth_retrying(err)
 
+    async def _not_retried(self, err: LMStudioError, spec: RequestSpec) -> str | None:
+        """A stream cut (or a connection dropped) with no retry left: when this server no longer answers, it is down
+        (the row goes to another server that has the model, see :meth:`_finish`), else as for one server."""
+        if self.server_down is None and not await self.client.is_running():
+            self.server_down = LMStudioConnectionError(
+                self.client.base_url, message=f"{self.name} ({self.client.base_url}) stopped answering: {err.message}")
+        if self.server_down is not None:
+            label = self.labels[spec.index]
+            if not self.pool.others_serve(label, self.name):
+                return f"{self.name} ({self.client.base_url}) stopped answering and no other endpoint has {label}."
+            return None  # moved: this outcome is not kept
+        return await super()._not_retried(err, spec)
+
     def _give_up(self, state: BatchState) -> None:
         label = self.labels[state.pending[0].index]
         orphans = self.pool.drop_server(label, self.name)

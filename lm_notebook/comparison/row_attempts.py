@@ -40,6 +40,12 @@ class RowSender(RunState):
         """Whether to send the row again to this server (with several servers, a refused connection goes elsewhere)."""
         return worth_retrying(err)
 
+    async def _not_retried(self, err: LMStudioError, spec: RequestSpec) -> str | None:
+        """What the row's error adds when a failure worth retrying is not sent again (None: nothing)."""
+        if self.retry.attempts <= 1:
+            return "It was not sent again: retries are off."
+        return None
+
     async def _run_one(self, spec: RequestSpec, state: BatchState, cold: bool) -> None:
         messages = self.messages[spec.prompt_index]
         attempts = 0
@@ -63,8 +69,9 @@ class RowSender(RunState):
                     self._results[spec.index] = result  # finished: a Stop from here on keeps it (see interrupt)
                 except LMStudioError as err:
                     partial = err.partial
+                    retryable = self._worth_retrying(err)
                     if (
-                        self._worth_retrying(err)
+                        retryable
                         and attempts < self.retry.attempts
                         and not self.interrupted
                         and state.breaker.failure is None
@@ -74,7 +81,9 @@ class RowSender(RunState):
                         retry_after = err.retry_after if isinstance(err, LMStudioAPIError) else None
                         await asyncio.sleep(self.retry.delay(attempts, retry_after))
                         continue
-                    outcome = counted(Outcome.from_error(err, started_at=started_at, attempts=attempts, cold=cold),
+                    note = await self._not_retried(err, spec) if retryable and not self.interrupted else None
+                    outcome = counted(Outcome.from_error(err, started_at=started_at, attempts=attempts, cold=cold,
+                                                         message=None if note is None else f"{err.message} {note}"),
                                       stream, err)
                     if isinstance(err, LMStudioConnectionError) and isinstance(
                         err.__cause__, (httpx.ConnectError, httpx.ConnectTimeout)

@@ -206,3 +206,20 @@ def test_a_server_that_does_not_report_state_is_warm_after_its_first_answer() ->
         driver.join()
         assert not failures, failures
     assert (df.status == "ok").all() and len(df) == 1 + 4 + 6
+
+
+def test_the_numbers_follow_the_fake_servers_pacing() -> None:
+    # 50 tokens/s per stream, 2 slots: a stream runs near 50 tokens/s, c=2 about doubles the aggregate, c=4 only
+    # queues (about the same aggregate as c=2, a longer TTFT). Ratios, generous: busy CPUs only slow the fake down.
+    spec = ModelSpec("m", reply_tokens=20, loaded=True, parallel=2, tokens_per_second=50.0)
+    with MockLMStudioServer(models=[spec]) as server, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the note that c=4 only queues
+        df = benchmark("m", concurrency=(1, 2, 4), requests=4, endpoint=server.url, progress=False)
+    stats = benchmark_summary(df)
+    assert (df.status == "ok").all() and (df.output_tokens == 20).all()
+    per_stream = stats.loc[1, "per_stream_tokens_per_s"]
+    assert 50.0 / 3 < per_stream < 50.0 * 1.5, stats
+    one, two, four = (stats.loc[c, "output_tokens_per_s"] for c in (1, 2, 4))
+    assert one < 50.0 * 1.5 and two / one > 1.4, stats  # two slots: twice the work at once
+    assert four / two < 1.4, stats  # beyond the slots the requests only queue
+    assert stats.loc[4, "ttft_p90_s"] > stats.loc[2, "ttft_p90_s"] and stats.loc[4, "queued"], stats

@@ -350,3 +350,49 @@ def test_a_listed_url_with_a_path_prefix_is_named_without_a_slash(three: dict[st
         with pytest.raises(LMStudioRequestError, match=message):
             compare(["Hi"], ["alpha"], endpoints=endpoints, progress=False)
     assert not chats(three["a"])
+
+
+def _killed_mid_run(b_models: list[ModelSpec], models: list[str] | None) -> pd.DataFrame:
+    """compare over a (alpha loaded, shared) and b (``b_models``), b stopped with two rows in flight."""
+    killed, others = ManualClock(), ManualClock()
+    a = MockLMStudioServer(models=[spec("alpha", loaded=True, ttft=1.0), spec("shared", ttft=1.0)], clock=others)
+    b = MockLMStudioServer(models=b_models, clock=killed)
+    failures: list[BaseException] = []
+    done = threading.Event()
+    with a, b:
+
+        def kill_b_mid_run() -> None:
+            killed.wait_for_pending(2)  # b's first two rows, waiting for their first token
+            killed.advance(1.0)
+            killed.wait_for_pending(2)  # two more in flight
+            b.stop()
+            drive_until(others, done)
+
+        driver = in_thread(kill_b_mid_run, failures)
+        try:
+            df = compare(PROMPTS, models, endpoints={"a": a.url, "b": b.url}, temperature=0, progress=False)
+        finally:
+            done.set()
+            driver.join()
+        assert not failures, failures
+    return df
+
+
+def test_with_retries_off_a_stream_cut_by_a_dead_endpoint_still_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lm_notebook.comparison import api
+    from lm_notebook.comparison.retry import RetryPolicy
+
+    monkeypatch.setattr(api, "DEFAULT_RETRY", RetryPolicy(attempts=1))
+    df = _killed_mid_run([spec("shared", loaded=True, parallel=2, ttft=1.0)], None)
+    assert (df.status == "ok").all(), df[["model", "endpoint", "error"]]
+    shared = df[df.model == "shared"]
+    assert (shared.endpoint == "b").sum() == 2  # answered on b before it died
+    # the two cut on b (attempt 1, not retried there) were answered on a (attempt 2)
+    assert sorted(shared[shared.endpoint == "a"].attempts.tolist()) == [1, 1, 2, 2]
+    # a model only b has: its cut rows say what happened
+    df = _killed_mid_run([spec("beta", loaded=True, parallel=2, ttft=1.0)], ["alpha", "beta"])
+    beta = df[df.model == "beta"]
+    assert beta.status.tolist() == ["ok", "ok", "error", "error", "error", "error"]
+    cut = beta.error.iloc[2:4].tolist()
+    assert all("broke mid-answer" in e and e.endswith("stopped answering and no other endpoint has beta.")
+               for e in cut), cut
