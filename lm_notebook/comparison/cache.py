@@ -29,6 +29,26 @@ KEY_VERSION = 1
 # Marks an SQLite file as this cache ("lmnb"), so a database of anyone else's is never written to.
 APPLICATION_ID = 0x6C6D6E62
 _COLUMNS = ("key", "model", "created", "record")
+# A compare row's record (rows.Outcome.record()) is stored one field a column in this table, so a cached re-run reads
+# plain tuples (no JSON to parse); any other record (a judge's, an embedding) stays JSON in ``responses``. The
+# table's name is its version: bump it when the fields change (the old table's rows then miss, as old keys do).
+ANSWER_FIELDS = (
+    "status", "response", "reasoning", "finish_reason", "error", "error_type", "ttft_s", "latency_s", "tokens_per_s",
+    "prompt_tokens", "completion_tokens", "started_at", "served_model", "attempts", "cold", "tool_calls",
+    "tool_errors", "rounds", "server_ttft_s", "server_tokens_per_s", "reasoning_tokens", "server_load_s",
+)
+_ANSWER_SET = frozenset(ANSWER_FIELDS)
+_ANSWERS = "answers_1"
+# no declared types: SQLite keeps each value as given (an int stays an int, 1.0 stays a float)
+_CREATE_ANSWERS = (
+    f"CREATE TABLE IF NOT EXISTS {_ANSWERS} (key TEXT PRIMARY KEY, model TEXT, created REAL, "
+    f"{', '.join(ANSWER_FIELDS)})"
+)
+_INSERT_ANSWER = (
+    f"INSERT OR REPLACE INTO {_ANSWERS} (key, model, created, {', '.join(ANSWER_FIELDS)}) "
+    f"VALUES ({', '.join('?' * (3 + len(ANSWER_FIELDS)))})"
+)
+_COLD = ANSWER_FIELDS.index("cold")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 # SQLite before 3.32 allows at most 999 parameters in one statement
 _KEYS_PER_QUERY = 900
@@ -60,6 +80,18 @@ def _same_number(value: Any) -> Any:
 
 # one encoder for every key: json.dumps with options makes a new one per call (most of a short value's cost)
 _json = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr).encode
+_text = json.encoder.encode_basestring  # a str as the encoder writes it (ensure_ascii=False)
+
+
+def _messages_json(messages: Sequence[Mapping[str, Any]]) -> str:
+    """``_json`` of the messages (byte for byte), laid out by hand when every message holds only text: the encoder's
+    set-up was most of a short prompt's cost."""
+    parts = []
+    for message in messages:
+        if not all(type(k) is str and type(v) is str for k, v in message.items()):
+            return _json([dict(m) for m in messages])
+        parts.append(",".join(f"{_text(k)}:{_text(message[k])}" for k in sorted(message)))
+    return "[{" + "},{".join(parts) + "}]" if parts else "[]"
 
 
 class CacheKeys:
@@ -81,7 +113,7 @@ class CacheKeys:
     ) -> str:
         said = self._messages.get(messages_id)
         if said is None:
-            said = self._messages[messages_id] = _json([dict(m) for m in messages])
+            said = self._messages[messages_id] = _messages_json(messages)
         parts = self._models.get((model, quantization, format))
         if parts is None:
             parts = self._models[(model, quantization, format)] = (
@@ -149,7 +181,8 @@ def _check_database(path: Path) -> None:
         raise ValueError(
             f"cache={str(path)!r} cannot be read as an answer cache ({exc}); it is left as it is. {_WHAT_TO_PASS}"
         ) from exc
-    if application_id == APPLICATION_ID or (application_id == 0 and tables == ["responses"] and columns == _COLUMNS):
+    ours = tables in (["responses"], ["responses", _ANSWERS]) and columns == _COLUMNS
+    if application_id == APPLICATION_ID or (application_id == 0 and ours):
         return
     what = f"its tables: {', '.join(tables)}" if tables else "another application's"
     raise ValueError(
@@ -210,6 +243,7 @@ class ResponseCache:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, created REAL, record TEXT)"
             )
+            self._db.execute(_CREATE_ANSWERS)
             self._db.commit()
         except sqlite3.Error as exc:
             raise ValueError(
@@ -224,44 +258,82 @@ class ResponseCache:
         return not self.deterministic_only or is_deterministic(params)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT record FROM responses WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _parsed(row[0])
+        return self.get_many([key]).get(key)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The stored records of ``keys`` (key → record; a key not stored, or damaged, is left out): one query per
-        :data:`_KEYS_PER_QUERY` keys, not one per key, so a cached re-run of many rows reads them at once."""
+        :data:`_KEYS_PER_QUERY` keys, not one per key, so a cached re-run of many rows reads them at once. A row's
+        record stored as JSON (by a version before its columns) is moved to the columns when read."""
         wanted = list(dict.fromkeys(keys))
-        rows: list[tuple[str, str]] = []
+        found: dict[str, dict[str, Any]] = {}
         with self._lock:
-            for start in range(0, len(wanted), _KEYS_PER_QUERY):
-                chunk = wanted[start:start + _KEYS_PER_QUERY]
-                marks = ",".join("?" * len(chunk))
-                rows += self._db.execute(f"SELECT key, record FROM responses WHERE key IN ({marks})", chunk).fetchall()
-        found = {key: _parsed(blob) for key, blob in rows}
-        return {key: record for key, record in found.items() if record is not None}
+            for row in self._select(f"SELECT key, {', '.join(ANSWER_FIELDS)} FROM {_ANSWERS}", wanted):
+                values = list(row[1:])
+                values[_COLD] = bool(values[_COLD])  # SQLite keeps a bool as 0 or 1
+                found[row[0]] = dict(zip(ANSWER_FIELDS, values, strict=True))
+            rest = [key for key in wanted if key not in found]
+            legacy = {key: _parsed(blob) for key, blob in self._select("SELECT key, record FROM responses", rest)}
+            older = {key: record for key, record in legacy.items() if record is not None}
+            self._migrate(older)
+        return {**found, **older}
+
+    def _select(self, query: str, keys: list[str]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start:start + _KEYS_PER_QUERY]
+            rows += self._db.execute(f"{query} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
+
+    def _migrate(self, records: Mapping[str, Mapping[str, Any]]) -> None:
+        """Move rows' records read from JSON to the columns (in one commit), so the next re-run reads them as such."""
+        moved = [key for key, record in records.items() if record.keys() == _ANSWER_SET]
+        if not moved:
+            return
+        try:
+            models = dict(self._select("SELECT key, model FROM responses", moved))
+            created = time.time()
+            self._db.executemany(_INSERT_ANSWER, [
+                (key, models.get(key), created, *(records[key][f] for f in ANSWER_FIELDS)) for key in moved
+            ])
+            self._db.executemany("DELETE FROM responses WHERE key = ?", [(key,) for key in moved])
+            self._db.commit()
+        except sqlite3.Error:  # a read-only or full disk: they are read as JSON again next time
+            self._db.rollback()
 
     def put(self, key: str, record: Mapping[str, Any], *, model: str | None = None) -> None:
-        blob = json.dumps(dict(record), ensure_ascii=False, default=str)
         with self._lock:
+            if record.keys() == _ANSWER_SET:
+                try:
+                    self._db.execute(_INSERT_ANSWER, (key, model, time.time(), *(record[f] for f in ANSWER_FIELDS)))
+                    self._db.execute("DELETE FROM responses WHERE key = ?", (key,))
+                    self._db.commit()
+                    return
+                except (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError):  # a value SQLite cannot
+                    # hold as it is (a list, an int over 64 bits): the record is stored as JSON instead
+                    self._db.rollback()
+            blob = json.dumps(dict(record), ensure_ascii=False, default=str)
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, model, created, record) VALUES (?, ?, ?, ?)",
                 (key, model, time.time(), blob),
             )
+            self._db.execute(f"DELETE FROM {_ANSWERS} WHERE key = ?", (key,))
             self._db.commit()
 
     def __len__(self) -> int:
         with self._lock:
-            (count,) = self._db.execute("SELECT COUNT(*) FROM responses").fetchone()
+            (count,) = self._db.execute(
+                f"SELECT (SELECT COUNT(*) FROM responses) + (SELECT COUNT(*) FROM {_ANSWERS})"
+            ).fetchone()
         return int(count)
 
     def clear(self, model: str | None = None) -> None:
         """Forget every answer (or one model's)."""
         with self._lock:
-            if model is None:
-                self._db.execute("DELETE FROM responses")
-            else:
-                self._db.execute("DELETE FROM responses WHERE model = ?", (model,))
+            for table in ("responses", _ANSWERS):
+                if model is None:
+                    self._db.execute(f"DELETE FROM {table}")
+                else:
+                    self._db.execute(f"DELETE FROM {table} WHERE model = ?", (model,))
             self._db.commit()
 
     def close(self) -> None:

@@ -202,6 +202,11 @@ class ProgressReporter:
         if progress is True:
             self._bar = bar() if bar is not None else ProgressBar(self.total, models)
 
+    @property
+    def listening(self) -> bool:
+        """Whether anyone hears the events (a bar or a callback); with ``progress=False`` nobody does."""
+        return self._bar is not None or self._callback is not None
+
     def event(self, kind: EventKind, **kw: Any) -> ProgressEvent:
         return ProgressEvent(kind, self._done, self.total, self._errors, self._cached, **kw)
 
@@ -212,7 +217,7 @@ class ProgressReporter:
     def rows(self, rows: Sequence[SettledRow]) -> None:
         """Rows settled together (before the run: cache hits, refused models): the callback hears each, the bar
         repaints once."""
-        listening = self._bar is not None or self._callback is not None
+        listening = self.listening
         events = []
         for row in rows:
             self._done += 1

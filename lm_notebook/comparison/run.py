@@ -21,7 +21,7 @@ from lm_notebook.comparison.model_batch import BatchState
 from lm_notebook.comparison.preflight import cache_hits, model_infos, refused_rows
 from lm_notebook.comparison.retry import ModelBreaker
 from lm_notebook.comparison.row_attempts import RowSender
-from lm_notebook.comparison.rows import Outcome
+from lm_notebook.comparison.rows import Outcome, gc_paused
 from lm_notebook.comparison.schedule import ModelBatch, RequestSpec, resolve_slots, schedule
 from lm_notebook.comparison.tool_rows import tools_key
 
@@ -43,7 +43,8 @@ class ComparisonRun(RowSender):
             self.outcomes[index] = outcome
         if self.cache is not None and self.cache.accepts(self.send):
             keyed = {**self.send, **tools_key(self.tools)}
-            self.keys, hits = cache_hits(self.specs, self.messages, keyed, self.infos, self.cache, self.outcomes)
+            with gc_paused():
+                self.keys, hits = cache_hits(self.specs, self.messages, keyed, self.infos, self.cache, self.outcomes)
             for index, outcome in hits.items():
                 self.outcomes[index] = outcome
         todo = [s for s in self.specs if self.outcomes[s.index] is None]
@@ -60,7 +61,8 @@ class ComparisonRun(RowSender):
         try:
             self._progress.report(self._progress.event("start"))
             # rows settled before running (cache hits and unknown models), told at once
-            self._progress.rows([self._settled_row(i) for i, done in enumerate(self.outcomes) if done is not None])
+            if self._progress.listening:  # progress=False: no row made for nobody (a cached re-run's 1,000)
+                self._progress.rows([self._settled_row(i) for i, done in enumerate(self.outcomes) if done is not None])
             scheduler = self._spawn(self._run_batches())
             while True:
                 event = await self._events.get()

@@ -23,7 +23,7 @@ from lm_notebook.comparison.cache import ResponseCache
 from lm_notebook.comparison.inputs import PromptInputs
 from lm_notebook.comparison.progress import EventKind, ProgressCallback, ProgressReporter, SettledRow
 from lm_notebook.comparison.retry import RetryPolicy
-from lm_notebook.comparison.rows import Outcome, build_frame
+from lm_notebook.comparison.rows import Outcome, build_frame, gc_paused
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec
 from lm_notebook.comparison.scoring import Scorer
 from lm_notebook.comparison.structured import with_structured_columns
@@ -156,9 +156,10 @@ class RunState:
 
     def _answers(self) -> pd.DataFrame:
         infos = {**self.infos, **self._seen_loaded}  # the loaded context length wins over a later listing
-        frame = build_frame(self.specs, self.outcomes, items=self.inputs.items,
-                            input_columns=self.inputs.input_columns, infos=infos, system=self.system,
-                            params=self.params, extra_params=self.extra_params)
+        with gc_paused():
+            frame = build_frame(self.specs, self.outcomes, items=self.inputs.items,
+                                input_columns=self.inputs.input_columns, infos=infos, system=self.system,
+                                params=self.params, extra_params=self.extra_params)
         frame = with_structured_columns(frame, self.schema)
         return with_tool_columns(frame, self.outcomes) if self.tools else frame
 

@@ -29,6 +29,7 @@ from lm_notebook.comparison.expected import expected_answers
 from lm_notebook.comparison.inputs import PromptInputs, chat_messages, prompt_inputs
 from lm_notebook.comparison.progress import ProgressCallback
 from lm_notebook.comparison.retry import RetryPolicy
+from lm_notebook.comparison.rows import gc_paused
 from lm_notebook.comparison.run import ComparisonRun
 from lm_notebook.comparison.schedule import Concurrency, plan_requests, resolve_slots
 from lm_notebook.comparison.scoring import Scorer
@@ -129,7 +130,8 @@ async def start(
 ) -> pd.DataFrame:
     """The comparison ``compare``/``acompare`` asked for, run to its DataFrame; ``box`` receives its run as soon as
     it exists (so an interrupt while starting can still return the rows)."""
-    inputs = prompt_inputs(prompts, template, images_column, max_image_edge)
+    with gc_paused():  # a prompt item each: made in bulk (rows.gc_paused)
+        inputs = prompt_inputs(prompts, template, images_column, max_image_edge)
     check_list = named_checks(checks)
     references = expected_answers(expected, inputs)
     toolset = checked_tools(tools)
@@ -197,8 +199,9 @@ async def _one_server_run(
             raise TypeError("An (endpoint, model) pair pins a model to one of endpoints=[...]; without endpoints, "
                             "give model ids.")
         model_ids = _models_list(models, aclient)  # type: ignore[arg-type]  # no pairs: checked above
-        specs = plan_requests(inputs.items, model_ids, repeats=repeats)
-        messages = [chat_messages(item.text, system, item.images) for item in inputs.items]
+        with gc_paused():  # a row and a prompt's messages each: made in bulk
+            specs = plan_requests(inputs.items, model_ids, repeats=repeats)
+            messages = [chat_messages(item.text, system, item.images) for item in inputs.items]
         # refuse what LM Studio would reject before anything is sent (raises LMStudioRequestError)
         aclient._chat_payload(messages[0], model_ids[0], True, {k: v for k, v in all_params.items() if v is not None})
         rcache, owns_cache = open_cache(cache, all_params)  # none (and no file) when it would cache nothing

@@ -207,6 +207,9 @@ def _key_as_made_before(*, model: str, messages: Any, params: dict[str, Any], re
 @pytest.mark.parametrize("change", [
     {},
     {"model": 'qwen/"quoted" é', "quantization": None, "format": None, "repeat": 12},
+    {"messages": [{"role": "user", "name": "ann", "content": 'a "q" \\ \n\t\x01 é ✓ 😀'}, {}, {"role": "assistant",
+                  "content": ""}]},  # text only: laid out by hand
+    {"messages": [{"role": "user", "content": "hi", "n": 1}]},  # not text only: by the encoder
     {"messages": [{"role": "user", "content": [
         {"type": "text", "text": "ß ✓"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
     ]}]},
