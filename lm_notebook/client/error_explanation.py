@@ -31,6 +31,7 @@ class Explainer(Protocol):
 
     base_url: str
     _models_route: str | None
+    _listed: tuple[ModelInfo, ...] | None
 
     def _probe(self, path: str) -> Flow[httpx.Response]: ...
 
@@ -68,6 +69,8 @@ def explained_error(
 ) -> Flow[LMStudioAPIError]:
     """The error ``response`` means, with what the server's lists add to it."""
     err = error_from_response(response, base_url=client.base_url, model=model, max_tokens=max_tokens)
+    if isinstance(err, ModelNotFoundError):
+        client._listed = None  # the models changed since the client last listed them (vision is read from it)
     if model is not None and isinstance(err, (ModelNotFoundError, NoModelLoadedError)):
         info = yield from model_info_quietly(client, model)
         if info is not None and info.state not in (None, "loaded"):

@@ -21,6 +21,7 @@ from lm_notebook import (
     InvalidRequestError,
     LMStudioClient,
     LMStudioRequestError,
+    ModelNotFoundError,
 )
 from lm_notebook.client.image_formats import sniff
 from lm_notebook.client.images import images_hash, prepare_images
@@ -256,3 +257,17 @@ def test_repeated_image_requests_read_vision_from_one_model_list() -> None:
         with pytest.raises(LMStudioRequestError, match="cannot see images"):
             client.chat("What is it?", model=TEXT_ONLY, images=[encoded((5, 5))])
         assert [r.path for r in server.requests if r.method == "GET" and "models" in r.path] == listings
+
+
+def test_an_unknown_model_error_makes_the_next_image_request_list_again() -> None:
+    with MockLMStudioServer() as server, LMStudioClient(server.url, model=VISION) as client:
+        def listings() -> int:
+            return sum(1 for r in server.requests if r.method == "GET" and r.path == "/api/v1/models")
+
+        client.chat("What is it?", images=[encoded((5, 5))])
+        before = listings()
+        with pytest.raises(ModelNotFoundError):
+            client.chat("Hi", model="no-such-model")
+        during = listings()
+        client.chat("What is it?", images=[encoded((5, 5))])
+        assert listings() == during + 1 and during >= before
