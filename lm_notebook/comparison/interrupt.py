@@ -74,10 +74,11 @@ class ComparisonInterrupted(KeyboardInterrupt):
             f"short keeps its partial text); every row is in lm_notebook.last_comparison() (and this exception's "
             ".frame)."
         )
-        # with checks=: how many rows have a verdict (a judge the Stop cut short leaves its rows not scored)
+        # with checks=: how many rows have a verdict (a judge the Stop cut short leaves a row no verdict unless another
+        # check failed it)
         self.scored = int(frame["passed"].notna().sum()) if "passed" in frame else None
         if self.scored is not None:
-            text += f" {self.scored} of {self.finished} finished rows are scored by every check."
+            text += f" {self.scored} of {self.finished} finished rows have a verdict (passed or failed)."
         if resumable:
             text += " Re-running it with the same cache= resumes: the finished answers are cached."
         self.message = text

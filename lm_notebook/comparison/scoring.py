@@ -21,7 +21,8 @@ import pandas as pd
 
 from lm_notebook.client.clients import AsyncLMStudioClient
 from lm_notebook.client.embeddings import choose_embedding_model, cosine
-from lm_notebook.client.errors import AnswerFormatError, LMStudioAPIError, LMStudioError
+from lm_notebook.client.errors import LMStudioAPIError, LMStudioError
+from lm_notebook.client.schemas import AnswerSchema
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, cache_key
 from lm_notebook.comparison.checks import Check, CheckError
@@ -52,9 +53,11 @@ def verdict(status: str, cells: Sequence[tuple[Check, Cell | None]]) -> Verdict:
     """A row's verdict from its checks' cells.
 
     An answered row is scored when every check scored it: ``score`` is the mean of its checks, ``passed`` whether
-    each reached its threshold. When a check could not score it (an error in its cell, or a judge the Stop cut
-    short), the row is not scored: ``score`` is NaN and ``passed`` is <NA>, so pass rates count only rows with a
-    verdict. A row that got no answer (an error) failed; a cancelled row (never run) is not scored.
+    each reached its threshold. A check that scored it below its threshold fails it (``passed`` False) even when
+    another could not score it. When a check could not score it (an error in its cell, or a judge the Stop cut
+    short) and none failed it, it has no verdict: ``passed`` is <NA>, so pass rates count only rows with a verdict;
+    ``score`` is NaN whenever a check is missing. A row that got no answer (an error) failed; a cancelled row
+    (never run) is not scored.
     """
     notes = []
     for check, cell in cells:
@@ -68,12 +71,15 @@ def verdict(status: str, cells: Sequence[tuple[Check, Cell | None]]) -> Verdict:
     note = "; ".join(notes) or None
     if status != "ok":
         return Verdict(None, False if status == "error" else None, note)
-    scores = [cell.score if cell is not None else None for _, cell in cells]
-    if any(s is None for s in scores):
+    scores = [(check, cell.score if cell is not None else None) for check, cell in cells]
+    if any(s is not None and float(s) < check.threshold for check, s in scores):
+        failed = True  # a check that scored it and failed decides, whatever the others could not tell
+    elif any(s is None for _, s in scores):
         return Verdict(None, None, note)
-    known = [float(s) for s in scores if s is not None]
-    passed = all(s >= check.threshold for s, (check, _) in zip(known, cells, strict=True))
-    return Verdict(sum(known) / len(known), passed, note)
+    else:
+        failed = False
+    known = [float(s) for _, s in scores if s is not None]
+    return Verdict(sum(known) / len(known) if len(known) == len(scores) else None, not failed, note)
 
 
 @dataclass
@@ -248,9 +254,10 @@ class Scorer:
             attempt += 1
             self.judge_requests += 1
             try:
-                result = await client.chat(messages, model=model, schema=schema, **JUDGE_PARAMS)
-            except AnswerFormatError as err:
-                return err.raw  # not the JSON asked for: what it said is still read for a grade (or why there is none)
+                # the schema goes as a response_format, not schema=: the reply is read by parse_grade (also when it
+                # is not the JSON asked for), so no local validation, which would need the optional jsonschema
+                result = await client.chat(messages, model=model, response_format=AnswerSchema("grade", schema)
+                                           .response_format(), **JUDGE_PARAMS)
             except LMStudioError as err:
                 if worth_retrying(err) and attempt < self.retry.attempts:
                     retry_after = err.retry_after if isinstance(err, LMStudioAPIError) else None

@@ -186,12 +186,12 @@ def test_stop_while_the_judge_grades_keeps_every_answer_and_the_scores_so_far(mo
         stopper.start()
         with pytest.raises(ComparisonInterrupted) as stopped:
             compare(PROMPTS, ["good"], client=c, progress=False, expected=EXPECTED,
-                    checks=[contains("Paris"), judge("Ok?", model="slow-judge")])
+                    checks=[max_words(100), judge("Ok?", model="slow-judge")])
         stopper.join()
     df = stopped.value.frame
     assert (df["status"] == "ok").all()  # every candidate's answer is kept
-    assert df["check_contains"].notna().all() and df["check_judge"].isna().all()
-    # the judge did not get to grade: the rows are not judged, not failed
+    assert (df["check_max_words"] == 1.0).all() and df["check_judge"].isna().all()
+    # the judge did not get to grade and no other check failed them: the rows are not judged, not failed
     assert df["passed"].isna().all() and df["score"].isna().all()
     assert all("judge: not scored (the comparison was stopped first)" in n for n in df["check_notes"])
     assert pd.isna(summary(df).loc["good", "pass_rate"]) and summary(df).loc["good", "scored"] == 0

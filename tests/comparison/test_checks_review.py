@@ -1,0 +1,46 @@
+"""compare(checks=...) on the edges a review found: the judge in a core install (no jsonschema), a failed check
+that decides a row another check could not score, input columns named like check columns, bad check arguments."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+from checks_server import EXPECTED, PROMPTS, checks_server
+
+from lm_notebook import LMStudioClient, compare, summary
+from lm_notebook.checks import contains, judge
+from lm_notebook.testing import MockLMStudioServer
+
+
+@pytest.fixture
+def server() -> Iterator[MockLMStudioServer]:
+    with checks_server() as srv:
+        yield srv
+
+
+def test_the_judge_works_without_jsonschema_installed(server: MockLMStudioServer, client: LMStudioClient,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "jsonschema", None)  # `import jsonschema` raises ImportError, as uninstalled
+    df = compare(PROMPTS, ["good"], client=client, progress=False, temperature=0, expected=EXPECTED,
+                 checks=[judge("Is it correct?", model="judge-a")])
+    assert df["check_judge"].notna().all(), df["check_notes"].tolist()
+    sent = [r.json for r in server.requests if r.model == "judge-a" and isinstance(r.json, dict)]
+    assert sent and all(body["response_format"]["type"] == "json_schema" for body in sent)  # still constrained
+
+
+def test_a_failed_check_fails_the_row_even_when_another_check_errs(client: LMStudioClient) -> None:
+    def boom(answer: str, row: Any) -> bool:
+        raise RuntimeError("boom")
+
+    df = compare(PROMPTS, ["good", "bad"], client=client, progress=False, checks=[contains("Paris"), boom])
+    df = df.set_index(["prompt_name", "model"])
+    assert df.loc[("sum", "good"), "check_contains"] == 0.0 and df["check_boom"].isna().all()
+    failed = df.loc[("sum", "good"), "passed"]
+    assert not pd.isna(failed) and not failed  # "4" has no "Paris": failed, whatever boom says
+    assert pd.isna(df.loc[("capital", "good"), "passed"])  # contains passed, boom could not tell: no verdict
+    assert df["score"].isna().all()  # a check is missing on every row
+    assert summary(df.reset_index()).loc["good", "scored"] == 1
