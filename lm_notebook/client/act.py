@@ -35,7 +35,15 @@ from lm_notebook.client.payloads import Messages, as_messages
 from lm_notebook.client.schemas import AnswerSchema
 from lm_notebook.client.stream_base import StreamBase
 from lm_notebook.client.tool_running import Outcome, PreparedCall, RunToolCalls
-from lm_notebook.client.tools import DEFAULT_MAX_OUTPUT_CHARS, Tool, ToolArgumentsError, as_toolset, output_text
+from lm_notebook.client.tools import (
+    DEFAULT_MAX_OUTPUT_CHARS,
+    Tool,
+    ToolArgumentsError,
+    ToolOutputError,
+    as_toolset,
+    exception_text,
+    output_text,
+)
 from lm_notebook.client.types import ChatResult, ToolCall
 
 DEFAULT_MAX_ROUNDS = 8
@@ -86,20 +94,23 @@ def _forces_a_call(choice: object) -> bool:
     return choice == "required" or isinstance(choice, Mapping)
 
 
-def _parsed_arguments(raw: str) -> dict[str, Any] | str:
-    """The call's arguments as a dict, or the raw text (when it is not a JSON object) for the record."""
+def _parsed_arguments(raw: str) -> tuple[dict[str, Any] | str, str | None]:
+    """The call's arguments as a dict, or the raw text (when it is not a JSON object) for the record; and why
+    they are not (None: they are)."""
     if not raw.strip():
-        return {}
+        return {}, None
     try:
         value = json.loads(raw)
-    except ValueError:
-        return raw
-    return value if isinstance(value, dict) else raw
+    except RecursionError:  # "[[[[…" a hundred thousand deep: the model's mistake, not the loop's end
+        return raw, "they are not valid JSON (nested too deeply to read)"
+    except ValueError as exc:
+        return raw, f"they are not valid JSON ({exc})"
+    return (value, None) if isinstance(value, dict) else (raw, "they are JSON but not an object")
 
 
 def _prepared(call: ToolCall, toolset: Mapping[str, Tool], round_no: int) -> tuple[ToolCallRecord, PreparedCall | None]:
     """The record of one asked-for call, and what to run; no run (the record says why) for the model's mistakes."""
-    arguments = _parsed_arguments(call.arguments)
+    arguments, why = _parsed_arguments(call.arguments)
     record = ToolCallRecord(call.name, arguments, round=round_no, id=call.id)
     tool = toolset.get(call.name)
     if tool is None:
@@ -107,11 +118,6 @@ def _prepared(call: ToolCall, toolset: Mapping[str, Tool], round_no: int) -> tup
         return replace(record, failure="unknown_tool",
                        error=f"There is no tool named {call.name!r}. The tools are: {known}. Call one of them."), None
     if isinstance(arguments, str):
-        try:
-            json.loads(arguments)
-            why = "they are JSON but not an object"
-        except ValueError as exc:
-            why = f"they are not valid JSON ({exc})"
         shown = arguments if len(arguments) <= 200 else arguments[:200] + "…"
         return replace(record, failure="invalid_arguments",
                        error=f"The arguments of {call.name} must be a JSON object; {why}: {shown}"), None
@@ -121,17 +127,29 @@ def _prepared(call: ToolCall, toolset: Mapping[str, Tool], round_no: int) -> tup
         return replace(record, failure="invalid_arguments",
                        error=f"The arguments do not fit {call.name}'s schema: {exc}. Call it again with arguments "
                              "that fit."), None
+    except Exception as exc:  # the validator gave up on what the model sent (nested too deeply to check)
+        return replace(record, failure="invalid_arguments",
+                       error=f"The arguments could not be checked against {call.name}'s schema "
+                             f"({type(exc).__name__}: {exception_text(exc)[:200]}). Call it again with simpler "
+                             "arguments."), None
     return record, PreparedCall(tool, args, kwargs)
 
 
 def _finished(record: ToolCallRecord, outcome: Outcome, max_output_chars: int) -> ToolCallRecord:
+    if outcome.interrupted:
+        return replace(record, failure="stopped", duration=outcome.duration,
+                       error="Not finished: stopped while it ran (the user stopped the loop).")
     if outcome.stopped:
         return replace(record, failure="stopped", error="Not run: the user stopped the loop.")
     if outcome.exception is not None:
         exc = outcome.exception
         return replace(record, failure="exception", duration=outcome.duration,
-                       error=f"{record.name} raised {type(exc).__name__}: {exc}")
-    return replace(record, output=output_text(outcome.value, max_output_chars), duration=outcome.duration)
+                       error=f"{record.name} raised {type(exc).__name__}: {exception_text(exc)}")
+    try:
+        output = output_text(outcome.value, max_output_chars)
+    except ToolOutputError as exc:
+        return replace(record, failure="exception", duration=outcome.duration, error=f"{record.name} {exc}")
+    return replace(record, output=output, duration=outcome.duration)
 
 
 def act_flow(

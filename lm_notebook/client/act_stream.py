@@ -5,8 +5,9 @@
 act flow (:mod:`lm_notebook.client.act`): each round's chat stream is read here, its text and thinking passed on as
 they arrive; the tool calls run here (in order; see :mod:`~lm_notebook.client.tool_running`). ``close()`` — from any
 thread, a Stop button — stops the loop: the round being streamed ends at once (its partial answer kept), a round's
-remaining calls do not run, and no further round is asked for. A call already running finishes first (Python
-cannot stop a function from outside); Ctrl-C in the kernel interrupts it.
+remaining calls do not run, and no further round is asked for. A plain function already running finishes first
+(Python cannot stop a function from outside; Ctrl-C in the kernel interrupts it); on the async twin, ``aclose()``
+cancels a running ``async def`` tool at its next ``await``.
 
 >>> with client.stream_act("Weather in Paris?", [get_weather]) as stream:   # doctest: +SKIP
 ...     for part in stream:
@@ -19,6 +20,7 @@ cannot stop a function from outside); Ctrl-C in the kernel interrupts it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from typing import Any
@@ -28,7 +30,7 @@ from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord
 from lm_notebook.client.flows import Flow, FlowRun
 from lm_notebook.client.stream import AsyncChatStream, ChatStream
 from lm_notebook.client.stream_base import StreamBase
-from lm_notebook.client.tool_running import RunToolCalls, arun_tool_calls, run_tool_calls
+from lm_notebook.client.tool_running import Outcome, RunToolCalls, arun_tool_calls, run_tool_calls
 from lm_notebook.client.types import ChatResult
 
 FlowFactory = Callable[[threading.Event], Flow[ActResult]]
@@ -174,6 +176,7 @@ class AsyncActStream(_ActStreamBase):
     def __init__(self, client: object, flow: FlowFactory) -> None:
         super().__init__(client, flow)
         self._gen: AsyncGenerator[ActPart, None] | None = None
+        self._running_calls: set[asyncio.Task[Outcome]] = set()  # cancelled by a Stop
 
     async def __aenter__(self) -> AsyncActStream:
         return self
@@ -208,7 +211,7 @@ class AsyncActStream(_ActStreamBase):
                         run.reply = await stream.result()
                         self._round_ended(run.reply)
                     elif isinstance(step, RunToolCalls):
-                        run.reply = await arun_tool_calls(step)
+                        run.reply = await arun_tool_calls(step, self._running_calls)
                     else:
                         raise TypeError(f"AsyncActStream cannot perform {step!r}")
             self._result = run.value
@@ -231,6 +234,8 @@ class AsyncActStream(_ActStreamBase):
     async def aclose(self) -> None:
         """Stop the loop; what arrived stays (``await result()``)."""
         self._stop.set()
+        for task in list(self._running_calls):  # an async def tool ends at its next await
+            task.cancel()
         current = self._current
         if current is not None and isinstance(current, AsyncChatStream):
             await current.aclose()

@@ -75,17 +75,22 @@ class Tool:
     )
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise LMStudioRequestError(
                 f"A tool's name must be 1-64 letters, digits, '_' or '-' (what the server accepts), not {self.name!r}."
             )
         if not callable(self.fn):
             raise LMStudioRequestError(f"Tool {self.name!r}: fn must be callable, not {type(self.fn).__name__}.")
-        if not isinstance(self.parameters, Mapping) or self.parameters.get("type", "object") != "object":
+        if not isinstance(self.description, str):
+            raise LMStudioRequestError(f"Tool {self.name!r}: description must be text, not "
+                                       f"{type(self.description).__name__}.")
+        if not isinstance(self.parameters, Mapping) or self.parameters.get("type") != "object":
             raise LMStudioRequestError(
                 f"Tool {self.name!r}: parameters must be the JSON schema of an object "
                 '({"type": "object", "properties": {...}}), not ' + repr(self.parameters)[:80] + "."
             )
+        if self.validator is None:  # the user's own schema (pydantic's are valid by construction)
+            _check_schema(self.name, self.parameters)
 
     @property
     def is_async(self) -> bool:
@@ -108,15 +113,43 @@ class Tool:
         return (), dict(arguments)
 
 
-def _check_with_jsonschema(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> None:
+def _jsonschema() -> Any:
     try:
         import jsonschema  # type: ignore[import-untyped, unused-ignore]
     except ImportError as exc:  # pragma: no cover - the extra is installed with the test extra
-        raise ImportError("Checking a Tool's arguments needs jsonschema: pip install 'lm_notebook[tools]'.") from exc
+        raise ImportError("A Tool's own schema is checked with jsonschema: pip install 'lm_notebook[tools]'.") from exc
+    return jsonschema
+
+
+def _check_schema(name: str, schema: Mapping[str, Any]) -> None:
+    """The user's schema is a JSON schema (by the draft it names, else the latest) and can be sent as JSON."""
+    jsonschema = _jsonschema()
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        at = ".".join(str(p) for p in exc.absolute_path)
+        raise LMStudioRequestError(
+            f"Tool {name!r}: parameters is not a valid JSON schema: {_capped(exc.message)}"
+            + (f" (at {at})" if at else "") + ". See https://json-schema.org/understanding-json-schema/."
+        ) from None
+    try:
+        json.dumps(schema)
+    except (TypeError, ValueError) as exc:
+        raise LMStudioRequestError(f"Tool {name!r}: parameters must be plain JSON (dicts, lists, strings, numbers, "
+                                   f"booleans, None): {exc}.") from None
+
+
+def _check_with_jsonschema(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> None:
+    jsonschema = _jsonschema()
     validator_class = jsonschema.validators.validator_for(schema)
     problems = sorted(validator_class(schema).iter_errors(arguments), key=lambda e: list(e.absolute_path))
     if problems:
-        raise ToolArgumentsError("; ".join(_where(p.absolute_path) + p.message for p in problems[:5]))
+        raise ToolArgumentsError("; ".join(_where(p.absolute_path) + _capped(p.message) for p in problems[:5]))
+
+
+def _capped(text: str, limit: int = 300) -> str:
+    """jsonschema quotes the offending value: a huge one must not flood the model's context."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _where(path: Iterable[Any]) -> str:
@@ -266,16 +299,37 @@ def as_toolset(tools: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
 
 
 # --- outputs ---------------------------------------------------------------------------------------------------
+class ToolOutputError(ValueError):
+    """A call's return value that cannot become text (not JSON, and its ``repr`` raised); the call's error."""
+
+
+def exception_text(exc: BaseException) -> str:
+    """``str(exc)``, or a note when even that raises: a tool's odd exception must not end the loop."""
+    try:
+        return str(exc)
+    except Exception as inner:
+        return f"(its message cannot be shown: str() raised {type(inner).__name__})"
+
+
 def output_text(value: Any, max_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> str:
     """What a call's return value tells the model: a string as it is, else JSON, else ``repr``; cut to
-    ``max_chars`` with a note saying how much there was (a huge DataFrame must not flood the context)."""
+    ``max_chars`` with a note saying how much there was (a huge DataFrame must not flood the context).
+    Raises :class:`ToolOutputError` when there is no text to be had (a ``__repr__`` that raises, a structure
+    nested too deeply for either)."""
     if isinstance(value, str):
         text = value
     else:
         try:
             text = json.dumps(value, ensure_ascii=False)
-        except (TypeError, ValueError):
-            text = repr(value)
+        except Exception as not_json:  # not JSON-able, circular, too deep, a broken default
+            try:
+                text = repr(value)
+            except Exception as exc:
+                raise ToolOutputError(
+                    f"returned a {type(value).__name__} that cannot be made text: it is not JSON "
+                    f"({type(not_json).__name__}: {exception_text(not_json)[:200]}) and repr() raised "
+                    f"{type(exc).__name__}: {exception_text(exc)[:200]}"
+                ) from None
     if max_chars > 0 and len(text) > max_chars:
         return text[:max_chars] + f"\n… [cut: the output has {len(text)} characters; the first {max_chars} are shown]"
     return text

@@ -13,7 +13,7 @@ import pytest
 from lm_notebook.client import AsyncLMStudioClient, LMStudioClient
 from lm_notebook.client.act_types import ToolCallRecord, ToolRoundsExceededError
 from lm_notebook.client.errors import LMStudioRequestError
-from lm_notebook.client.tools import tool_from_function
+from lm_notebook.client.tools import Tool, tool_from_function
 from lm_notebook.testing import MockLMStudioServer
 
 QWEN = "qwen2.5-7b-instruct"
@@ -281,3 +281,128 @@ def test_a_schema_applies_to_the_final_answer_only(server: MockLMStudioServer, c
     assert isinstance(streamed.result.parsed, City)
     assert streamed.content == streamed.result.content and streamed.content.startswith("{")
     assert [p.kind for p in parts].count("tool_call") == 1
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class Unsayable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+def test_arguments_too_deep_to_parse_are_an_invalid_call(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    server.script_tool_calls(QWEN, [("lookup", DEEP), ("lookup", '{"city": ' + DEEP + "}")])
+    result = client.act("hi", [lookup])
+    deep_list, deep_value = result.calls
+    assert deep_list.failure == deep_value.failure == "invalid_arguments"
+    assert "not valid JSON (nested too deeply" in (deep_list.error or "")
+    assert deep_list.arguments == DEEP and len(deep_list.error or "") < 400  # the raw text is kept, not echoed
+    assert result.rounds == 2 and result.content
+
+
+def test_arguments_too_deep_to_check_are_an_invalid_call(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    nest = {"$ref": "#/$defs/nest"}
+    tool = Tool("nest", "Nested lists.", {"type": "object", "properties": {"a": nest},
+                                          "$defs": {"nest": {"type": "array", "items": nest}}}, lambda a: "ran")
+    server.script_tool_calls(QWEN, [("nest", '{"a": ' + "[" * 600 + "]" * 600 + "}")])
+    (call,) = client.act("hi", [tool]).calls
+    assert call.failure == "invalid_arguments" and "could not be checked against nest's schema" in (call.error or "")
+    assert "RecursionError" in (call.error or "")
+
+
+def test_outputs_and_exceptions_that_cannot_become_text_are_the_calls_error(server: MockLMStudioServer,
+                                                                            client: LMStudioClient) -> None:
+    def lookup(city: str) -> object:
+        return Unprintable()
+
+    def plot_it(title: str) -> str:
+        raise Unsayable()
+
+    result = client.act("lookup then plot_it", [lookup, plot_it])
+    first, second = result.calls
+    assert first.failure == "exception" and first.output is None
+    assert "lookup returned a Unprintable that cannot be made text" in (first.error or "")
+    assert second.failure == "exception" and (second.error or "").startswith("plot_it raised Unsayable")
+    assert "its message cannot be shown" in (second.error or "")
+    assert result.rounds == 2 and "failed" in result.content
+    with client.stream_act("lookup then plot_it", [lookup, plot_it]) as stream:
+        parts = list(stream)  # the streamed loop too: every part, no exception
+    assert [p.call.failure for p in parts if p.kind == "tool_result"] == ["exception", "exception"]  # type: ignore[union-attr]
+
+
+def test_async_stop_before_concurrent_calls_runs_none_of_them(server: MockLMStudioServer) -> None:
+    """A Stop that lands as the round's calls are about to start (here: scheduled on seeing the first call):
+    none of the concurrent async calls runs, and no round follows."""
+    ran: list[str] = []
+
+    async def alookup(city: str) -> str:
+        ran.append("lookup")
+        return "ok"
+
+    async def aplot(title: str) -> str:
+        ran.append("plot_it")
+        return "drawn"
+
+    async def main() -> Any:
+        async with AsyncLMStudioClient(server.url, model=QWEN) as aclient:
+            stream = aclient.stream_act("lookup then plot_it", [named_tool("lookup", alookup),
+                                                                 named_tool("plot_it", aplot)])
+            stopping = None
+            async for part in stream:
+                if part.kind == "tool_call" and stopping is None:
+                    stopping = asyncio.ensure_future(stream.aclose())  # the Stop button's task
+            assert stopping is not None
+            await stopping
+            return await stream.result()
+
+    result = asyncio.run(main())
+    assert ran == [] and result.stopped and result.rounds == 1 and len(chat_bodies(server)) == 1
+    assert [(c.name, c.failure) for c in result.calls] == [("lookup", "stopped"), ("plot_it", "stopped")]
+
+
+def test_async_stop_during_concurrent_calls_ends_the_loop(server: MockLMStudioServer) -> None:
+    """A Stop while the concurrent calls run: each running call is cancelled at its next await (its record says
+    so), and no round follows."""
+    started = asyncio.Event
+    events: dict[str, Any] = {}
+    finished: list[str] = []
+
+    async def alookup(city: str) -> str:
+        events["lookup"].set()
+        await events["never"].wait()  # a slow call: only a Stop ends it
+        finished.append("lookup")
+        return "ok"
+
+    async def aplot(title: str) -> str:
+        events["plot_it"].set()
+        await events["never"].wait()
+        finished.append("plot_it")
+        return "drawn"
+
+    async def main() -> Any:
+        events.update(lookup=started(), plot_it=started(), never=started())
+        async with AsyncLMStudioClient(server.url, model=QWEN) as aclient:
+            stream = aclient.stream_act("lookup then plot_it", [named_tool("lookup", alookup),
+                                                                 named_tool("plot_it", aplot)])
+
+            async def stop_once_both_run() -> None:
+                await events["lookup"].wait()
+                await events["plot_it"].wait()
+                await stream.aclose()
+
+            stopper = asyncio.ensure_future(stop_once_both_run())
+            kinds = [part.kind async for part in stream]
+            await stopper
+            return kinds, await stream.result()
+
+    kinds, result = asyncio.run(main())
+    assert finished == [] and result.stopped and result.rounds == 1 and len(chat_bodies(server)) == 1
+    assert [(c.name, c.failure) for c in result.calls] == [("lookup", "stopped"), ("plot_it", "stopped")]
+    assert "stopped while it ran" in (result.calls[0].error or "")
+    assert kinds.count("tool_result") == 2

@@ -14,6 +14,7 @@ from lm_notebook.client.errors import LMStudioRequestError
 from lm_notebook.client.tools import (
     Tool,
     ToolArgumentsError,
+    ToolOutputError,
     as_tool,
     as_toolset,
     docstring_parts,
@@ -170,3 +171,48 @@ def test_the_client_does_not_import_pydantic() -> None:
     code = "import sys, lm_notebook.client; print('pydantic' in sys.modules, 'jsonschema' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+def test_an_output_that_cannot_become_text_says_so() -> None:
+    looped: list[object] = []
+    looped.append(looped)
+    assert output_text(looped) == "[[...]]"  # JSON refuses the cycle; repr shows it
+    with pytest.raises(ToolOutputError, match=r"returned a Unprintable.*repr\(\) raised RuntimeError: no repr for you"):
+        output_text(Unprintable())
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ToolOutputError, match=r"returned a list.*RecursionError"):
+        output_text(deep)
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("lookup\n", "1-64 letters"),  # a regex's $ would let the newline through
+    ("x" * 65, "1-64 letters"),
+    ("", "1-64 letters"),
+    ("naïve", "1-64 letters"),
+])
+def test_a_tools_name_follows_the_servers_rule(name: str, words: str) -> None:
+    with pytest.raises(LMStudioRequestError, match=words):
+        Tool(name, "", {"type": "object"}, print)
+    assert Tool("a-b_C9" + "x" * 58, "", {"type": "object"}, print).name.startswith("a-b_C9")
+
+
+@pytest.mark.parametrize(("schema", "words"), [
+    ({"type": "object", "properties": {"a": {"type": "numbr"}}},
+     r"not a valid JSON schema: 'numbr' is not valid under any of the given schemas \(at properties.a.type\)"),
+    ({"type": "object", "required": "a"}, r"not a valid JSON schema: 'a' is not of type 'array' \(at required\)"),
+    ({"type": "object", "properties": {"a": {"type": int}}}, "not a valid JSON schema"),
+    ({"properties": {"a": {"type": "string"}}}, 'JSON schema of an object .*"type": "object"'),
+    ({"type": ["object", "null"]}, "JSON schema of an object"),
+    ("{}", "JSON schema of an object"),
+])
+def test_a_tools_own_schema_is_checked_when_it_is_made(schema: object, words: str) -> None:
+    with pytest.raises(LMStudioRequestError, match=words) as caught:
+        Tool("f", "", schema, print)  # type: ignore[arg-type]
+    assert "Tool 'f'" in caught.value.message and "\n" not in caught.value.message
