@@ -2,8 +2,8 @@
 
 The runner reads an act as it reads a chat stream (:class:`ActRowStream`); each row gains ``tool_calls`` (how many
 the model asked for), ``tool_errors`` (its mistakes: an unknown tool, arguments that did not parse or fit the
-schema) and ``rounds`` (model turns); ``summary`` turns them into each model's tool-call success rate — which model
-uses tools reliably.
+schema) and ``rounds`` (model turns); ``summary`` turns them into each model's tool-call success rate
+(:data:`SUCCESS_RATE`) and ranks the models by it — which model uses tools reliably.
 """
 
 from __future__ import annotations
@@ -82,10 +82,38 @@ def with_tool_columns(df: pd.DataFrame, outcomes: Sequence[Outcome | None]) -> p
 
 
 def tool_summary(rows: pd.DataFrame) -> dict[str, Any]:
-    """One model's tool calls, its mistakes, and the share of its calls that were valid (NaN: it made none)."""
+    """One model's tool use: its calls, its mistakes, the rows that hit ``max_rounds`` without an answer, and its
+    success rate (see :data:`SUCCESS_RATE`; NaN: it made no calls)."""
     if "tool_calls" not in rows:
         return {}
-    calls = int(rows["tool_calls"].fillna(0).sum())
-    errors = int(rows["tool_errors"].fillna(0).sum())
-    return {"tool_calls": calls, "tool_errors": errors,
-            "tool_call_success_rate": (calls - errors) / calls if calls else float("nan")}
+    acted = rows[rows["tool_calls"].notna()]  # the rows whose act ran: it answered, or stopped at max_rounds
+    calls = int(acted["tool_calls"].sum())
+    errors = int(acted["tool_errors"].fillna(0).sum())
+    exceeded = int((acted["error_type"] == ToolRoundsExceededError.__name__).sum()) if "error_type" in acted else 0
+    finished = (len(acted) - exceeded) / len(acted) if len(acted) else float("nan")
+    return {"tool_calls": calls, "tool_errors": errors, "tool_rounds_exceeded": exceeded,
+            "tool_call_success_rate": (calls - errors) / calls * finished if calls else float("nan")}
+
+
+SUCCESS_RATE = (
+    "tool_call_success_rate = (valid calls / all calls) × (rows that answered / rows whose act ran): a valid call is "
+    "one to a tool that exists with arguments that parse and fit its schema (a function that raises or a refused "
+    "call is not the model's mistake); a row that hit max_rounds without answering did not finish. A model that "
+    "calls valid tools in a loop and never answers scores 0."
+)
+RANKED_BY = "tool_call_success_rate (best first), then tokens_per_s_median (fastest first)"
+
+
+def ranked_by_tools(stats: pd.DataFrame) -> pd.DataFrame:
+    """``summary``'s frame, best tool user first (ties: the faster), with ``tool_rank`` (1: best; <NA>: no calls)
+    first; ``stats.attrs["ranked_by"]`` says so. As it is when the comparison had no tools."""
+    if "tool_call_success_rate" not in stats:
+        return stats
+    speed = stats["tokens_per_s_median"] if "tokens_per_s_median" in stats else pd.Series(0.0, index=stats.index)
+    order = pd.DataFrame({"rate": stats["tool_call_success_rate"], "speed": speed})
+    ranked = stats.loc[order.sort_values(["rate", "speed"], ascending=False, na_position="last",
+                                         kind="stable").index]
+    rated = ranked["tool_call_success_rate"].notna().to_numpy()
+    ranked.insert(0, "tool_rank", pd.array([i + 1 if ok else None for i, ok in enumerate(rated)], dtype="Int64"))
+    ranked.attrs["ranked_by"] = RANKED_BY
+    return ranked

@@ -16,7 +16,7 @@ import pandas as pd
 
 from lm_notebook.comparison.quality import has_checks, plot_quality, quality_mark, quality_summary, ranked
 from lm_notebook.comparison.structured import valid_rate
-from lm_notebook.comparison.tool_rows import tool_summary
+from lm_notebook.comparison.tool_rows import ranked_by_tools, tool_summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -146,6 +146,12 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     model to load: that wait is ``load_s``, kept apart). Tokens/s counts cold answers too: loading does not slow
     generation. TTFT and tokens/s are the server's own (``server_ttft_s``, ``server_tokens_per_s``, LM Studio 0.4)
     when every answer has them, else the client's measurements; the ``timings`` column says which.
+
+    With ``tools=``: ``tool_calls``, ``tool_errors``, ``tool_rounds_exceeded`` (rows that hit ``max_rounds`` without
+    an answer) and ``tool_call_success_rate`` = (valid calls / all calls) × (rows that answered / rows whose act
+    ran) — a model that loops until ``max_rounds`` scores 0; the models are then ranked by it, best first (ties: the
+    higher tokens/s), ``tool_rank`` first and ``.attrs["ranked_by"]`` saying so — unless the comparison had checks,
+    whose ranking comes first.
     """
     _check_frame(df, "summary")
     # the server's own numbers (LM Studio 0.4) when every answer has them, else the client's; ``timings`` says which
@@ -185,7 +191,9 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         out.append(entry)
     frame = pd.DataFrame(out)
     indexed: pd.DataFrame = frame.set_index("model") if len(frame) else frame
-    return ranked(indexed) if has_checks(df) else indexed  # with checks: the best models first
+    if has_checks(df):
+        return ranked(indexed)  # with checks: the best models first (they rank, with tools too)
+    return ranked_by_tools(indexed)  # with tools: the best tool user first
 
 
 def plot_summary(df: pd.DataFrame, *, figsize: tuple[float, float] = (12.0, 3.4)) -> Figure:

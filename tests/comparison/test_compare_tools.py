@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 
+import pandas as pd
 import pytest
 
 from lm_notebook import LMStudioClient, acompare, compare, summary
@@ -68,3 +69,36 @@ def test_tools_with_a_schema_constrain_only_the_final_answer(server: MockLMStudi
     sent = [r.json for r in server.requests if r.is_chat]
     assert [("response_format" in b, b.get("tool_choice")) for b in sent] == [
         (False, None), (False, None), (True, "none")]
+
+
+def test_summary_ranks_by_success_and_a_model_that_never_answers_fails(server: MockLMStudioServer,
+                                                                       client: LMStudioClient) -> None:
+    server.set_fault("tool_bad_json", model="beta")  # beta breaks its arguments' JSON, then answers
+    server.script_tool_calls("gamma", *([("lookup", {"city": f"c{i}"})] for i in range(4)))  # gamma never answers
+    df = compare(PROMPTS, ["gamma", "beta", "alpha"], client=client, tools=[lookup], max_rounds=2, progress=False)
+    gamma = df[df["model"] == "gamma"]
+    assert gamma["error_type"].tolist() == ["ToolRoundsExceededError"] * 2
+    assert gamma["tool_calls"].tolist() == [2, 2] and gamma["tool_errors"].tolist() == [0, 0]  # every call valid
+    stats = summary(df)
+    assert list(stats.index) == ["alpha", "beta", "gamma"]  # best first; beta and gamma tie, beta is the faster
+    assert stats["tool_rank"].tolist() == [1, 2, 3] and list(stats.columns[:1]) == ["tool_rank"]
+    assert stats["tool_call_success_rate"].tolist() == [1.0, 0.0, 0.0]  # valid calls, but no answer: a failure
+    assert stats["tool_rounds_exceeded"].tolist() == [0, 0, 2]
+    assert stats.attrs["ranked_by"].startswith("tool_call_success_rate (best first), then tokens_per_s_median")
+
+
+def test_the_success_rate_counts_valid_calls_and_finished_rows() -> None:
+    from lm_notebook.comparison.tool_rows import ranked_by_tools, tool_summary
+
+    rows = pd.DataFrame({"tool_calls": pd.array([2, 2, 1, None], dtype="Int64"),
+                         "tool_errors": pd.array([1, 0, 0, None], dtype="Int64"),
+                         "error_type": [None, "ToolRoundsExceededError", None, "LMStudioConnectionError"]})
+    # 4 of 5 calls valid; of the 3 rows whose act ran (the server failure is not the model's), 2 answered
+    assert tool_summary(rows) == {"tool_calls": 5, "tool_errors": 1, "tool_rounds_exceeded": 1,
+                                  "tool_call_success_rate": pytest.approx(4 / 5 * 2 / 3)}
+    stats = pd.DataFrame({"tool_call_success_rate": [0.5, float("nan"), 0.5, 1.0],
+                          "tokens_per_s_median": [10.0, 99.0, 30.0, float("nan")]}, index=["a", "b", "c", "d"])
+    ranked = ranked_by_tools(stats)
+    assert list(ranked.index) == ["d", "c", "a", "b"]  # the rate first; its ties by speed; no calls last
+    assert ranked["tool_rank"].tolist() == [1, 2, 3, pd.NA]
+    assert ranked_by_tools(stats.drop(columns="tool_call_success_rate")).index.tolist() == ["a", "b", "c", "d"]
