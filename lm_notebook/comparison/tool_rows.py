@@ -111,8 +111,8 @@ def ranked_by_tools(stats: pd.DataFrame) -> pd.DataFrame:
         return stats
     speed = stats["tokens_per_s_median"] if "tokens_per_s_median" in stats else pd.Series(0.0, index=stats.index)
     order = pd.DataFrame({"rate": stats["tool_call_success_rate"], "speed": speed})
-    ranked = stats.loc[order.sort_values(["rate", "speed"], ascending=False, na_position="last",
-                                         kind="stable").index]
+    ranked: pd.DataFrame = stats.loc[order.sort_values(["rate", "speed"], ascending=False, na_position="last",
+                                                       kind="stable").index]
     rated = ranked["tool_call_success_rate"].notna().to_numpy()
     ranked.insert(0, "tool_rank", pd.array([i + 1 if ok else None for i, ok in enumerate(rated)], dtype="Int64"))
     ranked.attrs["ranked_by"] = RANKED_BY
