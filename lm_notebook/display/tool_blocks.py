@@ -42,11 +42,15 @@ def _one_line(text: str, limit: int = SUMMARY_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _value_text(value: Any) -> str:
+def _value_text(value: Any, indent: int | None = None) -> str:
+    """JSON, else ``repr``, else a note: whatever the model sent, the block still shows."""
     try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
+        return json.dumps(value, ensure_ascii=False, indent=indent)
+    except Exception:
+        try:
+            return repr(value)
+        except Exception:
+            return f"<a {type(value).__name__} that cannot be shown>"
 
 
 def arguments_text(arguments: Mapping[str, Any] | str | None) -> str:
@@ -85,10 +89,13 @@ def tool_block_text(
     running: bool = False,
 ) -> str:
     """One call as one line of text: ``🔧 name(arguments) → output  (time)`` (``✗`` and the error when it failed)."""
-    block = ToolBlock(name, arguments, output, error, duration, running)
-    mark = "✗" if error is not None else "🔧"
-    took = duration_text(duration)
-    line = f"{mark} {name}({_one_line(arguments_text(arguments))}) → {_ending(block)}"
+    return _block_text(ToolBlock(name, arguments, output, error, duration, running))
+
+
+def _block_text(block: ToolBlock) -> str:
+    mark = "✗" if block.error is not None else "🔧"
+    took = duration_text(block.duration)
+    line = f"{mark} {block.name}({_one_line(arguments_text(block.arguments))}) → {_ending(block)}"
     return f"{line}  ({took})" if took else line
 
 
@@ -100,12 +107,7 @@ def _pre(text: str) -> str:
 def _arguments_pre(arguments: Mapping[str, Any] | str | None) -> str:
     if arguments is None:
         return _pre("")
-    if isinstance(arguments, str):
-        return _pre(arguments)
-    try:
-        return _pre(json.dumps(arguments, ensure_ascii=False, indent=2))
-    except (TypeError, ValueError):
-        return _pre(repr(arguments))
+    return _pre(arguments if isinstance(arguments, str) else _value_text(arguments, indent=2))
 
 
 def tool_block_html(
@@ -119,21 +121,24 @@ def tool_block_html(
 ) -> str:
     """One call as a closed ``<details>`` block: the summary names the function, the outcome and the time; the body
     holds the arguments (as JSON) and the output or the error."""
-    block = ToolBlock(name, arguments, output, error, duration, running)
-    failed = error is not None
-    took = duration_text(duration)
-    status = "running…" if running else ("failed" if failed else "done")
+    return _block_html(ToolBlock(name, arguments, output, error, duration, running))
+
+
+def _block_html(block: ToolBlock) -> str:
+    failed = block.error is not None
+    took = duration_text(block.duration)
+    status = "running…" if block.running else ("failed" if failed else "done")
     summary = (
-        f"{'✗' if failed else '🔧'} <code>{html.escape(name)}</code> "
+        f"{'✗' if failed else '🔧'} <code>{html.escape(block.name)}</code> "
         f"<span class=\"lm-tool-status\">{html.escape(status)}</span>"
         + (f" · {html.escape(took)}" if took else "")
-        + (f" · {html.escape(_one_line(_ending(block), 60))}" if not running else "")
+        + (f" · {html.escape(_one_line(_ending(block), 60))}" if not block.running else "")
     )
-    body = [f"<div><b>arguments</b>{_arguments_pre(arguments)}</div>"]
+    body = [f"<div><b>arguments</b>{_arguments_pre(block.arguments)}</div>"]
     if failed:
-        body.append(f'<div><b>error</b>{_pre(error or "")}</div>')
-    elif not running:
-        body.append(f"<div><b>result</b>{_pre(output or '')}</div>")
+        body.append(f'<div><b>error</b>{_pre(block.error or "")}</div>')
+    elif not block.running:
+        body.append(f"<div><b>result</b>{_pre(block.output or '')}</div>")
     css = "lm-tool-call lm-tool-error" if failed else "lm-tool-call"
     style = "margin: 0.2em 0; padding: 0.1em 0.5em; border-left: 3px solid " + ("#c62828" if failed else "#90a4ae")
     return f'<details class="{css}" style="{style}"><summary>{summary}</summary>\n' + "\n".join(body) + "\n</details>"
@@ -141,18 +146,12 @@ def tool_block_html(
 
 def tool_blocks_html(blocks: Iterable[ToolBlock]) -> str:
     """Several calls, one block each, in order."""
-    return "\n".join(
-        tool_block_html(b.name, b.arguments, output=b.output, error=b.error, duration=b.duration, running=b.running)
-        for b in blocks
-    )
+    return "\n".join(_block_html(b) for b in blocks)
 
 
 def tool_blocks_text(blocks: Iterable[ToolBlock]) -> str:
     """Several calls, one line each, in order."""
-    return "\n".join(
-        tool_block_text(b.name, b.arguments, output=b.output, error=b.error, duration=b.duration, running=b.running)
-        for b in blocks
-    )
+    return "\n".join(_block_text(b) for b in blocks)
 
 
 def tool_blocks_bundle(blocks: Sequence[ToolBlock]) -> dict[str, Any]:

@@ -52,3 +52,15 @@ def test_helpers_and_bundle() -> None:
     bundle = tool_blocks_bundle([ToolBlock("a", {"q": 1}, output="1"), ToolBlock("b", None, error="boom")])
     assert bundle["text/plain"].splitlines() == ["🔧 a(q=1) → 1", "✗ b() → error: boom"]
     assert bundle["text/html"].count("<details") == 2
+
+
+def test_arguments_that_cannot_be_shown_still_make_a_block() -> None:
+    from lm_notebook.display.tool_blocks import ToolBlock, tool_blocks_bundle
+
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    bundle = tool_blocks_bundle([ToolBlock("f", {"x": Unprintable()}, output="ok")])
+    assert "x=<a Unprintable that cannot be shown>" in bundle["text/plain"]
+    assert "&lt;a dict that cannot be shown&gt;" in bundle["text/html"]  # the whole dict: its repr raises
