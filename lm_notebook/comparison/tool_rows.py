@@ -114,6 +114,7 @@ def ranked_by_tools(stats: pd.DataFrame) -> pd.DataFrame:
     ranked: pd.DataFrame = stats.loc[order.sort_values(["rate", "speed"], ascending=False, na_position="last",
                                                        kind="stable").index]
     rated = ranked["tool_call_success_rate"].notna().to_numpy()
-    ranked.insert(0, "tool_rank", pd.array([i + 1 if ok else None for i, ok in enumerate(rated)], dtype="Int64"))
+    ranks = pd.Series([i + 1 if ok else None for i, ok in enumerate(rated)], index=ranked.index, dtype="Int64")
+    ranked.insert(0, "tool_rank", ranks)
     ranked.attrs["ranked_by"] = RANKED_BY
     return ranked
