@@ -17,6 +17,7 @@ from typing import Any
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+REINTERRUPT_AFTER = 5.0  # seconds after an interrupt that still has not ended the cell: interrupt again
 
 
 @dataclass
@@ -65,10 +66,19 @@ class Kernel:
         out = Run(started=time.perf_counter())
         msg_id = self.kc.execute(code)
         deadline = out.started + timeout
+        pressed: float | None = None  # when the interrupt was last sent
         while True:
+            if pressed is not None and time.perf_counter() - pressed > REINTERRUPT_AFTER:
+                # ipykernel can lose a SIGINT on a busy machine (it came while no Python code could see it): press
+                # Stop again, as a user would; it ends nothing that a first interrupt would not have ended
+                pressed = time.perf_counter()
+                self.km.interrupt_kernel()
             try:
-                msg = self.kc.get_iopub_msg(timeout=max(0.0, deadline - time.perf_counter()))
+                wait = max(0.0, deadline - time.perf_counter())
+                msg = self.kc.get_iopub_msg(timeout=min(wait, 1.0) if pressed is not None else wait)
             except queue.Empty:
+                if pressed is not None and time.perf_counter() < deadline:
+                    continue
                 raise TimeoutError(f"kernel still busy after {timeout} s running {code!r}") from None
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
@@ -84,7 +94,7 @@ class Kernel:
                 and msg["msg_type"] == "update_display_data"
                 and interrupt_when in str(msg["content"]["data"])
             ):
-                out.interrupted_at = time.perf_counter()
+                out.interrupted_at = pressed = time.perf_counter()
                 out.interrupted_index = len(out.messages)
                 self.km.interrupt_kernel()
         # this cell's reply: under load, wait_for_ready may have sent kernel_info twice, leaving a reply queued

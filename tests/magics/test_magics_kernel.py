@@ -65,10 +65,9 @@ def test_streaming_shows_finished_blocks_once_and_repaints_the_tail_then_shows_t
     answer = run.messages[-1]["content"]["data"]["text/plain"]
     assert all(answer.startswith(text) for text in shown)
     growing = [len(t) for t in shown]
-    assert growing == sorted(growing) and growing[-1] > growing[1] > 0
+    # seen growing: how many repaints a one-second answer gets depends on how busy the machine is, not their order
+    assert growing == sorted(growing) and growing[-1] > 0 and len(set(growing)) >= 3
     assert len(live.outputs()) >= 2, "finished blocks are outputs of their own"
-    updates = run.of_type("update_display_data")
-    assert len(updates) >= 5, "the answer should be seen growing"
     # a finished block is sent once: only the last output of the moment (the tail) is ever repainted
     tails = {m["content"]["transient"]["display_id"] for m in run.of_type("display_data")[1:]}
     assert len(tails) == len(live.outputs()) - 1
@@ -94,7 +93,10 @@ def test_interrupt_stops_the_answer_and_the_kernel_takes_the_next_cell(kernel: K
     assert run.interrupted_at is not None, "the answer never started streaming"
     assert run.status == "error"  # so "Run all" stops here, as after any interrupt
     displays = run.of_type("display_data")
-    assert "tokens · streaming" in run.of_type("update_display_data")[-1]["content"]["data"]["text/markdown"]
+    # the live view said it was streaming when the interrupt went (a repaint after it may seal a finished block,
+    # which has no footer: the last update is not the one to look at)
+    assert run.interrupted_index is not None
+    assert "tokens · streaming" in str(run.messages[run.interrupted_index - 1]["content"]["data"])
     partial = displays[-1]["content"]["data"]["text/markdown"]
     assert "· stopped · fake server</sub>" in partial
     (error,) = run.of_type("error")
