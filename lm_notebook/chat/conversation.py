@@ -171,6 +171,13 @@ def as_parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
 
 
+def joined(before: str | list[dict[str, Any]], now: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Two back-to-back user messages as one (a failure leaves them so)."""
+    if isinstance(before, str) and isinstance(now, str):
+        return before + "\n\n" + now
+    return [*as_parts(before), *as_parts(now)]
+
+
 @dataclass(eq=False)  # compared by identity: the panel maps each entry to its view
 class ConversationEntry:
     """One message of the conversation."""
@@ -273,13 +280,26 @@ class Conversation:
         out: list[dict[str, Any]] = []
         for message in self.history(system):
             if out and message["role"] == "user" and out[-1]["role"] == "user":
-                before, now = out[-1]["content"], message["content"]
-                joined = (before + "\n\n" + now if isinstance(before, str) and isinstance(now, str)
-                          else [*as_parts(before), *as_parts(now)])
-                out[-1] = {"role": "user", "content": joined}
+                out[-1] = {"role": "user", "content": joined(out[-1]["content"], message["content"])}
             else:
                 out.append(dict(message))
         return out
+
+    def stored_turn(self, system: str) -> tuple[list[dict[str, Any]], str | None]:
+        """What LM Studio's native route is sent, which carries earlier turns only as a chat it stored: the user
+        messages since the last answer it stored (joined), and that answer's ``response_id`` to continue (None: a
+        new chat, with the system prompt; a stored chat keeps its own). An answer it did not store (stopped before
+        its end) is not part of what the model sees."""
+        last = max((i for i, e in enumerate(self._entries) if e.role == "assistant" and e.in_history
+                    and e.result is not None and e.result.response_id), default=None)
+        previous = None if last is None else self._entries[last].result.response_id  # type: ignore[union-attr]
+        content: str | list[dict[str, Any]] = ""
+        for entry in self._entries[0 if last is None else last + 1:]:
+            if entry.role == "user" and entry.in_history:
+                now = with_images(entry.content, entry.images)
+                content = joined(content, now) if content else now
+        out = [{"role": "system", "content": system}] if previous is None and system.strip() else []
+        return [*out, {"role": "user", "content": content}], previous
 
     @property
     def replies(self) -> list[ChatReply]:

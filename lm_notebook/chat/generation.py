@@ -25,11 +25,12 @@ from lm_notebook.chat.conversation import AnswerOutcome, Draft, DraftText, answe
 from lm_notebook.chat.tool_answers import ToolAnswerStream
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import LMStudioError
-from lm_notebook.client.native_types import StreamProgress
+from lm_notebook.client.native_types import StreamProgress, ToolEvent
 from lm_notebook.client.stream import ChatStream
 from lm_notebook.client.tools import Tool
 from lm_notebook.client.types import ChatResult
 from lm_notebook.display.repaint import Repainter
+from lm_notebook.display.tool_blocks import ToolBlock, event_block, tool_blocks_html
 
 REPAINT_INTERVAL = 0.2  # seconds between repaints of a streaming answer (≤ 5 per second)
 STOP_GRACE = 0.5  # how long stop() waits for the reader before it settles the answer itself
@@ -117,6 +118,7 @@ class AnswerGeneration:
         self._on_settled = on_settled
         self._lock = threading.Lock()  # the stream handle and the settled flag
         self._stream: ChatStream | ToolAnswerStream | None = None
+        self._server_tools: list[ToolBlock] = []  # the MCP tool calls LM Studio ran (integrations, native route)
         self._settled = False
         self._repainter = Repainter(self._paint, interval=interval, clock=clock, name="lm_notebook-chat-repaint")
         self.reader = threading.Thread(target=self._read, name="lm_notebook-chat-reader", daemon=True)
@@ -141,6 +143,15 @@ class AnswerGeneration:
         stream = self._stream
         return stream if isinstance(stream, ToolAnswerStream) else None
 
+    def tool_blocks_html(self) -> str:
+        """The answer's tool calls as collapsible blocks (empty when none): the act's (``tools=``), or those LM
+        Studio ran itself (``integrations=``)."""
+        acting = self.tool_stream
+        if acting is not None:
+            return acting.blocks_html()
+        with self._lock:
+            return tool_blocks_html(list(self._server_tools))
+
     def _open(self) -> ChatStream | ToolAnswerStream:
         if self.tools:
             return ToolAnswerStream(self.client.stream_act(self.messages, self.tools, model=self.model, **self.params))
@@ -164,6 +175,11 @@ class AnswerGeneration:
                     if isinstance(part.detail, StreamProgress):
                         if self._on_progress is not None:
                             self._on_progress(part.detail)
+                    elif isinstance(part.detail, ToolEvent):
+                        with self._lock:
+                            self._server_tools.append(event_block(part.detail))
+                        self._end_wait()
+                        self._repainter.changed()
                     elif self.draft.add(part.kind, part.text) or part.kind == "tool_call":
                         self._end_wait()  # before the first paint: no "waiting" report may come after it
                         self._repainter.changed()

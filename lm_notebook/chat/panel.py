@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -46,7 +46,7 @@ from lm_notebook.chat.generation import REPAINT_INTERVAL as REPAINT_INTERVAL
 from lm_notebook.chat.generation import STOP_GRACE as STOP_GRACE
 from lm_notebook.chat.generation import WAIT_INTERVAL, AnswerGeneration
 from lm_notebook.chat.panel_settings import DEFAULT_TEMPERATURE as DEFAULT_TEMPERATURE
-from lm_notebook.chat.panel_settings import PanelSettings
+from lm_notebook.chat.panel_settings import PanelSettings, checked_integrations
 from lm_notebook.chat.widgets import (
     AssistantMessageView,
     UserMessageView,
@@ -87,6 +87,9 @@ class ChatPanel(PanelSettings):
     ``max_image_edge``: images (sent or attached) with a longer side are downscaled to it (None: never).
     A message whose images are refused (say, by a model without vision) is withheld from later requests and put
     back in the input with its images attached; Retry sends it again.
+    ``integrations``: LM Studio 0.4's MCP integrations (``["mcp/playwright"]``, or the native route's dicts) that
+    the server runs itself; their calls show as blocks too. Answers then take the native route with the chat stored
+    on the server (``store=True``), each continuing the last one (``previous_response_id``).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class ChatPanel(PanelSettings):
         system: str | None = None,
         tools: Sequence[Tool | Callable[..., object]] | None = None,
         max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE,
+        integrations: Sequence[str | Mapping[str, Any]] | None = None,
         **params: Any,
     ) -> None:
         # checked before anything is built or asked: a bad value is refused, never clamped or replaced
@@ -104,6 +108,7 @@ class ChatPanel(PanelSettings):
         prepare_images((), max_image_edge)  # refuses a bad edge now
         self.max_image_edge = max_image_edge
         self.tools: list[Tool] = list(as_toolset(tools).values()) if tools is not None else []
+        self.integrations: list[str | Mapping[str, Any]] = checked_integrations(integrations, bool(self.tools))
         if client is None:
             from lm_notebook.client.session import get_client
 
@@ -338,8 +343,9 @@ class ChatPanel(PanelSettings):
         def settled(outcome: AnswerOutcome) -> None:
             self._answer_settled(generation, entry, reply, view, outcome)
 
+        messages, params = self._request()
         generation = AnswerGeneration(
-            self.client, self._conversation.request_messages(self.system), self.params, model=model,
+            self.client, messages, params, model=model,
             on_update=lambda text: self._answer_grew(model, view, text, generation), on_settled=settled, draft=draft,
             interval=self.repaint_interval, on_waiting=lambda waited: self._answer_waiting(model, waited),
             wait_interval=self._wait_interval, wait_clock=self._wait_clock, tools=self.tools,
@@ -352,6 +358,15 @@ class ChatPanel(PanelSettings):
         self._answer_waiting(model, 0.0)
         generation.start()
         return reply
+
+    def _request(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """What an answer sends: the conversation; with integrations (LM Studio's native route, which keeps earlier
+        turns only as a chat it stored), the new message, continuing the last answer's stored chat."""
+        if not self.integrations:
+            return self._conversation.request_messages(self.system), self.params
+        messages, previous = self._conversation.stored_turn(self.system)
+        return messages, {**self.params, "integrations": list(self.integrations), "store": True,
+                          "previous_response_id": previous}
 
     def _answer_progress(self, generation: AnswerGeneration, model: str, progress: StreamProgress) -> None:
         """The server's load or prompt progress (native route), on the reader thread: the status line shows it."""
@@ -372,10 +387,10 @@ class ChatPanel(PanelSettings):
         else:
             self._set_status(f"Answering with {model}…")
 
-    def _answer_grew(self, model: str, view: AssistantMessageView, text: DraftText, generation: Any) -> None:
+    def _answer_grew(self, model: str, view: AssistantMessageView, text: DraftText,
+                     generation: AnswerGeneration) -> None:
         """A repaint of the streaming answer (on the repaint thread); its tool calls above it, when it has some."""
-        if (acting := generation.tool_stream) is not None:
-            view.show_tools(acting.blocks_html())
+        view.show_tools(generation.tool_blocks_html())
         view.show(text.content, text.reasoning, live_footer_html(text.parts))
         self._set_status(f"Answering with {model}… ≈{text.parts} tokens")
 
@@ -392,8 +407,7 @@ class ChatPanel(PanelSettings):
             entry.record(outcome)
             if outcome.parts and generation.model:
                 self._models.mark_loaded(generation.model)  # it answered: the next answer is not "Loading…"
-            if (acting := generation.tool_stream) is not None:
-                view.show_tools(acting.blocks_html())
+            view.show_tools(generation.tool_blocks_html())
             view.finish(outcome.content, outcome.reasoning,
                         footer_html(outcome.result, approx_tokens=outcome.parts, error=outcome.error))
             error, result = outcome.error, outcome.result

@@ -7,6 +7,7 @@ rule, never clamped; the rules are :mod:`~lm_notebook.chat.controls`'s).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -19,8 +20,32 @@ from lm_notebook.chat.controls import (
     checked_model_id,
     checked_temperature,
 )
+from lm_notebook.client.errors import LMStudioRequestError
 
 DEFAULT_TEMPERATURE = 0.7
+
+
+def checked_integrations(
+    integrations: Sequence[str | Mapping[str, Any]] | None, with_tools: bool
+) -> list[str | Mapping[str, Any]]:
+    """``ChatPanel(integrations=...)`` as a list, or ``LMStudioRequestError`` saying what is wrong with it."""
+    if integrations is None:
+        return []
+    if isinstance(integrations, (str, Mapping)):
+        integrations = [integrations]  # one id alone is one integration, not its letters
+    items = list(integrations)
+    bad = [i for i in items if not (isinstance(i, Mapping) or (isinstance(i, str) and i.strip()))]
+    if bad:
+        raise LMStudioRequestError(
+            f"integrations takes LM Studio plugin ids such as 'mcp/playwright' (or the native route's dicts), not "
+            f"{bad[0]!r}."
+        )
+    if items and with_tools:
+        raise LMStudioRequestError(
+            "tools= (functions the panel runs, on the OpenAI route) and integrations= (MCP tools LM Studio runs, on "
+            "its native route) cannot be combined in one panel: pass one or the other."
+        )
+    return items
 
 
 class PanelSettings:

@@ -21,7 +21,7 @@ from lm_notebook.client.schemas import parse_json_answer
 from lm_notebook.client.types import ChatResult
 from lm_notebook.display.footer import footer_text
 from lm_notebook.display.thumbnails import parsed_markdown
-from lm_notebook.display.tool_blocks import ToolBlock, tool_blocks_html, tool_blocks_text
+from lm_notebook.display.tool_blocks import event_block, tool_blocks_html, tool_blocks_text
 
 AnswerFormat = Literal["markdown", "text", "code", "json"]
 FORMATS: tuple[AnswerFormat, ...] = ("markdown", "text", "code", "json")
@@ -157,8 +157,7 @@ def render_answer(
     footer = footer_text(result, note=note, approx_tokens=approx_tokens, fake_server=fake_server)
     bundle = render_bundle(result.content, result.reasoning, fmt, footer, parsed=parsed)
     if result.tool_events:  # the MCP tools LM Studio ran (native route): one collapsible block each, above
-        blocks = [ToolBlock(e.tool, e.arguments, output=e.output if e.ok else None,
-                            error=None if e.ok else (e.reason or "failed")) for e in result.tool_events]
+        blocks = [event_block(e) for e in result.tool_events]
         bundle["text/plain"] = f"{tool_blocks_text(blocks)}\n\n{bundle['text/plain']}"
         bundle["text/markdown"] = f"{tool_blocks_html(blocks)}\n\n{bundle['text/markdown']}"
     return bundle

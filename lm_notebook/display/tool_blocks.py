@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lm_notebook.client.native_types import ToolEvent
+
 # how much of an output or error the summary line and the text form show (the <details> body shows all of it,
 # up to BODY_CHARS: the kernel's message and the saved notebook stay small)
 SUMMARY_CHARS = 80
@@ -35,6 +37,12 @@ class ToolBlock:
     error: str | None = None
     duration: float | None = None
     running: bool = False
+
+
+def event_block(event: ToolEvent) -> ToolBlock:
+    """The block of a tool call LM Studio ran itself (an MCP integration, native route)."""
+    return ToolBlock(event.tool, event.arguments, output=event.output if event.ok else None,
+                     error=None if event.ok else (event.reason or "failed"))
 
 
 def _one_line(text: str, limit: int = SUMMARY_CHARS) -> str:

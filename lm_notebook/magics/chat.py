@@ -38,6 +38,8 @@ class ChatMagics(Magics):
     @argument("-s", "--system", help="System prompt (quote it).")
     @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2 (default 0.7).")
     @argument("--max-tokens", type=int, help="Longest answer in tokens, 1 and up; -1 (the default) = no limit.")
+    @argument("--integration", action="append", metavar="ID",
+              help="An MCP integration LM Studio 0.4 runs (mcp/playwright); repeatable. Its calls show as blocks.")
     @argument("-o", "--output", metavar="NAME", help="Also store the panel in this variable (send, to_dataframe...).")
     @line_magic
     def lm_chat(self, line: str = "") -> None:
@@ -65,7 +67,8 @@ class ChatMagics(Magics):
         # the panel checks its settings and a named model (against the server's list) itself; here its refusal
         # becomes the magic's one line, in the magics' verbs
         try:
-            panel = ChatPanel(client, model=args.model, system=args.system or defaults.get("system") or None, **params)
+            panel = ChatPanel(client, model=args.model, system=args.system or defaults.get("system") or None,
+                              integrations=args.integration, **params)
         except ModelNotFoundError as err:
             wanted = err.model or args.model or "?"
             raise UsageError(unknown_model_text(wanted, err.available, client.base_url)) from err

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 DOWNLOAD_POLL_SECONDS = 0.5
+LOAD_TICK_SECONDS = 1.0  # how often %lm_load's line counts the seconds of a load
+load_clock: Callable[[], float] = time.monotonic  # what it counts them on
 
 
 def _bundle(text: str) -> dict[str, str]:
@@ -110,11 +112,23 @@ class ModelMagics(Magics):
             raise UsageError(f"--context-length must be a positive number of tokens, not {args.context_length}.")
         client = self._client()
         self._needs_0_4(client, "%lm_load", f"Load it in LM Studio or with `lms load {args.model}`.")
-        # LM Studio's load route answers once loaded and streams no progress: the line says it is under way
-        handle = self._show(f"Loading {args.model}… (LM Studio answers once it is loaded)")
-        started = time.monotonic()
-        loaded = self._run(lambda: client.load_model(args.model, context_length=args.context_length))
-        seconds = loaded.load_time_seconds if loaded.load_time_seconds is not None else time.monotonic() - started
+        # LM Studio's load route answers once loaded and streams no progress (only the native chat route does, for a
+        # load just in time, which LM Studio may evict again): the line counts the seconds while it waits
+        from lm_notebook.chat.generation import WaitReport
+
+        handle = self._show(f"Loading {args.model}… 0 s (LM Studio answers once it is loaded)")
+        ticking = WaitReport(
+            lambda waited: self._show(f"Loading {args.model}… {int(waited)} s (LM Studio answers once it is loaded)",
+                                      handle),
+            interval=LOAD_TICK_SECONDS, clock=load_clock,
+        )
+        started = load_clock()
+        ticking.start()
+        try:
+            loaded = self._run(lambda: client.load_model(args.model, context_length=args.context_length))
+        finally:
+            ticking.stop()  # returns once no report is being shown: none comes after the end
+        seconds = loaded.load_time_seconds if loaded.load_time_seconds is not None else load_clock() - started
         context = f" with a context of {args.context_length} tokens" if args.context_length else ""
         self._show(f"Loaded {args.model} in {seconds:.1f} s{context} (instance {loaded.instance_id}).", handle)
 

@@ -75,3 +75,43 @@ def test_stop_during_a_call_settles_at_once_and_ends_the_loop(lmstudio_client: L
 def test_bad_tools_are_refused_when_the_panel_is_made(lmstudio_client: LMStudioClient) -> None:
     with pytest.raises(LMStudioRequestError, match="Two tools are named 'lookup'"):
         ChatPanel(lmstudio_client, tools=[lookup, lookup])
+
+
+# --- MCP integrations: tools LM Studio runs itself (native route) ----------------------------------------------------
+
+def test_integrations_show_the_servers_tool_calls_as_blocks_and_chain_the_stored_chat(
+        lmstudio_client: LMStudioClient, lmstudio_mock: MockLMStudioServer) -> None:
+    with ChatPanel(lmstudio_client, integrations=["mcp/playwright"], system="Be brief.") as panel:
+        first = panel.send("find the docs").wait(10)
+        assert first is not None and first.content and first.response_id
+        view = answer_view(panel)
+        blocks = view.tools_box.value
+        assert blocks.count("<details") == 1 and "<code>playwright_search</code>" in blocks
+        assert "fake playwright result" in blocks and "find the docs" in blocks  # the output and the arguments
+        assert view.box.children.index(view.tools_box) < view.box.children.index(view.content.box)
+        second = panel.send("and the next page?").wait(10)
+        assert second is not None and second.content, panel.status.value
+    sent = [r.json for r in lmstudio_mock.requests if r.path == "/api/v1/chat"]
+    assert len(sent) == 2
+    assert all(body["integrations"] == ["mcp/playwright"] and body["store"] is True for body in sent)
+    assert sent[0]["input"] == "find the docs" and sent[0]["system_prompt"] == "Be brief."
+    # the second continues the first's stored chat (the native route has no history of its own)
+    assert sent[1]["input"] == "and the next page?" and sent[1]["previous_response_id"] == first.response_id
+    assert "system_prompt" not in sent[1]
+    assert panel.history[-1] == {"role": "assistant", "content": second.content}
+
+
+def test_a_failed_integration_call_is_a_failed_block(lmstudio_client: LMStudioClient) -> None:
+    with ChatPanel(lmstudio_client, integrations=["mcp/failing"]) as panel:
+        assert panel.send("try it").wait(10) is not None
+        blocks = answer_view(panel).tools_box.value
+        assert "lm-tool-error" in blocks and "not reachable" in blocks
+
+
+def test_integrations_are_checked_when_the_panel_is_made(lmstudio_client: LMStudioClient) -> None:
+    with pytest.raises(LMStudioRequestError, match="cannot be combined"):
+        ChatPanel(lmstudio_client, tools=[lookup], integrations=["mcp/playwright"])
+    with pytest.raises(LMStudioRequestError, match="plugin ids such as 'mcp/playwright'"):
+        ChatPanel(lmstudio_client, integrations=[""])
+    with ChatPanel(lmstudio_client, integrations="mcp/playwright") as panel:  # one id alone
+        assert panel.integrations == ["mcp/playwright"]

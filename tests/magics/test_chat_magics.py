@@ -39,6 +39,20 @@ def test_lm_chat_magic_shows_a_panel_on_the_shared_client_and_current_model(
     assert "lm_chat" not in ip.magics_manager.magics["line"]
 
 
+def test_lm_chat_passes_integrations_to_the_panel(ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
+    set_client(LMStudioClient(lmstudio_mock.url, timeout=10, model="qwen2.5-7b-instruct"))
+    chat_magics.register(ip)
+    try:
+        ip.run_line_magic("lm_chat", "-o chat --integration mcp/playwright --integration mcp/github")
+        chat = ip.user_ns["chat"]
+        assert chat.integrations == ["mcp/playwright", "mcp/github"]
+        assert chat.send("look it up").wait(10) is not None
+        assert "playwright_search" in chat._views[chat._conversation.entries[-1]].tools_box.value
+    finally:
+        chat_magics.unregister(ip)
+        ip.user_ns.pop("chat", None)
+
+
 @pytest.mark.parametrize(
     ("line", "words"),
     [

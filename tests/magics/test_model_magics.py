@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from magic_shell import MODEL, recorder, run, shown
 
 import lm_notebook.magics.models as model_magics
-from lm_notebook.testing import MockLMStudioServer
+from lm_notebook.testing import ManualClock, MockLMStudioServer
 
 NEW = "ibm/granite-4-micro"
 
@@ -69,6 +71,49 @@ def test_load_ps_and_unload(ip: InteractiveShell, lmstudio_mock: MockLMStudioSer
     assert run(ip, "%lm_unload --all").success
     assert texts(ip)[-1] == f"Unloaded {MODEL}." and lmstudio_mock.loaded_models() == []
     assert "No model is loaded" in (run(ip, "%lm_ps") and texts(ip)[-1])
+
+
+@pytest.mark.lmstudio_mock(clock=ManualClock())
+def test_load_counts_the_seconds_while_it_waits_then_says_the_load_time(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = lmstudio_mock.clock
+    assert isinstance(clock, ManualClock)
+    lmstudio_mock.update_model("google/gemma-3-4b", load_time=3.0)
+    monkeypatch.setattr(model_magics, "LOAD_TICK_SECONDS", 0.01)
+    monkeypatch.setattr(model_magics, "load_clock", clock.now)  # the line counts on the server's clock
+
+    shown_texts: list[str] = []
+    painted = threading.Condition()
+    show = model_magics.ModelMagics._show
+
+    def showing(text: str, handle: object = None) -> object:  # what the line shows, told to the test as it happens
+        out = show(text, handle)
+        with painted:
+            shown_texts.append(text)
+            painted.notify_all()
+        return out
+
+    monkeypatch.setattr(model_magics.ModelMagics, "_show", staticmethod(showing))
+
+    def load_along() -> None:  # LM Studio's load route streams nothing: only the client's count moves
+        clock.wait_for_pending(1)
+        for second in (1, 2):
+            clock.advance_to(float(second))
+            with painted:
+                assert painted.wait_for(lambda s=second: f"Loading google/gemma-3-4b… {s} s" in " ".join(shown_texts),
+                                        timeout=10)
+        clock.advance_to(3.0)
+
+    mover = threading.Thread(target=load_along, daemon=True)
+    mover.start()
+    res = run(ip, "%lm_load google/gemma-3-4b")
+    assert res.success, res.error_in_exec
+    mover.join(10)
+    seen = texts(ip)
+    counts = [t.split("… ")[1].split(" s")[0] for t in seen if t.startswith("Loading google/gemma-3-4b…")]
+    assert counts[0] == "0" and {"1", "2"} <= set(counts) and counts == sorted(counts, key=int)
+    assert seen[-1].startswith("Loaded google/gemma-3-4b in 3.0 s")  # the server's own load time
+    assert len(shown(ip)) == 1  # one line, updated in place
 
 
 def test_unload_needs_a_model_or_all(ip: InteractiveShell) -> None:
