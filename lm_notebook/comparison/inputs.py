@@ -74,11 +74,17 @@ def _item(name: Hashable, value: Any, max_image_edge: int | None) -> PromptItem:
         return PromptItem(name, _checked_text(value, name))
     if "prompt" not in value:
         raise ValueError(f"Prompt {name!r} is a dict without a 'prompt' field: {{'prompt': '...', 'expected': ...}}.")
-    ours = set(COLUMNS) | set(SCORE_COLUMNS)
-    fields = {(f"{k}_input" if str(k) in ours else str(k)): v for k, v in value.items()
-              if k not in ("prompt", "images")}
+    fields = {input_column(k): v for k, v in value.items() if k not in ("prompt", "images")}
     images = _images(value.get("images"), name, max_image_edge)
     return PromptItem(name, _checked_text(value["prompt"], name), fields or None, images)
+
+
+def input_column(name: Hashable) -> str:
+    """An input field's column in the result: renamed ``<name>_input`` when it would clash with one of ours (the
+    result's columns, and ``check_*``, where the checks' scores go)."""
+    text = str(name)
+    clashes = text in COLUMNS or text in SCORE_COLUMNS or text.startswith("check_")
+    return f"{text}_input" if clashes else text
 
 
 def _images(value: Any, name: Hashable, max_image_edge: int | None) -> tuple[SentImage, ...]:
@@ -121,8 +127,7 @@ def _frame_items(df: pd.DataFrame, template: str | None, images_column: str | No
     if images_column is not None and images_column not in df.columns:
         raise ValueError(f"images_column={images_column!r} is not a column; the columns are "
                          f"{[str(c) for c in df.columns]}.")
-    ours = set(COLUMNS) | set(SCORE_COLUMNS)
-    renamed = {str(c): (f"{c}_input" if str(c) in ours else str(c)) for c in df.columns}
+    renamed = {str(c): input_column(c) for c in df.columns}
     keep = [c for c in df.columns if (template is not None or str(c) != "prompt") and c != images_column]
     if template is not None:
         _check_template(template, [str(c) for c in df.columns])

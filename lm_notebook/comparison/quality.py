@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 
 
 def check_columns(df: pd.DataFrame) -> list[str]:
+    """The checks' score columns: those compare() recorded (its thresholds), else (a frame that lost its attrs,
+    read back from a file say) the ``check_*`` columns."""
+    recorded = df.attrs.get(THRESHOLDS_ATTR)
+    if isinstance(recorded, dict):
+        return [c for c in df.columns if c in recorded]
     return [c for c in df.columns if str(c).startswith("check_") and c != "check_notes"]
 
 

@@ -44,3 +44,16 @@ def test_a_failed_check_fails_the_row_even_when_another_check_errs(client: LMStu
     assert pd.isna(df.loc[("capital", "good"), "passed"])  # contains passed, boom could not tell: no verdict
     assert df["score"].isna().all()  # a check is missing on every row
     assert summary(df.reset_index()).loc["good", "scored"] == 1
+
+
+def test_input_columns_named_like_check_columns_are_renamed(client: LMStudioClient) -> None:
+    df = pd.DataFrame({"q": ["What is the capital of France?", "What is 2 + 2? Answer with a number."],
+                       "check_contains": ["x", "y"], "check_tag": ["a", "b"]})
+    out = compare(df, ["good"], client=client, progress=False, template="{q}", checks=[contains("Paris")])
+    assert list(out.columns).count("check_contains") == 1 and out["check_contains"].tolist() == [1.0, 0.0]
+    assert out["check_contains_input"].tolist() == ["x", "y"] and out["check_tag_input"].tolist() == ["a", "b"]
+    stats = summary(out)  # the check columns are the ones compare() made, not every check_* name
+    assert stats.loc["good", "pass_rate"] == 0.5 and "pass_rate_tag_input" not in stats.columns
+    dicts = {"capital": {"prompt": PROMPTS["capital"], "check_tag": "geo"}}
+    assert compare(dicts, ["good"], client=client, progress=False, checks=[contains("Paris")])[
+        "check_tag_input"].tolist() == ["geo"]
