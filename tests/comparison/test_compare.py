@@ -133,8 +133,9 @@ def test_default_client_and_model_are_the_kernels(server: MockLMStudioServer) ->
 
 
 def test_each_model_loads_once_and_slots_are_filled(server: MockLMStudioServer, client: LMStudioClient) -> None:
-    server.update_model("alpha", tokens_per_second=200, reply_tokens=10)
-    server.update_model("beta", tokens_per_second=200, reply_tokens=10)
+    # answers long enough (0.4 s) that a client slowed by busy CPUs still has every slot's request in flight at once
+    server.update_model("alpha", tokens_per_second=200, reply_tokens=80)
+    server.update_model("beta", tokens_per_second=200, reply_tokens=80)
     prompts = [f"question {i}" for i in range(8)]
     df = compare(prompts, ["alpha", "beta"], client=client, progress=False)
     assert (df.status == "ok").all() and len(df) == 16
