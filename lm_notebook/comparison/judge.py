@@ -99,8 +99,9 @@ class JudgeCheck(Check):
         return (grade - low) / (high - low), reason
 
 
-_JSON_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
-_SCORE_WORD = re.compile(r"score\W{0,4}(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+_OBJECT_START = re.compile(r"\{")
+# "Score: -1" is a grade of -1 (out of scale), not 1: the sign is read after the separator
+_SCORE_WORD = re.compile(r"score[^\w-]{0,4}(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -110,9 +111,10 @@ def _short(text: str, limit: int = 120) -> str:
 
 def parse_grade(reply: str) -> tuple[float, str | None]:
     """The grade and reason in a judge's reply: its JSON object, else a "score: N" it wrote."""
-    for match in _JSON_OBJECT.finditer(reply):
+    decoder = json.JSONDecoder()
+    for match in _OBJECT_START.finditer(reply):
         try:
-            data = json.loads(match.group(0))
+            data, _ = decoder.raw_decode(reply, match.start())  # the whole object: a reason may hold braces
         except ValueError:
             continue
         if isinstance(data, dict) and isinstance(data.get("score"), (int, float)) and not isinstance(

@@ -13,6 +13,8 @@ from checks_server import EXPECTED, PROMPTS, checks_server
 
 from lm_notebook import LMStudioClient, compare, summary
 from lm_notebook.checks import contains, judge
+from lm_notebook.comparison.checks import CheckError
+from lm_notebook.comparison.judge import parse_grade
 from lm_notebook.testing import MockLMStudioServer
 
 
@@ -57,3 +59,11 @@ def test_input_columns_named_like_check_columns_are_renamed(client: LMStudioClie
     dicts = {"capital": {"prompt": PROMPTS["capital"], "check_tag": "geo"}}
     assert compare(dicts, ["good"], client=client, progress=False, checks=[contains("Paris")])[
         "check_tag_input"].tolist() == ["geo"]
+
+
+def test_the_judge_reply_parser_keeps_signs_and_reasons_with_braces() -> None:
+    assert parse_grade("Score: -1") == (-1.0, None)  # out of any scale: judge().grade refuses it
+    with pytest.raises(CheckError, match="outside its scale 1-5"):
+        judge("Ok?").grade("Score: -1")
+    assert parse_grade('{"score": 4, "reason": "it sets {x} right"}') == (4.0, "it sets {x} right")
+    assert parse_grade('Here: {"note": 1} then {"score": 2, "reason": "r"}') == (2.0, "r")
