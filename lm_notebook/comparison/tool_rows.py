@@ -52,6 +52,10 @@ class ActRowStream:
     def partial(self) -> ChatResult:
         return self._stream.partial().result
 
+    def so_far(self) -> ActResult:
+        """The act up to now: its finished rounds and calls (the whole act once read)."""
+        return self.act if self.act is not None else self._stream.partial()
+
     async def aclose(self) -> None:
         await self._stream.aclose()
 
@@ -65,8 +69,12 @@ def open_row(client: AsyncLMStudioClient, messages: list[dict[str, Any]], model:
 
 
 def counted(outcome: Outcome, stream: object, err: BaseException | None = None) -> Outcome:
-    """The outcome with its act's tool counts (from the act, or from the rounds an exceeded act kept)."""
+    """The outcome with its act's tool counts: from the act, from the rounds an exceeded act kept, or, when the act
+    failed mid-loop (a server error, a cut stream, an overflow), from the calls that finished before it failed. An
+    act that failed before the model made any call keeps no counts: the failure is the server's, not the model's."""
     act = err.act_result if isinstance(err, ToolRoundsExceededError) else getattr(stream, "act", None)
+    if act is None and err is not None and isinstance(stream, ActRowStream):
+        act = stream.so_far() if stream.so_far().calls else None
     if isinstance(act, ActResult):
         outcome.tool_calls, outcome.tool_errors, outcome.rounds = len(act.calls), act.tool_errors, act.rounds
     return outcome
@@ -86,11 +94,15 @@ def tool_summary(rows: pd.DataFrame) -> dict[str, Any]:
     success rate (see :data:`SUCCESS_RATE`; NaN: it made no calls)."""
     if "tool_calls" not in rows:
         return {}
-    acted = rows[rows["tool_calls"].notna()]  # the rows whose act ran: it answered, or stopped at max_rounds
+    acted = rows[rows["tool_calls"].notna()]  # the rows whose act ran: answered, or an error row (see counted)
     calls = int(acted["tool_calls"].sum())
     errors = int(acted["tool_errors"].fillna(0).sum())
     exceeded = int((acted["error_type"] == ToolRoundsExceededError.__name__).sum()) if "error_type" in acted else 0
-    finished = (len(acted) - exceeded) / len(acted) if len(acted) else float("nan")
+    if "status" in acted:  # an error row (max_rounds, an empty answer, a failure mid-loop) did not answer
+        answered = int((acted["status"] == "ok").sum())
+    else:
+        answered = len(acted) - int(acted["error_type"].notna().sum()) if "error_type" in acted else len(acted)
+    finished = answered / len(acted) if len(acted) else float("nan")
     return {"tool_calls": calls, "tool_errors": errors, "tool_rounds_exceeded": exceeded,
             "tool_call_success_rate": (calls - errors) / calls * finished if calls else float("nan")}
 
@@ -98,8 +110,12 @@ def tool_summary(rows: pd.DataFrame) -> dict[str, Any]:
 SUCCESS_RATE = (
     "tool_call_success_rate = (valid calls / all calls) × (rows that answered / rows whose act ran): a valid call is "
     "one to a tool that exists with arguments that parse and fit its schema (a function that raises or a refused "
-    "call is not the model's mistake); a row that hit max_rounds without answering did not finish. A model that "
-    "calls valid tools in a loop and never answers scores 0."
+    "call is not the model's mistake); a row whose act ran but ended as an error (it hit max_rounds, its final "
+    "answer was empty, or the request failed after the model's first call — whose finished calls are counted) did "
+    "not answer; a row that failed before any call is left out (the server's failure). A model that calls valid "
+    "tools in a loop and never answers scores 0. It measures the calls the model made, not whether it called a tool "
+    "where one was needed: a model that calls in 1 row of 10 and answers all 10 scores 1.0 (compare the tool_calls "
+    "column with your prompts); NaN: no calls at all."
 )
 RANKED_BY = "tool_call_success_rate (best first), then tokens_per_s_median (fastest first)"
 

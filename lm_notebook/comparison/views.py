@@ -149,7 +149,9 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
     With ``tools=``: ``tool_calls``, ``tool_errors``, ``tool_rounds_exceeded`` (rows that hit ``max_rounds`` without
     an answer) and ``tool_call_success_rate`` = (valid calls / all calls) × (rows that answered / rows whose act
-    ran) — a model that loops until ``max_rounds`` scores 0; the models are then ranked by it, best first (ties: the
+    ran; an error row — ``max_rounds``, an empty answer, a failure after the first call — did not answer) — a model
+    that loops until ``max_rounds`` scores 0; it counts the calls made, not rows that needed one (see
+    :data:`~lm_notebook.comparison.tool_rows.SUCCESS_RATE`); the models are then ranked by it, best first (ties: the
     higher tokens/s), ``tool_rank`` first and ``.attrs["ranked_by"]`` saying so — unless the comparison had checks,
     whose ranking comes first.
     """

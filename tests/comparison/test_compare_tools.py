@@ -102,3 +102,37 @@ def test_the_success_rate_counts_valid_calls_and_finished_rows() -> None:
     assert list(ranked.index) == ["d", "c", "a", "b"]  # the rate first; its ties by speed; no calls last
     assert ranked["tool_rank"].tolist() == [1, 2, 3, pd.NA]
     assert ranked_by_tools(stats.drop(columns="tool_call_success_rate")).index.tolist() == ["a", "b", "c", "d"]
+
+
+def test_a_row_with_valid_calls_and_an_empty_answer_is_not_a_success(server: MockLMStudioServer,
+                                                                     client: LMStudioClient) -> None:
+    server.script_tool_calls("beta", [("lookup", {"city": "Paris"})])
+    server.script("beta", "")  # after its valid call, its answer is empty
+    df = compare({"paris": "lookup Paris"}, ["beta"], client=client, tools=[lookup], progress=False)
+    assert df["error_type"].tolist() == ["EmptyAnswer"] and df["tool_calls"].tolist() == [1]
+    stats = summary(df)
+    assert stats.loc["beta", "tool_call_success_rate"] == 0.0  # valid calls, but no answer: a failure
+
+
+def test_a_row_that_fails_mid_loop_keeps_its_calls_and_is_not_a_success(server: MockLMStudioServer,
+                                                                        client: LMStudioClient) -> None:
+    def cut(city: str) -> str:
+        """Population of a city; the server then cuts the model's next answer."""
+        server.set_fault("stream_error", model="beta", times=1)  # not worth retrying: the row fails here
+        return "2.1 million"
+
+    df = compare({"paris": "lookup Paris"}, ["beta"], client=client, tools=[cut], progress=False)
+    assert df["status"].tolist() == ["error"] and df["error_type"].tolist() == ["LMStudioStreamError"]
+    assert df["tool_calls"].tolist() == [1] and df["tool_errors"].tolist() == [0]  # the call that finished
+    assert summary(df).loc["beta", "tool_call_success_rate"] == 0.0
+
+
+def test_an_error_row_counts_as_not_answered() -> None:
+    from lm_notebook.comparison.tool_rows import tool_summary
+
+    rows = pd.DataFrame({"status": ["ok", "error", "error", "error"],
+                         "tool_calls": pd.array([1, 1, 1, None], dtype="Int64"),
+                         "tool_errors": pd.array([0, 0, 0, None], dtype="Int64"),
+                         "error_type": [None, "EmptyAnswer", "LMStudioStreamError", "LMStudioConnectionError"]})
+    # 3 valid calls of 3; of the 3 rows whose act ran, 1 answered (the row with no act is the server's)
+    assert tool_summary(rows)["tool_call_success_rate"] == pytest.approx(1 / 3)
