@@ -17,6 +17,7 @@ from lm_notebook.client.act_stream import ActStream
 from lm_notebook.client.act_types import ActResult
 from lm_notebook.client.stream import StreamPart
 from lm_notebook.client.types import ChatResult
+from lm_notebook.display.act_view import CallBlocks
 from lm_notebook.display.tool_blocks import ToolBlock, tool_blocks_html
 
 # the part that tells the reader a block changed (no text: the draft ignores it, the repaint shows the blocks)
@@ -29,8 +30,7 @@ class ToolAnswerStream:
     def __init__(self, stream: ActStream) -> None:
         self._stream = stream
         self._lock = threading.Lock()
-        self._blocks: list[ToolBlock] = []
-        self._running: dict[tuple[int, str | None, str], int] = {}  # (round, call id, name) -> block index
+        self._calls = CallBlocks()  # matched in order, as %%lm --tools does
 
     @property
     def act(self) -> ActStream:
@@ -39,7 +39,7 @@ class ToolAnswerStream:
     @property
     def blocks(self) -> list[ToolBlock]:
         with self._lock:
-            return list(self._blocks)
+            return list(self._calls.blocks)
 
     def blocks_html(self) -> str:
         return tool_blocks_html(self.blocks)
@@ -58,19 +58,11 @@ class ToolAnswerStream:
             call = part.call
             if call is None:
                 continue
-            key = (call.round, call.id, call.name)
             with self._lock:
                 if part.kind == "tool_call":
-                    self._running[key] = len(self._blocks)
-                    self._blocks.append(ToolBlock(call.name, call.arguments, running=True))
+                    self._calls.started(call)
                 else:
-                    block = ToolBlock(call.name, call.arguments, output=call.output, error=call.error,
-                                      duration=call.duration)
-                    index = self._running.pop(key, None)
-                    if index is None:
-                        self._blocks.append(block)
-                    else:
-                        self._blocks[index] = block
+                    self._calls.finished(call)
             yield BLOCKS_CHANGED
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ from lm_notebook.client.tools import (
     ToolArgumentsError,
     ToolOutputError,
     as_toolset,
+    capped_text,
     exception_text,
     output_text,
 )
@@ -108,15 +109,16 @@ def _parsed_arguments(raw: str) -> tuple[dict[str, Any] | str, str | None]:
     return (value, None) if isinstance(value, dict) else (raw, "they are JSON but not an object")
 
 
-def _prepared(call: ToolCall, toolset: Mapping[str, Tool], round_no: int) -> tuple[ToolCallRecord, PreparedCall | None]:
+def _prepared(call: ToolCall, toolset: Mapping[str, Tool], round_no: int,
+              max_output_chars: int) -> tuple[ToolCallRecord, PreparedCall | None]:
     """The record of one asked-for call, and what to run; no run (the record says why) for the model's mistakes."""
     arguments, why = _parsed_arguments(call.arguments)
     record = ToolCallRecord(call.name, arguments, round=round_no, id=call.id)
     tool = toolset.get(call.name)
     if tool is None:
-        known = ", ".join(toolset)
+        known, invented = ", ".join(toolset), capped_text(call.name, max_output_chars)  # the model's name: any size
         return replace(record, failure="unknown_tool",
-                       error=f"There is no tool named {call.name!r}. The tools are: {known}. Call one of them."), None
+                       error=f"There is no tool named {invented!r}. The tools are: {known}. Call one of them."), None
     if isinstance(arguments, str):
         shown = arguments if len(arguments) <= 200 else arguments[:200] + "…"
         return replace(record, failure="invalid_arguments",
@@ -144,11 +146,13 @@ def _finished(record: ToolCallRecord, outcome: Outcome, max_output_chars: int) -
     if outcome.exception is not None:
         exc = outcome.exception
         return replace(record, failure="exception", duration=outcome.duration,
-                       error=f"{record.name} raised {type(exc).__name__}: {exception_text(exc)}")
+                       error=capped_text(f"{record.name} raised {type(exc).__name__}: {exception_text(exc)}",
+                                         max_output_chars))
     try:
         output = output_text(outcome.value, max_output_chars)
     except ToolOutputError as exc:
-        return replace(record, failure="exception", duration=outcome.duration, error=f"{record.name} {exc}")
+        return replace(record, failure="exception", duration=outcome.duration,
+                       error=capped_text(f"{record.name} {exc}", max_output_chars))
     return replace(record, output=output, duration=outcome.duration)
 
 
@@ -176,9 +180,12 @@ def act_flow(
     answers: list[ChatResult] = []
     records: list[ToolCallRecord] = []
 
-    def ended(result: ChatResult, *, stopped: bool = False) -> ActResult:
-        return ActResult(result, len(answers), tuple(records), tuple(answers),
-                         (*conversation, result.as_message()), stopped=stopped or result.stopped)
+    def ended(result: ChatResult, *, stopped: bool = False, sent: bool = False) -> ActResult:
+        """The act's result; ``sent``: ``result`` (a round that asked for tools) is in the conversation already,
+        followed by its calls' results — it is not added again."""
+        messages = tuple(conversation) if sent else (*conversation, result.as_message())
+        return ActResult(result, len(answers), tuple(records), tuple(answers), messages,
+                         stopped=stopped or result.stopped)
 
     def ask(**extra: Any) -> Flow[ChatResult]:
         if streaming:
@@ -208,7 +215,7 @@ def act_flow(
         conversation.append(result.as_message())
         asked: list[tuple[ToolCallRecord, PreparedCall | None]] = []
         for call in result.tool_calls:
-            record, prepared = _prepared(call, toolset, round_no)
+            record, prepared = _prepared(call, toolset, round_no, max_output_chars)
             if streaming:
                 yield Emit(ActPart("tool_call", record.name, record))
             if prepared is not None and on_call is not None and not on_call(record):
@@ -224,8 +231,8 @@ def act_flow(
             if streaming:
                 yield Emit(ActPart("tool_result", (done.output if done.error is None else done.error) or "", done))
         if stop is not None and stop.is_set():
-            return ended(result, stopped=True)
-    raise ToolRoundsExceededError(max_rounds, ended(answers[-1]))
+            return ended(result, stopped=True, sent=True)
+    raise ToolRoundsExceededError(max_rounds, ended(answers[-1], sent=True))
 
 
 class ActOperations(Generic[ActStreamT]):
@@ -249,7 +256,7 @@ class ActOperations(Generic[ActStreamT]):
         until it answers; an :class:`~lm_notebook.client.act_types.ActResult` with every round and call.
 
         ``max_rounds``: model turns at most; ``on_call(call) -> bool``: False refuses a call (the model is told);
-        ``max_output_chars``: the cap on each output sent back (0: none); ``params``: as for ``chat``. A
+        ``max_output_chars``: the cap on each output or error text sent back (0: none); ``params``: as for ``chat``. A
         ``tool_choice`` that forces a call (a function named, or ``"required"``) holds for the first round only, then
         the model may answer (``"auto"``): small models often call only when forced.
         """

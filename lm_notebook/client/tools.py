@@ -330,6 +330,12 @@ def output_text(value: Any, max_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> str:
                     f"({type(not_json).__name__}: {exception_text(not_json)[:200]}) and repr() raised "
                     f"{type(exc).__name__}: {exception_text(exc)[:200]}"
                 ) from None
+    return capped_text(text, max_chars)
+
+
+def capped_text(text: str, max_chars: int = DEFAULT_MAX_OUTPUT_CHARS) -> str:
+    """``text`` cut to ``max_chars`` (0: no cap) with a note saying how much there was: what goes back to the
+    model as a call's output or error."""
     if max_chars > 0 and len(text) > max_chars:
         return text[:max_chars] + f"\n… [cut: the output has {len(text)} characters; the first {max_chars} are shown]"
     return text

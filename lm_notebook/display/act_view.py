@@ -26,16 +26,44 @@ def block_of(call: ToolCallRecord, *, running: bool = False) -> ToolBlock:
                      duration=None if running else call.duration, running=running)
 
 
+class CallBlocks:
+    """The blocks of an act's calls, in the order they started: a finished call replaces its started call's block.
+    Matched in order on (round, name, id) — servers that send no call ids give two calls to one tool in a round the
+    same key, and the first to start is the first to finish (calls run in order, or their results come in order)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[ToolBlock] = []
+        self._pending: list[tuple[int, ToolCallRecord]] = []  # (block index, the started call)
+
+    def started(self, call: ToolCallRecord) -> None:
+        self._pending.append((len(self.blocks), call))
+        self.blocks.append(block_of(call, running=True))
+
+    def finished(self, call: ToolCallRecord) -> ToolBlock:
+        """Show ``call``'s result in its started block (a new block when none started); that block."""
+        block = block_of(call)
+        for position, (index, started) in enumerate(self._pending):
+            if started.round == call.round and started.name == call.name and started.id == call.id:
+                del self._pending[position]
+                self.blocks[index] = block
+                return block
+        self.blocks.append(block)
+        return block
+
+
 class ToolCallsView:
     """Feeds an act's parts to an answer ``view`` and keeps the tool-call blocks. ``write``: where a terminal's lines
     go (default ``sys.stdout``)."""
 
     def __init__(self, view: StreamView, *, write: Callable[[str], object] | None = None) -> None:
         self.view = view
-        self.blocks: list[ToolBlock] = []
-        self._pending: list[tuple[int, ToolCallRecord]] = []  # (block index, the started call)
+        self._calls = CallBlocks()
         self._live = isinstance(view, NotebookStreamView)
         self._write = write
+
+    @property
+    def blocks(self) -> list[ToolBlock]:
+        return self._calls.blocks
 
     def start(self) -> None:
         self.view.start()
@@ -48,15 +76,9 @@ class ToolCallsView:
         if call is None:
             return
         if part.kind == "tool_call":
-            self._pending.append((len(self.blocks), call))
-            self.blocks.append(block_of(call, running=True))
+            self._calls.started(call)
         else:
-            index = self._match(call)
-            finished = block_of(call)
-            if index is None:
-                self.blocks.append(finished)
-            else:
-                self.blocks[index] = finished
+            finished = self._calls.finished(call)
             if isinstance(self.view, NotebookStreamView):
                 # a finished call is an output of its own in the live column, above the text still to come
                 self.view.live.add_output(tool_blocks_bundle([finished]))
@@ -68,13 +90,6 @@ class ToolCallsView:
             running = [b for b in self.blocks if b.running]
             self.view.live.set_status("  ".join(tool_block_text(b.name, b.arguments, running=True) for b in running))
             self.view.changed()
-
-    def _match(self, call: ToolCallRecord) -> int | None:
-        for position, (index, started) in enumerate(self._pending):
-            if started.round == call.round and started.name == call.name and started.id == call.id:
-                del self._pending[position]
-                return index
-        return None
 
     def _line(self, text: str) -> None:
         write = self._write or sys.stdout.write

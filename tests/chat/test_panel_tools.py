@@ -115,3 +115,20 @@ def test_integrations_are_checked_when_the_panel_is_made(lmstudio_client: LMStud
         ChatPanel(lmstudio_client, integrations=[""])
     with ChatPanel(lmstudio_client, integrations="mcp/playwright") as panel:  # one id alone
         assert panel.integrations == ["mcp/playwright"]
+
+
+def test_calls_without_ids_to_one_tool_keep_their_own_blocks() -> None:
+    """A server that sends no call ids: two calls to the same tool in one round are matched in order."""
+    from lm_notebook.chat.tool_answers import ToolAnswerStream
+    from lm_notebook.client.act_types import ActPart, ToolCallRecord
+
+    first = ToolCallRecord("lookup", {"city": "Paris"}, round=1, id=None)
+    second = ToolCallRecord("lookup", {"city": "Rome"}, round=1, id=None)
+    parts = [ActPart("tool_call", "lookup", first), ActPart("tool_call", "lookup", second),
+             ActPart("tool_result", "A", ToolCallRecord("lookup", {"city": "Paris"}, output="A", round=1, id=None)),
+             ActPart("tool_result", "B", ToolCallRecord("lookup", {"city": "Rome"}, output="B", round=1, id=None))]
+    stream = ToolAnswerStream(iter(parts))  # type: ignore[arg-type]  # what an ActStream yields, in that order
+    list(stream.iter_parts())
+    blocks = stream.blocks
+    assert [(b.arguments, b.output, b.running) for b in blocks] == [({"city": "Paris"}, "A", False),
+                                                                     ({"city": "Rome"}, "B", False)]

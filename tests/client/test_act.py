@@ -406,3 +406,55 @@ def test_async_stop_during_concurrent_calls_ends_the_loop(server: MockLMStudioSe
     assert [(c.name, c.failure) for c in result.calls] == [("lookup", "stopped"), ("plot_it", "stopped")]
     assert "stopped while it ran" in (result.calls[0].error or "")
     assert kinds.count("tool_result") == 2
+
+
+def assert_a_valid_conversation(messages: Any) -> None:
+    """Each assistant message asking for tools is followed by exactly its tool results; no message repeats."""
+    roles = [m["role"] for m in messages]
+    for i, m in enumerate(messages):
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            ids = [c["id"] for c in m["tool_calls"]]
+            told = messages[i + 1:i + 1 + len(ids)]
+            assert [t["role"] for t in told] == ["tool"] * len(ids), roles
+            assert [t["tool_call_id"] for t in told] == ids, roles
+
+
+def test_messages_after_max_rounds_are_a_valid_conversation(server: MockLMStudioServer,
+                                                             client: LMStudioClient) -> None:
+    server.script_tool_calls(QWEN, *([("lookup", {"city": f"c{i}"})] for i in range(3)))
+    with pytest.raises(ToolRoundsExceededError) as caught:
+        client.act("lookup", [lookup], max_rounds=2)
+    messages = caught.value.act_result.messages
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "tool"]
+    assert_a_valid_conversation(messages)
+
+
+def test_messages_after_a_stop_are_a_valid_conversation(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    holder: dict[str, Any] = {}
+
+    def lookup(city: str) -> str:
+        holder["stream"].close()
+        return "done"
+
+    stream = client.stream_act("lookup then plot_it", [lookup, plot_it])
+    holder["stream"] = stream
+    list(stream)
+    messages = stream.result().messages
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "tool"]
+    assert_a_valid_conversation(messages)
+
+
+def test_error_texts_and_invented_names_are_capped(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    def lookup(city: str) -> str:
+        raise ValueError("x" * 5000)
+
+    server.script_tool_calls(QWEN, [("lookup", {"city": "Paris"}), ("n" * 5000, {})])
+    result = client.act("hi", [lookup], max_output_chars=100)
+    raised, invented = result.calls
+    assert raised.failure == "exception" and invented.failure == "unknown_tool"
+    for call in (raised, invented):
+        assert len(call.error or "") < 400 and "[cut:" in (call.error or "")
+    assert invented.error.startswith("There is no tool named 'nnnn")  # type: ignore[union-attr]
+    assert "The tools are: lookup" in (invented.error or "")
+    told = [m["content"] for m in chat_bodies(server)[1]["messages"] if m["role"] == "tool"]
+    assert told == [f"Error: {raised.error}", f"Error: {invented.error}"]
