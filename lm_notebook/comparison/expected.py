@@ -85,6 +85,13 @@ def _named(expected: str, inputs: PromptInputs) -> list[str | None]:
         return [as_text((item.columns or {}).get(columns[expected])) for item in items]
     if any(_has_field(item, expected) for item in items):
         return [as_text((item.columns or {}).get(expected)) for item in items]
+    fields = list(dict.fromkeys(k for item in items for k in (item.columns or {})))
+    close = difflib.get_close_matches(expected, fields, n=1, cutoff=0.75)
+    if close:  # a misspelt field of dict prompts is an error, not every prompt's reference
+        raise ValueError(
+            f'expected="{expected}" names no field of the dict prompts; their fields are {fields}. Did you mean '
+            f'"{close[0]}"? To give every prompt the same expected answer, pass expected=[{expected!r}] * {len(items)}.'
+        )
     return [as_text(expected)] * len(items)
 
 

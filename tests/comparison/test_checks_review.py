@@ -67,3 +67,11 @@ def test_the_judge_reply_parser_keeps_signs_and_reasons_with_braces() -> None:
         judge("Ok?").grade("Score: -1")
     assert parse_grade('{"score": 4, "reason": "it sets {x} right"}') == (4.0, "it sets {x} right")
     assert parse_grade('Here: {"note": 1} then {"score": 2, "reason": "r"}') == (2.0, "r")
+
+
+def test_a_misspelt_field_of_dict_prompts_is_an_error_not_the_reference(client: LMStudioClient) -> None:
+    prompts = {name: {"prompt": text, "answer": EXPECTED[name]} for name, text in PROMPTS.items()}
+    with pytest.raises(ValueError, match=r'names no field of the dict prompts.*Did you mean "answer"'):
+        compare(prompts, ["good"], client=client, progress=False, expected="anwser", checks=[contains("Paris")])
+    df = compare(prompts, ["good"], client=client, progress=False, expected="Paris", checks=[contains("Paris")])
+    assert df["expected"].tolist() == ["Paris", "Paris"]  # a text unlike any field is still the reference
