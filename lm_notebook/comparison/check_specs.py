@@ -3,10 +3,11 @@
 >>> [c.name for c in checks_from_specs(["contains:42", "regex:^\\d+$", "max_words:20", "is_json"])]
 ['contains', 'regex', 'max_words', 'is_json']
 
-``KIND`` or ``KIND:ARGUMENT``: ``contains:TEXT``, ``regex:PATTERN``, ``equals`` or ``equals:TEXT``, ``is_json``,
-``max_words:N``, ``similar_to`` or ``similar_to:REFERENCE``, ``judge:RUBRIC``. The judge is ``judge_model``
-(``%%lm_compare --judge-model``, default the current model); ``similar_to`` embeds with ``embedding_model``
-(``--embedding-model``, default the server's one embedding model).
+``KIND`` or ``KIND:ARGUMENT``: ``contains:TEXT``, ``regex:PATTERN``, ``equals:TEXT``, ``is_json``,
+``max_words:N``, ``similar_to:REFERENCE``, ``judge:RUBRIC``. ``equals`` and ``similar_to`` need their reference
+written here: a cell's prompts carry no expected answers (from Python, ``compare(expected=...)`` gives them).
+The judge is ``judge_model`` (``%%lm_compare --judge-model``, default the current model); ``similar_to`` embeds
+with ``embedding_model`` (``--embedding-model``, default the server's one embedding model).
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from lm_notebook.comparison.checks import Check, contains, equals, is_json, max_
 from lm_notebook.comparison.judge import judge, similar_to
 
 
-def _needs(kind: str, argument: str | None, example: str) -> str:
+def _needs(kind: str, argument: str | None, example: str, why: str = "") -> str:
     if not argument:
-        raise ValueError(f"--check {kind} needs an argument: --check '{kind}:{example}'.")
+        raise ValueError(f"--check {kind} needs an argument: --check '{kind}:{example}'{why}.")
     return argument
+
+
+# a cell's prompts are lines of text: no expected answer comes with them, so a reference must be written in the check
+_NO_EXPECTED = " (the cell's prompts have no expected answers to compare with)"
 
 
 def _max_words(argument: str | None) -> Check:
@@ -43,10 +48,11 @@ def _kinds(judge_model: str | None, embedding_model: str | None) -> dict[str, Ca
     return {
         "contains": lambda a: contains(_needs("contains", a, "Paris")),
         "regex": _regex,
-        "equals": lambda a: equals(a or None),
+        "equals": lambda a: equals(_needs("equals", a, "Paris", _NO_EXPECTED)),
         "is_json": lambda a: is_json(),
         "max_words": _max_words,
-        "similar_to": lambda a: similar_to(a or None, model=embedding_model),
+        "similar_to": lambda a: similar_to(_needs("similar_to", a, "Paris is the capital", _NO_EXPECTED),
+                                           model=embedding_model),
         "judge": lambda a: judge(_needs("judge", a, "Is it correct and concise?"), model=judge_model),
     }
 

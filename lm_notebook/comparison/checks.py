@@ -157,8 +157,46 @@ def _expected_of(row: Mapping[str, Any], given: str | None, who: str) -> str:
 # --- the common checks -------------------------------------------------------------------------------------------
 
 
+def text_argument(value: object, who: str, *, optional: bool = False) -> str | None:
+    """A check's text argument: a string as given, a number as its text (``42``, ``4.0`` → ``"4"``); anything else
+    (or None where one is needed) is refused now, naming the value, rather than erring in every row's cell."""
+    if value is None and optional:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return as_text(value)
+    raise TypeError(f"{who} takes a text (or a number), not {value!r} ({type(value).__name__}).")
+
+
+def count_argument(value: object, who: str) -> int:
+    """A check's whole-number argument (not a bool, not a string); refused now, naming the value."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{who} takes a whole number, not {value!r} ({type(value).__name__}).")
+    return value
+
+
+def score_argument(value: object, who: str) -> float:
+    """A threshold: a number from 0 to 1; refused now, naming the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{who} is a score from 0 to 1, not {value!r}.")
+    return float(value)
+
+
+def model_argument(value: object, who: str) -> str | None:
+    """A model id (or None: the default); refused now, naming the value."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise TypeError(f"{who} is a model id (text), not {value!r}.")
+    return value
+
+
 def contains(text: str, case: bool = False, *, name: str = "contains") -> Check:
-    """The answer contains ``text`` (ignoring case unless ``case=True``)."""
+    """The answer contains ``text`` (ignoring case unless ``case=True``; a number is looked for as its text)."""
+    wanted = text_argument(text, "contains(text)")
+    assert wanted is not None
+    if not wanted:
+        raise ValueError("contains(text) needs the text to look for, not ''.")
+    text = wanted
 
     def fn(answer: str, row: Mapping[str, Any]) -> tuple[float, str]:
         found = text in answer if case else text.casefold() in answer.casefold()
@@ -169,6 +207,8 @@ def contains(text: str, case: bool = False, *, name: str = "contains") -> Check:
 
 def regex(pattern: str, flags: int = 0, *, name: str = "regex") -> Check:
     """The answer matches ``pattern`` somewhere (``re.search``; anchor it with ``^…$`` for the whole answer)."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"regex(pattern) takes a regular expression (text), not {pattern!r}.")
     compiled = re.compile(pattern, flags)
 
     def fn(answer: str, row: Mapping[str, Any]) -> tuple[float, str]:
@@ -182,7 +222,9 @@ def _normal(text: str) -> str:
 
 
 def equals(expected: str | None = None, *, name: str = "equals") -> Check:
-    """The answer equals ``expected`` (default: the row's expected answer), whitespace and case normalised."""
+    """The answer equals ``expected`` (default: the row's expected answer), whitespace and case normalised; a number
+    is compared as its text."""
+    expected = text_argument(expected, "equals(expected)", optional=True)
 
     def fn(answer: str, row: Mapping[str, Any]) -> tuple[float, str]:
         want = _expected_of(row, expected, "equals")
@@ -243,6 +285,7 @@ def matches_schema(schema: Mapping[str, Any], *, name: str = "matches_schema") -
 
 def max_words(n: int, *, name: str = "max_words") -> Check:
     """The answer has at most ``n`` words."""
+    n = count_argument(n, "max_words(n)")
     if n < 0:
         raise ValueError(f"max_words(n) takes a count of words, not {n}.")
 

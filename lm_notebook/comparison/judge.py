@@ -43,7 +43,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lm_notebook.comparison.checks import Check, CheckError, expected_text
+from lm_notebook.comparison.checks import (
+    Check,
+    CheckError,
+    expected_text,
+    model_argument,
+    score_argument,
+    text_argument,
+)
 
 JUDGE_SYSTEM = (
     "You are a judge: you grade one answer to one question against a rubric. You reply with one line of JSON and "
@@ -155,7 +162,8 @@ def judge(
     bounds = (1, scale) if isinstance(scale, int) else tuple(scale)
     if len(bounds) != 2 or not all(isinstance(b, int) for b in bounds) or bounds[0] >= bounds[1]:
         raise ValueError(f"judge(scale=...) is a top grade (5: grades 1-5) or (low, high), not {scale!r}.")
-    return JudgeCheck(name, None, threshold, rubric=rubric, model=model, scale=(bounds[0], bounds[1]))
+    return JudgeCheck(name, None, threshold, rubric=rubric, model=model_argument(model, "judge(model=...)"),
+                      scale=(bounds[0], bounds[1]))
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,6 @@ def similar_to(
     """The answer means about the same as ``reference`` (default: the row's expected answer): the cosine similarity
     of their embeddings (0–1), passing from ``threshold``. ``model``: the embedding model (default: the server's
     one embedding model)."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"similar_to(threshold=...) is a similarity from 0 to 1, not {threshold}.")
-    return SimilarityCheck(name, None, threshold, reference=reference, model=model)
+    return SimilarityCheck(name, None, score_argument(threshold, "similar_to(threshold=...)"),
+                           reference=text_argument(reference, "similar_to(reference)", optional=True),
+                           model=model_argument(model, "similar_to(model=...)"))

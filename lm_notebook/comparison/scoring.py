@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -181,7 +182,11 @@ class Scorer:
                 self.cells[(i, check.name)] = Cell(error=_error_text(exc))
             return
         for i, (answer, reference) in pairs.items():
-            similarity = max(0.0, min(1.0, cosine(vectors[answer], vectors[reference])))
+            raw = cosine(vectors[answer], vectors[reference])
+            if not math.isfinite(raw):  # a vector with NaN or inf in it: no similarity to speak of, not a pass
+                self.cells[(i, check.name)] = Cell(error=f"the embeddings of {model} gave no similarity ({raw})")
+                continue
+            similarity = max(0.0, min(1.0, raw))
             note = None if similarity >= check.threshold else f"similarity {similarity:.2f} < {check.threshold:g}"
             self.cells[(i, check.name)] = Cell(similarity, note)
 

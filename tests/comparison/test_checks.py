@@ -94,7 +94,7 @@ def test_judge_scales_and_what_its_replies_mean() -> None:
             judge("x", scale=bad)
     with pytest.raises(ValueError, match="needs the rubric"):
         judge(" ")
-    with pytest.raises(ValueError, match="similarity from 0 to 1"):
+    with pytest.raises(ValueError, match=r"similar_to\(threshold=\.\.\.\) is a score from 0 to 1"):
         similar_to(threshold=1.5)
 
 

@@ -12,7 +12,7 @@ import pytest
 from checks_server import EXPECTED, PROMPTS, checks_server
 
 from lm_notebook import LMStudioClient, compare, summary
-from lm_notebook.checks import contains, judge
+from lm_notebook.checks import contains, equals, judge, max_words, similar_to
 from lm_notebook.comparison.checks import CheckError
 from lm_notebook.comparison.judge import parse_grade
 from lm_notebook.testing import MockLMStudioServer
@@ -75,3 +75,42 @@ def test_a_misspelt_field_of_dict_prompts_is_an_error_not_the_reference(client: 
         compare(prompts, ["good"], client=client, progress=False, expected="anwser", checks=[contains("Paris")])
     df = compare(prompts, ["good"], client=client, progress=False, expected="Paris", checks=[contains("Paris")])
     assert df["expected"].tolist() == ["Paris", "Paris"]  # a text unlike any field is still the reference
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda: contains(None), "contains(text) takes a text (or a number), not None"),
+    (lambda: contains(["Paris"]), "contains(text) takes a text (or a number), not ['Paris'] (list)"),
+    (lambda: contains(""), "contains(text) needs the text to look for"),
+    (lambda: max_words("5"), "max_words(n) takes a whole number, not '5' (str)"),
+    (lambda: similar_to(threshold="0.8"), "similar_to(threshold=...) is a score from 0 to 1, not '0.8'"),
+    (lambda: similar_to(model=3), "similar_to(model=...) is a model id (text), not 3"),
+    (lambda: judge("ok?", model=3), "judge(model=...) is a model id (text), not 3"),
+    (lambda: equals(["a"]), "equals(expected) takes a text (or a number), not ['a']"),
+])
+def test_bad_check_arguments_are_refused_when_the_check_is_made(make: Any, words: str) -> None:
+    # before: accepted, then every row's cell erred (AttributeError: 'int' object has no attribute 'casefold') or a
+    # bare TypeError ('<' not supported) came from inside
+    with pytest.raises((TypeError, ValueError)) as info:
+        make()
+    assert words in str(info.value)
+
+
+def test_numbers_given_to_the_checks_are_their_text(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    # the issue's "numbers are references too", for the checks' own arguments as for expected=
+    server.answer("good", "What is 2+2?", "4")
+    df = compare({"sum": "What is 2+2?"}, ["good"], client=client, progress=False, temperature=0,
+                 checks=[contains(4), equals(4.0), similar_to(reference=4)])
+    row = df.iloc[0]
+    assert (row["check_contains"], row["check_equals"]) == (1.0, 1.0), row["check_notes"]
+    assert row["check_similar_to"] == pytest.approx(1.0), row["check_notes"]
+
+
+def test_a_similarity_that_is_not_a_number_is_an_error_not_a_pass(server: MockLMStudioServer, client: LMStudioClient,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # a server that returns broken (NaN) vectors: max(0, min(1, nan)) read as 1.0, a pass
+    monkeypatch.setattr("lm_notebook.comparison.scoring.cosine", lambda a, b: float("nan"))
+    df = compare(PROMPTS, ["good"], client=client, progress=False, temperature=0, expected=EXPECTED,
+                 checks=[similar_to()])
+    assert df["check_similar_to"].isna().all()
+    assert df["check_notes"].str.contains("gave no similarity").all(), df["check_notes"].tolist()
+    assert not df["passed"].eq(True).any()

@@ -48,6 +48,9 @@ def test_checks_given_as_text_score_the_answers(shell: tuple[InteractiveShell, M
     ("contains", "--check contains needs an argument: --check 'contains:Paris'"),
     ("max_words:many", "max_words takes a number of words, not 'many'"),
     ("regex:(", "is not a regular expression"),
+    # a cell's prompts carry no expected answer: these could never score, so they are refused up front
+    ("equals", "--check equals needs an argument: --check 'equals:Paris' (the cell's prompts have no expected"),
+    ("similar_to", "--check similar_to needs an argument: --check 'similar_to:Paris is the capital'"),
 ])
 def test_a_bad_check_is_a_usage_error_before_anything_is_sent(
     shell: tuple[InteractiveShell, MockLMStudioServer], spec: str, words: str
@@ -60,13 +63,12 @@ def test_a_bad_check_is_a_usage_error_before_anything_is_sent(
 
 
 def test_every_kind_of_text_check() -> None:
-    kinds = ["contains:x", "regex:x", "equals", "equals:Paris", "is_json", "max_words:3", "similar_to",
-             "similar_to:Paris", "judge:Is it right?"]
+    kinds = ["contains:x", "regex:x", "equals:Paris", "is_json", "max_words:3", "similar_to:Paris",
+             "judge:Is it right?"]
     made = [check_from_spec(s) for s in kinds]
-    assert [c.name for c in made] == ["contains", "regex", "equals", "equals", "is_json", "max_words", "similar_to",
-                                      "similar_to", "judge"]
-    assert made[3].score("paris", {}) == (1.0, None) and made[5].score("a b c d", {})[0] == 0.0
-    assert getattr(made[7], "reference", None) == "Paris" and getattr(made[8], "rubric", None) == "Is it right?"
+    assert [c.name for c in made] == ["contains", "regex", "equals", "is_json", "max_words", "similar_to", "judge"]
+    assert made[2].score("paris", {}) == (1.0, None) and made[4].score("a b c d", {})[0] == 0.0
+    assert getattr(made[5], "reference", None) == "Paris" and getattr(made[6], "rubric", None) == "Is it right?"
 
 
 def test_lm_models_marks_the_embedding_models(lmstudio_mock: MockLMStudioServer) -> None:
