@@ -68,6 +68,10 @@ def test_chat_gives_a_real_deterministic_answer(real_client: LMStudioClient, mod
 
 def test_stream_matches_chat_and_its_token_count(real_client: LMStudioClient) -> None:
     prompt = "Name three primary colors."
+    # llama.cpp's first answer to a prompt can differ from every later one at temperature 0 (a later request reuses
+    # the prompt's cached KV, computed in other batches): measured here, the 1st differed and the 2nd-5th agreed,
+    # streamed or not. So one request first; then the chat and the stream are compared under the same conditions.
+    real_client.chat(prompt, model=SMOLLM2, max_tokens=24, **SAMPLING)
     whole = real_client.chat(prompt, model=SMOLLM2, max_tokens=24, **SAMPLING)
     with real_client.stream_chat(prompt, model=SMOLLM2, max_tokens=24, **SAMPLING) as stream:
         deltas = list(stream)
