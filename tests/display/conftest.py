@@ -5,16 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
-from stream_view_doubles import RecordingPublisher
+from stream_view_doubles import RecordingPublisher, installed_publisher
 
 
 @pytest.fixture
 def publisher() -> Iterator[RecordingPublisher]:
-    shell = InteractiveShell.instance()
-    saved = shell.display_pub
-    shell.display_pub = RecordingPublisher()
-    try:
-        yield shell.display_pub
-    finally:
-        shell.display_pub = saved
+    with installed_publisher(RecordingPublisher()) as pub:
+        yield pub

@@ -3,11 +3,13 @@ send, and a stream of given parts."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
 
 from lm_notebook.client.stream import StreamPart
 from lm_notebook.client.types import ChatResult, Timings, Usage
@@ -37,6 +39,21 @@ class FakeClock:
 
 
 CLEAR_AT_NEXT_OUTPUT: dict[str, Any] = {"clear_output": "wait=True"}  # how a recorded clear_output(wait=True) looks
+
+
+P = TypeVar("P", bound=DisplayPublisher)
+
+
+@contextlib.contextmanager
+def installed_publisher(publisher: P) -> Iterator[P]:
+    """IPython's display publisher replaced by ``publisher`` for the block, the shell's own put back after."""
+    shell = InteractiveShell.instance()
+    saved = shell.display_pub
+    shell.display_pub = publisher
+    try:
+        yield publisher
+    finally:
+        shell.display_pub = saved
 
 
 class RecordingPublisher(DisplayPublisher):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from IPython.core.displaypub import DisplayPublisher
-from IPython.core.interactiveshell import InteractiveShell
+from stream_view_doubles import installed_publisher
 
 from lm_notebook.client.stream import StreamPart
 from lm_notebook.display.answer import NotebookStreamView, stream_into
@@ -68,13 +68,8 @@ class Parts:
 
 @pytest.fixture
 def kernel_publisher() -> Iterator[KernelLikePublisher]:
-    shell = InteractiveShell.instance()
-    saved = shell.display_pub
-    shell.display_pub = KernelLikePublisher()
-    try:
-        yield shell.display_pub
-    finally:
-        shell.display_pub = saved
+    with installed_publisher(KernelLikePublisher()) as pub:
+        yield pub
 
 
 def test_live_frames_skip_the_stream_flush_and_keep_the_cells_parent(kernel_publisher: KernelLikePublisher) -> None:
