@@ -106,11 +106,39 @@ class Tool:
 
     def bind(self, arguments: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The positional and keyword arguments to call ``fn`` with; raises :class:`ToolArgumentsError` when
-        ``arguments`` break the schema (the message says how, for the model to correct itself)."""
-        if self.validator is not None:
-            return self.validator(dict(arguments))
-        _check_with_jsonschema(self.parameters, arguments)
-        return (), dict(arguments)
+        ``arguments`` break the schema (the message says how, for the model to correct itself).
+
+        A property the schema does not declare is the model's mistake too (named, with the declared ones), unless
+        the schema allows other properties and ``fn`` takes ``**kwargs``: then it is passed on."""
+        unexpected = [] if self._takes_undeclared() else _undeclared(self.parameters, arguments)
+        fitting = {k: v for k, v in arguments.items() if k not in unexpected}
+        problems = []
+        try:
+            if self.validator is not None:
+                bound = self.validator(fitting)
+            else:
+                _check_with_jsonschema(self.parameters, fitting)
+                bound = (), fitting
+        except ToolArgumentsError as exc:
+            problems.append(str(exc))
+        if unexpected:
+            declared = ", ".join(self.parameters.get("properties") or {}) or "no arguments"
+            shown = ", ".join(repr(_capped(k, 60)) for k in unexpected[:10]) + (" …" if len(unexpected) > 10 else "")
+            problems.append(f"unexpected {'property' if len(unexpected) == 1 else 'properties'} {shown}: "
+                            f"{self.name} takes: {declared}")
+        if problems:
+            raise ToolArgumentsError("; ".join(problems))
+        return bound
+
+    def _takes_undeclared(self) -> bool:
+        """The schema allows properties it does not declare, and ``fn`` takes ``**kwargs``."""
+        if self.validator is not None or self.parameters.get("additionalProperties", True) is False:
+            return False
+        try:
+            parameters = inspect.signature(self.fn).parameters.values()
+        except (TypeError, ValueError):
+            return False
+        return any(p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _jsonschema() -> Any:
@@ -145,6 +173,20 @@ def _check_with_jsonschema(schema: Mapping[str, Any], arguments: Mapping[str, An
     problems = sorted(validator_class(schema).iter_errors(arguments), key=lambda e: list(e.absolute_path))
     if problems:
         raise ToolArgumentsError("; ".join(_where(p.absolute_path) + _capped(p.message) for p in problems[:5]))
+
+
+def _undeclared(schema: Mapping[str, Any], arguments: Mapping[str, Any]) -> list[str]:
+    """The argument names neither among the schema's ``properties`` nor matching its ``patternProperties``."""
+    declared = schema.get("properties") or {}
+    patterns = list(schema.get("patternProperties") or {})
+
+    def matches(pattern: str, key: str) -> bool:
+        try:
+            return re.search(pattern, key) is not None
+        except re.error:
+            return False
+
+    return [k for k in arguments if k not in declared and not any(matches(p, k) for p in patterns)]
 
 
 def _capped(text: str, limit: int = 300) -> str:

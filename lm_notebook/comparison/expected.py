@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -43,14 +44,15 @@ def expected_answers(expected: object, inputs: PromptInputs) -> list[str | None]
 
 def _given(expected: object, inputs: PromptInputs) -> list[str | None]:
     """``expected=`` as one text per prompt. A dict keyed like the prompts; a Series (keyed by the DataFrame's
-    index); a list, one per prompt; the name of a column of the prompts' DataFrame (or a field of dict prompts); or
+    index; with repeated labels, only a column of the prompts' own DataFrame, see :func:`_from_series`); a list,
+    one per prompt; the name of a column of the prompts' DataFrame (or a field of dict prompts); or
     one string for every prompt (not with a DataFrame of prompts: there a string names a column)."""
     items = inputs.items
     names = [item.name for item in items]
     if isinstance(expected, str):
         return _named(expected, inputs)
     if isinstance(expected, pd.Series):
-        return [as_text(expected.get(name)) for name in names]
+        return _from_series(expected, names)
     if isinstance(expected, Mapping):
         unknown = [k for k in expected if k not in set(names)]
         if unknown:
@@ -65,6 +67,23 @@ def _given(expected: object, inputs: PromptInputs) -> list[str | None]:
     raise TypeError(
         "expected= is a dict keyed like the prompts, a Series (a DataFrame column), a list (one per prompt), a column "
         f"name, or one string for all, not {type(expected).__name__}."
+    )
+
+
+def _from_series(expected: pd.Series[Any], names: Sequence[object]) -> list[str | None]:
+    """A Series keyed like the prompts. Labels it repeats are allowed only when its index is the prompts' own, label
+    for label in order (a column of the prompts' DataFrame): then it lines up row by row. Otherwise a repeated label
+    is ambiguous (which of its answers is that prompt's?), and refused."""
+    if expected.index.is_unique:
+        return [as_text(expected.get(name)) for name in names]
+    if list(expected.index) == list(names):
+        return [as_text(v) for v in expected.tolist()]
+    repeated = expected.index[expected.index.duplicated(keep=False)]
+    counts = pd.Series(repeated).value_counts(sort=False)
+    shown = ", ".join(f"{label!r} ({n} answers)" for label, n in list(counts.items())[:5])
+    raise ValueError(
+        f"expected= is a Series whose index repeats {shown}: a label names one prompt, so which answer is its "
+        "reference is ambiguous. Give it unique labels, or one answer per prompt in order: expected=list(series)."
     )
 
 

@@ -193,7 +193,9 @@ class Scorer:
     async def _judges(self, judges: Sequence[JudgeCheck], rows: Mapping[int, Mapping[str, Any]],
                       client: AsyncLMStudioClient, cache: ResponseCache | None,
                       infos: Mapping[str, ModelInfo], on_judging: OnJudging | None) -> None:
-        by_model: dict[str, list[tuple[int, JudgeCheck, list[dict[str, str]]]]] = {}
+        # per judge model, one request per distinct conversation (the same prompt, answer and rubric on several
+        # rows, or in several checks): sent once, its verdict shared
+        by_model: dict[str, dict[str, JudgeRequest]] = {}
         for check in judges:
             model = check.model or client.current_model
             for i, row in rows.items():
@@ -201,56 +203,61 @@ class Scorer:
                     self.cells[(i, check.name)] = Cell(
                         error="no judge model: pass judge(..., model='model-id') or set the current model")
                     continue
-                by_model.setdefault(model, []).append((i, check, check.messages(row, str(row.get("response") or ""))))
+                messages = check.messages(row, str(row.get("response") or ""))
+                key = judge_key(check, messages, model, infos.get(model))
+                asked = by_model.setdefault(model, {})
+                asked.setdefault(key, JudgeRequest(check, messages, key, [])).cells.append((i, check.name))
         loaded = await _loaded_now(client)
         # one judge after another, each loaded once; one already loaded (the last candidate, say) goes first
         for model in order_models(list(by_model), loaded):
-            requests = by_model[model]
+            requests = list(by_model[model].values())
+            total = sum(len(r.cells) for r in requests)
             info = infos.get(model)
             slots = JudgeSlots(info.parallel if info is not None and info.parallel else None, model not in loaded,
                                functools.partial(_parallel_now, client, model))
-            def one_more(model: str = model, total: int = len(requests), graded: list[int] = [0]) -> None:  # noqa: B006
-                graded[0] += 1  # a counter of this judge's grades (the default list is made once per judge)
+            def graded(count: int, model: str = model, total: int = total, so_far: list[int] = [0]) -> None:  # noqa: B006
+                so_far[0] += count  # a counter of this judge's grades (the default list is made once per judge)
                 if on_judging is not None:
-                    on_judging(model, graded[0], total)
+                    on_judging(model, so_far[0], total)
 
             if on_judging is not None:
-                on_judging(model, 0, len(requests))
-            await asyncio.gather(*(self._judge_one(i, check, messages, model, client, cache, infos, slots, one_more)
-                                   for i, check, messages in requests))
+                on_judging(model, 0, total)
+            await asyncio.gather(*(self._judge_one(request, model, client, cache, slots, graded)
+                                   for request in requests))
 
-    async def _judge_one(self, i: int, check: JudgeCheck, messages: list[dict[str, str]], model: str,
-                         client: AsyncLMStudioClient, cache: ResponseCache | None, infos: Mapping[str, ModelInfo],
-                         slots: JudgeSlots, graded: Callable[[], None]) -> None:
+    async def _judge_one(self, request: JudgeRequest, model: str, client: AsyncLMStudioClient,
+                         cache: ResponseCache | None, slots: JudgeSlots, graded: Callable[[int], None]) -> None:
         try:
-            await self._grade(i, check, messages, model, client, cache, infos, slots)
+            cell = await self._grade(request, model, client, cache, slots)
+            for target in request.cells:
+                self.cells[target] = cell
         finally:
-            graded()
+            graded(len(request.cells))
 
-    async def _grade(self, i: int, check: JudgeCheck, messages: list[dict[str, str]], model: str,
-                     client: AsyncLMStudioClient, cache: ResponseCache | None, infos: Mapping[str, ModelInfo],
-                     slots: JudgeSlots) -> None:
-        info = infos.get(model)
-        params = {**JUDGE_PARAMS, "schema": check.reply_schema()}
-        key = cache_key(model=model, messages=messages, params=params, repeat=0,
-                        quantization=info.quantization if info else None, format=info.format if info else None)
-        record = cache.get(key) if cache is not None else None
-        reply = record.get("response") if record is not None else None
-        if not isinstance(reply, str):
+    async def _grade(self, request: JudgeRequest, model: str, client: AsyncLMStudioClient,
+                     cache: ResponseCache | None, slots: JudgeSlots) -> Cell:
+        """The request's verdict: from the cache, else asked. Only a reply that grades is cached: one with no
+        score (or off the scale) is asked again on the next run, and one cached before that rule is asked again."""
+        check = request.check
+        record = cache.get(request.key) if cache is not None else None
+        cached = record.get("response") if record is not None else None
+        if isinstance(cached, str):
             try:
-                async with slots:
-                    reply = await self._ask(client, messages, model, check.reply_schema())
-            except LMStudioError as exc:
-                self.cells[(i, check.name)] = Cell(error=f"judge {model}: {_error_text(exc)}")
-                return
-            if cache is not None and cache.accepts(JUDGE_PARAMS):
-                cache.put(key, {"response": reply, "judge": True}, model=model)
+                return Cell(*check.grade(cached))
+            except CheckError:
+                pass
+        try:
+            async with slots:
+                reply = await self._ask(client, request.messages, model, check.reply_schema())
+        except LMStudioError as exc:
+            return Cell(error=f"judge {model}: {_error_text(exc)}")
         try:
             score, reason = check.grade(reply)
         except CheckError as exc:
-            self.cells[(i, check.name)] = Cell(error=str(exc))
-            return
-        self.cells[(i, check.name)] = Cell(score, reason)
+            return Cell(error=str(exc))
+        if cache is not None and cache.accepts(JUDGE_PARAMS):
+            cache.put(request.key, {"response": reply, "judge": True}, model=model)
+        return Cell(score, reason)
 
     async def _ask(self, client: AsyncLMStudioClient, messages: list[dict[str, str]], model: str,
                    schema: dict[str, Any]) -> str:
@@ -270,6 +277,24 @@ class Scorer:
                     continue
                 raise
             return result.content
+
+
+@dataclass
+class JudgeRequest:
+    """One grading request of a run: ``check``'s conversation, its cache ``key``, and the cells (row, check name)
+    its verdict fills."""
+
+    check: JudgeCheck
+    messages: list[dict[str, str]]
+    key: str
+    cells: list[tuple[int, str]]
+
+
+def judge_key(check: JudgeCheck, messages: list[dict[str, str]], model: str, info: ModelInfo | None) -> str:
+    """A grading request's cache key: two requests with one key are the same question to the same judge."""
+    params = {**JUDGE_PARAMS, "schema": check.reply_schema()}
+    return cache_key(model=model, messages=messages, params=params, repeat=0,
+                     quantization=info.quantization if info else None, format=info.format if info else None)
 
 
 class JudgeSlots:

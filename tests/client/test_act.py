@@ -458,3 +458,41 @@ def test_error_texts_and_invented_names_are_capped(server: MockLMStudioServer, c
     assert "The tools are: lookup" in (invented.error or "")
     told = [m["content"] for m in chat_bodies(server)[1]["messages"] if m["role"] == "tool"]
     assert told == [f"Error: {raised.error}", f"Error: {invented.error}"]
+
+
+ADD_SCHEMA = {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+              "required": ["a", "b"]}
+
+
+def test_undeclared_arguments_are_the_models_mistake(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    """A Tool's schema that does not forbid other properties: the ones it does not declare are not passed to a
+    function that cannot take them (a TypeError inside would blame the function); they go back as invalid."""
+    ran: list[tuple[float, float]] = []
+
+    def add(a: float, b: float) -> float:
+        ran.append((a, b))
+        return a + b
+
+    server.script_tool_calls(QWEN, [("add", {"a": 1, "b": 2, "c": 3, "d": 4})])
+    result = client.act("add them", [Tool("add", "Add two numbers.", ADD_SCHEMA, add)])
+    (call,) = result.calls
+    assert call.failure == "invalid_arguments" and call.invalid and ran == [] and result.tool_errors == 1
+    assert "unexpected properties 'c', 'd'" in (call.error or "") and "add takes: a, b" in (call.error or "")
+    told = [m["content"] for m in chat_bodies(server)[1]["messages"] if m["role"] == "tool"]
+    assert told == [f"Error: {call.error}"]
+
+
+def test_undeclared_arguments_reach_a_function_that_takes_them(server: MockLMStudioServer,
+                                                               client: LMStudioClient) -> None:
+    """Passed on only when the schema allows other properties and the function takes ``**kwargs``."""
+
+    def add(a: float, b: float, **more: float) -> float:
+        return a + b + sum(more.values())
+
+    server.script_tool_calls(QWEN, [("add", {"a": 1, "b": 2, "c": 3})])
+    (call,) = client.act("add them", [Tool("add", "Add.", ADD_SCHEMA, add)]).calls
+    assert call.ok and call.output == "6"
+    closed = {**ADD_SCHEMA, "additionalProperties": False}
+    server.script_tool_calls(QWEN, [("add", {"a": 1, "b": 2, "c": 3})])
+    (call,) = client.act("add them", [Tool("add", "Add.", closed, add)]).calls
+    assert call.failure == "invalid_arguments" and "unexpected property 'c'" in (call.error or "")

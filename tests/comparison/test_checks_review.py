@@ -114,3 +114,58 @@ def test_a_similarity_that_is_not_a_number_is_an_error_not_a_pass(server: MockLM
     assert df["check_similar_to"].isna().all()
     assert df["check_notes"].str.contains("gave no similarity").all(), df["check_notes"].tolist()
     assert not df["passed"].eq(True).any()
+
+
+def test_an_expected_series_with_repeated_labels(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    """A Series keyed by labels it repeats: a column of the prompts' own DataFrame (the same labels, in the same
+    order) lines up row by row; any other is ambiguous, and refused before anything is sent."""
+    prompts = pd.DataFrame({"q": [PROMPTS["capital"], PROMPTS["sum"]], "answer": ["Paris", "4"]}, index=[7, 7])
+    def says_expected(answer: str, row: Any) -> bool:
+        return str(row["expected"]) in answer
+
+    df = compare(prompts, ["good"], client=client, progress=False, template="{q}", expected=prompts["answer"],
+                 checks=[says_expected])
+    assert df["expected"].tolist() == ["Paris", "4"] and df["check_says_expected"].tolist() == [1.0, 1.0]
+    sent = len(server.requests)
+    ambiguous = pd.Series(["Paris", "Lyon", "4"], index=["capital", "capital", "sum"])
+    with pytest.raises(ValueError, match=r"expected= is a Series whose index repeats 'capital' \(2 answers\)"):
+        compare(PROMPTS, ["good"], client=client, progress=False, expected=ambiguous, checks=[equals()])
+    other_rows = prompts.set_axis([7, 8])  # labels that differ from the Series' [7, 7]: which answer is 7's?
+    with pytest.raises(ValueError, match=r"repeats 7 \(2 answers\).*expected=list\(series\)"):
+        compare(other_rows, ["good"], client=client, progress=False, template="{q}", expected=prompts["answer"],
+                checks=[equals()])
+    assert len(server.requests) == sent
+
+
+def test_a_judge_reply_with_no_score_is_asked_again_on_the_next_run(server: MockLMStudioServer,
+                                                                   client: LMStudioClient, tmp_path: Any) -> None:
+    """An unparseable reply is not cached (a re-run asks for it again); the good ones are."""
+    from lm_notebook.comparison.cache import ResponseCache
+
+    cache = ResponseCache(tmp_path / "answers.sqlite")
+    server.script("judge-a", "I refuse to grade.")  # the first grading request gets this
+    kw: dict[str, Any] = dict(client=client, progress=False, temperature=0, expected=EXPECTED, cache=cache,
+                              checks=[judge("Is it correct?", model="judge-a")])
+    first = compare(PROMPTS, ["good"], **kw)
+    assert first["check_judge"].isna().sum() == 1 and "has no score" in " ".join(map(str, first["check_notes"]))
+    server.clear_requests()
+    second = compare(PROMPTS, ["good"], **kw)
+    assert [r.model for r in server.requests if r.is_chat] == ["judge-a"]  # only the unparsed one, asked again
+    assert second["check_judge"].notna().all() and second["cached"].all()
+    server.clear_requests()
+    compare(PROMPTS, ["good"], **kw)
+    assert [r.model for r in server.requests if r.is_chat] == []
+
+
+def test_identical_judge_requests_in_one_run_are_sent_once(server: MockLMStudioServer,
+                                                           client: LMStudioClient) -> None:
+    """Two rows with the same prompt and answer (repeats at temperature 0), and two checks with the same rubric:
+    one grading request per distinct (judge, prompt, answer, rubric), its verdict shared."""
+    df = compare(PROMPTS, ["good"], client=client, progress=False, temperature=0, expected=EXPECTED, repeats=2,
+                 checks=[judge("Is it correct?", model="judge-a"),
+                         judge("Is it correct?", model="judge-a", name="again"),
+                         judge("Is it short?", model="judge-a", name="short")])
+    judged = [r.chat_body["messages"][1]["content"] for r in server.requests if r.is_chat and r.model == "judge-a"]
+    assert len(judged) == len(set(judged)) == 4  # 2 prompts × 2 rubrics, for 4 rows × 3 checks
+    assert df["check_judge"].notna().all() and df["check_judge"].tolist() == df["check_again"].tolist()
+    assert df["check_short"].notna().all()
