@@ -21,7 +21,10 @@ from lm_notebook.client.downloads import (
 )
 from lm_notebook.client.errors import EndpointNotSupportedError, ModelDownloadError, needs_newer_lmstudio
 from lm_notebook.client.flows import Flow, Pause, operation
+from lm_notebook.client.routes import MODEL_ROUTES, OPENAI_MODELS_PATH
 from lm_notebook.client.types import ModelInfo
+
+NATIVE_MODELS_PATH = MODEL_ROUTES[0]  # /api/v1/models: LM Studio 0.4+
 
 OnDownload = Callable[[DownloadJob], object]
 
@@ -88,9 +91,15 @@ class ModelOperations:
     wait_for_download = operation(_wait_for_download)
 
     def _loaded_models(self) -> Flow[list[ModelInfo]]:
-        """What is loaded (``lms ps``): the models with loaded instances, with their context and parallel slots."""
+        """What is loaded (``lms ps``): the models with loaded instances, with their context and parallel slots.
+        Needs LM Studio (``/api/v0`` or ``/api/v1``): a server listing only ``/v1/models`` does not say."""
         source: Any = self
         models: list[ModelInfo] = yield from source._list_models()
+        if source._models_route == OPENAI_MODELS_PATH:
+            raise _not_lmstudio(
+                "loaded_models()", "LM Studio", source.base_url,
+                "lists its models only on /v1/models (as llama.cpp's server does), which does not say which are loaded",
+            )
         return [m for m in models if m.loaded]
 
     loaded_models = operation(_loaded_models)
@@ -98,11 +107,27 @@ class ModelOperations:
     def _unload_all(self) -> Flow[list[str]]:
         """Unload every loaded instance (``lms unload --all``); the instance ids unloaded. Needs LM Studio 0.4+."""
         source: Any = self
+        models: list[ModelInfo] = yield from source._list_models()
+        if source._models_route != NATIVE_MODELS_PATH:  # 0.4's model list, from the server with its unload route
+            raise _not_lmstudio(
+                "unload_all()", "LM Studio 0.4 or newer", source.base_url,
+                "is an older LM Studio or another OpenAI-compatible server (llama.cpp's): it has no unload route",
+                instead="Unload them in LM Studio or with `lms unload --all`.",
+            )
         gone: list[str] = []
-        for model in (yield from self._loaded_models()):
+        for model in models:
+            if not model.loaded:
+                continue
             for instance in model.instance_ids or (model.id,):
                 yield from source._unload_model(instance)
                 gone.append(instance)
         return gone
 
     unload_all = operation(_unload_all)
+
+
+def _not_lmstudio(what: str, needs: str, base_url: str, why: str, *, instead: str = "") -> EndpointNotSupportedError:
+    """``what`` refused on a server without the LM Studio routes it needs. Its model list already came from an older
+    route, so nothing more is asked: the status is the 404 that route would get."""
+    return EndpointNotSupportedError(f"{what} needs {needs}; the server at {base_url} {why}. {instead}".rstrip(),
+                                     status_code=404)

@@ -388,7 +388,8 @@ class StreamBase(Generic[G]):
         err = self._classified(body, message, code, partial)
         if type(err) is LMStudioAPIError:
             return LMStudioStreamError(
-                f"LM Studio reported an error mid-answer after {len(partial.content)} characters: {message}. "
+                f"LM Studio reported an error mid-answer after {len(partial.content)} characters: "
+                f"{message.rstrip().rstrip('.')}. "
                 "The partial answer is kept (.partial).",
                 partial=partial,
             )

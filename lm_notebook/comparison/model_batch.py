@@ -27,11 +27,16 @@ class BatchState:
     warm: asyncio.Event = field(default_factory=asyncio.Event)
     cold_next: bool = False
     loading_since: float | None = None  # loop time the first request to a model known not to be loaded was sent
+    server_load_s: float | None = None  # the load's seconds, as the server reported them at its end
 
     def report_load(self, progress: StreamProgress) -> None:
-        """LM Studio 0.4 reports the load's progress (native route): a "loading" event with its fraction."""
+        """LM Studio 0.4 reports the load's progress (native route): a "loading" event with its fraction; at its end,
+        the load's own seconds (the "loaded" event says them, as the row's ``load_s`` does)."""
         since = self.loading_since
-        if progress.stage != "model_load" or since is None or progress.done:
+        if progress.stage != "model_load" or since is None:
+            return
+        if progress.done:
+            self.server_load_s = progress.load_time_seconds
             return
         elapsed = asyncio.get_running_loop().time() - since
         self.put(("loading", {"model": self.batch.model, "elapsed_s": elapsed, "fraction": progress.fraction}))
@@ -43,5 +48,7 @@ class BatchState:
         self.warm.set()
         since, self.loading_since = self.loading_since, None
         if since is not None:
-            elapsed = asyncio.get_running_loop().time() - since
+            elapsed = self.server_load_s
+            if elapsed is None:  # the client's wait to the first token: the load and the time to it
+                elapsed = asyncio.get_running_loop().time() - since
             self.put(("loaded", {"model": self.batch.model, "elapsed_s": elapsed}))

@@ -40,6 +40,11 @@ def _bundle(text: str) -> dict[str, str]:
 class ModelMagics(Magics):
     """``%lm_download``, ``%lm_load``, ``%lm_unload``, ``%lm_ps``."""
 
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        # downloads whose watch was interrupted, by (server, model, quantization): %lm_download again follows them
+        self._unfinished: dict[tuple[str, str, str | None], DownloadJob] = {}
+
     def _lm(self) -> LMMagics | None:
         magics = self.shell.magics_manager.registry.get("LMMagics") if self.shell is not None else None
         return magics if isinstance(magics, LMMagics) else None
@@ -87,19 +92,41 @@ class ModelMagics(Magics):
         args = parse_argstring(ModelMagics.lm_download, line)
         client = self._client()
         self._needs_0_4(client, "%lm_download", f"Download it in LM Studio or with `lms get {args.model}`.")
-        job = self._run(lambda: client.download_model(args.model, quantization=args.quantization, wait=False))
-        handle = self._show(download_text(job))
+        key = (client.base_url, args.model, args.quantization)
+        job = self._watched_job(client, key) or self._run(
+            lambda: client.download_model(args.model, quantization=args.quantization, wait=False))
+        painted = [download_text(job)]
+        handle = self._show(painted[0])
+
+        def paint(state: DownloadJob) -> None:  # each state once: the last poll and the end say the same
+            text = download_text(state)
+            if text != painted[0]:
+                painted[0] = text
+                self._show(text, handle)
+
         try:
-            job = self._run(lambda: client.wait_for_download(
-                job, poll_seconds=DOWNLOAD_POLL_SECONDS, on_progress=lambda state: self._show(download_text(state),
-                                                                                              handle)))
+            job = self._run(lambda: client.wait_for_download(job, poll_seconds=DOWNLOAD_POLL_SECONDS,
+                                                             on_progress=paint))
         except KeyboardInterrupt:
+            self._unfinished[key] = job  # %lm_download again follows this job: a second request could start anew
             raise UsageError(
                 f"Stopped watching the download of {args.model}; LM Studio goes on downloading it (job {job.job_id}). "
                 f"%lm_download {args.model} again shows how far it has come."
             ) from None
-        self._show(download_text(job), handle)
+        paint(job)
         return None
+
+    def _watched_job(self, client: LMStudioClient, key: tuple[str, str, str | None]) -> DownloadJob | None:
+        """The download of an earlier, interrupted %lm_download of the same model, as LM Studio describes it now;
+        None when there is none to follow (never watched, over, failed, or unknown to the server now)."""
+        job = self._unfinished.pop(key, None)
+        if job is None:
+            return None
+        try:
+            job = client.download_status(job)
+        except LMStudioError:
+            return None  # the server forgot it (restarted?): a new request starts it again
+        return None if job.status == "failed" else job
 
     @magic_arguments()
     @argument("model", help="The model to load (%%lm_models lists them).")
@@ -124,10 +151,20 @@ class ModelMagics(Magics):
         )
         started = load_clock()
         ticking.start()
+        ended: str | None = None  # what the line says when the load did not end with a model
         try:
             loaded = self._run(lambda: client.load_model(args.model, context_length=args.context_length))
+        except KeyboardInterrupt:
+            ended = (f"Stopped waiting for {args.model} after {int(load_clock() - started)} s; LM Studio may go on "
+                     "loading it (%lm_ps shows what is loaded).")
+            raise
+        except BaseException:
+            ended = f"Could not load {args.model}: LM Studio's answer is below."
+            raise
         finally:
             ticking.stop()  # returns once no report is being shown: none comes after the end
+            if ended is not None:
+                self._show(ended, handle)
         seconds = loaded.load_time_seconds if loaded.load_time_seconds is not None else load_clock() - started
         context = f" with a context of {args.context_length} tokens" if args.context_length else ""
         self._show(f"Loaded {args.model} in {seconds:.1f} s{context} (instance {loaded.instance_id}).", handle)

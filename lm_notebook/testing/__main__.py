@@ -95,6 +95,8 @@ def build_server(args: argparse.Namespace) -> MockLMStudioServer:
     if pacing:
         for model_id in server.models:
             server.update_model(model_id, **pacing)
+    # a model downloaded meanwhile (%lm_download) is paced as the others: its load shows too
+    server.downloads.model_defaults.update({**(DEMO_PACING.fields() if args.demo else {}), **pacing})
     return server
 
 

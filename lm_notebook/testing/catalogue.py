@@ -119,6 +119,10 @@ class Pacing:
     ttft: float
     tokens_per_second: float
 
+    def fields(self) -> dict[str, float]:
+        """As :class:`ModelSpec` fields."""
+        return {"load_time": self.load_time, "ttft": self.ttft, "tokens_per_second": self.tokens_per_second}
+
     def describe(self) -> str:
         return (f"a {self.load_time:g} s load on a model's first use, then {self.ttft:g} s to the first token and "
                 f"{self.tokens_per_second:g} tokens/s")

@@ -3,7 +3,9 @@
 
 A job takes :attr:`FakeDownloads.seconds` on the server's clock for :attr:`FakeDownloads.size_bytes` bytes; a model
 already in the catalogue is ``already_downloaded``; a finished one joins the catalogue (not loaded). The
-``download_failure`` fault makes a job fail halfway.
+``download_failure`` fault makes a job fail halfway. :attr:`FakeDownloads.model_defaults` are the downloaded models'
+:class:`ModelSpec` fields (their pacing: the demo profile and the command line's ``--load-time`` set it, so a new model
+loads and streams as the others do).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class FakeDownloads:
         self.app = app
         self.seconds = seconds
         self.size_bytes = size_bytes
+        self.model_defaults: dict[str, Any] = {}  # ModelSpec fields of the models downloaded (load_time, ttft, ...)
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
 
@@ -95,5 +98,6 @@ class FakeDownloads:
             job.added = True
         if job.model not in self.app.models():
             publisher = job.model.split("/", 1)[0] if "/" in job.model else "lmstudio-community"
-            self.app.put_model(ModelSpec(job.model, publisher=publisher, size_bytes=job.size))
+            fields = {"publisher": publisher, "size_bytes": job.size, **self.model_defaults}
+            self.app.put_model(ModelSpec(job.model, **fields))
             self.app.signal.notify()

@@ -95,7 +95,9 @@ class MockLMStudioServer:
              **options: Any) -> MockLMStudioServer:
         """The demo profile (``make run``, ``--demo``): the default models, all unloaded, paced like a local model on a
         laptop (``pacing``, see :func:`~lm_notebook.testing.catalogue.demo_models`); ``options`` as the constructor."""
-        return cls(port, host, demo_models(pacing=pacing), **options)
+        server = cls(port, host, demo_models(pacing=pacing), **options)
+        server.downloads.model_defaults.update(pacing.fields())  # a model downloaded there is paced as the others
+        return server
 
     def __repr__(self) -> str:
         state = self.url if self.running else "stopped"

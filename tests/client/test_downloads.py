@@ -78,3 +78,14 @@ def test_loaded_models_and_unload_all(server: MockLMStudioServer) -> None:
         assert [m.id for m in loaded] == server.loaded_models() and loaded[0].parallel == 4
         assert client.unload_all() == server.loaded_models() or not server.loaded_models()
         assert client.loaded_models() == []
+
+
+@pytest.mark.lmstudio_mock(version="0.3")
+def test_on_0_3_unload_all_says_it_needs_0_4_and_loaded_models_answers(lmstudio_mock: MockLMStudioServer) -> None:
+    with LMStudioClient(lmstudio_mock.url) as client:
+        assert [m.id for m in client.loaded_models()] == lmstudio_mock.loaded_models()  # /api/v0 says what is loaded
+        with pytest.raises(EndpointNotSupportedError) as info:
+            client.unload_all()
+    assert info.value.message.startswith("unload_all() needs LM Studio 0.4 or newer"), info.value.message
+    assert "lms unload --all" in info.value.message
+    assert lmstudio_mock.loaded_models()  # nothing was unloaded

@@ -235,6 +235,8 @@ def test_an_error_mid_answer_keeps_the_partial_answer(server: MockLMStudioServer
         client.stream_chat("Hi").text()
     assert info.value.partial is not None and info.value.partial.content
     assert "crashed" in info.value.message
+    # the server's own sentence is quoted whole, its full stop not doubled ("Unknown error.. The partial")
+    assert "Error: Unknown error. The partial answer is kept (.partial)." in info.value.message
 
 
 def test_the_async_twin_streams_natively_too(loading: tuple[MockLMStudioServer, ManualClock]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,35 @@ def test_a_models_load_is_reported_while_it_lasts_then_never_again(monkeypatch: 
     (loaded,) = [e for e in events if e.kind == "loaded"]
     assert loaded.model == "gamma" and loaded.elapsed_s is not None and loaded.elapsed_s >= elapsed[-1]
     assert all(e.done == 0 for e in events[: kinds.index("row")])
+
+
+def test_the_load_time_said_is_the_servers_when_it_reports_one() -> None:
+    # the native route reports the load's own seconds: the bar's "loaded in" says them, as the frame's load_s does
+    # (not the client's wait to the first token, which adds the time to the first token to the load)
+    clock = ManualClock()
+    events: list[ProgressEvent] = []
+    finished = threading.Event()
+
+    def move_the_clock() -> None:  # from pause to pause of the server, until compare() is over
+        while not finished.is_set():
+            try:
+                pending = clock.wait_for_pending(1, timeout=0.05)
+            except TimeoutError:
+                continue
+            clock.advance_to(min(pending))
+
+    models = [ModelSpec("gamma", load_time=LOAD, ttft=2.0, reply_tokens=4)]
+    with MockLMStudioServer(models=models, clock=clock, jit_ttl=None) as srv, \
+            LMStudioClient(srv.url, route="native") as c:
+        mover = threading.Thread(target=move_the_clock, daemon=True)
+        mover.start()
+        try:
+            df = compare(["a"], ["gamma"], client=c, progress=events.append)
+        finally:
+            finished.set()
+            mover.join(10)
+    (loaded,) = [e for e in events if e.kind == "loaded"]
+    assert df.load_s[0] >= LOAD and loaded.elapsed_s == df.load_s[0]  # the server clock's, not the client's
 
 
 def bar_text(out: io.StringIO) -> list[str]:

@@ -139,3 +139,57 @@ def test_integration_passes_mcp_integrations_and_shows_the_tool_calls(
     assert "playwright_search" in final["text/markdown"] and "<details" in final["text/markdown"]
     assert "failing_search" in final["text/plain"]
     assert [e.tool for e in ip.user_ns["ans"].tool_events] == ["playwright_search", "failing_search"]
+
+
+# --- end to end checks of #16 (each failed before its fix) ---------------------------------------------------------
+
+def _downloads_asked(server: MockLMStudioServer) -> int:
+    return sum(1 for r in server.requests if r.method == "POST" and r.path == "/api/v1/models/download")
+
+
+@pytest.mark.lmstudio_mock(clock=ManualClock())
+def test_download_again_after_an_interrupt_goes_on_watching_the_same_job(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = lmstudio_mock.clock
+    assert isinstance(clock, ManualClock)
+    lmstudio_mock.downloads.seconds = 600
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lm_notebook.client.clients.time.sleep", interrupted)
+    line = usage_line(run(ip, f"%lm_download {NEW}"))
+    assert f"%lm_download {NEW} again shows how far it has come" in line
+    clock.advance(300)  # LM Studio went on downloading meanwhile
+
+    def poll(*args: object, **kwargs: object) -> None:  # each poll of the watch: LM Studio comes 150 s further
+        clock.advance(150)
+
+    monkeypatch.setattr("lm_notebook.client.clients.time.sleep", poll)
+    recorder(ip).sent.clear()
+    assert run(ip, f"%lm_download {NEW}").success
+    seen = texts(ip)
+    assert seen[0].startswith(f"Downloading {NEW} ▓▓▓▓▓░░░░░ 50 %")  # where the download is, not a new one from 0 %
+    assert seen[-1].startswith(f"Downloaded {NEW}")
+    assert _downloads_asked(lmstudio_mock) == 1  # the job was followed, not started again
+
+
+def test_download_paints_each_state_once(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_magics, "DOWNLOAD_POLL_SECONDS", 0.01)
+    lmstudio_mock.downloads.seconds = 0.05
+    assert run(ip, f"%lm_download {NEW}").success
+    seen = texts(ip)
+    assert seen[-1].startswith(f"Downloaded {NEW}") and seen.count(seen[-1]) == 1
+    recorder(ip).sent.clear()
+    assert run(ip, f"%lm_download {NEW}").success
+    assert texts(ip) == [f"{NEW} is already downloaded."]
+
+
+def test_a_load_that_fails_does_not_leave_its_line_saying_loading(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
+    lmstudio_mock.set_fault("load_failure", model="google/gemma-3-4b", times=1)
+    res = run(ip, "%lm_load google/gemma-3-4b")
+    assert not res.success
+    last = texts(ip)[-1]
+    assert last == "Could not load google/gemma-3-4b: LM Studio's answer is below.", last

@@ -29,3 +29,14 @@ def test_native_is_refused_clearly_on_llama_cpp(real_client: LMStudioClient, str
     message = info.value.message
     assert "native chat route (POST /api/v1/chat, route='native') needs LM Studio 0.4 or newer" in message
     assert "HTTP 404" in message and "route='auto'" in message and "\n" not in message
+
+
+def test_model_management_is_refused_clearly_on_llama_cpp(real_client: LMStudioClient) -> None:
+    # llama.cpp lists its models only on /v1/models, which says nothing of what is loaded: "nothing is loaded" (an
+    # empty list) would be false, SmolLM2 answers right now
+    for what, call in (("loaded_models()", real_client.loaded_models), ("unload_all()", real_client.unload_all)):
+        with pytest.raises(EndpointNotSupportedError) as info:
+            call()
+        message = info.value.message
+        assert message.startswith(f"{what} needs LM Studio") and real_client.base_url in message, message
+        assert "\n" not in message

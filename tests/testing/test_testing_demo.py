@@ -166,6 +166,35 @@ def test_the_cli_demo_flag_serves_the_profile_and_explicit_pacing_wins() -> None
     assert build_server(parse()).models == MockLMStudioServer().models  # no --demo: unpaced, as before
 
 
+def _download(server: MockLMStudioServer, model: str) -> None:
+    server.downloads.seconds = 0.0
+    with server, LMStudioClient(server.url) as client:
+        assert client.download_model(model, poll_seconds=0.01).status == "completed"
+
+
+@pytest.mark.parametrize(("argv", "pacing"), [
+    (("--demo",), (DEMO_PACING.load_time, DEMO_PACING.ttft, DEMO_PACING.tokens_per_second)),
+    (("--demo", "--load-time", "5"), (5.0, DEMO_PACING.ttft, DEMO_PACING.tokens_per_second)),
+    (("--load-time", "3", "--tokens-per-second", "20"), (3.0, 0.0, 20.0)),
+    ((), (0.0, 0.0, 0.0)),
+])
+def test_a_model_downloaded_from_the_cli_server_is_paced_as_its_other_models(
+        argv: tuple[str, ...], pacing: tuple[float, float, float]) -> None:
+    # `%lm_download` then `%%lm -m` on it must show a load, as the demo's own models do ("for every model")
+    server = build_server(parse("--port", "0", *argv))
+    _download(server, "someone/new-model")
+    new = server.models["someone/new-model"]
+    assert (new.loaded, new.load_time, new.ttft, new.tokens_per_second) == (False, *pacing)
+
+
+def test_a_model_downloaded_from_the_demo_server_is_paced_as_the_demo() -> None:
+    server = MockLMStudioServer.demo()
+    _download(server, "someone/new-model")
+    new = server.models["someone/new-model"]
+    assert (new.load_time, new.ttft, new.tokens_per_second) == (
+        DEMO_PACING.load_time, DEMO_PACING.ttft, DEMO_PACING.tokens_per_second)
+
+
 def test_python_m_lm_notebook_testing_demo_serves_it_and_says_so() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "lm_notebook.testing", "--port", "0", "--demo"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
