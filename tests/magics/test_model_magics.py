@@ -38,10 +38,11 @@ def test_download_shows_a_bar_with_bytes_speed_and_time_left_then_the_end(
     assert seen[0].startswith(f"Downloading {NEW} ░░░░░░░░░░ 0 %") and "of 2.3 GB" in seen[0]
     assert any("B/s · " in t and " s left" in t for t in seen)
     assert seen[-1] == f"Downloaded {NEW} (2.3 GB): load it with %lm_load {NEW}, or just use it."
+    assert seen.count(seen[-1]) == 1  # each state painted once (the last poll and the end say the same)
     assert len(shown(ip)) == 1  # one display, updated in place
     recorder(ip).sent.clear()
     assert run(ip, f"%lm_download {NEW}").success
-    assert texts(ip)[-1] == f"{NEW} is already downloaded."
+    assert texts(ip) == [f"{NEW} is already downloaded."]
 
 
 def test_interrupting_a_download_stops_watching_and_says_so(
@@ -172,18 +173,6 @@ def test_download_again_after_an_interrupt_goes_on_watching_the_same_job(
     assert seen[0].startswith(f"Downloading {NEW} ▓▓▓▓▓░░░░░ 50 %")  # where the download is, not a new one from 0 %
     assert seen[-1].startswith(f"Downloaded {NEW}")
     assert _downloads_asked(lmstudio_mock) == 1  # the job was followed, not started again
-
-
-def test_download_paints_each_state_once(
-        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(model_magics, "DOWNLOAD_POLL_SECONDS", 0.01)
-    lmstudio_mock.downloads.seconds = 0.05
-    assert run(ip, f"%lm_download {NEW}").success
-    seen = texts(ip)
-    assert seen[-1].startswith(f"Downloaded {NEW}") and seen.count(seen[-1]) == 1
-    recorder(ip).sent.clear()
-    assert run(ip, f"%lm_download {NEW}").success
-    assert texts(ip) == [f"{NEW} is already downloaded."]
 
 
 def test_a_load_that_fails_does_not_leave_its_line_saying_loading(
