@@ -32,7 +32,7 @@ import httpx
 
 MODEL = "bench-model"
 CONCURRENCY = 4
-CACHED_RUNS = 5
+CACHED_RUNS = 9
 
 
 def _serve(urls: Any) -> None:
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("| run | wall s | client CPU s | CPU ms / row |")
     print("|---|---:|---:|---:|")
     for name, (wall, cpu) in table:
-        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {1000 * cpu / rows:.2f} |")
+        print(f"| {name} | {wall:.3f} | {cpu:.3f} | {1000 * cpu / rows:.3f} |")
     extra = 1000 * (uncached[1] - raw[1]) / rows
     share = cached[0] / uncached[0]
     print()

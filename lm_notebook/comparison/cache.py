@@ -20,9 +20,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # Bump when the stored record's shape changes: old entries then simply miss.
 KEY_VERSION = 1
@@ -48,7 +48,7 @@ _INSERT_ANSWER = (
     f"INSERT OR REPLACE INTO {_ANSWERS} (key, model, created, {', '.join(ANSWER_FIELDS)}) "
     f"VALUES ({', '.join('?' * (3 + len(ANSWER_FIELDS)))})"
 )
-_COLD = ANSWER_FIELDS.index("cold")
+_SELECT_ANSWERS = f"SELECT {', '.join(ANSWER_FIELDS)}, key FROM {_ANSWERS}"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 # SQLite before 3.32 allows at most 999 parameters in one statement
 _KEYS_PER_QUERY = 900
@@ -81,6 +81,8 @@ def _same_number(value: Any) -> Any:
 # one encoder for every key: json.dumps with options makes a new one per call (most of a short value's cost)
 _json = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr).encode
 _text = json.encoder.encode_basestring  # a str as the encoder writes it (ensure_ascii=False)
+_KEY_END = f',"v":{KEY_VERSION}}}'  # the key's text after the repeat number
+_Id = TypeVar("_Id", bound=Hashable)  # what names a request's messages (compare: its prompt's index)
 
 
 def _messages_json(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -88,9 +90,13 @@ def _messages_json(messages: Sequence[Mapping[str, Any]]) -> str:
     set-up was most of a short prompt's cost."""
     parts = []
     for message in messages:
-        if not all(type(k) is str and type(v) is str for k, v in message.items()):
+        role, content = message.get("role"), message.get("content")
+        if type(role) is str and type(content) is str and len(message) == 2:  # the usual message: no loop, no sort
+            parts.append(f'"content":{_text(content)},"role":{_text(role)}')
+        elif all(type(k) is str and type(v) is str for k, v in message.items()):
+            parts.append(",".join(f"{_text(k)}:{_text(message[k])}" for k in sorted(message)))
+        else:
             return _json([dict(m) for m in messages])
-        parts.append(",".join(f"{_text(k)}:{_text(message[k])}" for k in sorted(message)))
     return "[{" + "},{".join(parts) + "}]" if parts else "[]"
 
 
@@ -111,17 +117,39 @@ class CacheKeys:
         self, *, model: str, messages: Sequence[Mapping[str, Any]], messages_id: Hashable, repeat: int,
         quantization: str | None = None, format: str | None = None,
     ) -> str:
-        said = self._messages.get(messages_id)
-        if said is None:
-            said = self._messages[messages_id] = _messages_json(messages)
+        return self.keys([(model, messages_id, repeat)], lambda _: messages, lambda _: (quantization, format))[0]
+
+    def keys(
+        self,
+        requests: Iterable[tuple[str, _Id, int]],
+        messages: Callable[[_Id], Sequence[Mapping[str, Any]]],
+        listing: Callable[[str], tuple[str | None, str | None]],
+    ) -> list[str]:
+        """:meth:`key` of each ``(model, messages_id, repeat)`` in one loop (a cached re-run's 1,000 rows):
+        ``messages(messages_id)`` is a request's messages, ``listing(model)`` its model's (quantization, format)."""
+        sha256 = hashlib.sha256
+        said_of = self._messages
+        parts_of: dict[str, tuple[str, str]] = {}
+        out = []
+        for model, messages_id, repeat in requests:
+            said = said_of.get(messages_id)
+            if said is None:
+                said = said_of[messages_id] = _messages_json(messages(messages_id))
+            parts = parts_of.get(model)
+            if parts is None:
+                parts = parts_of[model] = self._parts(model, *listing(model))
+            out.append(sha256(f"{parts[0]}{said}{parts[1]}{int(repeat)}{_KEY_END}".encode()).hexdigest())
+        return out
+
+    def _parts(self, model: str, quantization: str | None, format: str | None) -> tuple[str, str]:
+        """The key's text before and after the messages, up to the repeat number."""
         parts = self._models.get((model, quantization, format))
         if parts is None:
             parts = self._models[(model, quantization, format)] = (
                 f'{{"format":{_json(format)},"messages":',
                 f',"model":{_json(model)},"params":{self._params},"quantization":{_json(quantization)},"repeat":',
             )
-        blob = f"{parts[0]}{said}{parts[1]}{int(repeat)},\"v\":{KEY_VERSION}}}"
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return parts
 
 
 def cache_key(
@@ -264,21 +292,31 @@ class ResponseCache:
         """The stored records of ``keys`` (key → record; a key not stored, or damaged, is left out): one query per
         :data:`_KEYS_PER_QUERY` keys, not one per key, so a cached re-run of many rows reads them at once. A row's
         record stored as JSON (by a version before its columns) is moved to the columns when read."""
-        wanted = list(dict.fromkeys(keys))
+        rows, records = self.answers(keys)
         found: dict[str, dict[str, Any]] = {}
+        for key, row in rows.items():
+            record = found[key] = dict(zip(ANSWER_FIELDS, row, strict=False))  # the key after them
+            record["cold"] = bool(record["cold"])  # SQLite keeps a bool as 0 or 1
+        return {**found, **records}
+
+    def answers(self, keys: Sequence[str]) -> tuple[dict[str, tuple[Any, ...]], dict[str, dict[str, Any]]]:
+        """What :meth:`get_many` reads, as read: rows' records stored in the columns (key → their values in
+        :data:`ANSWER_FIELDS` order, then the key; ``cold`` as SQLite keeps it, 0 or 1), and the other records
+        (key → record, from JSON). A cached re-run takes the values as they are, with no dict made per row."""
+        wanted = list(dict.fromkeys(keys))
         with self._lock:
-            for row in self._select(f"SELECT key, {', '.join(ANSWER_FIELDS)} FROM {_ANSWERS}", wanted):
-                values = list(row[1:])
-                values[_COLD] = bool(values[_COLD])  # SQLite keeps a bool as 0 or 1
-                found[row[0]] = dict(zip(ANSWER_FIELDS, values, strict=True))
-            rest = [key for key in wanted if key not in found]
+            # the key last: zip(ANSWER_FIELDS, row) stops before it
+            rows = {row[-1]: row for row in self._select(_SELECT_ANSWERS, wanted)}
+            rest = [key for key in wanted if key not in rows] if len(rows) < len(wanted) else []
             legacy = {key: _parsed(blob) for key, blob in self._select("SELECT key, record FROM responses", rest)}
             older = {key: record for key, record in legacy.items() if record is not None}
             self._migrate(older)
-        return {**found, **older}
+        return rows, older
 
     def _select(self, query: str, keys: list[str]) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = []
+        if not keys:
+            return rows
         for start in range(0, len(keys), _KEYS_PER_QUERY):
             chunk = keys[start:start + _KEYS_PER_QUERY]
             rows += self._db.execute(f"{query} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()

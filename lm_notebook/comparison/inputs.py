@@ -168,5 +168,5 @@ def chat_messages(text: str, system: str | None, images: Sequence[SentImage] = (
     if system:
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": text})
-    return with_images(messages, images)
+    return with_images(messages, images) if images else messages
 

@@ -7,6 +7,7 @@ row's key is made here from the request and the model's metadata, so a stored an
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -82,6 +83,13 @@ def refused_rows(specs: Sequence[RequestSpec], infos: Mapping[str, ModelInfo], b
     return rows
 
 
+_key_fields = operator.attrgetter("model", "prompt_index", "repeat")
+
+
+def _listed(info: ModelInfo | None) -> tuple[str | None, str | None]:
+    return (info.quantization, info.format) if info else (None, None)
+
+
 def request_key(
     spec: RequestSpec, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], info: ModelInfo | None,
     keys: CacheKeys | None = None,
@@ -89,12 +97,8 @@ def request_key(
     """The cache key of one row: the request as sent, and the model's quantization and format when listed
     (``keys``: the maker shared by a run's rows, which all have ``params``)."""
     return (keys or CacheKeys(params)).key(
-        model=spec.model,
-        messages=messages,
-        messages_id=spec.prompt_index,
-        repeat=spec.repeat,
-        quantization=info.quantization if info else None,
-        format=info.format if info else None,
+        model=spec.model, messages=messages, messages_id=spec.prompt_index, repeat=spec.repeat,
+        quantization=_listed(info)[0], format=_listed(info)[1],
     )
 
 
@@ -108,15 +112,18 @@ def cache_hits(
 ) -> tuple[list[str | None], dict[int, Outcome]]:
     """Every row's cache key, and the rows the cache answers (row index → its stored outcome); a row ``settled``
     already (refused) is not looked up."""
-    maker = CacheKeys(params)
-    keys: list[str | None] = [
-        request_key(spec, messages[spec.prompt_index], params, infos.get(spec.model), maker) for spec in specs
-    ]
+    keys: list[str | None] = [*CacheKeys(params).keys(
+        map(_key_fields, specs), messages.__getitem__, lambda model: _listed(infos.get(model)),
+    )]
     wanted = [key for spec, key in zip(specs, keys, strict=True) if key is not None and settled[spec.index] is None]
-    records = cache.get_many(wanted)
+    stored, records = cache.answers(wanted)
     hits: dict[int, Outcome] = {}
     for spec, key in zip(specs, keys, strict=True):
-        record = records.get(key) if key is not None and settled[spec.index] is None else None
-        if record is not None:
-            hits[spec.index] = Outcome.from_record(record)
+        if key is None or settled[spec.index] is not None:
+            continue
+        values = stored.get(key)
+        if values is not None:
+            hits[spec.index] = Outcome.from_stored(values)
+        elif key in records:
+            hits[spec.index] = Outcome.from_record(records[key])
     return keys, hits

@@ -154,11 +154,24 @@ class Outcome:
         known = {k: v for k, v in record.items() if k in _FIELDS}
         return cls(**{**known, "cached": True, "cold": False, "server_load_s": None})
 
+    @classmethod
+    def from_stored(cls, values: Sequence[Any]) -> Outcome:
+        """A cached row from its record's values in :data:`~lm_notebook.comparison.cache.ANSWER_FIELDS` order, as
+        the cache's columns hold them (anything after them, the key, is left out): what :meth:`from_record` makes of
+        that record, without the record."""
+        out = cls.__new__(cls)
+        fields = dict(zip(_STORED_FIELDS, values, strict=False))  # what follows them left out
+        fields["cached"], fields["cold"], fields["server_load_s"] = True, False, None
+        out.__dict__ = fields
+        return out
+
 
 _FIELDS = frozenset(Outcome.__dataclass_fields__)
 _RECORD_FIELDS = _FIELDS - {"cached"}  # what record() stores
+_STORED_FIELDS = tuple(f for f in Outcome.__dataclass_fields__ if f != "cached")  # record()'s, in its order
 _ROW_FIELDS = tuple(f for f in Outcome.__dataclass_fields__ if f != "server_load_s")  # the row's own (load_s is made)
-_row_values = operator.itemgetter(*_ROW_FIELDS)
+_spec_values = operator.attrgetter("prompt_name", "prompt", "prompt_index", "model", "repeat")
+_row_values = operator.itemgetter(*_ROW_FIELDS, "server_load_s")  # and what load_s is made of
 _MISSING = float("nan")  # a value a row does not have (pandas' own fill for a missing key)
 
 
@@ -194,28 +207,29 @@ def build_frame(
     load = _load_seconds(specs, settled)
     # built column by column (a cached re-run's 1,000 rows: a dict per row was most of the frame's cost); where two
     # sources name one column, the later wins, as when each row's dict was updated in this order
-    data: dict[str, list[Any]] = {
-        "prompt_name": [spec.prompt_name for spec in specs],
-        "prompt": [spec.prompt for spec in specs],
-    }
-    given = [items[spec.prompt_index].columns or {} for spec in specs]
-    for column in input_columns:
-        data[column] = [row.get(column, _MISSING) for row in given]
-    data["model"] = [spec.model for spec in specs]
-    data["repeat"] = [spec.repeat for spec in specs]
+    names, texts, prompt_indexes, models, repeats = zip(*map(_spec_values, specs), strict=True) if specs else [()] * 5
+    data: dict[str, list[Any]] = {"prompt_name": list(names), "prompt": list(texts)}
+    if input_columns:
+        given = [items[i].columns or {} for i in prompt_indexes]
+        for column in input_columns:
+            data[column] = [row.get(column, _MISSING) for row in given]
+    data["model"] = list(models)
+    data["repeat"] = list(repeats)
     # one tuple per field (none at all for no rows)
-    by_field = list(zip(*map(_row_values, (o.__dict__ for o in settled)), strict=True)) or [()] * len(_ROW_FIELDS)
-    for name, values in zip(_ROW_FIELDS, by_field, strict=True):
+    by_field = list(zip(*map(_row_values, (o.__dict__ for o in settled)), strict=True)) or [()] * (len(_ROW_FIELDS) + 1)
+    *own, server_load = by_field
+    for name, values in zip(_ROW_FIELDS, own, strict=True):
         data[name] = list(values)
-    data["load_s"] = [
-        # the server's own load time when it reported one, else the client's estimate
-        o.server_load_s if o.server_load_s is not None else load.get(spec.index)
-        for spec, o in zip(specs, settled, strict=True)
+    # the server's own load time when it reported one, else the client's estimate
+    data["load_s"] = list(server_load) if not load else [
+        reported if reported is not None else load.get(spec.index)
+        for spec, reported in zip(specs, server_load, strict=True)
     ]
-    listed = {model: infos.get(model) for model in {spec.model for spec in specs}}
+    listed = {model: infos.get(model) for model in set(models)}
     for name in ("format", "quantization", "arch", "context_length"):
         of_model = {model: getattr(info, name) if info else None for model, info in listed.items()}
-        data[name] = [of_model[spec.model] for spec in specs]
+        # one model (a list of one value) or several
+        data[name] = [*of_model.values()] * len(specs) if len(of_model) == 1 else [of_model[m] for m in models]
     data["system"] = [system] * len(specs)
     for name, value in params.items():
         data[name] = [value] * len(specs)
