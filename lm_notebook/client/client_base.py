@@ -16,13 +16,14 @@ import httpx
 
 from lm_notebook.client.client_state import ClientState, HttpT, TransportT
 from lm_notebook.client.embeddings import embed_flow
-from lm_notebook.client.error_classification import is_error_body
+from lm_notebook.client.error_classification import is_error_body, is_unexpected_endpoint
 from lm_notebook.client.error_explanation import explained_error, model_ids_quietly
 from lm_notebook.client.errors import (
     ClientClosedError,
     ContextLengthExceededError,
     EndpointNotSupportedError,
     LMStudioAPIError,
+    LMStudioConnectionError,
     LMStudioError,
     ModelLoadError,
     ModelNotFoundError,
@@ -97,6 +98,15 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
     ) -> dict[str, Any]:
         """The request's body on the route it takes (see :func:`~lm_notebook.client.native_route.choose_route`);
         ``params`` may carry ``route=`` for this call."""
+        return self._chat_payloads(messages, model, stream, params, parts)[0]
+
+    def _chat_payloads(
+        self, messages: Messages, model: str | None, stream: bool, params: Mapping[str, Any],
+        parts: RequestParts = NO_PARTS,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The request's body on the route it takes, and, when that choice waits on what the server is
+        (``route="auto"`` before the client knows whether the server has the native route), the native body to send
+        instead if it turns out to (see :meth:`_routed`)."""
         params = dict(params)
         route = checked_route(params.pop("route", None) or self._route)
         check_params(params)
@@ -104,8 +114,21 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         chosen = self._model_for(model)
         checked, full = parts.messages(checked), parts.params(params)
         if choose_route(route, native_available=self._native_chat, messages=checked, params=full) == "native":
-            return native_payload(checked, chosen, stream, full)
-        return chat_payload(checked, chosen, stream, openai_only(full))
+            return native_payload(checked, chosen, stream, full), None
+        payload = chat_payload(checked, chosen, stream, openai_only(full))
+        if self._native_chat is None and choose_route(
+            route, native_available=True, messages=checked, params=full
+        ) == "native":
+            return payload, native_payload(checked, chosen, stream, full)
+        return payload, None
+
+    def _routed(self, payload: dict[str, Any], native: dict[str, Any] | None) -> Flow[dict[str, Any]]:
+        """The body to send: ``native`` (when given) once the server is known to have LM Studio 0.4's native route,
+        else ``payload``. A client's first such request learns it (who answers, then ``/api/v1/models``: quick
+        probes, once per client); every later one decides without a round trip."""
+        if native is not None and (yield from self._supports_native_chat()):
+            return native
+        return payload
 
     def _native_refused(self, err: EndpointNotSupportedError) -> EndpointNotSupportedError:
         """The server has no native chat route after all: remember it, and say it for the native route."""
@@ -254,21 +277,40 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
 
     def _supports_native_chat(self) -> Flow[bool]:
         """Whether the server has LM Studio 0.4's native chat route (``/api/v1/chat``), so that ``route="auto"``
-        takes it; asks (who answers, the model list) only while the client does not know yet. A failure to ask is
-        False (not known), never an error: the request that follows says what is wrong."""
-        if self._native_chat is None:
+        takes it. While the client does not know, it asks once (who answers, then ``GET /api/v1/models``, each a
+        quick probe); a failure to ask is False, never an error (the request that follows says what is wrong), and
+        is not asked again — except when nobody answered at all (the server may be started later)."""
+        if self._native_chat is None and not self._native_asked:
             try:
                 if self._is_lmstudio is None:
                     yield from self._greeting()
                 if not self._is_lmstudio:
                     self._native_chat = False
                 else:
-                    yield from self._list_models()
+                    self._native_asked = True
+                    self._learn_native_chat((yield from self._probe(MODEL_ROUTES[0])))
             except ClientClosedError:
                 raise
+            except LMStudioConnectionError:
+                return False
             except LMStudioError:
+                self._native_asked = True
                 return False
         return bool(self._native_chat)
+
+    def _learn_native_chat(self, response: httpx.Response) -> None:
+        """What ``GET /api/v1/models`` says: a model list on 0.4+ (which has ``/api/v1/chat``; the list is kept, as
+        a listing's is), LM Studio's "Unexpected endpoint" answer (or a 404) before; anything else (a 401, a 500)
+        leaves it unknown."""
+        body = json_or_none(response)
+        if response.status_code == 200 and isinstance(body, dict) and isinstance(body.get("models"), list):
+            self._models_route, self._native_chat = MODEL_ROUTES[0], True
+            try:
+                self._listed = tuple(parse_models(MODEL_ROUTES[0], body))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                pass  # a list this client cannot read: the next request that needs it lists again
+        elif response.status_code == 404 or (isinstance(body, dict) and is_unexpected_endpoint(str(body.get("error")))):
+            self._native_chat = False
 
     supports_native_chat = operation(_supports_native_chat)
 
@@ -346,7 +388,7 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         ``.parsed`` is the object (``AnswerFormatError`` when the answer breaks it).
         """
         parts = RequestParts.of(images, schema, max_image_edge)
-        payload = self._chat_payload(messages, model, False, params, parts)
+        payload = yield from self._routed(*self._chat_payloads(messages, model, False, params, parts))
         started = time.perf_counter()
         yield from self._check_model(payload["model"])
         yield from self._check_vision(payload)
@@ -377,7 +419,10 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         client), then ``.result()``. See :class:`~lm_notebook.client.stream.ChatStream`. ``images`` and ``schema``
         as for ``chat()``: with a schema, the text is the JSON as it grows and ``.result().parsed`` the object."""
         parts = RequestParts.of(images, schema, max_image_edge)
-        return self._stream_type(self, self._chat_payload(messages, model, True, params, parts), parts)
+        payload, native = self._chat_payloads(messages, model, True, params, parts)
+        stream = self._stream_type(self, payload, parts)
+        stream._native_once_known = native  # the route is settled when the stream opens (see _routed)
+        return stream
 
     def _open_stream(self, payload: dict[str, Any], on_connect: OnConnect | None) -> Flow[httpx.Response]:
         """Send a stream's request; its response with the body unread, or the error it answered with.

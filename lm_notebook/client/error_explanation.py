@@ -72,9 +72,9 @@ def explained_error(
     if isinstance(err, ModelNotFoundError):
         client._listed = None  # the models changed since the client last listed them (vision is read from it)
     if model is not None and isinstance(err, (ModelNotFoundError, NoModelLoadedError)):
-        info = yield from model_info_quietly(client, model)
-        if info is not None and info.state not in (None, "loaded"):
-            return not_loaded_error(err, model, client.base_url)
+        not_loaded = yield from as_not_loaded(client, err, model)
+        if not_loaded is not None:
+            return not_loaded
     if isinstance(err, ModelNotFoundError):
         ids = yield from model_ids_quietly(client)
         if ids:
@@ -84,6 +84,15 @@ def explained_error(
     elif isinstance(err, ContextLengthExceededError):
         err = yield from overflow_with_model_facts(client, err, model)
     return err
+
+
+def as_not_loaded(client: Explainer, err: LMStudioAPIError, model: str) -> Flow[NoModelLoadedError | None]:
+    """``err`` (an unknown model, none loaded) said as "downloaded but not loaded" when the model list says so of
+    ``model``; None when it does not (or cannot say)."""
+    info = yield from model_info_quietly(client, model)
+    if info is not None and info.state not in (None, "loaded"):
+        return not_loaded_error(err, model, client.base_url)
+    return None
 
 
 def overflow_with_model_facts(

@@ -40,10 +40,9 @@ from lm_notebook.client.accumulator import (
     TextBuffer,
 )
 from lm_notebook.client.chunk_merging import ChunkMerger
-from lm_notebook.client.errors import ContextLengthExceededError
 from lm_notebook.client.flows import Flow
 from lm_notebook.client.request_parts import NO_PARTS, RequestParts
-from lm_notebook.client.stream_base import OnToken, StreamBase, StreamSource, TokenRelay, shut_down
+from lm_notebook.client.stream_base import EXPLAINED_IN_BAND, OnToken, StreamBase, StreamSource, TokenRelay, shut_down
 from lm_notebook.client.types import ChatResult
 
 # re-exported: the stream's parts are part of its API
@@ -163,7 +162,7 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
                                 yield from take(raw)
                                 if self._ended:
                                     break
-                    except ContextLengthExceededError as err:  # in the stream: explained as an error answer is
+                    except EXPLAINED_IN_BAND as err:  # in the stream: explained as an error answer is
                         raise self._client._drive(self._explained(err)) from None
                 yield from self._client._drive(self._ending())
         finally:
@@ -353,7 +352,7 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
                                     yield out
                                 if self._ended:
                                     break
-                    except ContextLengthExceededError as err:  # in the stream: explained as an error answer is
+                    except EXPLAINED_IN_BAND as err:  # in the stream: explained as an error answer is
                         raise await self._client._drive(self._explained(err)) from None
                 for out in await self._client._drive(self._ending()):
                     yield out

@@ -19,17 +19,19 @@ import httpx
 
 from lm_notebook.client.accumulator import CONTENT, REASONING, ChatAccumulator, StreamPart
 from lm_notebook.client.error_classification import classify_error, error_message_and_code, is_error_body
-from lm_notebook.client.error_explanation import Explainer, overflow_with_model_facts
+from lm_notebook.client.error_explanation import Explainer, as_not_loaded, overflow_with_model_facts
 from lm_notebook.client.errors import (
     ContextLengthExceededError,
     EndpointNotSupportedError,
     LMStudioAPIError,
     LMStudioError,
     LMStudioStreamError,
+    ModelNotFoundError,
+    NoModelLoadedError,
 )
 from lm_notebook.client.flows import Flow, Step
 from lm_notebook.client.native_events import NativeEvents, add_native_body
-from lm_notebook.client.native_route import chat_path, is_native_payload, native_unsupported
+from lm_notebook.client.native_route import chat_path, is_native_payload
 from lm_notebook.client.native_types import StreamProgress
 from lm_notebook.client.request_parts import NO_PARTS, RequestParts
 from lm_notebook.client.routes import token_sent
@@ -37,6 +39,8 @@ from lm_notebook.client.sse import ServerSentEvent, SSEDecoder
 from lm_notebook.client.transport_errors import translated
 from lm_notebook.client.types import ChatResult
 
+# errors a stream may carry in band that the model list explains further (see StreamBase._explained)
+EXPLAINED_IN_BAND = (ContextLengthExceededError, ModelNotFoundError, NoModelLoadedError)
 OnConnect = Callable[[Any], None]  # told the httpcore network stream of a stream's connection
 OnToken = Callable[[str, str], object]
 G = TypeVar("G")  # how the twin hands out what it reads: an Iterator (sync) or an AsyncIterator
@@ -65,6 +69,10 @@ class StreamSource(Explainer, Protocol):
     def _open_stream(self, payload: dict[str, Any], on_connect: OnConnect | None) -> Flow[httpx.Response]: ...
 
     def _explain_empty_stream(self, payload: dict[str, Any]) -> Flow[None]: ...
+
+    def _supports_native_chat(self) -> Flow[bool]: ...
+
+    def _native_refused(self, err: EndpointNotSupportedError) -> EndpointNotSupportedError: ...
 
     def _closed_error(self, partial: ChatResult | None = None) -> LMStudioError | None: ...
 
@@ -123,7 +131,6 @@ class StreamBase(Generic[G]):
 
     def __init__(self, source: StreamSource, payload: dict[str, Any], parts: RequestParts = NO_PARTS) -> None:
         self._source = source
-        self._payload = payload
         self._parts = parts  # images sent, the answer's schema: what the result adds
         self._base_url = source.base_url
         self._read_timeout = source.timeout.read
@@ -139,12 +146,17 @@ class StreamBase(Generic[G]):
         self._whole: list[bytes] | None = None  # the body, when the server answered without streaming
         self._gen: G | None = None
         self._content_only = True
-        # LM Studio 0.4's native route: named events instead of chunks
+        # route="auto" on a server not known yet: the native body to send instead, if it has the native route
+        self._native_once_known: dict[str, Any] | None = None
+        self._take(payload)
+
+    def _take(self, payload: dict[str, Any]) -> None:
+        """Send ``payload``: LM Studio 0.4's native route reads named events instead of chunks."""
+        self._payload = payload
         self._native = (NativeEvents(self._acc, payload.get("max_output_tokens")) if is_native_payload(payload)
                         else None)
         self._path = chat_path(payload)
-        if self._native is None:
-            self._acc.route = "openai"
+        self._acc.route = "native" if self._native is not None else "openai"
 
     @property
     def done(self) -> bool:
@@ -197,6 +209,11 @@ class StreamBase(Generic[G]):
         if self._started:
             return self._response
         self._started = True
+        native, self._native_once_known = self._native_once_known, None
+        if native is not None and (yield from self._source._supports_native_chat()):
+            self._take(native)
+        if self._stop_requested.is_set():  # stopped while the client asked which route the server has
+            return None
         self._acc.started = time.perf_counter()
         try:
             self._response = yield from self._source._open_stream(self._payload, on_connect)
@@ -303,10 +320,16 @@ class StreamBase(Generic[G]):
         self._check_finished()
         return []
 
-    def _explained(self, err: ContextLengthExceededError) -> Flow[ContextLengthExceededError]:
-        """An overflow the server sent with its 200 (in the stream, or as the whole body), with the model list's
-        facts, as ``chat()`` gets them: else its advice could name a context larger than the model's largest."""
-        return (yield from overflow_with_model_facts(self._source, err, err.model or self._model))
+    def _explained(self, err: LMStudioAPIError) -> Flow[LMStudioAPIError]:
+        """An error the server sent with its 200 (in the stream, or as the whole body) with what the model list
+        adds, as ``chat()`` gets it: an overflow's contexts (else its advice could name a context larger than the
+        model's largest); a model the list says is downloaded but not loaded (the native route's ``error`` event)."""
+        model = getattr(err, "model", None) or self._model
+        if isinstance(err, ContextLengthExceededError):
+            return (yield from overflow_with_model_facts(self._source, err, model))
+        if model is not None and isinstance(err, (ModelNotFoundError, NoModelLoadedError)):
+            return (yield from as_not_loaded(self._source, err, model)) or err
+        return err
 
     def _reading(self) -> AbstractContextManager[None]:
         """Around reading the body: httpx errors become ours, keeping the partial answer (none after a Stop)."""
@@ -407,11 +430,11 @@ class StreamBase(Generic[G]):
             path=self._path,
             model=self._model,
             partial=partial,
-            max_tokens=self._payload.get("max_tokens"),
+            max_tokens=self._payload.get("max_tokens", self._payload.get("max_output_tokens")),
             token_sent=self._response is not None and token_sent(self._response.request),
         )
         if self._native is not None and isinstance(err, EndpointNotSupportedError):
-            return native_unsupported(err, self._base_url)
+            return self._source._native_refused(err)
         return err
 
     def _check_finished(self) -> None:

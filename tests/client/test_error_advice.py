@@ -166,7 +166,7 @@ def test_an_overflow_without_numbers_takes_the_loaded_context_from_the_model_lis
         "/api/v1/models": httpx.Response(200, json=listing),
         "/v1/chat/completions": httpx.Response(400, json={"error": "the request exceeds the available context size"}),
     }
-    h = Harness(mode, lambda request: answers[request.url.path])
+    h = Harness(mode, lambda request: answers[request.url.path], route="openai")  # /v1's error answers
     with pytest.raises(ContextLengthExceededError) as info:
         h.call("chat", "hi", model="m")
     err = info.value
@@ -184,7 +184,7 @@ def test_a_prompt_too_long_for_the_models_largest_context_says_so(mode: str) -> 
         "/api/v1/models": httpx.Response(200, json=listing),
         "/v1/chat/completions": httpx.Response(400, json={"error": overflow}),
     }
-    h = Harness(mode, lambda request: answers[request.url.path])
+    h = Harness(mode, lambda request: answers[request.url.path], route="openai")  # /v1's error answers
     with pytest.raises(ContextLengthExceededError) as info:
         h.call("chat", "hi", model="m", max_tokens=256)
     err = info.value

@@ -25,6 +25,7 @@ from lm_notebook import (
 )
 from lm_notebook.client.image_formats import sniff
 from lm_notebook.client.images import images_hash, prepare_images
+from lm_notebook.client.native_types import Route
 from lm_notebook.testing import MockLMStudioServer
 
 VISION = "google/gemma-3-4b"
@@ -42,17 +43,18 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def call(mode: str, url: str, method: str, *args: Any, **kw: Any) -> Any:
+def call(mode: str, url: str, method: str, *args: Any, route: Route = "openai", **kw: Any) -> Any:
+    """``method`` of a client for ``url``; on the OpenAI route unless asked (these tests read its messages)."""
     kw.setdefault("model", VISION) if method != "send_message" else None
     if mode == "sync":
-        with LMStudioClient(url, model=VISION) as client:
+        with LMStudioClient(url, model=VISION, route=route) as client:
             if method == "stream_chat":
                 with client.stream_chat(*args, **kw) as stream:
                     return stream.result()
             return getattr(client, method)(*args, **kw)
 
     async def run() -> Any:
-        async with AsyncLMStudioClient(url, model=VISION) as client:
+        async with AsyncLMStudioClient(url, model=VISION, route=route) as client:
             if method == "stream_chat":
                 async with client.stream_chat(*args, **kw) as stream:
                     return await stream.result()
@@ -62,8 +64,12 @@ def call(mode: str, url: str, method: str, *args: Any, **kw: Any) -> Any:
 
 
 def sent_images(server: MockLMStudioServer) -> list[dict[str, Any]]:
-    content = server.requests[-1].json["messages"][-1]["content"]
-    return [part for part in content if part["type"] == "image_url"]
+    """The images of the last chat request, as OpenAI's parts (the native route's items said so)."""
+    body = server.requests[-1].json
+    if "input" in body:  # LM Studio 0.4's native route
+        return [{"type": "image_url", "image_url": {"url": i["data_url"]}} for i in body["input"]
+                if i["type"] == "image"]
+    return [part for part in body["messages"][-1]["content"] if part["type"] == "image_url"]
 
 
 def inputs(tmp_path: Path) -> dict[str, tuple[Any, str, tuple[int, int]]]:

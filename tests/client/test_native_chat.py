@@ -37,16 +37,15 @@ def paths(server: MockLMStudioServer) -> list[str]:
 
 # --- routing over the wire ---------------------------------------------------------------------------------------
 
-def test_auto_takes_the_native_route_once_the_server_is_known_to_be_0_4(server: MockLMStudioServer) -> None:
+def test_auto_takes_the_native_route_from_a_fresh_clients_first_request_on_0_4(server: MockLMStudioServer) -> None:
     with native_client(server) as client:
-        assert client.chat("Hi").route == "openai"  # nothing known yet: no extra round trip to find out
-        assert client.supports_native_chat() is True  # the model list says 0.4
-        result = client.chat("Hi", max_tokens=5)
+        result = client.chat("Hi", max_tokens=5)  # the first request learns the server (greeting, model list) once
         assert result.route == "native" and result.content
+        assert client.chat("Hi").route == "native"  # known now: no round trip before it
         assert client.chat("Hi", seed=3).route == "openai"  # not expressible natively: the OpenAI way
         assert client.chat("Hi", route="openai").route == "openai"
-    assert paths(server) == ["/v1/chat/completions", "/api/v1/models", "/api/v1/chat", "/v1/chat/completions",
-                             "/v1/chat/completions"]
+    assert [r.path for r in server.requests] == ["/lmstudio-greeting", "/api/v1/models", "/api/v1/chat",
+                                                 "/api/v1/chat", "/v1/chat/completions", "/v1/chat/completions"]
     native = next(r for r in server.requests if r.path == "/api/v1/chat")
     assert native.json["store"] is False and native.json["max_output_tokens"] == 5 and native.json["input"] == "Hi"
 
@@ -54,8 +53,13 @@ def test_auto_takes_the_native_route_once_the_server_is_known_to_be_0_4(server: 
 @pytest.mark.lmstudio_mock(version="0.3")
 def test_on_0_3_auto_stays_on_v1_and_native_says_it_is_not_there(lmstudio_mock: MockLMStudioServer) -> None:
     with native_client(lmstudio_mock) as client:
+        assert client.chat("Hi").route == "openai"  # a fresh client's first request learns it is 0.3
         assert client.supports_native_chat() is False
-        assert client.chat("Hi").route == "openai"
+        with client.stream_chat("Hi") as stream:
+            assert stream.text()
+        # learnt once: only the first request asked (greeting, then /api/v1/models's "Unexpected endpoint")
+        assert [r.path for r in lmstudio_mock.requests] == ["/lmstudio-greeting", "/api/v1/models",
+                                                            "/v1/chat/completions", "/v1/chat/completions"]
         with client.stream_chat("Hi") as stream:
             assert stream.text()
         with pytest.raises(EndpointNotSupportedError) as info:
@@ -64,6 +68,29 @@ def test_on_0_3_auto_stays_on_v1_and_native_says_it_is_not_there(lmstudio_mock: 
         with pytest.raises(EndpointNotSupportedError, match=r"needs LM Studio 0\.4"):
             client.stream_chat("Hi", route="native").text()
     assert "/api/v1/chat" in paths(lmstudio_mock)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_auto_on_a_server_that_is_not_lm_studio_stays_on_v1_without_asking_for_the_native_route(stream: bool) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "m"}]})
+        if request.url.path == "/v1/chat/completions":
+            if stream:
+                chunk = '{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}'
+                return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n",
+                                      headers={"content-type": "text/event-stream"})
+            return httpx.Response(200, json={"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                                  "content": "ok"}}]})
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    with LMStudioClient("http://llama.local:8000", transport=httpx.MockTransport(handler), model="m") as client:
+        result = client.stream_chat("Hi").result() if stream else client.chat("Hi")
+    assert result.route == "openai" and result.content == "ok"
+    assert "/api/v1/models" not in seen and "/api/v1/chat" not in seen
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -65,7 +65,7 @@ def stalling_server() -> Iterator[tuple[str, threading.Event]]:
 
 def test_close_from_another_thread_wakes_a_stalled_read(stalling_server: tuple[str, threading.Event]) -> None:
     url, disconnected = stalling_server
-    client = LMStudioClient(url, timeout=600)  # no timeout ends the read: only the Stop can
+    client = LMStudioClient(url, timeout=600, route="openai")  # no timeout ends the read: only the Stop can
     stream = client.stream_chat("hi", model="m")
     got: list[str] = []
     both = threading.Event()
@@ -130,7 +130,7 @@ def test_close_from_another_thread_while_the_model_is_still_loading() -> None:
     # the server's clock stands still: the model's load never finishes, so no answer ever comes
     clock = ManualClock()
     with MockLMStudioServer(models=[ModelSpec("slow-load", loaded=False, load_time=3.0)], clock=clock) as server:
-        stream = LMStudioClient(server.url).stream_chat("hi", model="slow-load")
+        stream = LMStudioClient(server.url, route="openai").stream_chat("hi", model="slow-load")
         finished = threading.Event()
         got: list[str] = []
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from lm_notebook import AsyncLMStudioClient, LMStudioClient, LMStudioError
+from lm_notebook.client.native_types import Route
 from lm_notebook.client.stream import ChatStream
 from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
 
@@ -203,13 +204,14 @@ def loading() -> Iterator[MockLMStudioServer]:
         yield s
 
 
-def stop_once_requested(server: MockLMStudioServer, stop: Callable[[], object], entered: threading.Event) -> list[str]:
-    """From another thread: wait for the chat request to arrive, then ``stop()``. When the opening is not woken by
-    it, move the clock past the load so the test fails instead of hanging; the list then says so."""
+def stop_once_requested(server: MockLMStudioServer, stop: Callable[[], object], entered: threading.Event,
+                        path: str = "/v1/chat/completions") -> list[str]:
+    """From another thread: wait for the chat request to arrive at ``path``, then ``stop()``. When the opening is not
+    woken by it, move the clock past the load so the test fails instead of hanging; the list then says so."""
     failures: list[str] = []
 
     def run() -> None:
-        server.wait_for_requests(1, path="/v1/chat/completions")
+        server.wait_for_requests(1, path=path)
         stop()
         if not entered.wait(10):
             failures.append("the Stop did not wake the opening; it returned only after the whole load")
@@ -220,11 +222,18 @@ def stop_once_requested(server: MockLMStudioServer, stop: Callable[[], object], 
     return failures
 
 
-def test_a_stop_from_another_thread_wakes_with_stream_while_it_opens(loading: MockLMStudioServer) -> None:
-    with LMStudioClient(loading.url) as client:
+# the native route (auto on 0.4) answers at once with the load's progress; the OpenAI route waits for the load
+ROUTES_WHILE_LOADING = pytest.mark.parametrize(("route", "path"), [("openai", "/v1/chat/completions"),
+                                                                   ("auto", "/api/v1/chat")])
+
+
+@ROUTES_WHILE_LOADING
+def test_a_stop_from_another_thread_wakes_with_stream_while_it_opens(loading: MockLMStudioServer, route: Route,
+                                                                     path: str) -> None:
+    with LMStudioClient(loading.url, route=route) as client:
         stream = client.stream_chat("hi", model="m")
         entered = threading.Event()
-        failures = stop_once_requested(loading, stream.close, entered)
+        failures = stop_once_requested(loading, stream.close, entered, path)
         with stream:
             entered.set()
             assert list(stream) == []
@@ -232,10 +241,11 @@ def test_a_stop_from_another_thread_wakes_with_stream_while_it_opens(loading: Mo
         assert stream.stopped and stream.result().stopped and stream.result().content == ""
 
 
+@ROUTES_WHILE_LOADING
 def test_a_stop_from_another_thread_wakes_a_streamed_send_message_while_it_opens(
-    loading: MockLMStudioServer,
+    loading: MockLMStudioServer, route: Route, path: str,
 ) -> None:
-    with LMStudioClient(loading.url, model="m") as client:
+    with LMStudioClient(loading.url, model="m", route=route) as client:
         opened: list[ChatStream] = []
         stream_chat = client.stream_chat
 
@@ -245,7 +255,7 @@ def test_a_stop_from_another_thread_wakes_a_streamed_send_message_while_it_opens
 
         client.stream_chat = keep  # type: ignore[method-assign]
         entered = threading.Event()
-        failures = stop_once_requested(loading, lambda: opened[0].close(), entered)
+        failures = stop_once_requested(loading, lambda: opened[0].close(), entered, path)
         result = client.send_message("hi", stream=True)
         entered.set()
         assert failures == []

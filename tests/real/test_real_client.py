@@ -89,7 +89,7 @@ def test_stream_matches_chat_and_its_token_count(real_client: LMStudioClient) ->
         assert result.usage.prompt_tokens == whole.usage.prompt_tokens
     timings = result.timings
     assert timings.time_to_first_token is not None and timings.total is not None
-    assert 0 < timings.time_to_first_token <= timings.total < 30
+    assert 0 < timings.time_to_first_token <= timings.total  # no wall-clock bound: the machine may be busy
     assert timings.tokens_per_second is not None and timings.tokens_per_second > 0
 
 

@@ -3,20 +3,42 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from client_doubles import CountingTransport
 from real_server import SMOLLM2
 
-from lm_notebook import EndpointNotSupportedError, LMStudioClient
+from lm_notebook import AsyncLMStudioClient, EndpointNotSupportedError, LMStudioClient
 
 
 def test_auto_uses_v1_on_llama_cpp_and_answers(real_client: LMStudioClient) -> None:
-    assert real_client.supports_native_chat() is False  # no greeting, no /api/v1/models: not LM Studio 0.4
+    # a fresh client: its first request finds out what the server is (not LM Studio: /v1, nothing native asked)
     result = real_client.chat("What is the capital of France? Answer in one word.", model=SMOLLM2, max_tokens=8,
                               temperature=0)
     assert result.route == "openai" and result.content and result.server_stats is None
     with real_client.stream_chat("Say hi.", model=SMOLLM2, max_tokens=4, temperature=0) as stream:
         assert stream.text() and stream.progress is None
     assert stream.result().route == "openai"
+    assert real_client.supports_native_chat() is False  # no greeting: not LM Studio 0.4
+
+
+def test_a_fresh_client_on_llama_cpp_asks_nothing_native_and_nothing_twice(real_base_url: str) -> None:
+    # llama.cpp's server keeps no request log: the client's transport counts what was sent
+    transport = CountingTransport()
+
+    async def run() -> list[str]:
+        async with AsyncLMStudioClient(real_base_url, timeout=120, transport=transport, model=SMOLLM2) as client:
+            routes = [(await client.chat("Say hi.", max_tokens=4, temperature=0)).route]
+            async with client.stream_chat("Say hi.", max_tokens=4, temperature=0) as stream:
+                routes.append((await stream.result()).route)
+            routes.append((await client.chat("Say hi.", max_tokens=4, temperature=0)).route)
+            return routes
+
+    assert asyncio.run(run()) == ["openai"] * 3
+    sent = [path for kind, path, _ in transport.events if kind == "sent"]
+    # what the first request asked before this change too (who answers, which ids it has), then only the answers
+    assert sent == ["/lmstudio-greeting", "/v1/models"] + ["/v1/chat/completions"] * 3
 
 
 @pytest.mark.parametrize("streamed", [False, True])

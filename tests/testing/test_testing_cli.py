@@ -81,7 +81,7 @@ def test_pytest_plugin_fixtures(pytester: pytest.Pytester) -> None:
         def test_scripted(lmstudio_mock, lmstudio_client):
             lmstudio_mock.script("qwen2.5-7b-instruct", "Scripted!")
             assert lmstudio_client.chat("Hi").content == "Scripted!"
-            assert lmstudio_mock.last_request.json["messages"][0]["content"] == "Hi"
+            assert lmstudio_mock.last_request.chat_body["messages"][0]["content"] == "Hi"  # either route
 
         @pytest.mark.lmstudio_mock(auth_token="sk-lm-a:b", version="0.4")
         def test_marker_configures_server(lmstudio_mock, lmstudio_client):

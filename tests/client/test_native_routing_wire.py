@@ -1,0 +1,146 @@
+"""``route="auto"`` over real loopback HTTP with the fake server, counting every request: a fresh client's first
+request learns once whether the server has LM Studio 0.4's native route (one probe, ``GET /api/v1/models``, after
+the greeting every first request already sent), and every later request decides without a round trip; on 0.3 it
+stays on ``/v1``; a probe that fails never breaks the request and is not repeated."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Literal
+
+import httpx
+import pytest
+
+import lm_notebook.client.client_base as client_base
+from lm_notebook import AsyncLMStudioClient, EndpointNotSupportedError, LMStudioClient, LMStudioConnectionError
+from lm_notebook.testing import MockLMStudioServer, ModelSpec
+
+LOADED = "qwen2.5-7b-instruct"
+GREETING, PROBE, NATIVE, OPENAI = "/lmstudio-greeting", "/api/v1/models", "/api/v1/chat", "/v1/chat/completions"
+Twin = Literal["sync", "async"]
+Kind = Literal["chat", "stream"]
+TWINS_AND_KINDS = [(t, k) for t in ("sync", "async") for k in ("chat", "stream")]
+
+
+def two_requests(url: str, twin: Twin, kind: Kind, model: str = LOADED) -> list[tuple[str, bool]]:
+    """Two requests of ``kind`` from one fresh client: each answer's route, and whether a load progress came."""
+
+    def seen(parts: list[object]) -> bool:
+        return any(getattr(p, "kind", None) == "progress" for p in parts)
+
+    if twin == "sync":
+        with LMStudioClient(url, timeout=30, model=model) as client:
+            out = []
+            for _ in range(2):
+                if kind == "chat":
+                    out.append((client.chat("Hi", max_tokens=5).route, False))
+                else:
+                    with client.stream_chat("Hi", max_tokens=5) as stream:
+                        parts = list(stream.iter_parts())
+                    out.append((stream.result().route, seen(parts)))
+            return out
+
+    async def run() -> list[tuple[str, bool]]:
+        async with AsyncLMStudioClient(url, timeout=30, model=model) as client:
+            out = []
+            for _ in range(2):
+                if kind == "chat":
+                    out.append(((await client.chat("Hi", max_tokens=5)).route, False))
+                else:
+                    async with client.stream_chat("Hi", max_tokens=5) as stream:
+                        parts = [p async for p in stream.iter_parts()]
+                    out.append(((await stream.result()).route, seen(parts)))
+            return out
+
+    return asyncio.run(run())
+
+
+def sent(server: MockLMStudioServer) -> list[str]:
+    return [r.path for r in server.requests]
+
+
+@pytest.mark.parametrize(("twin", "kind"), TWINS_AND_KINDS)
+def test_a_fresh_client_on_0_4_probes_once_then_goes_native(twin: Twin, kind: Kind) -> None:
+    with MockLMStudioServer(models=[ModelSpec(LOADED, loaded=True), ModelSpec("cold", load_time=0.05)]) as server:
+        assert [route for route, _ in two_requests(server.url, twin, kind)] == ["native", "native"]
+        # the greeting (sent by every fresh client), one probe, then the native route; the second: no probe at all
+        assert sent(server) == [GREETING, PROBE, NATIVE, NATIVE]
+        native = server.requests[2].json
+        assert native["input"] == "Hi" and native["store"] is False and native["max_output_tokens"] == 5
+
+
+@pytest.mark.parametrize("twin", ["sync", "async"])
+def test_a_fresh_clients_first_stream_of_a_cold_model_shows_its_load(twin: Twin) -> None:
+    with MockLMStudioServer(models=[ModelSpec("cold", load_time=0.05)]) as server:
+        (first_route, first_progress), (_, second_progress) = two_requests(server.url, twin, "stream", model="cold")
+    assert first_route == "native" and first_progress  # the load's progress, from the very first request
+    assert not second_progress  # loaded by then
+    assert sent(server) == [GREETING, PROBE, NATIVE, NATIVE]
+
+
+@pytest.mark.lmstudio_mock(version="0.3")
+@pytest.mark.parametrize(("twin", "kind"), TWINS_AND_KINDS)
+def test_a_fresh_client_on_0_3_probes_once_and_stays_on_v1(lmstudio_mock: MockLMStudioServer, twin: Twin,
+                                                            kind: Kind) -> None:
+    assert [route for route, _ in two_requests(lmstudio_mock.url, twin, kind)] == ["openai", "openai"]
+    assert sent(lmstudio_mock) == [GREETING, PROBE, OPENAI, OPENAI]
+
+
+@pytest.mark.lmstudio_mock(version="0.3")
+@pytest.mark.parametrize("kind", ["chat", "stream"])
+def test_native_on_a_fresh_client_of_0_3_says_clearly_it_is_not_there(lmstudio_mock: MockLMStudioServer,
+                                                                       kind: Kind) -> None:
+    with LMStudioClient(lmstudio_mock.url, timeout=30, model=LOADED) as client:
+        with pytest.raises(EndpointNotSupportedError) as info:
+            if kind == "chat":
+                client.chat("Hi", route="native")
+            else:
+                client.stream_chat("Hi", route="native").text()
+        message = info.value.message
+        assert "native chat route (POST /api/v1/chat, route='native') needs LM Studio 0.4 or newer" in message
+        assert "route='auto'" in message and "\n" not in message
+        assert client.chat("Hi").route == "openai"  # and auto knows it now: no probe
+    assert sent(lmstudio_mock) == [GREETING, NATIVE, OPENAI]
+
+
+@pytest.mark.parametrize(("twin", "kind"), TWINS_AND_KINDS)
+def test_a_probe_that_fails_leaves_the_request_on_v1_and_is_not_asked_again(server: MockLMStudioServer, twin: Twin,
+                                                                            kind: Kind) -> None:
+    server.set_fault("500", path=PROBE)
+    assert [route for route, _ in two_requests(server.url, twin, kind)] == ["openai", "openai"]
+    assert sent(server) == [GREETING, PROBE, OPENAI, OPENAI]
+
+
+@pytest.fixture
+def quick_probes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(client_base, "_PROBE_TIMEOUT", httpx.Timeout(0.5))
+    yield
+
+
+@pytest.mark.usefixtures("quick_probes")
+def test_a_probe_that_times_out_leaves_the_request_on_v1_and_is_not_asked_again(server: MockLMStudioServer) -> None:
+    server.set_fault("stall", path=PROBE, seconds=600)  # the model list never comes
+    assert [route for route, _ in two_requests(server.url, "sync", "stream")] == ["openai", "openai"]
+    assert sent(server) == [GREETING, PROBE, OPENAI, OPENAI]
+
+
+def test_a_listing_after_a_failed_probe_still_teaches_auto_the_native_route(server: MockLMStudioServer) -> None:
+    fault = server.set_fault("500", path=PROBE, times=1)
+    with LMStudioClient(server.url, timeout=30, model=LOADED) as client:
+        assert client.chat("Hi").route == "openai" and fault.hits == 1
+        client.list_models()
+        assert client.chat("Hi").route == "native"
+    assert sent(server) == [GREETING, PROBE, OPENAI, PROBE, NATIVE]
+
+
+def test_a_client_that_found_no_server_asks_again_once_one_answers() -> None:
+    with MockLMStudioServer() as gone:
+        port = gone.port
+    # nobody listens there now: the request fails as it did before auto probed (the probe's failure is not the error)
+    with LMStudioClient(f"http://127.0.0.1:{port}", timeout=30, model=LOADED) as client:
+        with pytest.raises(LMStudioConnectionError):
+            client.chat("Hi")
+        with MockLMStudioServer(port=port) as server:  # LM Studio started after the first try
+            assert client.chat("Hi").route == "native"
+            assert sent(server) == [GREETING, PROBE, NATIVE]
