@@ -145,7 +145,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     Timing statistics use the answers that completed and were not cold (a cold request's first token waited for the
     model to load: that wait is ``load_s``, kept apart). Tokens/s counts cold answers too: loading does not slow
     generation. TTFT and tokens/s are the server's own (``server_ttft_s``, ``server_tokens_per_s``, LM Studio 0.4)
-    when every answer has them, else the client's measurements; the ``timings`` column says which.
+    when every answer has them, else the client's measurements; the ``timings`` column says which. The server's TTFT
+    leaves the load out (it reports it apart), so with the server's numbers cold answers count for TTFT too.
 
     With ``tools=``: ``tool_calls``, ``tool_errors``, ``tool_rounds_exceeded`` (rows that hit ``max_rounds`` without
     an answer) and ``tool_call_success_rate`` = (valid calls / all calls) × (rows that answered / rows whose act
@@ -167,6 +168,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         ok = rows[rows["status"] == "ok"]
         cold = ok["cold"].astype(bool) if "cold" in ok else pd.Series(False, index=ok.index)
         warm = ok[~cold]
+        timed = ok if server else warm  # the server's time to first token leaves the load out: cold answers count
         load = rows["load_s"].dropna() if "load_s" in rows else pd.Series(dtype=float)
         entry: dict[str, Any] = {
             "model": model,
@@ -177,8 +179,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             "cancelled": int((rows["status"] == "cancelled").sum()),
             "cached": int(rows["cached"].astype(bool).sum()) if "cached" in rows else 0,
             "load_s": float(load.max()) if len(load) else float("nan"),
-            "ttft_median_s": _quantile(warm.get(ttft_column, pd.Series(dtype=float)), 0.5),
-            "ttft_p90_s": _quantile(warm.get(ttft_column, pd.Series(dtype=float)), 0.9),
+            "ttft_median_s": _quantile(timed.get(ttft_column, pd.Series(dtype=float)), 0.5),
+            "ttft_p90_s": _quantile(timed.get(ttft_column, pd.Series(dtype=float)), 0.9),
             "latency_median_s": _quantile(warm.get("latency_s", pd.Series(dtype=float)), 0.5),
             "latency_p90_s": _quantile(warm.get("latency_s", pd.Series(dtype=float)), 0.9),
             "tokens_per_s_median": _quantile(ok.get(speed_column, pd.Series(dtype=float)), 0.5),

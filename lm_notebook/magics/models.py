@@ -157,7 +157,9 @@ class ModelMagics(Magics):
         except KeyboardInterrupt:
             ended = (f"Stopped waiting for {args.model} after {int(load_clock() - started)} s; LM Studio may go on "
                      "loading it (%lm_ps shows what is loaded).")
-            raise
+            # one line, as an interrupted %lm_download or %%lm: the request was stopped, not LM Studio's load
+            raise UsageError(f"Stopped waiting for {args.model}: LM Studio may go on loading it; %lm_ps shows "
+                             "what is loaded.") from None
         except BaseException:
             ended = f"Could not load {args.model}: LM Studio's answer is below."
             raise

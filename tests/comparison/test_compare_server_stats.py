@@ -29,3 +29,16 @@ def test_without_server_numbers_summary_says_it_used_the_clients() -> None:
             LMStudioClient(server.url, route="openai") as client:
         df = compare(["a", "b"], ["m"], client=client, progress=False)
     assert df.server_ttft_s.isna().all() and summary(df).loc["m", "timings"] == "client"
+
+
+def test_the_servers_time_to_first_token_counts_cold_answers_too() -> None:
+    # one prompt a model, each model loaded for it (a first comparison): the server's TTFT leaves the load out (it
+    # reports the load apart, load_s), so summary's TTFT is there; the client's would hold the load and is left out
+    models = [ModelSpec(name, load_time=0.05, ttft=0.01, tokens_per_second=500) for name in ("alpha", "beta")]
+    with MockLMStudioServer(models=models) as server, LMStudioClient(server.url) as client:
+        df = compare(["a"], ["alpha", "beta"], client=client, progress=False)
+    assert df.cold.all() and (df.server_ttft_s == 0.01).all()
+    stats = summary(df)
+    assert (stats["timings"] == "server").all() and (stats["ttft_median_s"] == 0.01).all()
+    assert (stats["ttft_p90_s"] == 0.01).all()
+    assert stats["latency_median_s"].isna().all()  # a cold answer's latency holds its load: still left out

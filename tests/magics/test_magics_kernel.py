@@ -261,3 +261,20 @@ def test_a_just_in_time_load_says_loading_with_the_seconds_before_the_first_toke
     assert final["msg_type"] == "execute_result" and "Loading" not in str(final["content"]["data"])
     assert final["content"]["data"]["text/markdown"].endswith(" · fake server</sub>")
     assert loading.counters.model("m").loads == 1
+
+
+def test_interrupting_lm_load_says_in_one_line_that_it_stopped_waiting(kernel: Kernel) -> None:
+    clock = ManualClock()  # the load lasts until the test moves the clock: only the interrupt ends the cell
+    with MockLMStudioServer(models=[ModelSpec("m", load_time=30.0)], clock=clock) as loading:
+        assert kernel.run(f"%config LMMagics.base_url = '{loading.url}'").status == "ok"
+        try:
+            run = kernel.run("%lm_load m", interrupt_when="Loading m… 0 s")
+        finally:
+            clock.advance(30.0)
+            kernel.run(f"%config LMMagics.base_url = ''\n%lm_use {MODEL}")
+    assert run.status == "error" and not run.of_type("error")  # no traceback: one line, as a UsageError is shown
+    (stream,) = run.of_type("stream")
+    assert stream["content"]["name"] == "stderr"
+    assert stream["content"]["text"].startswith("UsageError: Stopped waiting for m: LM Studio may go on loading it")
+    lines = [str(m["content"]["data"]["text/plain"]) for m in run.of_type("display_data", "update_display_data")]
+    assert lines[-1].startswith("Stopped waiting for m after") and "LM Studio may go on loading it" in lines[-1]
