@@ -49,13 +49,16 @@ def _size(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def download_text(job: DownloadJob) -> str:
-    """One line for a model download: a bar, bytes done of the total, speed and time left; or how it ended."""
+def download_text(job: DownloadJob, key: str | None = None) -> str:
+    """One line for a model download: a bar, bytes done of the total, speed and time left; or how it ended.
+    ``key``: the id LM Studio lists the downloaded model under, when it is not what was asked for (a link)."""
     if job.status == "already_downloaded":
         return f"{job.model} is already downloaded."
     if job.status == "completed":
         size = f" ({_size(job.total_bytes)})" if job.total_bytes else ""
-        return f"Downloaded {job.model}{size}: load it with %lm_load {job.model}, or just use it."
+        if key is None or key == job.model:
+            return f"Downloaded {job.model}{size}: load it with %lm_load {job.model}, or just use it."
+        return f"Downloaded {job.model}{size} as {key}: load it with %lm_load {key}, or just use it."
     if job.status == "failed":
         return f"The download of {job.model} failed."
     fraction = job.fraction or 0.0

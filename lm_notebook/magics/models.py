@@ -93,28 +93,43 @@ class ModelMagics(Magics):
         client = self._client()
         self._needs_0_4(client, "%lm_download", f"Download it in LM Studio or with `lms get {args.model}`.")
         key = (client.base_url, args.model, args.quantization)
+        # a Hugging Face link: LM Studio lists the model under its own key, the one id the download adds
+        before = self._model_ids(client) if _is_link(args.model) else None
         job = self._watched_job(client, key) or self._run(
             lambda: client.download_model(args.model, quantization=args.quantization, wait=False))
         painted = [download_text(job)]
         handle = self._show(painted[0])
 
-        def paint(state: DownloadJob) -> None:  # each state once: the last poll and the end say the same
-            text = download_text(state)
+        def paint(state: DownloadJob, text: str | None = None) -> None:  # each state once
+            text = text or download_text(state)
             if text != painted[0]:
                 painted[0] = text
                 self._show(text, handle)
 
+        def progress(state: DownloadJob) -> None:  # the end is painted once it is known what to load
+            if not state.done:
+                paint(state)
+
         try:
-            job = self._run(lambda: client.wait_for_download(job, poll_seconds=DOWNLOAD_POLL_SECONDS,
-                                                             on_progress=paint))
+            job = self._run(lambda: client.wait_for_download(
+                job, poll_seconds=DOWNLOAD_POLL_SECONDS, on_progress=progress))
         except KeyboardInterrupt:
             self._unfinished[key] = job  # %lm_download again follows this job: a second request could start anew
             raise UsageError(
                 f"Stopped watching the download of {args.model}; LM Studio goes on downloading it (job {job.job_id}). "
                 f"%lm_download {args.model} again shows how far it has come."
             ) from None
-        paint(job)
+        after = self._model_ids(client) if before is not None and job.status == "completed" else None
+        added = sorted(after - before) if after is not None and before is not None else []
+        paint(job, download_text(job, added[0] if len(added) == 1 else None))  # the end, once
         return None
+
+    def _model_ids(self, client: LMStudioClient) -> set[str] | None:
+        """The ids the server lists now; None when it cannot say (the download's line then names the link)."""
+        try:
+            return {m.id for m in client.list_models()}
+        except LMStudioError:
+            return None
 
     def _watched_job(self, client: LMStudioClient, key: tuple[str, str, str | None]) -> DownloadJob | None:
         """The download of an earlier, interrupted %lm_download of the same model, as LM Studio describes it now;
@@ -208,6 +223,10 @@ class ModelMagics(Magics):
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         text = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
         self._show(text)
+
+
+def _is_link(model: str) -> bool:
+    return model.startswith(("https://", "http://"))
 
 
 def register(ipython: InteractiveShell) -> None:

@@ -11,7 +11,7 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from magic_shell import MODEL, recorder, run, shown
 
 import lm_notebook.magics.models as model_magics
-from lm_notebook.testing import ManualClock, MockLMStudioServer
+from lm_notebook.testing import ManualClock, MockLMStudioServer, default_models
 
 NEW = "ibm/granite-4-micro"
 
@@ -173,6 +173,19 @@ def test_download_again_after_an_interrupt_goes_on_watching_the_same_job(
     assert seen[0].startswith(f"Downloading {NEW} ▓▓▓▓▓░░░░░ 50 %")  # where the download is, not a new one from 0 %
     assert seen[-1].startswith(f"Downloaded {NEW}")
     assert _downloads_asked(lmstudio_mock) == 1  # the job was followed, not started again
+
+
+def test_a_hugging_face_link_says_the_key_to_load_the_model_by(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # LM Studio lists a model downloaded from a link under its own key: the link is not a model id to load
+    monkeypatch.setattr(model_magics, "DOWNLOAD_POLL_SECONDS", 0.01)
+    lmstudio_mock.downloads.seconds = 0.05
+    link = "https://huggingface.co/lmstudio-community/Qwen3-4B-GGUF"
+    assert run(ip, f"%lm_download {link} --quantization Q4_K_M").success
+    (key,) = set(lmstudio_mock.models) - {m.id for m in default_models()}  # the key the server gave it
+    seen = texts(ip)
+    assert seen[-1] == f"Downloaded {link} (2.3 GB) as {key}: load it with %lm_load {key}, or just use it."
+    assert not any("%lm_load https://" in t for t in seen)
 
 
 def test_a_load_that_fails_does_not_leave_its_line_saying_loading(
