@@ -70,7 +70,7 @@ from lm_notebook.client.routes import (
     result_from_body,
 )
 from lm_notebook.client.schemas import json_object_form
-from lm_notebook.client.stream_base import OnConnect, OnToken, ReadStream, StreamBase, connect_trace
+from lm_notebook.client.stream_base import OnToken, ReadStream, StreamBase, Trace
 from lm_notebook.client.transport_errors import translated
 from lm_notebook.client.types import ChatResult, ModelInfo
 
@@ -424,18 +424,18 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         stream._native_once_known = native  # the route is settled when the stream opens (see _routed)
         return stream
 
-    def _open_stream(self, payload: dict[str, Any], on_connect: OnConnect | None) -> Flow[httpx.Response]:
+    def _open_stream(self, payload: dict[str, Any], trace: Trace | None) -> Flow[httpx.Response]:
         """Send a stream's request; its response with the body unread, or the error it answered with.
 
-        ``on_connect`` is told the network stream as soon as it connects (the sync stream's Stop shuts its socket down,
-        and its body is read through it).
+        ``trace`` goes with the request (the sync stream's: told the network stream as soon as it connects, so a Stop
+        can shut its socket down and the body is read through it; and when the request has gone out).
         """
         yield from self._check_model(payload["model"])
         yield from self._check_vision(payload)
         if is_native_payload(payload):
             request = self._stream_http.build_request(
                 "POST", chat_path(payload), json=payload, headers=_STREAM_HEADERS,
-                extensions={} if on_connect is None else {"trace": connect_trace(on_connect)},
+                extensions={} if trace is None else {"trace": trace},
             )
             response = yield from self._exchange(Send(request, stream=True))
             if response.status_code < 400:
@@ -449,7 +449,7 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         for _attempt in range(2):  # a second time only in llama.cpp's form of a JSON schema
             request = self._stream_http.build_request(
                 "POST", CHAT_PATH, json=payload, headers=_STREAM_HEADERS,
-                extensions={} if on_connect is None else {"trace": connect_trace(on_connect)},
+                extensions={} if trace is None else {"trace": trace},
             )
             response = yield from self._exchange(Send(request, stream=True))
             if response.status_code < 400:

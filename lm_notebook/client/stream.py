@@ -42,7 +42,15 @@ from lm_notebook.client.accumulator import (
 from lm_notebook.client.chunk_merging import ChunkMerger
 from lm_notebook.client.flows import Flow
 from lm_notebook.client.request_parts import NO_PARTS, RequestParts
-from lm_notebook.client.stream_base import EXPLAINED_IN_BAND, OnToken, StreamBase, StreamSource, TokenRelay, shut_down
+from lm_notebook.client.stream_base import (
+    EXPLAINED_IN_BAND,
+    OnToken,
+    StreamBase,
+    StreamSource,
+    TokenRelay,
+    connect_trace,
+    shut_down,
+)
 from lm_notebook.client.types import ChatResult
 
 # re-exported: the stream's parts are part of its API
@@ -86,6 +94,7 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         self._pacing: ReadPacing | None = None
         self._network: Any = None  # the connection's network stream, once connected (read through this stream)
         self._body_started = False
+        self._on_sent: Callable[[], object] | None = None  # when_sent()'s callback, until it is called
         self.reads = 0  # network reads of the body so far (what coalescing saves)
 
     def __enter__(self) -> ChatStream:
@@ -120,6 +129,23 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         self._pacing = ReadPacing(interval, self._acc, clock, wait or self._stop_requested.wait, self._stop_requested)
         return self
 
+    def when_sent(self, callback: Callable[[], object]) -> ChatStream:
+        """Call ``callback`` once, on the reading thread, as soon as the request has gone out (its body written) and
+        before its answer is read; returns the stream.
+
+        What a reader shows while the server works (``%%lm``'s placeholder) then waits beside the request instead of
+        before it, and still comes before anything the answer brings. With a transport that does not report it (a
+        mock), it is called when the response arrives, still before its first part; never when the request was not
+        sent (a refused connection: the error is all there is). Call it before reading starts.
+        """
+        self._on_sent = callback
+        return self
+
+    def _request_sent(self) -> None:
+        callback, self._on_sent = self._on_sent, None
+        if callback is not None:
+            callback()
+
     def _consumer(self, items: Iterator[T]) -> Generator[T, None, None]:
         """``items`` as one loop's own iterator. A loop that leaves early drops it and Python closes it at once
         (``GeneratorExit`` at its ``yield``): that closes the stream, as leaving a ``with`` block would."""
@@ -145,7 +171,7 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
             # the thread that opens is the reader from here on (``with`` opens before any iteration): a Stop from
             # another thread during a long opening (a model load) must wake it, not close it from outside
             self._reader_thread = threading.get_ident()
-        return self._client._drive(self._opening(self._on_connect))
+        return self._client._drive(self._opening(connect_trace(self._on_connect, self._request_sent)))
 
     def _run(self) -> Generator[Any, None, None]:
         """The one reading: open (a flow), take each block of the body, end (a flow); always close."""
@@ -153,6 +179,8 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         try:
             with self._recording():
                 response = self._open()
+                if response is not None:
+                    self._request_sent()  # (a transport that did not say it went out)
                 if response is not None and (take := self._taker(response)) is not None:
                     self._count_reads(response)
                     try:

@@ -42,6 +42,7 @@ from lm_notebook.client.types import ChatResult
 # errors a stream may carry in band that the model list explains further (see StreamBase._explained)
 EXPLAINED_IN_BAND = (ContextLengthExceededError, ModelNotFoundError, NoModelLoadedError)
 OnConnect = Callable[[Any], None]  # told the httpcore network stream of a stream's connection
+Trace = Callable[[str, dict[str, Any]], None]  # an httpx ``trace`` extension: told each step of the request
 OnToken = Callable[[str, str], object]
 G = TypeVar("G")  # how the twin hands out what it reads: an Iterator (sync) or an AsyncIterator
 
@@ -66,7 +67,7 @@ class StreamSource(Explainer, Protocol):
 
     timeout: httpx.Timeout
 
-    def _open_stream(self, payload: dict[str, Any], on_connect: OnConnect | None) -> Flow[httpx.Response]: ...
+    def _open_stream(self, payload: dict[str, Any], trace: Trace | None) -> Flow[httpx.Response]: ...
 
     def _explain_empty_stream(self, payload: dict[str, Any]) -> Flow[None]: ...
 
@@ -86,16 +87,19 @@ class ReadStream(Step):
     on_token: OnToken | None
 
 
-def connect_trace(on_connect: OnConnect) -> Callable[[str, dict[str, Any]], None]:
+def connect_trace(on_connect: OnConnect, on_sent: Callable[[], None] | None = None) -> Trace:
     """An httpx ``trace`` extension that tells ``on_connect`` the connection's network stream as soon as it connects
     (and again, the TLS one, after a TLS handshake): a Stop from another thread can then wake a request still
-    waiting for its answer (a model load can take minutes), and the stream reads its body through it."""
+    waiting for its answer (a model load can take minutes), and the stream reads its body through it. ``on_sent`` is
+    told when the request has gone out (its body written), before its answer is waited for."""
 
     def trace(event: str, info: dict[str, Any]) -> None:
         if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
             network = info.get("return_value")
             if network is not None:
                 on_connect(network)
+        elif on_sent is not None and event.endswith(".send_request_body.complete"):
+            on_sent()
 
     return trace
 
@@ -204,7 +208,7 @@ class StreamBase(Generic[G]):
             raise RuntimeError("this stream is already being iterated for text; call iter_parts() first")
         return self._gen
 
-    def _opening(self, on_connect: OnConnect | None) -> Flow[httpx.Response | None]:
+    def _opening(self, trace: Trace | None) -> Flow[httpx.Response | None]:
         """Send the request, once (whichever comes first: ``with`` or iteration); None when a Stop came first."""
         if self._started:
             return self._response
@@ -216,7 +220,7 @@ class StreamBase(Generic[G]):
             return None
         self._acc.started = time.perf_counter()
         try:
-            self._response = yield from self._source._open_stream(self._payload, on_connect)
+            self._response = yield from self._source._open_stream(self._payload, trace)
         except LMStudioError:
             if self._stop_requested.is_set():  # the wake-up broke the pending request: that is a stop, not a fault
                 return None

@@ -3,7 +3,7 @@
 How a streamed cell looks on the wire::
 
     display_data          the first live view ("waiting for the first token…" or "Loading MODEL… 0 s"), with a
-                          display_id
+                          display_id, shown once the request has gone out (the server works meanwhile)
     update_display_data   live views of the answer's unfinished tail, at most ``1 / interval`` messages a second, from
                           one repaint thread (and once a second while a model loads, the seconds ticking)
     display_data          a new tail below, each time the old one is updated a last time to the finished Markdown
@@ -183,8 +183,9 @@ class NotebookStreamView:
         self._repainter.changed()
 
     def stop(self) -> None:
-        # no repaint after this: the next output of the cell (the answer, or the error) replaces the live view
-        self._repainter.stop(final=_clear_at_next_output)
+        # no repaint after this: the next output of the cell (the answer, or the error) replaces the live view; a
+        # view never started (its request was not sent) has nothing to replace, and clears nothing of the cell's
+        self._repainter.stop(final=_clear_at_next_output if self._publish is not None else None)
 
     def show_final(self, result: ChatResult, fmt: AnswerFormat, *, parsed: Any = None, note: str | None = None) -> None:
         _display(render_answer(result, fmt, parsed=parsed, note=note, approx_tokens=self._tokens,
@@ -301,11 +302,21 @@ def make_view(
 def stream_into(stream: ChatStream, view: StreamView) -> ChatResult:
     """Feed every part of ``stream`` to ``view``; return the result.
 
+    The view starts (shows its first output) once the request has gone out (:meth:`ChatStream.when_sent`), while
+    the server works on it: nothing but the request is on the way to the first token, and the first output still
+    comes before anything the answer brings. A request that could not be sent starts no view (its error is all the
+    cell shows).
+
     On any exception (``KeyboardInterrupt`` included) the stream is closed and live updates end before it
     propagates; ``stream.result()`` then gives what arrived, marked ``stopped``.
     """
     try:
-        view.start()  # in the try: a view that fails to start must not leave the stream open
+        # in the try: a view that fails to start must not leave the stream open
+        when_sent = getattr(stream, "when_sent", None)
+        if when_sent is None:  # a stream that cannot say when its request went out: start at once
+            view.start()
+        else:
+            when_sent(view.start)
         for part in stream.iter_parts():
             view.add(part)
     except BaseException:
