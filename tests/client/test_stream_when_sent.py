@@ -59,8 +59,8 @@ def holding_server() -> Iterator[tuple[str, threading.Event, list[bool]]]:
 
 
 def lmstudio_client(base_url: str, transport: httpx.BaseTransport | None = None) -> LMStudioClient:
-    client = LMStudioClient(base_url, model="m", timeout=10, transport=transport)
-    client._is_lmstudio = True  # who answers is known: the stream's request is the only one
+    client = LMStudioClient(base_url, model="m", timeout=10, transport=transport, route="openai")
+    client._is_lmstudio = True  # who answers is known, and the route: the stream's request is the only one
     return client
 
 
