@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lm_notebook.client import (
+    ActInterrupted,
     ActPart,
     ActResult,
     ActStream,
@@ -116,6 +117,7 @@ def unload_ipython_extension(ipython: InteractiveShell) -> None:
 
 
 __all__ = [
+    "ActInterrupted",
     "ActPart",
     "ActResult",
     "ActStream",

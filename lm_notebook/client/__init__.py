@@ -10,7 +10,13 @@
 from __future__ import annotations
 
 from lm_notebook.client.act_stream import ActStream, AsyncActStream
-from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord, ToolRoundsExceededError
+from lm_notebook.client.act_types import (
+    ActInterrupted,
+    ActPart,
+    ActResult,
+    ToolCallRecord,
+    ToolRoundsExceededError,
+)
 from lm_notebook.client.clients import AsyncLMStudioClient, LMStudioClient
 from lm_notebook.client.embeddings import Embeddings
 from lm_notebook.client.errors import (
@@ -44,6 +50,7 @@ from lm_notebook.client.types import ChatResult, ModelInfo, SentImage, Timings, 
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "ActInterrupted",
     "ActPart",
     "ActResult",
     "ActStream",

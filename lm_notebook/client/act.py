@@ -28,7 +28,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
-from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord, ToolRoundsExceededError
+from lm_notebook.client.act_types import (
+    ActInterrupted,
+    ActPart,
+    ActResult,
+    ToolCallRecord,
+    ToolRoundsExceededError,
+)
 from lm_notebook.client.errors import AnswerFormatError, LMStudioRequestError
 from lm_notebook.client.flows import Flow, Step, operation
 from lm_notebook.client.payloads import Messages, as_messages
@@ -223,13 +229,16 @@ def act_flow(
                                            error="The user refused this call; do not ask for it again."), None
             asked.append((record, prepared))
         runnable = tuple(p for _, p in asked if p is not None)
-        outcomes = iter((yield RunToolCalls(runnable, stop)) if runnable else [])
+        outcomes: list[Outcome] = (yield RunToolCalls(runnable, stop)) if runnable else []
+        results = iter(outcomes)
         for record, prepared in asked:
-            done = record if prepared is None else _finished(record, next(outcomes), max_output_chars)
+            done = record if prepared is None else _finished(record, next(results), max_output_chars)
             records.append(done)
             conversation.append(done.message())
             if streaming:
                 yield Emit(ActPart("tool_result", (done.output if done.error is None else done.error) or "", done))
+        if any(o.ctrl_c for o in outcomes):  # the calls' records made: the act ends, the cell with it
+            raise ActInterrupted(ended(result, stopped=True, sent=True))
         if stop is not None and stop.is_set():
             return ended(result, stopped=True, sent=True)
     raise ToolRoundsExceededError(max_rounds, ended(answers[-1], sent=True))

@@ -5,9 +5,10 @@
 act flow (:mod:`lm_notebook.client.act`): each round's chat stream is read here, its text and thinking passed on as
 they arrive; the tool calls run here (in order; see :mod:`~lm_notebook.client.tool_running`). ``close()`` — from any
 thread, a Stop button — stops the loop: the round being streamed ends at once (its partial answer kept), a round's
-remaining calls do not run, and no further round is asked for. A plain function already running finishes first
-(Python cannot stop a function from outside; Ctrl-C in the kernel interrupts it); on the async twin, ``aclose()``
-cancels a running ``async def`` tool at its next ``await``.
+remaining calls do not run, and no further round is asked for. A running ``async def`` tool is cancelled at its next
+``await`` (``close()`` and ``aclose()`` alike); a plain function already running finishes first (Python cannot stop a
+function from outside; Ctrl-C in the kernel interrupts it). A Ctrl-C during a call ends the act with
+:class:`~lm_notebook.client.act_types.ActInterrupted`; ``result()`` is then that act, calls and messages kept.
 
 >>> with client.stream_act("Weather in Paris?", [get_weather]) as stream:   # doctest: +SKIP
 ...     for part in stream:
@@ -26,11 +27,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, 
 from typing import Any
 
 from lm_notebook.client.act import Emit, ReadRound
-from lm_notebook.client.act_types import ActPart, ActResult, ToolCallRecord
+from lm_notebook.client.act_types import ActInterrupted, ActPart, ActResult, ToolCallRecord
 from lm_notebook.client.flows import Flow, FlowRun
 from lm_notebook.client.stream import AsyncChatStream, ChatStream
 from lm_notebook.client.stream_base import StreamBase
-from lm_notebook.client.tool_running import Outcome, RunToolCalls, arun_tool_calls, run_tool_calls
+from lm_notebook.client.tool_running import Cancellers, Outcome, RunToolCalls, arun_tool_calls, run_tool_calls
 from lm_notebook.client.types import ChatResult
 
 FlowFactory = Callable[[threading.Event], Flow[ActResult]]
@@ -92,6 +93,7 @@ class ActStream(_ActStreamBase):
         super().__init__(client, flow)
         self._gen: Generator[ActPart, None, None] | None = None
         self._reader: int | None = None
+        self._running_calls: Cancellers = set()  # the async def call running: cancelled by a Stop
 
     def __enter__(self) -> ActStream:
         return self
@@ -137,10 +139,14 @@ class ActStream(_ActStreamBase):
                         run.reply = stream.result()
                         self._round_ended(run.reply)
                     elif isinstance(step, RunToolCalls):
-                        run.reply = run_tool_calls(step)
+                        run.reply = run_tool_calls(step, self._running_calls)
                     else:
                         raise TypeError(f"ActStream cannot perform {step!r}")
             self._result = run.value
+        except ActInterrupted as interrupted:  # Ctrl-C during a call: the act as it ended, for result()
+            self._stop.set()
+            self._result = interrupted.act_result
+            raise
         finally:
             self._closed = True
 
@@ -157,6 +163,8 @@ class ActStream(_ActStreamBase):
     def close(self) -> None:
         """Stop the loop; what arrived stays (``result()``). Safe from any thread."""
         self._stop.set()
+        for cancel in list(self._running_calls):  # an async def tool ends at its next await
+            cancel()
         current = self._current
         if current is not None and isinstance(current, ChatStream):
             current.close()

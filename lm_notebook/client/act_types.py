@@ -128,3 +128,21 @@ class ToolRoundsExceededError(LMStudioError):
             "max_rounds=... to allow more turns, or read the calls' errors to see why it keeps asking.",
             partial=act_result.result,
         )
+
+
+class ActInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a tool ran (on the sync client): the running call was stopped — an ``async def`` one cancelled
+    at its next ``await`` —, the round's other calls did not run, and the act ended. A ``KeyboardInterrupt``, so the
+    cell ends; ``act_result`` keeps every finished round and call (``stopped``), and ``messages`` to continue from.
+    """
+
+    act_result: ActResult
+
+    def __init__(self, act_result: ActResult) -> None:
+        self.act_result = act_result
+        running = next((c.name for c in reversed(act_result.calls) if c.failure == "stopped" and c.duration), None)
+        finished = sum(1 for c in act_result.calls if c.failure != "stopped")
+        super().__init__(
+            f"act() stopped by Ctrl-C{f' while {running} ran' if running else ''}: {act_result.rounds} rounds and "
+            f"{finished} finished calls are kept in err.act_result (its messages continue the conversation)."
+        )

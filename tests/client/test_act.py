@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
 from typing import Any
 
@@ -496,3 +497,104 @@ def test_undeclared_arguments_reach_a_function_that_takes_them(server: MockLMStu
     server.script_tool_calls(QWEN, [("add", {"a": 1, "b": 2, "c": 3})])
     (call,) = client.act("add them", [Tool("add", "Add.", closed, add)]).calls
     assert call.failure == "invalid_arguments" and "unexpected property 'c'" in (call.error or "")
+
+
+def test_sync_stop_cancels_a_running_async_tool(server: MockLMStudioServer, client: LMStudioClient) -> None:
+    """``close()`` from another thread (the panel's Stop) while an ``async def`` tool runs on the sync client: the
+    coroutine is cancelled at its ``await`` and the loop ends at once; the finished call and a valid conversation
+    are kept."""
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def alookup(city: str) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)  # only a Stop ends it in time
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "finished"
+
+    stream = client.stream_act("plot_it then lookup", [named_tool("lookup", alookup), plot_it])
+    stopper = threading.Thread(target=lambda: started.wait(30) and stream.close())
+    stopper.start()
+    kinds = [p.kind for p in stream]
+    stopper.join(30)
+    result = stream.result()
+    assert cancelled.wait(30), "the coroutine was not cancelled"
+    assert [(c.name, c.failure) for c in result.calls] == [("plot_it", None), ("lookup", "stopped")]
+    assert "stopped while it ran" in (result.calls[1].error or "") and kinds.count("tool_result") == 2
+    assert result.stopped and stream.stopped and result.rounds == 1 and len(chat_bodies(server)) == 1
+    assert [m["role"] for m in result.messages] == ["user", "assistant", "tool", "tool"]
+    assert_a_valid_conversation(result.messages)
+
+
+def test_ctrl_c_cancels_a_running_async_tool_and_keeps_the_act(server: MockLMStudioServer,
+                                                               client: LMStudioClient) -> None:
+    """Ctrl-C while an ``async def`` tool runs, in a thread whose event loop runs (as in a Jupyter kernel): the
+    coroutine is cancelled, and act() ends at once with ActInterrupted (a KeyboardInterrupt) whose act_result keeps
+    the finished call and a valid conversation."""
+    main = threading.main_thread().ident
+    assert main == threading.get_ident() and main is not None  # pytest runs the test in the main thread
+    cancelled = threading.Event()
+
+    async def alookup(city: str) -> str:
+        signal.pthread_kill(main, signal.SIGINT)  # the user's Ctrl-C, while this call runs
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "finished"
+
+    async def in_a_running_loop() -> Any:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a cell's: Ctrl-C raises KeyboardInterrupt
+        return client.act("plot_it then lookup", [named_tool("lookup", alookup), plot_it])
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            asyncio.run(in_a_running_loop())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    from lm_notebook.client.act_types import ActInterrupted
+
+    assert isinstance(caught.value, ActInterrupted), repr(caught.value)
+    assert cancelled.wait(30), "the coroutine was not cancelled"
+    result = caught.value.act_result
+    assert [(c.name, c.failure) for c in result.calls] == [("plot_it", None), ("lookup", "stopped")]
+    assert result.stopped and result.rounds == 1 and len(chat_bodies(server)) == 1
+    assert_a_valid_conversation(result.messages)
+    assert "stopped by Ctrl-C while lookup ran" in str(caught.value)
+
+
+def test_async_stop_while_a_sync_tool_runs_in_its_thread(server: MockLMStudioServer) -> None:
+    """On the async client a plain function runs in a worker thread, so the loop goes on meanwhile: a Stop lands
+    while it runs; the function (Python cannot stop it) finishes and its output is kept; the next call does not
+    run."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow_lookup(city: str) -> str:
+        started.set()
+        # released by the Stop's task, which runs only if the loop is free meanwhile
+        return "released" if release.wait(30) else "the loop was held up"
+
+    async def main() -> Any:
+        async with AsyncLMStudioClient(server.url, model=QWEN) as aclient:
+            stream = aclient.stream_act("lookup then plot_it", [named_tool("lookup", slow_lookup), plot_it])
+
+            async def stop_once_started() -> None:
+                await asyncio.to_thread(started.wait, 30)
+                await stream.aclose()
+                release.set()
+
+            stopper = asyncio.ensure_future(stop_once_started())
+            async for _ in stream:
+                pass
+            await stopper
+            return await stream.result()
+
+    result = asyncio.run(main())
+    assert [(c.name, c.failure, c.output) for c in result.calls] == [("lookup", None, "released"),
+                                                                     ("plot_it", "stopped", None)]
+    assert result.stopped and result.rounds == 1 and len(chat_bodies(server)) == 1
+    assert_a_valid_conversation(result.messages)

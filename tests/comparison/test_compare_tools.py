@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 
 import pandas as pd
 import pytest
@@ -136,3 +137,25 @@ def test_an_error_row_counts_as_not_answered() -> None:
                          "error_type": [None, "EmptyAnswer", "LMStudioStreamError", "LMStudioConnectionError"]})
     # 3 valid calls of 3; of the 3 rows whose act ran, 1 answered (the row with no act is the server's)
     assert tool_summary(rows)["tool_call_success_rate"] == pytest.approx(1 / 3)
+
+
+def test_a_slow_sync_tool_does_not_hold_up_the_other_rows(server: MockLMStudioServer,
+                                                          client: LMStudioClient) -> None:
+    """A plain function runs in a worker thread: while one row's call waits, the other row goes on. Each call here
+    returns only once the other has started (on the event loop, the first would wait alone until its timeout)."""
+    server.load_model("alpha")  # loaded, two slots: both rows at once
+    arrived: list[str] = []
+    both = threading.Event()
+    lock = threading.Lock()
+
+    def lookup(city: str) -> str:
+        """Population of a city."""
+        with lock:
+            arrived.append(city)
+            if len(arrived) == 2:
+                both.set()
+        return "together" if both.wait(30) else "alone"
+
+    df = compare(PROMPTS, ["alpha"], client=client, tools=[lookup], concurrency=2, progress=False)
+    assert len(arrived) == 2 and df["tool_calls"].tolist() == [1, 1]
+    assert df["response"].str.startswith("From the tools: lookup returned: together").all(), df["response"].tolist()

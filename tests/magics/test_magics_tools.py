@@ -37,6 +37,20 @@ def stuck(title: str) -> str:
     time.sleep(600)
     return "never"
 
+import asyncio, threading
+astuck_cancelled = threading.Event()
+
+async def astuck(title: str) -> str:
+    """Takes forever, at an await."""
+    import os, urllib.request
+    urllib.request.urlopen(os.environ["LMSTUDIO_BASE_URL"] + "/astuck-is-running").read()  # tells the test
+    try:
+        await asyncio.sleep(600)
+    except asyncio.CancelledError:
+        astuck_cancelled.set()
+        raise
+    return "never"
+
 not_a_function = 3
 '''
 
@@ -99,11 +113,12 @@ def test_no_stream_shows_the_same(kernel: Kernel) -> None:
     assert kernel.run("assert quiet.rounds == 2").status == "ok"
 
 
-def test_interrupt_during_a_call_stops_the_loop(kernel: Kernel, server: MockLMStudioServer) -> None:
+def interrupted(kernel: Kernel, server: MockLMStudioServer, cell_text: str, running_path: str) -> Run:
+    """Run ``cell_text`` and press Stop once the function tells ``running_path``; the cell's run."""
     runs: list[Run] = []
-    cell = threading.Thread(target=lambda: runs.append(kernel.run("%%lm --tools stuck -o cut\nstuck", timeout=120)))
+    cell = threading.Thread(target=lambda: runs.append(kernel.run(cell_text, timeout=120)))
     cell.start()
-    server.wait_for_requests(1, path="/stuck-is-running", timeout=60)  # the function is running
+    server.wait_for_requests(1, path=running_path, timeout=60)  # the function is running
     for _ in range(60):
         # Stop, pressed again while the cell runs: on a loaded machine ipykernel 7 can lose one SIGINT
         kernel.km.interrupt_kernel()
@@ -112,15 +127,39 @@ def test_interrupt_during_a_call_stops_the_loop(kernel: Kernel, server: MockLMSt
             break
     assert runs, "the cell did not end after Stop"
     (run,) = runs
+    return run
+
+
+def test_interrupt_during_a_call_stops_the_loop(kernel: Kernel, server: MockLMStudioServer) -> None:
+    run = interrupted(kernel, server, "%%lm --tools stuck -o cut\nstuck", "/stuck-is-running")
     assert run.status == "error"
     live = [str(m["content"]["data"]) for m in run.of_type("display_data", "update_display_data")
             if m["content"].get("transient", {}).get("display_id")]
     assert any("stuck(title=" in text and "running…" in text for text in live), "the running call is shown live"
     (error,) = run.of_type("error")
     assert [ANSI.sub("", line) for line in error["content"]["traceback"]] == [
-        "KeyboardInterrupt: stopped by you; the calls and the partial answer are shown above and in cut."
+        "ActInterrupted: stopped by you; the calls and the partial answer are shown above and in cut."
     ]
-    assert kernel.run("assert cut.stopped and cut.rounds == 1").status == "ok"
+    check = kernel.run("assert cut.stopped and cut.rounds == 1, cut\n"
+                       "assert [(c.name, c.failure) for c in cut.calls] == [('stuck', 'stopped')], cut.calls")
+    assert check.status == "ok", check.text()
+
+
+def test_interrupt_during_an_async_call_cancels_it(kernel: Kernel, server: MockLMStudioServer) -> None:
+    """Stop while an ``async def`` tool awaits: the coroutine is cancelled and the cell ends at once; ``-o`` keeps
+    the finished call and a conversation to continue from."""
+    run = interrupted(kernel, server, "%%lm --tools plot_it,astuck -o acut\nplot_it then astuck",
+                      "/astuck-is-running")
+    assert run.status == "error"
+    (error,) = run.of_type("error")
+    assert ANSI.sub("", error["content"]["traceback"][0]).endswith("stopped by you; the calls and the partial answer "
+                                                                   "are shown above and in acut.")
+    check = kernel.run(
+        "assert astuck_cancelled.wait(30), 'the coroutine was not cancelled'\n"
+        "assert acut.stopped and acut.rounds == 1, acut\n"
+        "assert [(c.name, c.failure) for c in acut.calls] == [('plot_it', None), ('astuck', 'stopped')], acut.calls\n"
+        "assert [m['role'] for m in acut.messages] == ['user', 'assistant', 'tool', 'tool'], acut.messages")
+    assert check.status == "ok", check.text()
 
 
 @pytest.mark.parametrize(("line", "words"), [
