@@ -26,6 +26,7 @@ import pandas as pd
 
 from lm_notebook.client.errors import LMStudioConnectionError, LMStudioError
 from lm_notebook.comparison.cache import ResponseCache, open_cache
+from lm_notebook.comparison.check_models import CheckServer, CheckServers
 from lm_notebook.comparison.endpoint_progress import EndpointProgressBar
 from lm_notebook.comparison.endpoints import (
     Endpoint,
@@ -179,7 +180,7 @@ class MultiEndpointRun(ComparisonRun):
             concurrency=concurrency, retry=retry, progress=False,
         )
         self.endpoints = endpoints
-        self.infos = dict(endpoints[0].infos)  # what judges (checks=) look up: they run on the first endpoint
+        self.infos = dict(endpoints[0].infos)
         self.entries = {e.label: e for e in entries}
         self._progress = ProgressReporter(
             progress, [s.model for s in specs], bar=lambda: EndpointProgressBar(len(specs), [e.name for e in endpoints])
@@ -201,6 +202,10 @@ class MultiEndpointRun(ComparisonRun):
         ]
         for run in self.runs:
             run.outcomes, run.keys = self.outcomes, self.keys  # one set of rows
+
+    def check_servers(self) -> CheckServers:
+        """Where the checks' judges and embedding models run: the endpoints up, each model on the first listing it."""
+        return CheckServers([CheckServer(e.name, e.client, e.infos) for e in self.endpoints if e.down is None])
 
     def _up(self, name: str) -> bool:
         return any(e.name == name and e.down is None for e in self.endpoints)

@@ -145,7 +145,8 @@ def judge(
 ) -> JudgeCheck:
     """A local model grades each answer against ``rubric`` (and the row's expected answer, when it has one).
 
-    ``model``: the judge (default: the client's current model); ``scale``: grades 1 to ``scale``, or ``(low,
+    ``model``: the judge (default: the client's current model; with ``compare(endpoints=...)``, it runs on the first
+    endpoint that lists it, and ``"name/model"`` pins it to one); ``scale``: grades 1 to ``scale``, or ``(low,
     high)``; ``threshold``: the score (0–1) that passes — 0.75 is 4 of 5. The prompt it sends is in the
     documentation of :mod:`lm_notebook.comparison.judge` (``help(lm_notebook.comparison.judge)``), and
     ``judge(...).messages(row, answer)`` builds it for one answer.
@@ -189,7 +190,7 @@ def similar_to(
 ) -> SimilarityCheck:
     """The answer means about the same as ``reference`` (default: the row's expected answer): the cosine similarity
     of their embeddings (0–1), passing from ``threshold``. ``model``: the embedding model (default: the server's
-    one embedding model)."""
+    one embedding model; with ``compare(endpoints=...)``, the first endpoint that lists it runs it)."""
     return SimilarityCheck(name, None, score_argument(threshold, "similar_to(threshold=...)"),
                            reference=text_argument(reference, "similar_to(reference)", optional=True),
                            model=model_argument(model, "similar_to(model=...)"))

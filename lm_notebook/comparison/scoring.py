@@ -26,6 +26,7 @@ from lm_notebook.client.errors import LMStudioAPIError, LMStudioError
 from lm_notebook.client.schemas import AnswerSchema
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, cache_key
+from lm_notebook.comparison.check_models import CheckServer, CheckServers
 from lm_notebook.comparison.checks import Check, CheckError
 from lm_notebook.comparison.expected import with_expected
 from lm_notebook.comparison.judge import JUDGE_PARAMS, JudgeCheck, SimilarityCheck
@@ -108,6 +109,8 @@ class Scorer:
         self.retry = retry
         self.cells: dict[tuple[int, str], Cell] = {}
         self.judge_requests = 0  # sent to a judge (not answered by the cache)
+        # where the judges and embedding models run (compare(endpoints=...)); None: the client score() is given
+        self.servers: CheckServers | None = None
 
     # --- the frame ---------------------------------------------------------------------------------------------
     def with_expected(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -145,15 +148,17 @@ class Scorer:
     # --- scoring -----------------------------------------------------------------------------------------------
     async def score(self, frame: pd.DataFrame, client: AsyncLMStudioClient, cache: ResponseCache | None,
                     infos: Mapping[str, ModelInfo], on_judging: OnJudging | None = None) -> None:
-        """Score every answered row of ``frame`` (the rows in plan order) that is not scored yet."""
+        """Score every answered row of ``frame`` (the rows in plan order) that is not scored yet, asking ``client``
+        (whose listing is ``infos``), or with ``endpoints=`` the endpoint of each check's model (``servers``)."""
         frame = self.with_expected(frame.copy())
         rows = {i: row for i, row in enumerate(_records(frame)) if row.get("status") == "ok"}
+        servers = self.servers or CheckServers.one(client, infos)
         for check in self.checks:  # (the plain checks are scored by apply(), also after a Stop)
             if isinstance(check, SimilarityCheck):
-                await self._similarity(check, rows, client, cache, infos)
+                await self._similarity(check, rows, servers, cache)
         judges = [c for c in self.checks if isinstance(c, JudgeCheck)]
         if judges:
-            await self._judges(judges, rows, client, cache, infos, on_judging)
+            await self._judges(judges, rows, servers, cache, on_judging)
 
     def _plain(self, check: Check, row: Mapping[str, Any]) -> Cell:
         try:
@@ -163,8 +168,7 @@ class Scorer:
         return Cell(score, note)
 
     async def _similarity(self, check: SimilarityCheck, rows: Mapping[int, Mapping[str, Any]],
-                          client: AsyncLMStudioClient, cache: ResponseCache | None,
-                          infos: Mapping[str, ModelInfo]) -> None:
+                          servers: CheckServers, cache: ResponseCache | None) -> None:
         pairs: dict[int, tuple[str, str]] = {}
         for i, row in rows.items():
             try:
@@ -174,7 +178,9 @@ class Scorer:
         if not pairs:
             return
         try:
-            model = check.model or choose_embedding_model(None, None, list(infos.values()), client.base_url)
+            server, chosen = servers.embedding(check)
+            client = server.client
+            model = chosen or choose_embedding_model(None, None, list(server.infos.values()), client.base_url)
             texts = list(dict.fromkeys(t for pair in pairs.values() for t in pair))
             vectors = await _embedded(texts, model, client, cache)
         except LMStudioError as exc:
@@ -191,22 +197,32 @@ class Scorer:
             self.cells[(i, check.name)] = Cell(similarity, note)
 
     async def _judges(self, judges: Sequence[JudgeCheck], rows: Mapping[int, Mapping[str, Any]],
-                      client: AsyncLMStudioClient, cache: ResponseCache | None,
-                      infos: Mapping[str, ModelInfo], on_judging: OnJudging | None) -> None:
-        # per judge model, one request per distinct conversation (the same prompt, answer and rubric on several
-        # rows, or in several checks): sent once, its verdict shared
-        by_model: dict[str, dict[str, JudgeRequest]] = {}
+                      servers: CheckServers, cache: ResponseCache | None, on_judging: OnJudging | None) -> None:
+        # per server and judge model, one request per distinct conversation (the same prompt, answer and rubric on
+        # several rows, or in several checks): sent once, its verdict shared
+        by_model: dict[int, dict[str, dict[str, JudgeRequest]]] = {}
         for check in judges:
-            model = check.model or client.current_model
+            try:
+                server, model = servers.judge(check)
+            except LMStudioError as exc:  # (checked before the candidates ran: only a model gone since)
+                server, model, problem = servers.servers[0], None, exc.message
+            else:
+                problem = "no judge model: pass judge(..., model='model-id') or set the current model"
+            infos = server.infos
             for i, row in rows.items():
                 if model is None:
-                    self.cells[(i, check.name)] = Cell(
-                        error="no judge model: pass judge(..., model='model-id') or set the current model")
+                    self.cells[(i, check.name)] = Cell(error=problem)
                     continue
                 messages = check.messages(row, str(row.get("response") or ""))
                 key = judge_key(check, messages, model, infos.get(model))
-                asked = by_model.setdefault(model, {})
+                asked = by_model.setdefault(servers.servers.index(server), {}).setdefault(model, {})
                 asked.setdefault(key, JudgeRequest(check, messages, key, [])).cells.append((i, check.name))
+        for index, models in by_model.items():
+            await self._judges_of(servers.servers[index], models, cache, on_judging)
+
+    async def _judges_of(self, server: CheckServer, by_model: Mapping[str, Mapping[str, JudgeRequest]],
+                         cache: ResponseCache | None, on_judging: OnJudging | None) -> None:
+        client, infos = server.client, server.infos
         loaded = await _loaded_now(client)
         # one judge after another, each loaded once; one already loaded (the last candidate, say) goes first
         for model in order_models(list(by_model), loaded):

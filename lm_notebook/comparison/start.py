@@ -21,9 +21,9 @@ from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE
 from lm_notebook.client.schemas import AnswerSchema, with_schema
 from lm_notebook.client.tools import Tool
 from lm_notebook.comparison.cache import ResponseCache, open_cache
-from lm_notebook.comparison.check_models import check_models
+from lm_notebook.comparison.check_models import CheckServers, check_models
 from lm_notebook.comparison.checks import Check, CheckFunction, named_checks
-from lm_notebook.comparison.endpoint_run import multi_endpoint_run
+from lm_notebook.comparison.endpoint_run import MultiEndpointRun, multi_endpoint_run
 from lm_notebook.comparison.endpoints import Endpoints, ModelArg
 from lm_notebook.comparison.expected import expected_answers
 from lm_notebook.comparison.inputs import PromptInputs, chat_messages, prompt_inputs
@@ -170,7 +170,9 @@ async def start(
     try:
         await run.prepare()
         if run.scorer is not None:  # a judge or embedding model the server lacks: said now, not after the run
-            check_models(run.scorer.checks, run.infos, run.client.current_model, run.client.base_url)
+            run.scorer.servers = (run.check_servers() if isinstance(run, MultiEndpointRun)
+                                  else CheckServers.one(run.client, run.infos))
+            check_models(run.scorer.checks, run.scorer.servers)
     except BaseException:
         await run._close()
         raise

@@ -396,3 +396,40 @@ def test_with_retries_off_a_stream_cut_by_a_dead_endpoint_still_moves(monkeypatc
     cut = beta.error.iloc[2:4].tolist()
     assert all("broke mid-answer" in e and e.endswith("stopped answering and no other endpoint has beta.")
                for e in cut), cut
+
+
+def test_the_checks_models_are_found_on_the_endpoint_that_lists_them() -> None:
+    """The judge and the embedding model run on the first endpoint that lists them (``"name/model"`` pins one);
+    an id no endpoint lists is refused before anything is sent, naming every endpoint checked."""
+    from lm_notebook.checks import judge, similar_to
+    from lm_notebook.comparison.check_models import CheckModelError
+
+    servers = {"a": MockLMStudioServer(models=[spec("alpha"), spec("judge-a")]),
+               "b": MockLMStudioServer(models=[spec("beta"), spec("judge-a"), spec("judge-b"),
+                                               spec("embed", type="embeddings")])}
+    for s in servers.values():
+        s.start()
+    try:
+        a, b = servers["a"], servers["b"]
+        df = compare(["What is the capital of France?"], ["alpha"], endpoints=urls(servers), progress=False,
+                     temperature=0, expected=["Paris"],
+                     checks=[judge("Is it right?", model="judge-b"), judge("Is it short?", model="judge-a",
+                                                                           name="short"),
+                             judge("Is it kind?", model="b/judge-a", name="kind"), similar_to()])
+        assert df[["check_judge", "check_short", "check_kind", "check_similar_to"]].notna().all(axis=None), \
+            df["check_notes"].tolist()
+        assert [r.model for r in chats(a)] == ["alpha", "judge-a"]  # the first endpoint that lists judge-a
+        assert [r.model for r in chats(b)] == ["judge-b", "judge-a"]  # judge-b only here; judge-a pinned here
+        assert [r.path for r in b.requests if r.path == "/v1/embeddings"] and not [
+            r for r in a.requests if r.path == "/v1/embeddings"]
+        for s in servers.values():
+            s.clear_requests()
+        with pytest.raises(CheckModelError, match=r'"judge-x", is not available on any endpoint \(checked: a at '
+                                                  r'http://127\.0\.0\.1:\d+: alpha, judge-a; b at http://127\.0\.0\.1:'
+                                                  r'\d+: beta, embed, judge-a, judge-b\)\. Did you mean "judge-a"'):
+            compare(["Hi"], ["alpha"], endpoints=urls(servers), progress=False,
+                    checks=[judge("Ok?", model="judge-x")])
+        assert not chats(a) and not chats(b)
+    finally:
+        for s in servers.values():
+            s.stop()
