@@ -142,7 +142,9 @@ class ActInterrupted(KeyboardInterrupt):
         self.act_result = act_result
         running = next((c.name for c in reversed(act_result.calls) if c.failure == "stopped" and c.duration), None)
         finished = sum(1 for c in act_result.calls if c.failure != "stopped")
+        rounds = f"{act_result.rounds} round{'' if act_result.rounds == 1 else 's'}"
+        calls = f"{finished} finished call{'' if finished == 1 else 's'}"
         super().__init__(
-            f"act() stopped by Ctrl-C{f' while {running} ran' if running else ''}: {act_result.rounds} rounds and "
-            f"{finished} finished calls are kept in err.act_result (its messages continue the conversation)."
+            f"act() stopped by Ctrl-C{f' while {running} ran' if running else ''}: {rounds} and {calls} are kept in "
+            "err.act_result (its messages continue the conversation)."
         )

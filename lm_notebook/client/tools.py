@@ -109,8 +109,10 @@ class Tool:
         ``arguments`` break the schema (the message says how, for the model to correct itself).
 
         A property the schema does not declare is the model's mistake too (named, with the declared ones), unless
-        the schema allows other properties and ``fn`` takes ``**kwargs``: then it is passed on."""
-        unexpected = [] if self._takes_undeclared() else _undeclared(self.parameters, arguments)
+        the schema allows other properties and ``fn`` takes it (``**kwargs``, or a parameter of that name): then it
+        is passed on."""
+        takes = self._takes_undeclared()
+        unexpected = [k for k in _undeclared(self.parameters, arguments) if not takes(k)]
         fitting = {k: v for k, v in arguments.items() if k not in unexpected}
         problems = []
         try:
@@ -130,15 +132,19 @@ class Tool:
             raise ToolArgumentsError("; ".join(problems))
         return bound
 
-    def _takes_undeclared(self) -> bool:
-        """The schema allows properties it does not declare, and ``fn`` takes ``**kwargs``."""
+    def _takes_undeclared(self) -> Callable[[str], bool]:
+        """Whether ``fn`` may be given a property the schema does not declare: the schema allows other properties
+        (a function's own schema never does), and ``fn`` takes ``**kwargs`` or a keyword of that name."""
         if self.validator is not None or self.parameters.get("additionalProperties", True) is False:
-            return False
+            return lambda name: False
         try:
-            parameters = inspect.signature(self.fn).parameters.values()
+            parameters = list(inspect.signature(self.fn).parameters.values())
         except (TypeError, ValueError):
-            return False
-        return any(p.kind is p.VAR_KEYWORD for p in parameters)
+            return lambda name: False
+        if any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return lambda name: True
+        keywords = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return keywords.__contains__
 
 
 def _jsonschema() -> Any:
