@@ -19,7 +19,7 @@ from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE, images_hash, prepa
 from lm_notebook.client.interpolation import InterpolationError, fields, fill, reference_name
 from lm_notebook.client.types import SentImage
 from lm_notebook.comparison.rows import COLUMNS
-from lm_notebook.comparison.schedule import PromptItem
+from lm_notebook.comparison.schedule import PromptItem, made
 from lm_notebook.comparison.scoring_columns import SCORE_COLUMNS
 
 
@@ -71,7 +71,7 @@ def _item(name: Hashable, value: Any, max_image_edge: int | None) -> PromptItem:
     """A prompt given as text, or as a dict with its text under ``prompt``, its images under ``images``, and other
     fields (``expected``…) that become columns of the result."""
     if not isinstance(value, Mapping):
-        return PromptItem(name, _checked_text(value, name))
+        return made(PromptItem, name=name, text=_checked_text(value, name), columns=None, images=())
     if "prompt" not in value:
         raise ValueError(f"Prompt {name!r} is a dict without a 'prompt' field: {{'prompt': '...', 'expected': ...}}.")
     fields = {input_column(k): v for k, v in value.items() if k not in ("prompt", "images")}

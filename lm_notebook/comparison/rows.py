@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import operator
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
@@ -266,19 +267,43 @@ def _column(name: str, values: list[Any]) -> Any:
     """One column of the frame, of its type (made from the values at once: converting a built frame's columns one by
     one cost more than building it)."""
     if name in _INTS:
-        return pd.array(values, dtype="Int64")
+        return _int_column(values)
     if name in _FLOATS:
         try:
-            return np.array([np.nan if v is None else v for v in values], dtype="float64")
+            return np.array(values, dtype="float64")  # None is NaN
         except (TypeError, ValueError):  # not numbers: what is not one is NaN
             return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("float64").to_numpy()
     if name == "started_at":
         # cache=False: every start is its own; a cache of the unique values would only be built and thrown away
         return pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601", cache=False).array
     if name in _FLAGS:
+        if set(map(type, values)) <= {bool}:
+            return np.array(values, dtype=bool)
         return np.array([bool(v) for v in values], dtype=bool)
     if name in _NONE_WHEN_FINE:
         column = np.array(values, dtype=object)
         column[pd.isna(column)] = None
         return pd.Series(column, dtype=object)  # kept as objects: a bare array of text would be inferred as strings
     return values if values else np.array([], dtype=object)  # pandas infers the rest (text, names, labels)
+
+
+def _int_column(values: list[Any]) -> Any:
+    """``pd.array(values, dtype="Int64")``, made from its two arrays when every value is an int or None (pandas'
+    own conversion checks each value in Python: most of a cached re-run's integer columns' cost)."""
+    kinds = set(map(type, values))
+    if not kinds <= _INT_OR_NONE:
+        return pd.array(values, dtype="Int64")
+    size = len(values)
+    try:
+        if type(None) not in kinds:
+            return pd.arrays.IntegerArray(np.array(values, dtype=np.int64), np.zeros(size, dtype=bool))
+        if kinds == {type(None)}:
+            return pd.arrays.IntegerArray(np.zeros(size, dtype=np.int64), np.ones(size, dtype=bool))
+        missing = np.fromiter(map(operator.is_, values, itertools.repeat(None)), dtype=bool, count=size)
+        data = np.array([0 if v is None else v for v in values], dtype=np.int64)
+        return pd.arrays.IntegerArray(data, missing)
+    except OverflowError:  # beyond 64 bits: pandas says so
+        return pd.array(values, dtype="Int64")
+
+
+_INT_OR_NONE = {int, type(None)}
