@@ -46,9 +46,19 @@ EVALUATE_ANSWERS = {
 }
 
 
-def fake_server() -> MockLMStudioServer:
-    """The fake LM Studio the notebooks are validated against (default models, paced like a fast laptop)."""
-    models = [dataclasses.replace(m, tokens_per_second=TOKENS_PER_SECOND) for m in default_models()]
+# models that take a while to load, per notebook: the quickstart shows a load's progress (its saved output lists
+# every step: the fake reports each one whatever the machine's load, and the seconds are sanitized)
+LOAD_SECONDS: dict[str, dict[str, float]] = {
+    "quickstart.ipynb": {"google/gemma-3-4b": 1.0, "openai/gpt-oss-20b": 0.5},
+}
+
+
+def fake_server(notebook: str | None = None) -> MockLMStudioServer:
+    """The fake LM Studio the notebooks are validated against (default models, paced like a fast laptop; the
+    models of ``LOAD_SECONDS[notebook]`` load in that many seconds)."""
+    loads = LOAD_SECONDS.get(notebook or "", {})
+    models = [dataclasses.replace(m, tokens_per_second=TOKENS_PER_SECOND, load_time=loads.get(m.id, m.load_time))
+              for m in default_models()]
     server = MockLMStudioServer(models=models)
     for (model, prompt), reply in EVALUATE_ANSWERS.items():
         server.answer(model, prompt, reply)
@@ -61,11 +71,11 @@ def _nbval_on(config: pytest.Config) -> bool:
     return bool(getattr(config.option, "nbval", False) or getattr(config.option, "nbval_lax", False))
 
 
-def _fresh_server() -> None:
+def _fresh_server(notebook: str) -> None:
     global _server
     if _server is not None:
         _server.stop()
-    _server = fake_server().start()
+    _server = fake_server(notebook).start()
     os.environ["LMSTUDIO_BASE_URL"] = _server.url  # the notebook's kernel inherits it
 
 
@@ -88,7 +98,7 @@ def pytest_runtest_setup(item: pytest.Item) -> object:
     global _current_notebook
     if _nbval_on(item.config) and item.parent is not _current_notebook:
         _current_notebook = item.parent
-        _fresh_server()
+        _fresh_server(Path(str(item.path)).name)
     outcome = yield
     kernel = getattr(item.parent, "kernel", None)
     if kernel is not None:
@@ -133,8 +143,10 @@ def execute_notebook(path: Path, base_url: str, timeout: int = 120) -> object:
     previous = os.environ.get("LMSTUDIO_BASE_URL")
     os.environ["LMSTUDIO_BASE_URL"] = base_url
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-                       ).execute()
+        # coalesce_streams: a cell's prints are saved as one output, however the kernel's flushes split them (nbval
+        # joins them too before comparing)
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", coalesce_streams=True,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
     finally:
         if previous is None:
             os.environ.pop("LMSTUDIO_BASE_URL", None)
@@ -148,7 +160,7 @@ def main(argv: list[str]) -> int:
 
     paths = [Path(a) for a in argv] or sorted(HERE.glob("*.ipynb"))
     for path in paths:
-        with fake_server() as server:  # a fresh server per notebook, as in the nbval run
+        with fake_server(path.name) as server:  # a fresh server per notebook, as in the nbval run
             nb = execute_notebook(path, server.url)
         nbformat.write(nb, path)
         sys.stdout.write(f"refreshed {path}\n")

@@ -409,15 +409,21 @@ class NativeStream:
 
     async def _load_progress(self, spec: ModelSpec, task: asyncio.Future[Instance], started: float) -> bool:
         """``model_load.start`` and ``.progress`` while the load runs (paced by its load time); False when the
-        client left."""
+        client left.
+
+        Every step is reported, in order, whatever the machine's load, each when it is due (``started`` plus its
+        share of the load time; at once when that has passed): a busy event loop may let the load's own timer fire
+        before the last steps' pauses end, and stopping there made the number of progress events (and the lines a
+        notebook printed) vary from run to run. The stream's load ends after its last step."""
         self._write("model_load.start", {"model_instance_id": spec.id})
         if spec.load_time > 0:
-            step = spec.load_time / LOAD_PROGRESS_STEPS
+            clock, step = self.app.clock, spec.load_time / LOAD_PROGRESS_STEPS
             for i in range(1, LOAD_PROGRESS_STEPS):
-                if not await self._flush() or not await pause(self.app.clock, step, self.client_left):
+                if not await self._flush():
                     return False
-                if task.done():
-                    break
+                wait = started + i * step - clock.now()
+                if wait > 0 and not await pause(clock, wait, self.client_left):
+                    return False
                 # where the load was when this report was due (a late event loop does not change what it says)
                 fraction = i / LOAD_PROGRESS_STEPS
                 self._write("model_load.progress", {"model_instance_id": spec.id, "progress": round(fraction, 3)})

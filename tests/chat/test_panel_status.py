@@ -66,7 +66,7 @@ def test_a_model_loading_just_in_time_is_said_with_the_seconds_then_it_streams(
         assert 5.0 in clock.wait_for_pending(2)  # the server is loading the model, due in 5 s (and reports progress)
         clock.advance(3)
         # LM Studio 0.4 reports the load's progress (the native route): the status line shows it, with the seconds
-        log.wait_for(f"Loading {MODEL} ▓▓░░░░░░░░ 20 % · 3.0 s")  # one report was due in those 3 s
+        log.wait_for(f"Loading {MODEL} ▓▓▓▓▓▓░░░░ 60 % · 3.0 s")  # three reports were due in those 3 s
         assert not reply.done and chat.busy
         clock.advance(2)  # loaded: the answer comes
         result = reply.wait(10)

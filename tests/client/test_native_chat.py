@@ -158,6 +158,37 @@ def test_a_cold_model_streams_its_load_progress_then_the_answer(loading: tuple[M
     assert result.model == "cold" and result.finish_reason == "stop" and result.route == "native"
 
 
+def test_every_load_step_comes_in_order_even_when_the_clock_jumps_past_the_load(
+    loading: tuple[MockLMStudioServer, ManualClock],
+) -> None:
+    """A busy machine: the server's event loop wakes late, so the load's own timer fires together with (or before)
+    a progress pause. Each jump here moves the clock past the whole load at once. The stream still reports every
+    step, in order, and the load's end after the last one (it stopped at the first, so the lines varied)."""
+    server, clock = loading
+    done = threading.Event()
+
+    def jump_whenever_something_waits() -> None:
+        while not done.is_set():
+            try:
+                clock.wait_for_pending(1, timeout=0.2)
+            except TimeoutError:
+                continue
+            clock.advance(60.0)
+
+    jumper = threading.Thread(target=jump_whenever_something_waits, daemon=True)
+    jumper.start()
+    try:
+        with native_client(server, route="native") as client, client.stream_chat("Hi", model="cold") as stream:
+            parts = list(stream.iter_parts())
+    finally:
+        done.set()
+        jumper.join(10)
+    fractions = [p.detail.fraction for p in parts if isinstance(p.detail, StreamProgress)]
+    assert fractions == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    load_end = next(i for i, p in enumerate(parts) if isinstance(p.detail, StreamProgress) and p.detail.done)
+    assert all(p.kind == "progress" for p in parts[:load_end]) and stream.result().content
+
+
 def test_a_loaded_model_sends_no_load_events_and_a_long_prompt_its_processing(server: MockLMStudioServer) -> None:
     with native_client(server, route="native") as client:
         short = list(client.stream_chat("Hi").iter_parts())

@@ -185,12 +185,15 @@ def test_a_cold_model_on_lm_studio_0_4_paints_its_load_progress_before_the_first
             painted: list[str] = []  # each distinct load-progress line, in the order the cell showed them
             steps = 0
             first_token_at: int | None = None
+            answer = ""  # the cell's value: the answer, with the load in its footer
             while True:
                 msg = kernel.kc.get_iopub_msg(timeout=60)
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
                 if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                     break
+                if msg["msg_type"] == "execute_result":
+                    answer = str(msg["content"]["data"].get("text/plain", ""))
                 shown = str(msg["content"].get("data", {}).get("text/markdown", ""))
                 line = re.search(r"Loading m [▓░]+ \d+ %", shown)
                 if line and line.group(0) not in painted:
@@ -210,6 +213,8 @@ def test_a_cold_model_on_lm_studio_0_4_paints_its_load_progress_before_the_first
             kernel.run(f"%config LMMagics.base_url = ''\n%lm_use {MODEL}")
     assert painted == [f"Loading m {'▓' * k * 2}{'░' * (10 - k * 2)} {k * 20} %" for k in range(5)]
     assert len(painted) >= 3 and (first_token_at is None or first_token_at == len(painted))
+    # the live lines are gone from the saved cell: its footer says the load happened and how long it took
+    assert "Loading" not in answer and "loaded in 5.0 s" in answer and "(server)" in answer
     assert loading.counters.model("m").loads == 1
 
 
