@@ -167,10 +167,11 @@ def cache_key(
     )
 
 
-def check_cache_file(path: Path) -> None:
+def check_cache_file(path: Path) -> bool:
     """Refuse (``ValueError``, naming the path and what to pass) a path that is not ours to write: a directory, a
-    file with other bytes, another SQLite database. A missing or empty file is fine (it becomes the cache); nothing is
-    written here, so a refused file is left exactly as it was."""
+    file with other bytes. A missing or empty file is fine (it becomes the cache); nothing is written here, so a
+    refused file is left exactly as it was. Returns whether the file is an SQLite database already, whose tables
+    :func:`check_database` must then look at (on the connection the cache opens: the file is opened once)."""
     if path.is_dir():
         raise ValueError(
             f"cache={str(path)!r} is a directory: pass a file in it, e.g. cache={str(path / 'compare.sqlite')!r}, "
@@ -178,7 +179,8 @@ def check_cache_file(path: Path) -> None:
         )
     if path.exists() and not path.is_file():
         raise ValueError(f"cache={str(path)!r} is not a regular file. {_WHAT_TO_PASS}")
-    if path.is_file() and path.stat().st_size > 0:
+    existing = path.is_file() and path.stat().st_size > 0
+    if existing:
         with path.open("rb") as f:
             header = f.read(len(_SQLITE_HEADER))
         if header != _SQLITE_HEADER:
@@ -186,32 +188,27 @@ def check_cache_file(path: Path) -> None:
                 f"cache={str(path)!r} is a file that is not an answer cache (not an SQLite database); it is left "
                 f"as it is. {_WHAT_TO_PASS}"
             )
-        _check_database(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"cache={str(path)!r}: cannot make its folder ({exc}). {_WHAT_TO_PASS}") from exc
+    return existing
 
 
-def _check_database(path: Path) -> None:
+def check_database(db: sqlite3.Connection, path: Path) -> int:
     """An existing SQLite file is ours when it carries our application id, or (made before the id was set) holds
-    just our table."""
+    just our table; else ``ValueError``. Only reads (nothing is written before this passes). Returns the id."""
     try:
-        # read-only: looking must not change the file (no journal, no schema)
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            (application_id,) = db.execute("PRAGMA application_id").fetchone()
-            tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            columns = tuple(row[1] for row in db.execute("PRAGMA table_info(responses)"))
-        finally:
-            db.close()
+        (application_id,) = db.execute("PRAGMA application_id").fetchone()
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        columns = tuple(row[1] for row in db.execute("PRAGMA table_info(responses)"))
     except sqlite3.Error as exc:
         raise ValueError(
             f"cache={str(path)!r} cannot be read as an answer cache ({exc}); it is left as it is. {_WHAT_TO_PASS}"
         ) from exc
     ours = tables in (["responses"], ["responses", _ANSWERS]) and columns == _COLUMNS
     if application_id == APPLICATION_ID or (application_id == 0 and ours):
-        return
+        return int(application_id)
     what = f"its tables: {', '.join(tables)}" if tables else "another application's"
     raise ValueError(
         f"cache={str(path)!r} is an SQLite database that is not an answer cache ({what}); it is left as it is. "
@@ -252,12 +249,26 @@ class ResponseCache:
             self.path = ":memory:"
         else:
             self.path = Path(path).expanduser()
-        if isinstance(self.path, Path):
-            check_cache_file(self.path)
+        existing = isinstance(self.path, Path) and check_cache_file(self.path)
         self.deterministic_only = deterministic_only
         self._lock = threading.Lock()
         try:
+            # opened once: an existing file's tables are looked at on this connection, before anything is written
             self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise ValueError(
+                f"cache={str(self.path)!r}: SQLite cannot open it as a cache ({exc}). {_WHAT_TO_PASS}"
+            ) from exc
+        try:
+            application_id = check_database(self._db, self.path) if isinstance(self.path, Path) and existing else 0
+            self._create(application_id)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _create(self, application_id: int) -> None:
+        """Our settings, id and tables (``application_id``: the file's, 0 for a new one)."""
+        try:
             if isinstance(self.path, Path):
                 # a commit per answer must not wait for the disk: in write-ahead-log mode with synchronous=NORMAL a
                 # commit is atomic and survives the process, but only a checkpoint waits for an fsync (a power cut
@@ -265,7 +276,6 @@ class ResponseCache:
                 # event loop held every stream in flight: 1,000 short rows took 22 s instead of 4.
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute("PRAGMA synchronous = NORMAL")
-            (application_id,) = self._db.execute("PRAGMA application_id").fetchone()
             if application_id != APPLICATION_ID:  # set once: a write on every open made each close a checkpoint
                 self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self._db.execute(

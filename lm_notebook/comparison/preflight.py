@@ -7,6 +7,7 @@ row's key is made here from the request and the model's metadata, so a stored an
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import re
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,14 @@ async def model_infos(client: AsyncLMStudioClient) -> dict[str, ModelInfo]:
     except LMStudioError:
         # not LM Studio, or an odd build: run without metadata rather than not at all
         return {}
+
+
+def start_listing(client: AsyncLMStudioClient) -> asyncio.Task[dict[str, ModelInfo]]:
+    """:func:`model_infos` as a task of its own, so the round trip overlaps the work that does not need it (its
+    failure is raised where it is awaited; one never awaited, cancelled or not, is not reported as unretrieved)."""
+    task = asyncio.ensure_future(model_infos(client))
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
 
 
 def known_model(model: str, infos: Mapping[str, ModelInfo]) -> bool:

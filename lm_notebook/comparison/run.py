@@ -38,7 +38,8 @@ class ComparisonRun(RowSender):
     # --- setup -------------------------------------------------------------------------------------------------
     async def prepare(self) -> None:
         """Read the models' metadata, settle what is already known (unknown models, cache hits), make the plan."""
-        self.infos = await model_infos(self.client)
+        listing, self.listing = self.listing, None
+        self.infos = await (listing if listing is not None else model_infos(self.client))
         for index, outcome in refused_rows(self.specs, self.infos, self.client.base_url).items():
             self.outcomes[index] = outcome
         if self.cache is not None and self.cache.accepts(self.send):
@@ -186,6 +187,8 @@ class ComparisonRun(RowSender):
         if self._closed:
             return
         self._closed = True
+        if self.listing is not None:  # sent ahead, never awaited (the start failed)
+            self.listing.cancel()
         self._progress.close()
         if self.owns_client:
             try:

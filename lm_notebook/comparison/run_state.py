@@ -69,6 +69,8 @@ class RunState:
         self.concurrency = concurrency
         self.retry = retry
         self.infos: dict[str, ModelInfo] = {}
+        # the models' listing when it was sent ahead (start.py), for prepare() to await
+        self.listing: asyncio.Task[dict[str, ModelInfo]] | None = None
         self._seen_loaded: dict[str, ModelInfo] = {}
         # models known to be up although the server does not report state (llama.cpp, vLLM): the caller saw them
         # answer (a benchmark's warm-up), so their first request need not run alone

@@ -70,10 +70,14 @@ def made(cls: type[_Frozen], **fields: Any) -> _Frozen:
     return obj
 
 
-def plan_requests(prompts: Sequence[str | PromptItem], models: Sequence[str], *, repeats: int = 1) -> list[RequestSpec]:
-    """Every (prompt, model, repeat) request, in result order."""
+def check_repeats(repeats: int) -> None:
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, not {repeats}.")
+
+
+def plan_requests(prompts: Sequence[str | PromptItem], models: Sequence[str], *, repeats: int = 1) -> list[RequestSpec]:
+    """Every (prompt, model, repeat) request, in result order."""
+    check_repeats(repeats)
     items = [p if isinstance(p, PromptItem) else PromptItem(i, p) for i, p in enumerate(prompts)]
     out: list[RequestSpec] = []
     for p_index, item in enumerate(items):

@@ -20,6 +20,7 @@ from lm_notebook.client.errors import NoCurrentModelError
 from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE
 from lm_notebook.client.schemas import AnswerSchema, with_schema
 from lm_notebook.client.tools import Tool
+from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, open_cache
 from lm_notebook.comparison.check_models import CheckServers, check_models
 from lm_notebook.comparison.checks import Check, CheckFunction, named_checks
@@ -27,11 +28,12 @@ from lm_notebook.comparison.endpoint_run import MultiEndpointRun, multi_endpoint
 from lm_notebook.comparison.endpoints import Endpoints, ModelArg
 from lm_notebook.comparison.expected import expected_answers
 from lm_notebook.comparison.inputs import PromptInputs, chat_messages, prompt_inputs
+from lm_notebook.comparison.preflight import start_listing
 from lm_notebook.comparison.progress import ProgressCallback
 from lm_notebook.comparison.retry import RetryPolicy
 from lm_notebook.comparison.rows import gc_paused
 from lm_notebook.comparison.run import ComparisonRun
-from lm_notebook.comparison.schedule import Concurrency, plan_requests, resolve_slots
+from lm_notebook.comparison.schedule import Concurrency, check_repeats, plan_requests, resolve_slots
 from lm_notebook.comparison.scoring import Scorer
 from lm_notebook.comparison.tool_rows import checked_tools
 from lm_notebook.comparison.user_warnings import warn_at_user_line
@@ -155,19 +157,19 @@ async def start(
             concurrency=concurrency, cache=cache, progress=progress, timeout=timeout, reuse_async=reuse_async,
             retry=retry,
         )
-    if cache is not None and cache is not False and (run.cache is None or not run.cache.accepts(all_params)):
-        warn_at_user_line(
-            "compare(cache=...): these requests are not deterministic (no temperature=0 and no seed), so nothing "
-            "is cached. Pass temperature=0 or a seed, or cache=ResponseCache(path, deterministic_only=False)."
-        )
-    if check_list or references is not None:
-        run.scorer = Scorer(check_list, references, run.specs, retry)
-    run.schema = answer_schema
-    run.tools = tuple(toolset)  # each request an act (tool_rows.py)
-    box.append(run)
-    # known before prepare() awaits anything: an interrupt there must still be able to cancel this task
-    run.loop, run.main_task = asyncio.get_running_loop(), asyncio.current_task()
     try:
+        if cache is not None and cache is not False and (run.cache is None or not run.cache.accepts(all_params)):
+            warn_at_user_line(
+                "compare(cache=...): these requests are not deterministic (no temperature=0 and no seed), so nothing "
+                "is cached. Pass temperature=0 or a seed, or cache=ResponseCache(path, deterministic_only=False)."
+            )
+        if check_list or references is not None:
+            run.scorer = Scorer(check_list, references, run.specs, retry)
+        run.schema = answer_schema
+        run.tools = tuple(toolset)  # each request an act (tool_rows.py)
+        box.append(run)
+        # known before prepare() awaits anything: an interrupt there must still be able to cancel this task
+        run.loop, run.main_task = asyncio.get_running_loop(), asyncio.current_task()
         await run.prepare()
         if run.scorer is not None:  # a judge or embedding model the server lacks: said now, not after the run
             run.scorer.servers = (run.check_servers() if isinstance(run, MultiEndpointRun)
@@ -196,24 +198,39 @@ async def _one_server_run(
     retry: RetryPolicy,
 ) -> ComparisonRun:
     aclient, owns_client = _async_client(client, timeout, reuse_async=reuse_async)
+    listing: asyncio.Task[dict[str, ModelInfo]] | None = None
+    rcache: ResponseCache | None = None
+    owns_cache = False
     try:
         if models is not None and not isinstance(models, str) and any(isinstance(m, tuple) for m in models):
             raise TypeError("An (endpoint, model) pair pins a model to one of endpoints=[...]; without endpoints, "
                             "give model ids.")
         model_ids = _models_list(models, aclient)  # type: ignore[arg-type]  # no pairs: checked above
-        with gc_paused():  # a row and a prompt's messages each: made in bulk
-            specs = plan_requests(inputs.items, model_ids, repeats=repeats)
+        check_repeats(repeats)
+        with gc_paused():  # a prompt's messages each: made in bulk
             messages = [chat_messages(item.text, system, item.images) for item in inputs.items]
         # refuse what LM Studio would reject before anything is sent (raises LMStudioRequestError)
         aclient._chat_payload(messages[0], model_ids[0], True, {k: v for k, v in all_params.items() if v is not None})
         rcache, owns_cache = open_cache(cache, all_params)  # none (and no file) when it would cache nothing
+        # Everything given is checked: the one listing the run needs (a round trip, the cache keys and the models'
+        # columns wait for it) goes out now, and is on its way while the rows are planned.
+        listing = start_listing(aclient)
+        await asyncio.sleep(0)  # the listing's task begins (connects)
+        with gc_paused():  # a row each: made in bulk
+            specs = plan_requests(inputs.items, model_ids, repeats=repeats)
+        await asyncio.sleep(0)  # and goes on (sends) while the run is made
     except BaseException:
+        if listing is not None:
+            listing.cancel()
+        if owns_cache and rcache is not None:
+            rcache.close()
         if owns_client:
             await aclient.aclose()
         raise
-    return ComparisonRun(
+    run = ComparisonRun(
         specs=specs, inputs=inputs, messages=messages, params=all_params, extra_params=dict(params), system=system,
         client=aclient, owns_client=owns_client, cache=rcache, owns_cache=owns_cache, concurrency=concurrency,
         retry=retry, progress=progress,
     )
-
+    run.listing = listing
+    return run

@@ -177,6 +177,24 @@ def test_a_cache_is_marked_as_ours_and_an_unmarked_one_of_ours_is_still_read(tmp
     db.close()
 
 
+def test_an_existing_cache_file_is_opened_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 17: a cached re-run opened the file twice, once read-only to look at its tables, then to use it
+    path = tmp_path / "c.sqlite"
+    with ResponseCache(path) as cache:
+        cache.put(key(), {"response": "hello"})
+    opened: list[str] = []
+    connect = sqlite3.connect
+
+    def counting(database: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(database)
+        return connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", counting)
+    with ResponseCache(path) as cache:
+        assert cache.get(key()) == {"response": "hello"}
+    assert opened == [str(path)]
+
+
 def test_a_cache_file_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
     # write-ahead log, synchronous=NORMAL: a commit per answer is atomic but does not fsync (issue 17: each one held
     # compare's event loop ~15 ms, every stream in flight with it)
@@ -237,3 +255,41 @@ def test_a_cached_rerun_reads_the_cache_in_one_query_not_one_per_row(
     assert len(reads) == 1, reads  # one query for the 30 keys (it was one per row)
     assert not [s for s in statements if "INSERT" in s.upper()]
     assert not [r for r in server.requests[sent:] if r.is_chat]  # nothing asked of the model
+
+
+def test_the_model_listing_goes_out_once_the_call_is_checked_and_before_the_rows_are_planned(
+    client: LMStudioClient, server: MockLMStudioServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 17: a cached re-run's one round trip (the listing its keys and model columns need) overlaps its set-up
+    import lm_notebook.comparison.preflight as preflight
+    import lm_notebook.comparison.run as run_module
+    import lm_notebook.comparison.start as start_module
+
+    events: list[str] = []
+    listing, planning = preflight.model_infos, start_module.plan_requests
+
+    async def listed(*args: Any, **kwargs: Any) -> Any:
+        events.append("listing")
+        return await listing(*args, **kwargs)
+
+    def planned(*args: Any, **kwargs: Any) -> Any:
+        events.append("planning")
+        return planning(*args, **kwargs)
+
+    for module in (preflight, run_module):
+        monkeypatch.setattr(module, "model_infos", listed)
+    monkeypatch.setattr(start_module, "plan_requests", planned)
+    prompts = [f"question {i}" for i in range(5)]
+    path = tmp_path / "c.sqlite"
+    first = compare(prompts, ["alpha"], client=client, temperature=0, cache=path, progress=False)
+    assert events == ["listing", "planning"] and (first.status == "ok").all()
+    events.clear()
+    again = compare(prompts, ["alpha"], client=client, temperature=0, cache=path, progress=False)
+    assert events == ["listing", "planning"] and again.cached.all()
+    # what is given wrong is still refused before anything is sent
+    sent = len(server.requests)
+    with pytest.raises(ValueError, match="repeats"):
+        compare(prompts, ["alpha"], client=client, temperature=0, cache=path, progress=False, repeats=0)
+    with pytest.raises(ValueError, match="is a directory"):
+        compare(prompts, ["alpha"], client=client, temperature=0, cache=tmp_path, progress=False)
+    assert len(server.requests) == sent and "listing" not in events[2:]
