@@ -135,7 +135,8 @@ def compare(
     """
     box: list[ComparisonRun] = []
     coro = start(
-        prompts, models, client=client, endpoints=endpoints, template=template, system=system, repeats=repeats,
+        prompts=prompts, models=models, client=client, endpoints=endpoints, template=template, system=system,
+        repeats=repeats,
         temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
         progress=progress, timeout=timeout, params=dict(params), reuse_async=False, box=box, checks=checks,
         expected=expected, schema=schema, images_column=images_column,
@@ -185,7 +186,8 @@ async def acompare(
     with SigintWatch() as sigint:
         try:
             frame = await start(
-                prompts, models, client=client, endpoints=endpoints, template=template, system=system, repeats=repeats,
+                prompts=prompts, models=models, client=client, endpoints=endpoints, template=template, system=system,
+                repeats=repeats,
                 temperature=temperature, max_tokens=max_tokens, seed=seed, concurrency=concurrency, cache=cache,
                 progress=progress, timeout=timeout, params=dict(params), reuse_async=True, box=box,
                 checks=checks, expected=expected, schema=schema, images_column=images_column,

@@ -316,12 +316,23 @@ class ResponseCache:
         wanted = list(dict.fromkeys(keys))
         with self._lock:
             # the key last: zip(ANSWER_FIELDS, row) stops before it
-            rows = {row[-1]: row for row in self._select(_SELECT_ANSWERS, wanted)}
+            rows = self._rows(wanted)
             rest = [key for key in wanted if key not in rows] if len(rows) < len(wanted) else []
             legacy = {key: _parsed(blob) for key, blob in self._select("SELECT key, record FROM responses", rest)}
             older = {key: record for key, record in legacy.items() if record is not None}
             self._migrate(older)
         return rows, older
+
+    def _rows(self, wanted: list[str]) -> dict[str, tuple[Any, ...]]:
+        """The stored rows of ``wanted`` (key → row). A table holding not many more rows than asked for (a re-run
+        of what filled it) is read in one pass and filtered here: about half the time of a look-up a key."""
+        if not wanted:
+            return {}
+        (stored,) = self._db.execute(f"SELECT COUNT(*) FROM {_ANSWERS}").fetchone()
+        if stored <= 2 * len(wanted):
+            keys = set(wanted)
+            return {row[-1]: row for row in self._db.execute(_SELECT_ANSWERS) if row[-1] in keys}
+        return {row[-1]: row for row in self._select(_SELECT_ANSWERS, wanted)}
 
     def _select(self, query: str, keys: list[str]) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = []

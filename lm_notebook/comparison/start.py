@@ -9,6 +9,7 @@ as LM Studio would refuse them), the checks, the schema and the tools. Then the 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -103,7 +104,27 @@ def _params(
     return {"temperature": temperature, "max_tokens": max_tokens, "seed": seed, **params}
 
 
-async def start(
+async def start(**arguments: Any) -> pd.DataFrame:
+    """The comparison ``compare``/``acompare`` asked for (the arguments of :func:`_prepared`), run to its DataFrame.
+
+    The garbage collector is off while the run is set up (its inputs, plan, keys and cached rows are made in bulk:
+    tens of thousands of young objects, which a collection in between would walk for nothing). When that settles
+    every row (a fully cached re-run: nothing to stream, no judge), it stays off to the frame, which is made next;
+    otherwise it is back on before the first row is sent, so a long run's streams are collected as they go."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        run = await _prepared(**arguments)
+        if was_enabled and (run.scorer is not None or any(outcome is None for outcome in run.outcomes)):
+            was_enabled = False
+            gc.enable()
+        return await run.execute()
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+async def _prepared(
     prompts: Prompts,
     models: str | Sequence[ModelArg] | None,
     *,
@@ -129,9 +150,9 @@ async def start(
     max_image_edge: int | None = DEFAULT_MAX_IMAGE_EDGE,
     tools: Sequence[Tool | Callable[..., object]] | None = None,
     retry: RetryPolicy,
-) -> pd.DataFrame:
-    """The comparison ``compare``/``acompare`` asked for, run to its DataFrame; ``box`` receives its run as soon as
-    it exists (so an interrupt while starting can still return the rows)."""
+) -> ComparisonRun:
+    """The comparison ``compare``/``acompare`` asked for, checked and prepared (what is known settled); ``box``
+    receives its run as soon as it exists (so an interrupt while starting can still return the rows)."""
     with gc_paused():  # a prompt item each: made in bulk (rows.gc_paused)
         inputs = prompt_inputs(prompts, template, images_column, max_image_edge)
     check_list = named_checks(checks)
@@ -178,7 +199,7 @@ async def start(
     except BaseException:
         await run._close()
         raise
-    return await run.execute()
+    return run
 
 
 async def _one_server_run(

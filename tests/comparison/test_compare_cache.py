@@ -251,7 +251,7 @@ def test_a_cached_rerun_reads_the_cache_in_one_query_not_one_per_row(
         again = compare(prompts, ["alpha"], client=client, temperature=0, cache=cache, progress=False)
         cache._db.set_trace_callback(None)
     assert again.cached.all() and list(again.response) == list(first.response)
-    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "COUNT(*)" not in s]
     assert len(reads) == 1, reads  # one query for the 30 keys (it was one per row)
     assert not [s for s in statements if "INSERT" in s.upper()]
     assert not [r for r in server.requests[sent:] if r.is_chat]  # nothing asked of the model
@@ -293,3 +293,56 @@ def test_the_model_listing_goes_out_once_the_call_is_checked_and_before_the_rows
     with pytest.raises(ValueError, match="is a directory"):
         compare(prompts, ["alpha"], client=client, temperature=0, cache=tmp_path, progress=False)
     assert len(server.requests) == sent and "listing" not in events[2:]
+
+
+def test_a_fully_cached_rerun_keeps_the_collector_off_to_its_frame_and_a_run_that_sends_does_not(
+    client: LMStudioClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 17: a collection between the bulk-made phases walked a cached re-run's rows for nothing
+    import gc
+
+    import lm_notebook.comparison.run as run_module
+
+    collecting: list[bool] = []
+    execute = run_module.ComparisonRun.execute
+
+    async def executing(self: Any) -> Any:
+        collecting.append(gc.isenabled())
+        return await execute(self)
+
+    monkeypatch.setattr(run_module.ComparisonRun, "execute", executing)
+    assert gc.isenabled()
+    path = tmp_path / "c.sqlite"
+    first = compare(["a", "b"], ["alpha"], client=client, temperature=0, cache=path, progress=False)
+    again = compare(["a", "b"], ["alpha"], client=client, temperature=0, cache=path, progress=False)
+    more = compare(["a", "b", "c"], ["alpha"], client=client, temperature=0, cache=path, progress=False)
+    assert not first.cached.any() and again.cached.all() and list(more.cached) == [True, True, False]
+    assert collecting == [True, False, True]  # on while rows stream; off when every row was settled
+    assert gc.isenabled()  # and back on after each
+
+
+def test_a_cache_about_the_runs_size_is_read_in_one_pass_and_a_larger_one_key_by_key(tmp_path: Path) -> None:
+    # issue 17: a re-run of what filled the cache reads its table in one pass (half the time of a look-up a key)
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        rows = {f"k{i}": _row_record(f"answer {i}") for i in range(30)}
+        for k, r in rows.items():
+            cache.put(k, r, model="m")
+        statements: list[str] = []
+        cache._db.set_trace_callback(statements.append)
+        wanted = [f"k{i}" for i in range(20)] + ["missing"]
+        assert cache.get_many(wanted) == {k: rows[k] for k in wanted[:20]}
+        answers = [s for s in statements if "FROM answers_1" in s and "COUNT(*)" not in s]
+        assert len(answers) == 1 and "WHERE" not in answers[0], answers  # 30 stored, 21 asked: one pass
+        statements.clear()
+        assert cache.get_many(["k3", "k4", "nope"]) == {"k3": rows["k3"], "k4": rows["k4"]}
+        answers = [s for s in statements if "FROM answers_1" in s and "COUNT(*)" not in s]
+        assert len(answers) == 1 and "WHERE key IN" in answers[0], answers  # 30 stored, 3 asked: by key
+        cache._db.set_trace_callback(None)
+
+
+def _row_record(response: str) -> dict[str, Any]:
+    from lm_notebook.comparison.cache import ANSWER_FIELDS
+
+    record: dict[str, Any] = dict.fromkeys(ANSWER_FIELDS)
+    record.update(status="ok", response=response, cold=False, attempts=1, ttft_s=0.25, prompt_tokens=3)
+    return record
