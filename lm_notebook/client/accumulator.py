@@ -287,6 +287,16 @@ class ChatAccumulator:
             self._content.write(text)
         return True
 
+    def take_plain_run(self, texts: list[str]) -> str | None:
+        """The hot path for a run of plain chunks' texts (:mod:`~lm_notebook.client.delta_runs`), taken as one:
+        their text, or None when the answer has not begun (no ``<think>`` tag or leading space left to handle)."""
+        if self._lstrip or self._tag_state != "answer":
+            return None
+        text = "".join(texts)
+        self.deltas += len(texts)
+        self._content.write(text)
+        return text
+
     @property
     def content_chars(self) -> int:
         return self._content.chars

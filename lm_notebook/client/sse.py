@@ -68,6 +68,20 @@ class SSEDecoder:
         self._buffer = lines.pop()
         return self._lines(lines) if lines else []
 
+    def rest_of_event(self, data: bytes) -> int:
+        """How many bytes at the start of ``data`` (the next input, with LF line ends only) finish the event under
+        way: 0 when the decoder stands between events, -1 when ``data`` does not finish it (or the input so far
+        left the decoder unsure, as after a CR)."""
+        if not self._started or self._pending_cr:
+            return -1
+        if not self._buffer:
+            if not self._data and not self._event:
+                return 0
+            if data[:1] == _LF:  # the blank line that ends it
+                return 1
+        end = data.find(b"\n\n")
+        return -1 if end < 0 else end + 2
+
     def flush(self) -> list[ServerSentEvent]:
         """End of input: an unterminated last line counts as a line; an undispatched event is dropped (per spec)."""
         rest, self._buffer = self._buffer, b""

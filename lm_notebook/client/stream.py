@@ -124,9 +124,12 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         per network packet (thousands a second from a fast model): for a reader that shows the text a few times a
         second anyway (``%%lm`` repaints ten times a second), that is most of what reading costs. The first token
         is read the moment it arrives, and a Stop (:meth:`close` from another thread) still ends a wait at once.
+        The answer text a read brought then comes as one piece (one part from :meth:`iter_parts`, between the
+        other parts in their order) rather than one a token: :attr:`deltas` counts the tokens.
         ``clock`` and ``wait`` (default: waiting on the stop flag) are for tests. Call it before reading starts.
         """
         self._pacing = ReadPacing(interval, self._acc, clock, wait or self._stop_requested.wait, self._stop_requested)
+        self._merge = True
         return self
 
     def when_sent(self, callback: Callable[[], object]) -> ChatStream:

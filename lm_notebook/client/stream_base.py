@@ -18,6 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import httpx
 
 from lm_notebook.client.accumulator import CONTENT, REASONING, ChatAccumulator, StreamPart
+from lm_notebook.client.delta_runs import RunReader
 from lm_notebook.client.error_classification import classify_error, error_message_and_code, is_error_body
 from lm_notebook.client.error_explanation import Explainer, as_not_loaded, overflow_with_model_facts
 from lm_notebook.client.errors import (
@@ -161,6 +162,8 @@ class StreamBase(Generic[G]):
                         else None)
         self._path = chat_path(payload)
         self._acc.route = "native" if self._native is not None else "openai"
+        self._runs = RunReader.of_route(self._acc, lambda: self._done, native=self._native is not None)
+        self._merge = False  # one piece of text a block (coalesce_reads)
 
     @property
     def done(self) -> bool:
@@ -171,6 +174,11 @@ class StreamBase(Generic[G]):
         """True once the stream was closed (or its iteration abandoned) before the server finished; False before it
         starts, while it streams, after it finished or failed."""
         return self._closed and not self._done and self._error is None
+
+    @property
+    def deltas(self) -> int:
+        """The pieces of answer, thinking and tool-call text received so far (about one token each)."""
+        return self._acc.deltas
 
     @property
     def content(self) -> str:
@@ -237,7 +245,19 @@ class StreamBase(Generic[G]):
         return self._keep_whole
 
     def _events(self, raw: bytes) -> Iterator[Any]:
-        """What one block of the event stream gives the consumer: text deltas, or every part (``iter_parts``)."""
+        """What one block of the event stream gives the consumer: text deltas, or every part (``iter_parts``). Runs
+        of plain text events are read at once (:mod:`~lm_notebook.client.delta_runs`)."""
+        return self._runs.read(raw, self._decoder, self._chunk_events, content_only=self._content_only,
+                               merge=self._merge)
+
+    def _native_events(self, raw: bytes) -> Iterator[Any]:
+        """What one block of a native stream gives the consumer (``chat.end`` ends it; an ``error`` before it is
+        raised there, with whatever ``chat.end`` carried as the partial answer)."""
+        return self._runs.read(raw, self._decoder, self._named_events, content_only=self._content_only,
+                               merge=self._merge)
+
+    def _chunk_events(self, raw: bytes) -> Iterator[Any]:
+        """``_events`` the general way: each event on its own."""
         content_only = self._content_only
         plain = self._acc.take_plain_content
         for event in self._decoder.feed(raw):
@@ -247,12 +267,13 @@ class StreamBase(Generic[G]):
             text = plain(chunk)
             if text is None:
                 yield from self._outputs(chunk, content_only)
-            elif text:
-                yield text if content_only else StreamPart(CONTENT, text)
+            else:
+                self._runs.learn(event.data, text, chunk)
+                if text:
+                    yield text if content_only else StreamPart(CONTENT, text)
 
-    def _native_events(self, raw: bytes) -> Iterator[Any]:
-        """What one block of a native stream gives the consumer (``chat.end`` ends it; an ``error`` before it is
-        raised there, with whatever ``chat.end`` carried as the partial answer)."""
+    def _named_events(self, raw: bytes) -> Iterator[Any]:
+        """``_native_events`` the general way: each event on its own."""
         native = self._native
         assert native is not None
         content_only = self._content_only
@@ -261,6 +282,7 @@ class StreamBase(Generic[G]):
             if event.event == "message.delta":  # the hot path: answer text and nothing else
                 text = _plain_delta(event.data)
                 if text is not None and plain(text):
+                    self._runs.learn(event.data, text, None)
                     if text:
                         yield text if content_only else StreamPart(CONTENT, text)
                     continue

@@ -140,6 +140,7 @@ class NotebookStreamView:
         self.messages = 0  # display messages sent (the first included)
         self.live = LiveAnswer(fmt)
         self._tokens = 0
+        self._stream: ChatStream | None = None  # the stream it reads, when it counts the tokens (read_from)
         self._progress: StreamProgress | None = None  # the native route's latest load / prompt progress
         self._publish: Publish | None = None  # how live frames are sent, once the first output is shown
         self._clock = clock
@@ -151,8 +152,15 @@ class NotebookStreamView:
 
     @property
     def tokens(self) -> int:
-        """The text parts received so far (about one token each): the count a stopped answer's footer shows."""
-        return self._tokens
+        """The text pieces received so far (about one token each): the count a stopped answer's footer shows."""
+        return self._stream.deltas if self._stream is not None else self._tokens
+
+    def read_from(self, stream: ChatStream) -> ChatStream:
+        """Read ``stream`` as this view shows it: the connection at most once a repaint interval after the first
+        token (:meth:`~lm_notebook.client.stream.ChatStream.coalesce_reads`), so the text of a read comes as one
+        part, and the footer counts the stream's tokens, not the parts. Returns the stream."""
+        self._stream = stream
+        return stream.coalesce_reads(self.read_interval)
 
     def start(self) -> None:
         self._started = self._clock()
@@ -188,13 +196,13 @@ class NotebookStreamView:
         self._repainter.stop(final=_clear_at_next_output if self._publish is not None else None)
 
     def show_final(self, result: ChatResult, fmt: AnswerFormat, *, parsed: Any = None, note: str | None = None) -> None:
-        _display(render_answer(result, fmt, parsed=parsed, note=note, approx_tokens=self._tokens,
+        _display(render_answer(result, fmt, parsed=parsed, note=note, approx_tokens=self.tokens,
                                fake_server=self.fake_server))
 
     def _footer(self) -> str:
         loading_for = max(0.0, self._clock() - self._started) if self.loading else None
         progress_for = max(0.0, self._clock() - self._started)  # a load starts when the request leaves
-        return facts_text(live_facts(self.model, self._tokens, loading_for=loading_for, fake_server=self.fake_server,
+        return facts_text(live_facts(self.model, self.tokens, loading_for=loading_for, fake_server=self.fake_server,
                                      progress=self._progress, progress_for=progress_for))
 
     def _send(self, op: Op) -> None:

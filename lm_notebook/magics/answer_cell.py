@@ -60,7 +60,7 @@ def answer_streaming(host: MagicsHost, req: CellRequest, args: Any) -> RenderedC
         host._failed(err, args)
         raise
     if isinstance(view, NotebookStreamView):  # it repaints a few times a second: one read per repaint or so
-        stream.coalesce_reads(view.read_interval)
+        view.read_from(stream)
     try:
         with footer_learns_who_answers(view, client):
             images = req.params["images"]

@@ -3,6 +3,7 @@ and every code block of ``-f code``."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 from types import SimpleNamespace
@@ -10,12 +11,14 @@ from types import SimpleNamespace
 import pytest
 from stream_view_doubles import CLEAR_AT_NEXT_OUTPUT, FakeClock, FakeStream, RecordingPublisher, live_text, result
 
+from lm_notebook import LMStudioClient
 from lm_notebook.client.stream import StreamPart
 from lm_notebook.client.types import ModelInfo, Timings
 from lm_notebook.display.answer import NotebookStreamView, TerminalStreamView, make_view, stream_into
 from lm_notebook.display.footer import facts_text, footer_text, live_facts
 from lm_notebook.display.model_table import FAKE_SERVER_CAPTION, model_table
 from lm_notebook.display.render import CodeBlock, RenderedChatResult, finish_as, render_answer
+from lm_notebook.testing import MockLMStudioServer, ModelSpec
 
 NOTEBOOK = SimpleNamespace(kernel=object())  # what make_view looks for: a shell with a kernel
 
@@ -176,3 +179,22 @@ def test_a_view_that_fails_to_start_closes_the_stream_and_ends_its_live_output(
         stream_into(stream, view)  # type: ignore[arg-type]
     assert stream.closed  # the connection is not left open
     assert view._repainter.stopped and publisher.sent[-1][0] == CLEAR_AT_NEXT_OUTPUT  # the live view goes
+
+
+# --- issue 17: a coalesced stream's text comes a read at a time; the footer counts its tokens -------------------
+
+
+def test_a_view_reading_a_coalesced_stream_counts_its_tokens_not_its_parts(publisher: RecordingPublisher) -> None:
+    tokens = 2000
+    with MockLMStudioServer(models=[ModelSpec("m", loaded=True, reply_tokens=tokens)]) as server, \
+            LMStudioClient(server.url) as client, client.stream_chat("Hi", model="m") as stream:
+        view = NotebookStreamView("markdown", "m", interval=0.05)
+        parts: list[StreamPart] = []
+        add = view.add
+        view.add = lambda part: (parts.append(part), add(part))[1]  # type: ignore[method-assign]
+        assert view.read_from(stream) is stream
+        result = stream_into(stream, view)
+    assert "".join(p.text for p in parts) == result.content and len(parts) < tokens  # a piece a read
+    assert view.tokens == stream.deltas == tokens
+    view.show_final(dataclasses.replace(result, usage=None), "markdown", note="stopped")  # as if no count came
+    assert f"≈{tokens} tokens" in publisher.sent[-1][0]["text/markdown"]
