@@ -50,6 +50,14 @@ class ChunkMerger:
             return self._head(data)
         return self._body(data)
 
+    def take(self, data: bytes) -> bytes | None:
+        """What to hand h11 for a read that brought ``data`` (b"": the input ended), or None when only the start of
+        a chunk line came: then read again and take that (a network stream's read wrapped this way gives h11 a
+        chunk a read, and b"" only at the end)."""
+        if not data:
+            return self.end()
+        return self.feed(data) or None
+
     def end(self) -> bytes:
         """The input ended: what was held back, unchanged (h11 then sees the body cut where the server cut it)."""
         held, self._held = self._held, b""

@@ -427,8 +427,9 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
     def _open_stream(self, payload: dict[str, Any], trace: Trace | None) -> Flow[httpx.Response]:
         """Send a stream's request; its response with the body unread, or the error it answered with.
 
-        ``trace`` goes with the request (the sync stream's: told the network stream as soon as it connects, so a Stop
-        can shut its socket down and the body is read through it; and when the request has gone out).
+        ``trace`` goes with the request (a stream's :func:`~lm_notebook.client.stream_base.connect_trace`: told the
+        network stream as soon as it connects, so the body is read through it and the sync stream's Stop can shut its
+        socket down; and when the request has gone out).
         """
         yield from self._check_model(payload["model"])
         yield from self._check_vision(payload)

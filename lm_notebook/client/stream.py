@@ -93,9 +93,7 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         self._socket: socket.socket | None = None
         self._pacing: ReadPacing | None = None
         self._network: Any = None  # the connection's network stream, once connected (read through this stream)
-        self._body_started = False
         self._on_sent: Callable[[], object] | None = None  # when_sent()'s callback, until it is called
-        self.reads = 0  # network reads of the body so far (what coalescing saves)
 
     def __enter__(self) -> ChatStream:
         self._open()
@@ -228,14 +226,12 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
                 data: bytes = read(max_bytes, timeout) if pacing is None else pacing.read(read, max_bytes, timeout)
             else:
                 data = read(max_bytes, timeout)
-            if merger is None or not merger.merging:
+            if merger is None:
                 return data
-            while data:
-                merged = merger.feed(data)
-                if merged:
-                    return merged
-                data = read(max_bytes, timeout)  # only the start of a chunk line came: read on to its end
-            return merger.end()
+            merged = merger.take(data)
+            while merged is None:  # only the start of a chunk line came: read on to its end
+                merged = merger.take(read(max_bytes, timeout))
+            return merged
 
         network.read = reading
 
@@ -367,14 +363,32 @@ class AsyncChatStream(StreamBase[AsyncGenerator[Any, None]]):
         return self._final()
 
     async def _open(self) -> httpx.Response | None:
-        # no socket trace: an async stream is stopped by cancelling its task, or by aclose() from its own loop
-        return await self._client._drive(self._opening(None))
+        # an async stream is stopped by cancelling its task, or by aclose() from its own loop: the trace only has its
+        # body read through the stream, each read's chunks one chunk
+        return await self._client._drive(self._opening(connect_trace(self._on_connect, asynchronous=True)))
+
+    def _on_connect(self, network: Any) -> None:
+        """Read ``network`` (httpcore's async network stream, the stream's own connection) through this stream:
+        counted once the body starts, each read's chunks one chunk for h11 (see :meth:`ChatStream._read_through`)."""
+        read = network.read
+        merger = ChunkMerger()
+
+        async def reading(max_bytes: int, timeout: float | None = None) -> bytes:
+            if self._body_started:
+                self.reads += 1
+            merged = merger.take(await read(max_bytes, timeout))
+            while merged is None:  # only the start of a chunk line came: read on to its end
+                merged = merger.take(await read(max_bytes, timeout))
+            return merged
+
+        network.read = reading
 
     async def _run(self) -> AsyncGenerator[Any, None]:
         try:
             with self._recording():
                 response = await self._open()
                 if response is not None and (take := self._taker(response)) is not None:
+                    self._body_started = True
                     try:
                         with self._reading():
                             self._chunks = chunks = response.aiter_bytes()

@@ -43,7 +43,7 @@ from lm_notebook.client.types import ChatResult
 # errors a stream may carry in band that the model list explains further (see StreamBase._explained)
 EXPLAINED_IN_BAND = (ContextLengthExceededError, ModelNotFoundError, NoModelLoadedError)
 OnConnect = Callable[[Any], None]  # told the httpcore network stream of a stream's connection
-Trace = Callable[[str, dict[str, Any]], None]  # an httpx ``trace`` extension: told each step of the request
+Trace = Callable[[str, dict[str, Any]], Any]  # an httpx ``trace`` extension (a coroutine function for async)
 OnToken = Callable[[str, str], object]
 G = TypeVar("G")  # how the twin hands out what it reads: an Iterator (sync) or an AsyncIterator
 
@@ -88,11 +88,14 @@ class ReadStream(Step):
     on_token: OnToken | None
 
 
-def connect_trace(on_connect: OnConnect, on_sent: Callable[[], None] | None = None) -> Trace:
+def connect_trace(
+    on_connect: OnConnect, on_sent: Callable[[], None] | None = None, *, asynchronous: bool = False
+) -> Trace:
     """An httpx ``trace`` extension that tells ``on_connect`` the connection's network stream as soon as it connects
     (and again, the TLS one, after a TLS handshake): a Stop from another thread can then wake a request still
     waiting for its answer (a model load can take minutes), and the stream reads its body through it. ``on_sent`` is
-    told when the request has gone out (its body written), before its answer is waited for."""
+    told when the request has gone out (its body written), before its answer is waited for. The async client's
+    transport awaits its trace: ``asynchronous`` makes it a coroutine function."""
 
     def trace(event: str, info: dict[str, Any]) -> None:
         if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
@@ -102,7 +105,13 @@ def connect_trace(on_connect: OnConnect, on_sent: Callable[[], None] | None = No
         elif on_sent is not None and event.endswith(".send_request_body.complete"):
             on_sent()
 
-    return trace
+    if not asynchronous:
+        return trace
+
+    async def atrace(event: str, info: dict[str, Any]) -> None:
+        trace(event, info)
+
+    return atrace
 
 
 def shut_down(sock: socket.socket | None, response: httpx.Response | None) -> None:
@@ -164,6 +173,8 @@ class StreamBase(Generic[G]):
         self._acc.route = "native" if self._native is not None else "openai"
         self._runs = RunReader.of_route(self._acc, lambda: self._done, native=self._native is not None)
         self._merge = False  # one piece of text a block (coalesce_reads)
+        self._body_started = False
+        self.reads = 0  # network reads of the body so far (what coalescing saves)
 
     @property
     def done(self) -> bool:

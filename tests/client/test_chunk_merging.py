@@ -2,12 +2,14 @@
 
 The merger is checked against h11 itself (the parser httpx uses): for responses cut into reads at random places, the
 body, trailers and end h11 finds in the merged bytes are those it finds in the bytes as sent, in at most one event a
-read; what the merger does not recognise reaches h11 as it came, so h11 reports the fault. Then over real
-loopback HTTP: a stream's SSE decoder is fed once a read, not once a chunk.
+read; what the merger does not recognise reaches h11 as it came, so h11 reports the fault. Each twin's stream reads
+its connection through it (the async one too, since issue 17's second round). Then over real loopback HTTP: a
+stream's SSE decoder is fed once a read, not once a chunk, sync and async.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -17,9 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import h11
 import pytest
 
-from lm_notebook import LMStudioClient
+from lm_notebook import AsyncLMStudioClient, LMStudioClient
 from lm_notebook.client.chunk_merging import ChunkMerger
 from lm_notebook.client.sse import ServerSentEvent, SSEDecoder
+from lm_notebook.client.stream import AsyncChatStream
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 
@@ -208,3 +211,62 @@ def test_a_stream_parses_each_read_once_not_each_chunk(chunky_url: str) -> None:
     assert result.completion_tokens == TOKENS and not result.stopped
     # one block per read of the body (and the headers' read, which may bring the first chunks), not 401 chunks
     assert decoder.blocks <= stream.reads + 1 < TOKENS
+
+
+def test_an_async_stream_parses_each_read_once_not_each_chunk(chunky_url: str) -> None:
+    async def read_all() -> tuple[str, AsyncChatStream, CountingDecoder]:
+        async with AsyncLMStudioClient(chunky_url) as client, client.stream_chat("Hi", model="m") as stream:
+            decoder = stream._decoder = CountingDecoder()
+            text = "".join([piece async for piece in stream])
+        return text, stream, decoder
+
+    text, stream, decoder = asyncio.run(read_all())
+    result = asyncio.run(stream.result())
+    assert text == "".join(f"t{i} " for i in range(TOKENS)) == result.content
+    assert result.completion_tokens == TOKENS and not result.stopped
+    assert 1 <= decoder.blocks <= stream.reads + 1 < TOKENS
+
+
+class CutNetwork:
+    """A network stream (httpcore's, as a stream reads through it) whose reads bring ``reads`` one by one."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self._reads = iter(reads)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return next(self._reads, b"")
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+
+class AsyncCutNetwork(CutNetwork):
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # type: ignore[override]
+        return super().read(max_bytes, timeout)
+
+
+@pytest.mark.parametrize("twin", ["sync", "async"])
+@pytest.mark.parametrize("seed", range(20))
+def test_each_twin_reads_its_connection_merged_as_h11_would_read_it_whole(twin: str, seed: int) -> None:
+    rng = random.Random(seed)
+    pieces = [bytes(rng.randrange(256) for _ in range(rng.randint(1, 40))) for _ in range(rng.randint(1, 60))]
+    reads = cut(HEAD + chunked(pieces), rng, rng.choice([3, 17, 120, 4000]))
+    got: list[bytes] = []
+    with LMStudioClient("http://127.0.0.1:1") as client:
+        if twin == "sync":
+            network = CutNetwork(reads)
+            client.stream_chat("Hi", model="m")._on_connect(network)
+            while data := network.read(65536):
+                got.append(data)
+        else:
+            async_network = AsyncCutNetwork(reads)
+            AsyncChatStream(client, {"model": "m", "messages": []})._on_connect(async_network)  # type: ignore[arg-type]
+
+            async def read_all() -> None:
+                while data := await async_network.read(65536):
+                    got.append(data)
+
+            asyncio.run(read_all())
+    body, _, events, ended = parse(got)
+    assert (body, ended) == (b"".join(pieces), True) == parse(reads)[::3]
+    assert events <= len(reads) and len(got) <= len(reads)
