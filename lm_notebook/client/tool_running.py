@@ -69,41 +69,100 @@ Cancellers = set[Callable[[], object]]
 _TOOL_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="lm_notebook-tool")
 
 
-def _await_in_a_thread(awaitable: Awaitable[Any], running: Cancellers) -> Any:
-    """Run an ``async def`` tool's coroutine from sync code, on a fresh event loop in a helper thread (also when this
-    thread runs a loop, as a Jupyter kernel's does), and wait for it. A Stop (``running``) or a Ctrl-C here cancels it
-    at its next ``await``, and the wait ends at once (the daemon thread finishes the cancellation)."""
+class _HelperCall:
+    """One ``async def`` tool's coroutine run from sync code on a fresh event loop in a helper thread (also when this
+    thread runs a loop, as a Jupyter kernel's does), and waited for (:meth:`wait`). :meth:`cancel` (a Stop, from any
+    thread, or a Ctrl-C here) ends the wait at once and cancels the coroutine at its next ``await`` (before its first
+    step when it had not started); the daemon thread finishes the cancellation and closes its loop. Every state change
+    is made under one lock, so a cancel that comes before the thread or the task exists is not missed, and a wait a
+    Ctrl-C ends before the thread ran closes the coroutine itself."""
 
-    async def wrapped() -> Any:
-        return await awaitable
+    def __init__(self, coroutine: Awaitable[Any]) -> None:
+        self._coroutine = coroutine
+        self._done: concurrent.futures.Future[Any] = concurrent.futures.Future()  # kept PENDING: cancel() works
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Future[Any] | None = None
+        self._cancelled = False
+        self._began = False  # the helper thread took the coroutine
+        self._abandoned = False  # the caller gave up before that: the thread must not run it
 
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=_serve, args=(loop,), name="lm_notebook-tool", daemon=True).start()
-    future = asyncio.run_coroutine_threadsafe(wrapped(), loop)  # (in a copy of this thread's context)
-    running.add(future.cancel)
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            self._done.cancel()
+            if self._task is not None and self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._task.cancel)
+
+    def wait(self, context: contextvars.Context) -> Any:
+        """Start the thread (in a copy of ``context``) and wait for the coroutine's value; its exception (any
+        ``BaseException``, ``SystemExit`` too) is raised here; ``concurrent.futures.CancelledError`` once cancelled."""
+        threading.Thread(target=context.run, args=(self._serve,), name="lm_notebook-tool", daemon=True).start()
+        return self._done.result()
+
+    def abandon(self) -> None:
+        """The caller's wait ended early (a Stop, a Ctrl-C, also one while the thread started): the coroutine is
+        cancelled, or closed here when the thread never took it (the thread, if it starts later, leaves it alone)."""
+        self.cancel()
+        with self._lock:
+            closing = not self._began
+            self._abandoned = closing
+        if closing and inspect.iscoroutine(self._coroutine):
+            self._coroutine.close()
+
+    def _settle(self, value: Any = None, exception: BaseException | None = None) -> None:
+        with self._lock:
+            if self._done.cancelled():
+                return
+            if exception is None:
+                self._done.set_result(value)
+            else:
+                self._done.set_exception(exception)
+
+    def _serve(self) -> None:
+        """The helper thread: the coroutine as a task on a loop of its own, its end (any exception) handed back."""
+        with self._lock:
+            if self._abandoned:
+                return
+            self._began = True
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            task = asyncio.ensure_future(self._coroutine, loop=loop)
+            with self._lock:
+                self._loop, self._task = loop, task
+                if self._cancelled:  # a cancel before the task existed
+                    task.cancel()
+            try:
+                value = loop.run_until_complete(task)
+            except asyncio.CancelledError:
+                self._settle(exception=concurrent.futures.CancelledError())
+            except BaseException as exc:  # SystemExit / KeyboardInterrupt too: they left the loop before the task's
+                self._settle(exception=exc)  # callbacks ran, so the waiting future is completed here
+            else:
+                self._settle(value)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            with self._lock:
+                loop.close()
+
+
+def _awaited_in_a_thread(awaitable: Awaitable[Any], running: Cancellers, stop: threading.Event | None) -> Any:
+    """An ``async def`` tool's value on the sync client: its canceller is in ``running`` (for a Stop) before the
+    coroutine is handed over, and a Stop that came before that cancels it too."""
+    context = contextvars.copy_context()
+    call = _HelperCall(awaitable)
     try:
-        return future.result()
+        running.add(call.cancel)
+        if _stopped(stop):
+            call.cancel()
+        return call.wait(context)
     except BaseException:
-        future.cancel()  # Ctrl-C: the coroutine ends at its next await
+        call.abandon()
         raise
     finally:
-        running.discard(future.cancel)
-        loop.call_soon_threadsafe(loop.stop)
-
-
-def _serve(loop: asyncio.AbstractEventLoop) -> None:
-    """The helper thread of :func:`_await_in_a_thread`: the loop until stopped, then a cancelled coroutine's end."""
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+        running.discard(call.cancel)
 
 
 def run_tool_calls(step: RunToolCalls, running: Cancellers | None = None) -> list[Outcome]:
@@ -118,7 +177,7 @@ def run_tool_calls(step: RunToolCalls, running: Cancellers | None = None) -> lis
         try:
             value = call.tool.fn(*call.args, **call.kwargs)
             if inspect.isawaitable(value):
-                value = _await_in_a_thread(value, cancellers)
+                value = _awaited_in_a_thread(value, cancellers, step.stop)
         except KeyboardInterrupt:  # Ctrl-C: this call ends, the others do not run, the act ends (ActInterrupted)
             outcomes.append(Outcome(duration=time.perf_counter() - started, stopped=True, interrupted=True,
                                     ctrl_c=True))

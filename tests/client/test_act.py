@@ -4,6 +4,7 @@ back as errors, on_call, max_rounds, Stop, and how parallel calls run on each cl
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import signal
 import threading
@@ -508,28 +509,44 @@ def test_sync_stop_cancels_a_running_async_tool(server: MockLMStudioServer, clie
     coroutine is cancelled at its ``await`` and the loop ends at once; the finished call and a valid conversation
     are kept."""
     started, cancelled = threading.Event(), threading.Event()
+    release: concurrent.futures.Future[None] = concurrent.futures.Future()  # set at the end, should a Stop be missed
 
     async def alookup(city: str) -> str:
         started.set()
         try:
-            await asyncio.sleep(60)  # only a Stop ends it in time
+            await asyncio.wrap_future(release)  # only a Stop ends it before the test does
         except asyncio.CancelledError:
             cancelled.set()
             raise
         return "finished"
 
+    def stop() -> None:
+        if started.wait(30):
+            stream.close()
+        cancelled.wait(30)  # then (a Stop missed) the tool finishes, and the test fails on its record
+        released(release)
+
     stream = client.stream_act("plot_it then lookup", [named_tool("lookup", alookup), plot_it])
-    stopper = threading.Thread(target=lambda: started.wait(30) and stream.close())
+    stopper = threading.Thread(target=stop)
     stopper.start()
-    kinds = [p.kind for p in stream]
-    stopper.join(30)
+    try:
+        kinds = [p.kind for p in stream]
+    finally:
+        released(release)
+        stopper.join(30)
     result = stream.result()
-    assert cancelled.wait(30), "the coroutine was not cancelled"
+    assert cancelled.is_set(), "the coroutine was not cancelled"
     assert [(c.name, c.failure) for c in result.calls] == [("plot_it", None), ("lookup", "stopped")]
     assert "stopped while it ran" in (result.calls[1].error or "") and kinds.count("tool_result") == 2
     assert result.stopped and stream.stopped and result.rounds == 1 and len(chat_bodies(server)) == 1
     assert [m["role"] for m in result.messages] == ["user", "assistant", "tool", "tool"]
     assert_a_valid_conversation(result.messages)
+
+
+def released(release: concurrent.futures.Future[None]) -> None:
+    """Let a test's waiting tool finish (it waits on ``release``, which its cancellation also cancels)."""
+    if not release.done():
+        release.set_result(None)
 
 
 def test_ctrl_c_cancels_a_running_async_tool_and_keeps_the_act(server: MockLMStudioServer,
@@ -540,11 +557,14 @@ def test_ctrl_c_cancels_a_running_async_tool_and_keeps_the_act(server: MockLMStu
     main = threading.main_thread().ident
     assert main == threading.get_ident() and main is not None  # pytest runs the test in the main thread
     cancelled = threading.Event()
+    release: concurrent.futures.Future[None] = concurrent.futures.Future()  # set at the end, should Ctrl-C be missed
+    watchdog = threading.Thread(target=lambda: cancelled.wait(30) or released(release), daemon=True)
+    watchdog.start()
 
     async def alookup(city: str) -> str:
         signal.pthread_kill(main, signal.SIGINT)  # the user's Ctrl-C, while this call runs
         try:
-            await asyncio.sleep(60)
+            await asyncio.wrap_future(release)
         except asyncio.CancelledError:
             cancelled.set()
             raise
@@ -560,10 +580,12 @@ def test_ctrl_c_cancels_a_running_async_tool_and_keeps_the_act(server: MockLMStu
             asyncio.run(in_a_running_loop())
     finally:
         signal.signal(signal.SIGINT, previous)
+        watchdog.join(30)  # ends once the coroutine is cancelled (or, that missed, released)
+        released(release)
     from lm_notebook.client.act_types import ActInterrupted
 
     assert isinstance(caught.value, ActInterrupted), repr(caught.value)
-    assert cancelled.wait(30), "the coroutine was not cancelled"
+    assert cancelled.is_set(), "the coroutine was not cancelled"
     result = caught.value.act_result
     assert [(c.name, c.failure) for c in result.calls] == [("plot_it", None), ("lookup", "stopped")]
     assert result.stopped and result.rounds == 1 and len(chat_bodies(server)) == 1
