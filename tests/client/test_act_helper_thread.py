@@ -101,10 +101,9 @@ def test_ctrl_c_while_the_helper_thread_starts_leaves_nothing_running(
         monkeypatch.undo()
         (helper,) = made
         if after:
-            waiting.ran.wait(30)
-            assert waiting.cancelled.wait(30), "the coroutine was not cancelled"
-            helper.join(30)
+            helper.join(30)  # ends once its coroutine ended: cancelled at its await, or before its first step
             assert not helper.is_alive(), "the helper thread (and its loop) was left running"
+            assert waiting.cancelled.is_set() or not waiting.ran.is_set(), "the coroutine ran on"
         else:
             assert not waiting.ran.is_set()
     finally:
