@@ -346,3 +346,22 @@ def _row_record(response: str) -> dict[str, Any]:
     record: dict[str, Any] = dict.fromkeys(ANSWER_FIELDS)
     record.update(status="ok", response=response, cold=False, attempts=1, ttft_s=0.25, prompt_tokens=3)
     return record
+
+
+def test_a_fully_cached_rerun_still_refuses_a_model_the_server_no_longer_serves(
+    client: LMStudioClient, tmp_path: Path
+) -> None:
+    # the README's promise: a re-run asks the server for its models first, so the cache never hides a model gone
+    from lm_notebook.testing import ModelSpec
+
+    path = tmp_path / "c.sqlite"
+    first = compare(["a", "b"], ["alpha", "beta"], client=client, temperature=0, cache=path, progress=False)
+    assert (first.status == "ok").all()
+    alpha = ModelSpec("alpha", arch="llama", quantization="Q4_K_M", context_length=4096, parallel=2)
+    with MockLMStudioServer(models=[alpha]) as without_beta, LMStudioClient(without_beta.url, timeout=10) as other:
+        again = compare(["a", "b"], ["alpha", "beta"], client=other, temperature=0, cache=path, progress=False)
+        assert not [r for r in without_beta.requests if r.is_chat]  # alpha's rows from the cache
+    assert list(again.cached) == [True, False, True, False]
+    assert list(again.response[again.model == "alpha"]) == list(first.response[first.model == "alpha"])
+    refused = again[again.model == "beta"]
+    assert (refused.error_type == "ModelNotFoundError").all() and refused.error.str.contains('"beta"').all()
