@@ -5,11 +5,12 @@ The flow (:mod:`lm_notebook.client.act`) has already found each tool and validat
 another, in the order the model gave them: a plain function in the calling thread, an ``async def`` tool on an event
 loop of its own in a helper thread, waited for. The async client awaits them in order too, except when every call of
 the round is to an ``async def`` tool: then they run concurrently, their records still in the model's order; there
-a plain function runs in a worker thread, so it does not hold up the event loop (the other rows of a ``compare``,
-a Stop). A Stop is checked before every call; on both clients it also cancels a running ``async def`` call at its
-next ``await``; a plain function cannot be stopped from outside: it finishes, and its result is kept. An exception
-inside a function becomes that call's error. On the sync client a Ctrl-C (``KeyboardInterrupt``) during a call
-ends it (an ``async def`` one is cancelled), the round's other calls do not run, and the act ends with
+a plain function runs in the loop's thread (the caller's: thread-bound objects work), or, opted in with
+``Tool(run_in_thread=True)``, in a worker thread, so a slow one does not hold up the event loop (the other rows of a
+``compare``, a Stop). A Stop is checked before every call; on both clients it also cancels a running ``async def``
+call at its next ``await``; a plain function cannot be stopped from outside: it finishes, and its result is kept.
+An exception inside a function becomes that call's error. On the sync client a Ctrl-C (``KeyboardInterrupt``)
+during a call ends it (an ``async def`` one is cancelled), the round's other calls do not run, and the act ends with
 :class:`~lm_notebook.client.act_types.ActInterrupted`; on the async client a cancellation from outside (Ctrl-C in
 ``compare``) ends the loop at once.
 """
@@ -64,8 +65,8 @@ class RunToolCalls(Step):
 
 # A Stop's way to cancel the ``async def`` call running on the sync client (``ActStream.close`` calls each).
 Cancellers = set[Callable[[], object]]
-# the async client's plain functions: a pool of its own, so that asyncio.run does not wait at its end for a function a
-# Ctrl-C left running (it would wait for the default executor's threads)
+# the async client's plain functions with run_in_thread=True: a pool of its own, so that asyncio.run does not wait
+# at its end for a function a Ctrl-C left running (it would wait for the default executor's threads)
 _TOOL_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="lm_notebook-tool")
 
 
@@ -213,10 +214,11 @@ async def _one(call: PreparedCall, stop: threading.Event | None) -> Outcome:
 
 
 async def _called(call: PreparedCall, stop: threading.Event | None) -> Any:
-    """The call's value: an ``async def`` tool awaited on this loop, a plain function in a worker thread. A Stop
-    cannot end a plain function: it is waited for, and its result kept; a cancellation from outside (Ctrl-C in
-    ``compare``) does not wait for it (it finishes in its thread, its result dropped)."""
-    if call.tool.is_async:
+    """The call's value: an ``async def`` tool awaited on this loop; a plain function called here, in the loop's
+    thread (as the user's thread-bound objects expect), or, with ``Tool(run_in_thread=True)``, in a worker thread.
+    A Stop cannot end a plain function: it is waited for, and its result kept; a cancellation from outside (Ctrl-C
+    in ``compare``) does not wait for one in a worker thread (it finishes there, its result dropped)."""
+    if call.tool.is_async or not call.tool.run_in_thread:
         value = call.tool.fn(*call.args, **call.kwargs)
     else:
         context = contextvars.copy_context()

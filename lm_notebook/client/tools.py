@@ -61,6 +61,11 @@ class Tool:
     Write one yourself when you want to give the schema (its arguments are checked with ``jsonschema``); a plain
     function passed as a tool becomes one through :func:`as_tool`.
 
+    ``run_in_thread=True`` (the async client, a plain ``fn``): each call runs in a worker thread, so a slow, blocking
+    function does not hold up the event loop (the other rows of a ``compare``, a Stop); the function must then be
+    thread-safe (calls of several rows run at once) and must not use objects bound to one thread (an ``sqlite3``
+    connection). By default a plain function runs in the caller's thread, the event loop's.
+
     >>> Tool("add", "Add two numbers.", {"type": "object", "properties": {"a": {"type": "number"},
     ...      "b": {"type": "number"}}, "required": ["a", "b"]}, lambda a, b: a + b)   # doctest: +SKIP
     """
@@ -73,6 +78,9 @@ class Tool:
     validator: Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]] | None = field(
         default=None, repr=False, compare=False
     )
+    # opt-in, async client only: a plain fn runs in a worker thread (a slow one does not hold up the event loop, e.g.
+    # compare's other rows), so it must be thread-safe; by default it runs in the loop's own thread
+    run_in_thread: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -256,10 +264,11 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
-def tool_from_function(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Tool:
+def tool_from_function(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
+                       run_in_thread: bool = False) -> Tool:
     """A :class:`Tool` from a plain function: the schema from its signature and hints (pydantic), the descriptions
     from its docstring. ``*args`` / ``**kwargs`` are not offered to the model; a parameter without a hint takes any
-    JSON value."""
+    JSON value. ``run_in_thread``: see :class:`Tool`."""
     pydantic = _require_pydantic()
     tool_name: str = name or str(getattr(fn, "__name__", ""))
     summary, param_docs = docstring_parts(inspect.getdoc(fn))
@@ -304,7 +313,8 @@ def tool_from_function(fn: Callable[..., Any], *, name: str | None = None, descr
         given = {key: getattr(values, key) for key in fields}
         return tuple(given.pop(key) for key in positional), given
 
-    return Tool(tool_name, description if description is not None else summary, schema, fn, validator=validate)
+    return Tool(tool_name, description if description is not None else summary, schema, fn, validator=validate,
+                run_in_thread=run_in_thread)
 
 
 def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:

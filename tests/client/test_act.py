@@ -88,8 +88,8 @@ def test_the_models_bad_calls_go_back_as_errors(server: MockLMStudioServer, clie
     assert "failed" in result.content  # the fake answers with what it was told
 
 
-def named_tool(name: str, fn: Any) -> Any:
-    return tool_from_function(fn, name=name)
+def named_tool(name: str, fn: Any, *, run_in_thread: bool = False) -> Any:
+    return tool_from_function(fn, name=name, run_in_thread=run_in_thread)
 
 
 def test_an_exception_inside_a_function_goes_back_as_its_error(client: LMStudioClient) -> None:
@@ -595,7 +595,8 @@ def test_ctrl_c_cancels_a_running_async_tool_and_keeps_the_act(server: MockLMStu
 
 
 def test_async_stop_while_a_sync_tool_runs_in_its_thread(server: MockLMStudioServer) -> None:
-    """On the async client a plain function runs in a worker thread, so the loop goes on meanwhile: a Stop lands
+    """On the async client a plain function opted in with run_in_thread=True runs in a worker thread, so the loop
+    goes on meanwhile: a Stop lands
     while it runs; the function (Python cannot stop it) finishes and its output is kept; the next call does not
     run."""
     started, release = threading.Event(), threading.Event()
@@ -607,7 +608,8 @@ def test_async_stop_while_a_sync_tool_runs_in_its_thread(server: MockLMStudioSer
 
     async def main() -> Any:
         async with AsyncLMStudioClient(server.url, model=QWEN) as aclient:
-            stream = aclient.stream_act("lookup then plot_it", [named_tool("lookup", slow_lookup), plot_it])
+            stream = aclient.stream_act("lookup then plot_it", [named_tool("lookup", slow_lookup, run_in_thread=True),
+                                                                 plot_it])
 
             async def stop_once_started() -> None:
                 await asyncio.to_thread(started.wait, 30)

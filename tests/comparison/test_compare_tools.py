@@ -12,6 +12,7 @@ import pytest
 
 from lm_notebook import LMStudioClient, acompare, compare, summary
 from lm_notebook.client.errors import LMStudioRequestError
+from lm_notebook.client.tools import tool_from_function
 from lm_notebook.testing import MockLMStudioServer
 
 
@@ -141,8 +142,9 @@ def test_an_error_row_counts_as_not_answered() -> None:
 
 def test_a_slow_sync_tool_does_not_hold_up_the_other_rows(server: MockLMStudioServer,
                                                           client: LMStudioClient) -> None:
-    """A plain function runs in a worker thread: while one row's call waits, the other row goes on. Each call here
-    returns only once the other has started (on the event loop, the first would wait alone until its timeout)."""
+    """A plain function opted in with run_in_thread=True runs in a worker thread: while one row's call waits, the
+    other row goes on. Each call here returns only once the other has started (on the event loop, the first would
+    wait alone until its timeout)."""
     server.load_model("alpha")  # loaded, two slots: both rows at once
     arrived: list[str] = []
     both = threading.Event()
@@ -156,6 +158,7 @@ def test_a_slow_sync_tool_does_not_hold_up_the_other_rows(server: MockLMStudioSe
                 both.set()
         return "together" if both.wait(30) else "alone"
 
-    df = compare(PROMPTS, ["alpha"], client=client, tools=[lookup], concurrency=2, progress=False)
+    tool = tool_from_function(lookup, run_in_thread=True)
+    df = compare(PROMPTS, ["alpha"], client=client, tools=[tool], concurrency=2, progress=False)
     assert len(arrived) == 2 and df["tool_calls"].tolist() == [1, 1]
     assert df["response"].str.startswith("From the tools: lookup returned: together").all(), df["response"].tolist()
