@@ -8,6 +8,7 @@ async client returns as a coroutine. Nothing here does I/O.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
@@ -16,14 +17,13 @@ import httpx
 
 from lm_notebook.client.client_state import ClientState, HttpT, TransportT
 from lm_notebook.client.embeddings import embed_flow
-from lm_notebook.client.error_classification import is_error_body, is_unexpected_endpoint
+from lm_notebook.client.error_classification import is_error_body
 from lm_notebook.client.error_explanation import explained_error, model_ids_quietly
 from lm_notebook.client.errors import (
     ClientClosedError,
     ContextLengthExceededError,
     EndpointNotSupportedError,
     LMStudioAPIError,
-    LMStudioConnectionError,
     LMStudioError,
     ModelLoadError,
     ModelNotFoundError,
@@ -54,6 +54,7 @@ from lm_notebook.client.payloads import (
     probe_payload,
 )
 from lm_notebook.client.request_parts import NO_PARTS, RequestParts, refuses_json_schema, vision_refusal
+from lm_notebook.client.route_learning import native_chat_flow
 from lm_notebook.client.routes import (
     CHAT_PATH,
     GREETING_PATH,
@@ -126,7 +127,7 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         """The body to send: ``native`` (when given) once the server is known to have LM Studio 0.4's native route,
         else ``payload``. A client's first such request learns it (who answers, then ``/api/v1/models``: quick
         probes, once per client); every later one decides without a round trip."""
-        if native is not None and (yield from self._supports_native_chat()):
+        if native is not None and (yield from self._takes_native()):
             return native
         return payload
 
@@ -210,9 +211,15 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
             response: httpx.Response = yield step
         return response
 
-    def _probe(self, path: str) -> Flow[httpx.Response]:
-        """A quick ``GET`` the client makes on its own account (who is there, which ids it has)."""
-        return self._exchange(Send(self._http.build_request("GET", path, timeout=_PROBE_TIMEOUT)), probe=True)
+    def _probe(self, path: str, trace: Trace | None = None) -> Flow[httpx.Response]:
+        """A quick ``GET`` the client makes on its own account (who is there, which ids it has); with a stream's
+        ``trace``, on a connection of its own (its Stop can shut it down)."""
+        if trace is None:
+            return (yield from self._exchange(Send(self._http.build_request("GET", path, timeout=_PROBE_TIMEOUT)),
+                                              probe=True))
+        request = self._stream_http.build_request("GET", path, timeout=_PROBE_TIMEOUT, extensions={"trace": trace})
+        response = yield from self._exchange(Send(request, stream=True), probe=True)
+        return (yield from self._exchange(ReadBody(response), probe=True))
 
     def _json(
         self, method: str, path: str, *, json_body: Any = None, model: str | None = None, max_tokens: int | None = None
@@ -229,10 +236,10 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
 
     _request = operation(_json)
 
-    def _greeting(self) -> Flow[bool]:
+    def _greeting(self, trace: Trace | None = None) -> Flow[bool]:
         """Ask who answers (``GET /lmstudio-greeting``) and remember whether it is LM Studio, and whether it is this
         project's fake server."""
-        response = yield from self._probe(GREETING_PATH)
+        response = yield from self._probe(GREETING_PATH, trace)
         self._is_lmstudio = looks_like_lmstudio(response)
         self._server_is_fake = is_fake_greeting(response)
         return self._is_lmstudio
@@ -275,42 +282,28 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
 
     list_models = operation(_list_models)
 
-    def _supports_native_chat(self) -> Flow[bool]:
-        """Whether the server has LM Studio 0.4's native chat route (``/api/v1/chat``), so that ``route="auto"``
-        takes it. While the client does not know, it asks once (who answers, then ``GET /api/v1/models``, each a
-        quick probe); a failure to ask is False, never an error (the request that follows says what is wrong), and
-        is not asked again — except when nobody answered at all (the server may be started later)."""
-        if self._native_chat is None and not self._native_asked:
-            try:
-                if self._is_lmstudio is None:
-                    yield from self._greeting()
-                if not self._is_lmstudio:
-                    self._native_chat = False
-                else:
-                    self._native_asked = True
-                    self._learn_native_chat((yield from self._probe(MODEL_ROUTES[0])))
-            except ClientClosedError:
-                raise
-            except LMStudioConnectionError:
-                return False
-            except LMStudioError:
-                self._native_asked = True
-                return False
-        return bool(self._native_chat)
+    def _supports_native_chat(
+        self, trace: Trace | None = None, stop: threading.Event | None = None, woken: threading.Event | None = None
+    ) -> Flow[bool]:
+        """Whether the server has LM Studio 0.4's native chat route (``/api/v1/chat``). A fresh client asks once (who
+        answers, then ``GET /api/v1/models``: quick probes; concurrent callers wait for that one answer); it raises
+        what kept it from knowing (nobody answers, an auth error, a server error), and asks again next time."""
+        return (yield from native_chat_flow(self, trace, stop, woken))
 
-    def _learn_native_chat(self, response: httpx.Response) -> None:
-        """What ``GET /api/v1/models`` says: a model list on 0.4+ (which has ``/api/v1/chat``; the list is kept, as
-        a listing's is), LM Studio's "Unexpected endpoint" answer (or a 404) before; anything else (a 401, a 500)
-        leaves it unknown."""
-        body = json_or_none(response)
-        if response.status_code == 200 and isinstance(body, dict) and isinstance(body.get("models"), list):
-            self._models_route, self._native_chat = MODEL_ROUTES[0], True
-            try:
-                self._listed = tuple(parse_models(MODEL_ROUTES[0], body))
-            except (KeyError, TypeError, ValueError, AttributeError):
-                pass  # a list this client cannot read: the next request that needs it lists again
-        elif response.status_code == 404 or (isinstance(body, dict) and is_unexpected_endpoint(str(body.get("error")))):
-            self._native_chat = False
+    def _takes_native(
+        self, trace: Trace | None = None, stop: threading.Event | None = None, woken: threading.Event | None = None
+    ) -> Flow[bool]:
+        """For ``route="auto"``: whether this request goes the native way. When the server could not say, it goes the
+        OpenAI way (nothing remembered: the next request asks again), and that request says what is wrong — except
+        that nobody answering the greeting is this request's error already (asked once, not twice)."""
+        try:
+            return (yield from self._supports_native_chat(trace, stop, woken))
+        except ClientClosedError:
+            raise
+        except LMStudioError:
+            if self._is_lmstudio is None:
+                raise
+            return False
 
     supports_native_chat = operation(_supports_native_chat)
 

@@ -14,6 +14,7 @@ import httpx
 from lm_notebook.client.errors import ClientClosedError, LMStudioRequestError, NoCurrentModelError
 from lm_notebook.client.native_route import checked_route
 from lm_notebook.client.native_types import Route
+from lm_notebook.client.route_learning import RouteLearning
 from lm_notebook.client.settings import (
     base_url_or_env,
     checked_token,
@@ -80,7 +81,7 @@ class ClientState(Generic[HttpT, TransportT]):
         self._server_is_fake: bool | None = None
         # whether the server has LM Studio 0.4's native chat route (None: not known yet; learnt from the model list)
         self._native_chat: bool | None = None
-        self._native_asked = False  # route="auto" asked it once already (a failure to ask is not asked again)
+        self._route_learning = RouteLearning()  # one request asks it at a time; the others wait for its answer
         self._known_ids: frozenset[str] = frozenset()
         # the last model list: image requests read vision from it instead of listing again (every listing renews it,
         # and an unknown-model error lists again)
@@ -118,7 +119,6 @@ class ClientState(Generic[HttpT, TransportT]):
             route=client.route,
         )
         twin._models_route, twin._native_chat = client._models_route, client._native_chat
-        twin._native_asked = client._native_asked
         twin._is_lmstudio, twin._known_ids = client._is_lmstudio, client._known_ids
         twin._server_is_fake, twin._listed = client._server_is_fake, client._listed
         return twin

@@ -29,7 +29,7 @@ import httpx
 from lm_notebook.client.act import ActOperations
 from lm_notebook.client.act_stream import ActStream, AsyncActStream
 from lm_notebook.client.client_base import BaseClient
-from lm_notebook.client.flows import Flow, Pause, ReadBody, Send, Step, arun_flow, run_flow
+from lm_notebook.client.flows import Await, Flow, Pause, ReadBody, Send, Step, arun_flow, run_flow
 from lm_notebook.client.model_operations import ModelOperations
 from lm_notebook.client.routes import LoadResult
 from lm_notebook.client.settings import DEFAULT_BASE_URL, normalize_base_url, resolve_timeout
@@ -48,6 +48,26 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+async def _answer_of(step: Await) -> None:
+    """Wait in this loop for another flow's answer (it may come from another thread or loop); a cancellation of
+    this wait leaves the answer alone for the others waiting."""
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not answered.done():
+            answered.set_result(None)
+
+    def on_answer(_answer: object) -> None:
+        try:
+            loop.call_soon_threadsafe(wake)
+        except RuntimeError:  # that loop is closed: nobody waits there any more
+            pass
+
+    step.answer.add_done_callback(on_answer)
+    await answered
 
 
 class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream], ActOperations[ActStream],
@@ -81,6 +101,9 @@ class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream], 
             return step.response
         if isinstance(step, Pause):
             time.sleep(step.seconds)
+            return None
+        if isinstance(step, Await):
+            step.woken.wait()
             return None
         if isinstance(step, ReadStream) and isinstance(step.stream, ChatStream):
             return step.stream._read_to_end(step.on_token)
@@ -137,6 +160,9 @@ class AsyncLMStudioClient(
             return step.response
         if isinstance(step, Pause):
             await asyncio.sleep(step.seconds)
+            return None
+        if isinstance(step, Await):
+            await _answer_of(step)
             return None
         if isinstance(step, ReadStream) and isinstance(step.stream, AsyncChatStream):
             return await step.stream._read_to_end(step.on_token)

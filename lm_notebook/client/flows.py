@@ -20,8 +20,10 @@ twice. An httpx error met while performing a step is thrown into the flow at its
 from __future__ import annotations
 
 import inspect
+import threading
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
@@ -63,6 +65,16 @@ class Pause(Step):
     one awaits ``asyncio.sleep``: a Ctrl-C or a cancellation lands here."""
 
     seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Await(Step):
+    """Wait for ``answer``: another thread's or task's flow doing the same work (learning the route); the answer is
+    None. The sync driver waits for ``woken`` (set once ``answer`` is, or by a stream's Stop), the async one for
+    ``answer`` itself (a cancellation lands here)."""
+
+    answer: Future[None]
+    woken: threading.Event
 
 
 class FlowRun(Generic[T]):

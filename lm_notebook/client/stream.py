@@ -48,6 +48,7 @@ from lm_notebook.client.stream_base import (
     StreamBase,
     StreamSource,
     TokenRelay,
+    Trace,
     connect_trace,
     shut_down,
 )
@@ -91,6 +92,7 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
         self._chunks: Iterator[bytes] | None = None
         self._reader_thread: int | None = None
         self._socket: socket.socket | None = None
+        self._probe_socket: socket.socket | None = None  # a route probe's, while the stream asks which route to take
         self._pacing: ReadPacing | None = None
         self._network: Any = None  # the connection's network stream, once connected (read through this stream)
         self._on_sent: Callable[[], object] | None = None  # when_sent()'s callback, until it is called
@@ -269,8 +271,19 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
 
     def _wake_reader(self) -> None:
         # the socket as connected (known even while the request still waits for its headers, e.g. during a model
-        # load), else the one the response reads from
+        # load), else the one the response reads from; and a route probe's (or the wait for another's)
         shut_down(self._socket, self._response)
+        self._waking.set()
+        if self._probe_socket is not None:
+            shut_down(self._probe_socket, None)
+
+    def _probe_trace(self) -> Trace:
+        return connect_trace(self._on_probe_connect)
+
+    def _on_probe_connect(self, network: Any) -> None:
+        self._probe_socket = network.get_extra_info("socket")
+        if self._stop_requested.is_set():  # stopped while connecting
+            self._wake_reader()
 
     def _on_connect(self, network: Any) -> None:
         if self._socket is None:  # the TCP socket (a TLS stream comes after it, over the same socket)

@@ -72,7 +72,9 @@ class StreamSource(Explainer, Protocol):
 
     def _explain_empty_stream(self, payload: dict[str, Any]) -> Flow[None]: ...
 
-    def _supports_native_chat(self) -> Flow[bool]: ...
+    def _takes_native(
+        self, trace: Trace | None = None, stop: threading.Event | None = None, woken: threading.Event | None = None
+    ) -> Flow[bool]: ...
 
     def _native_refused(self, err: EndpointNotSupportedError) -> EndpointNotSupportedError: ...
 
@@ -162,6 +164,7 @@ class StreamBase(Generic[G]):
         self._content_only = True
         # route="auto" on a server not known yet: the native body to send instead, if it has the native route
         self._native_once_known: dict[str, Any] | None = None
+        self._waking = threading.Event()  # a Stop sets it: ends a wait for another request's route probe
         self._take(payload)
 
     def _take(self, payload: dict[str, Any]) -> None:
@@ -227,14 +230,25 @@ class StreamBase(Generic[G]):
             raise RuntimeError("this stream is already being iterated for text; call iter_parts() first")
         return self._gen
 
+    def _probe_trace(self) -> Trace | None:
+        """The trace the route probes go with (the sync stream's: a Stop can shut their socket down)."""
+        return None
+
     def _opening(self, trace: Trace | None) -> Flow[httpx.Response | None]:
         """Send the request, once (whichever comes first: ``with`` or iteration); None when a Stop came first."""
         if self._started:
             return self._response
         self._started = True
         native, self._native_once_known = self._native_once_known, None
-        if native is not None and (yield from self._source._supports_native_chat()):
-            self._take(native)
+        try:
+            if native is not None and (yield from self._source._takes_native(
+                self._probe_trace(), self._stop_requested, self._waking,
+            )):
+                self._take(native)
+        except LMStudioError:
+            if self._stop_requested.is_set():  # the Stop broke the probe
+                return None
+            raise
         if self._stop_requested.is_set():  # stopped while the client asked which route the server has
             return None
         self._acc.started = time.perf_counter()

@@ -164,8 +164,6 @@ class LMMagics(MagicsHost):
         args = parse_argstring(LMMagics.lm, line)
         self._check_name(args.output)
         req = read_cell(self, args, cell)
-        # on LM Studio 0.4 the native route shows the load's progress and the server's own stats (asked once a client)
-        req.client.supports_native_chat()
         if args.tools:
             return tools_cell(self, req, args)
         if args.no_stream:

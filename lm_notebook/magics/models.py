@@ -55,7 +55,8 @@ class ModelMagics(Magics):
         return magics.client if magics is not None else get_client()
 
     def _needs_0_4(self, client: LMStudioClient, what: str, instead: str) -> None:
-        if not client.supports_native_chat():
+        # only the server's own answer means 0.3 or llama.cpp: nobody there, an auth error, a 500 are said as such
+        if not self._run(client.supports_native_chat):
             raise UsageError(
                 f"{what} needs LM Studio 0.4 or newer; the server at {client.base_url} is an older LM Studio or "
                 f"another OpenAI-compatible server (llama.cpp's). {instead}"

@@ -1,20 +1,31 @@
 """``route="auto"`` over real loopback HTTP with the fake server, counting every request: a fresh client's first
 request learns once whether the server has LM Studio 0.4's native route (one probe, ``GET /api/v1/models``, after
 the greeting every first request already sent), and every later request decides without a round trip; on 0.3 it
-stays on ``/v1``; a probe that fails never breaks the request and is not repeated."""
+stays on ``/v1``; a probe that fails never breaks the request, and is asked again by the next one (only an answer
+is remembered); concurrent first requests (threads, tasks) wait for the one probe; a Stop ends a stream waiting on
+it; a greeting nobody answers is the request's error, asked once."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import httpx
 import pytest
 
 import lm_notebook.client.client_base as client_base
-from lm_notebook import AsyncLMStudioClient, EndpointNotSupportedError, LMStudioClient, LMStudioConnectionError
-from lm_notebook.testing import MockLMStudioServer, ModelSpec
+from lm_notebook import (
+    AsyncLMStudioClient,
+    EndpointNotSupportedError,
+    LMStudioClient,
+    LMStudioConnectionError,
+    LMStudioTimeoutError,
+)
+from lm_notebook.client.route_learning import RouteLearning
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
 
 LOADED = "qwen2.5-7b-instruct"
 GREETING, PROBE, NATIVE, OPENAI = "/lmstudio-greeting", "/api/v1/models", "/api/v1/chat", "/v1/chat/completions"
@@ -105,11 +116,11 @@ def test_native_on_a_fresh_client_of_0_3_says_clearly_it_is_not_there(lmstudio_m
 
 
 @pytest.mark.parametrize(("twin", "kind"), TWINS_AND_KINDS)
-def test_a_probe_that_fails_leaves_the_request_on_v1_and_is_not_asked_again(server: MockLMStudioServer, twin: Twin,
-                                                                            kind: Kind) -> None:
-    server.set_fault("500", path=PROBE)
-    assert [route for route, _ in two_requests(server.url, twin, kind)] == ["openai", "openai"]
-    assert sent(server) == [GREETING, PROBE, OPENAI, OPENAI]
+def test_a_probe_that_fails_leaves_the_request_on_v1_and_the_next_one_asks_again(server: MockLMStudioServer,
+                                                                                 twin: Twin, kind: Kind) -> None:
+    server.set_fault("500", path=PROBE, times=1)  # a passing failure is no answer about the route: not remembered
+    assert [route for route, _ in two_requests(server.url, twin, kind)] == ["openai", "native"]
+    assert sent(server) == [GREETING, PROBE, OPENAI, PROBE, NATIVE]
 
 
 @pytest.fixture
@@ -119,10 +130,12 @@ def quick_probes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("quick_probes")
-def test_a_probe_that_times_out_leaves_the_request_on_v1_and_is_not_asked_again(server: MockLMStudioServer) -> None:
-    server.set_fault("stall", path=PROBE, seconds=600)  # the model list never comes
-    assert [route for route, _ in two_requests(server.url, "sync", "stream")] == ["openai", "openai"]
-    assert sent(server) == [GREETING, PROBE, OPENAI, OPENAI]
+def test_a_probe_that_times_out_leaves_the_request_on_v1_and_the_next_one_asks_again(
+    server: MockLMStudioServer,
+) -> None:
+    server.set_fault("stall", path=PROBE, seconds=600, times=1)  # the model list does not come, this once
+    assert [route for route, _ in two_requests(server.url, "sync", "stream")] == ["openai", "native"]
+    assert sent(server) == [GREETING, PROBE, OPENAI, PROBE, NATIVE]
 
 
 def test_a_listing_after_a_failed_probe_still_teaches_auto_the_native_route(server: MockLMStudioServer) -> None:
@@ -144,3 +157,111 @@ def test_a_client_that_found_no_server_asks_again_once_one_answers() -> None:
         with MockLMStudioServer(port=port) as server:  # LM Studio started after the first try
             assert client.chat("Hi").route == "native"
             assert sent(server) == [GREETING, PROBE, NATIVE]
+
+
+class CountingJoins:
+    """Counts the requests that found another one asking the route (and wait for its answer)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, waiters: int) -> None:
+        self.all_waiting = threading.Event()
+        self._count = 0
+        self._lock = threading.Lock()
+        join = RouteLearning.join
+
+        def counting(learning: RouteLearning) -> object:
+            asking = join(learning)
+            if asking is not None:
+                with self._lock:
+                    self._count += 1
+                    if self._count == waiters:
+                        self.all_waiting.set()
+            return asking
+
+        monkeypatch.setattr(RouteLearning, "join", counting)
+
+
+def release_the_probe(server: MockLMStudioServer, clock: ManualClock, joins: CountingJoins) -> threading.Thread:
+    """From another thread: once the probe is stalled and every other request waits for it, let it answer."""
+    def run() -> None:
+        server.wait_for_requests(1, path=PROBE)
+        assert joins.all_waiting.wait(30)
+        clock.advance_to(clock.wait_for_pending(1)[0])
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("twin", ["sync", "async"])
+def test_concurrent_first_requests_wait_for_the_one_probe_and_all_go_native(monkeypatch: pytest.MonkeyPatch,
+                                                                           twin: Twin) -> None:
+    clock = ManualClock()
+    with MockLMStudioServer(models=[ModelSpec(LOADED, loaded=True)], clock=clock, reply_tokens=3) as server:
+        server.set_fault("stall", path=PROBE, seconds=60, times=1)  # in flight until released
+        joins = CountingJoins(monkeypatch, waiters=3)
+        releasing = release_the_probe(server, clock, joins)
+        if twin == "sync":
+            with LMStudioClient(server.url, timeout=30, model=LOADED) as client, ThreadPoolExecutor(4) as pool:
+                routes = list(pool.map(lambda i: client.chat(f"Hi {i}").route, range(4)))
+        else:
+            async def run() -> list[str]:
+                async with AsyncLMStudioClient(server.url, timeout=30, model=LOADED) as client:
+                    results = await asyncio.gather(*(client.chat(f"Hi {i}") for i in range(4)))
+                return [r.route for r in results]
+
+            routes = asyncio.run(run())
+        releasing.join()
+    assert routes == ["native"] * 4
+    assert sent(server) == [GREETING, PROBE, NATIVE, NATIVE, NATIVE, NATIVE]  # greeted and asked once
+
+
+@pytest.mark.usefixtures("quick_probes")
+@pytest.mark.parametrize("kind", ["chat", "stream"])
+def test_a_greeting_nobody_answers_is_the_requests_error_asked_once(server: MockLMStudioServer, kind: Kind) -> None:
+    server.set_fault("stall", path=GREETING, seconds=600)
+    with LMStudioClient(server.url, timeout=30, model=LOADED) as client, pytest.raises(LMStudioTimeoutError):
+        if kind == "chat":
+            client.chat("Hi")
+        else:
+            client.stream_chat("Hi").text()
+    assert sent(server) == [GREETING]
+
+
+def test_a_stop_ends_a_stream_waiting_for_the_route_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_base, "_PROBE_TIMEOUT", httpx.Timeout(600))  # only the Stop can end the wait
+    clock = ManualClock()
+    with MockLMStudioServer(models=[ModelSpec(LOADED, loaded=True)], clock=clock) as server:
+        server.set_fault("stall", path=PROBE, seconds=600, times=1)  # the probe's answer never comes in this test
+        with LMStudioClient(server.url, timeout=30, model=LOADED) as client:
+            stream = client.stream_chat("Hi")
+            ended = threading.Event()
+            texts: list[str] = []
+
+            def read() -> None:
+                texts.extend(stream)
+                ended.set()
+
+            threading.Thread(target=read, daemon=True).start()
+            server.wait_for_requests(1, path=PROBE)
+            stream.close()
+            assert ended.wait(60)
+        assert stream.stopped and texts == []
+        assert sent(server) == [GREETING, PROBE]  # no chat request: it ended without the probe's answer
+
+
+def test_a_stop_ends_a_stream_waiting_for_another_requests_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = ManualClock()
+    with MockLMStudioServer(models=[ModelSpec(LOADED, loaded=True)], clock=clock, reply_tokens=3) as server:
+        server.set_fault("stall", path=PROBE, seconds=60, times=1)
+        joins = CountingJoins(monkeypatch, waiters=1)
+        with LMStudioClient(server.url, timeout=30, model=LOADED) as client, ThreadPoolExecutor(2) as pool:
+            asking = pool.submit(lambda: client.chat("Hi").route)
+            server.wait_for_requests(1, path=PROBE)
+            waiting = client.stream_chat("Hi")
+            reading = pool.submit(lambda: list(waiting))
+            assert joins.all_waiting.wait(30)
+            waiting.close()
+            assert reading.result() == [] and waiting.stopped  # ended while the probe is still out
+            clock.advance_to(clock.wait_for_pending(1)[0])
+            assert asking.result() == "native"
+    assert sent(server) == [GREETING, PROBE, NATIVE]

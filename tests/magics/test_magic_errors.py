@@ -3,6 +3,11 @@ and with the real numbers, built from the exception's fields; the traceback on d
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from magic_shell import ANSI, MODEL, error_line, run, shown, use
@@ -17,7 +22,7 @@ from lm_notebook.client.errors import (
     NoModelLoadedError,
     RateLimitError,
 )
-from lm_notebook.testing import MockLMStudioServer
+from lm_notebook.testing import ManualClock, MockLMStudioServer
 
 # --- errors: one line each, traceback on demand ------------------------------------------------------------------
 
@@ -168,3 +173,24 @@ def test_errors_are_lm_studio_errors_underneath(ip: InteractiveShell) -> None:
     assert err.message.startswith("LM Studio is not reachable at http://127.0.0.1:9")
     assert "lms server start" in err.message
     assert error_line(res) == f"LMStudioConnectionError: {err.message}"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+@pytest.mark.lmstudio_mock(clock=ManualClock())
+def test_ctrl_c_while_a_fresh_client_asks_which_route_is_the_usual_one_line(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
+    lmstudio_mock.set_fault("stall", path="/api/v1/models", seconds=600, times=1)  # the route probe hangs
+
+    def press_stop() -> None:  # Ctrl-C once the cell's first request waits for the probe's answer
+        lmstudio_mock.wait_for_requests(1, path="/api/v1/models")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    stop = threading.Thread(target=press_stop)
+    stop.start()
+    try:
+        res = run(ip, f"%%lm -m {MODEL}\nHi")
+    finally:
+        stop.join()
+    assert isinstance(res.error_in_exec, KeyboardInterrupt)
+    assert "stopped by you" in error_line(res)  # not a traceback through httpcore's recv
+    assert [r.path for r in lmstudio_mock.requests] == ["/lmstudio-greeting", "/api/v1/models"]

@@ -11,6 +11,7 @@ from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from magic_shell import MODEL, recorder, run, shown
 
 import lm_notebook.magics.models as model_magics
+from lm_notebook import LMStudioClient, set_client
 from lm_notebook.testing import ManualClock, MockLMStudioServer, default_models
 
 NEW = "ibm/granite-4-micro"
@@ -126,6 +127,37 @@ def test_unload_needs_a_model_or_all(ip: InteractiveShell) -> None:
 def test_each_refuses_clearly_on_lm_studio_0_3(ip: InteractiveShell, line: str) -> None:
     text = usage_line(run(ip, line))
     assert "needs LM Studio 0.4 or newer" in text and "llama.cpp" in text
+
+
+def failure(res: ExecutionResult) -> str:
+    err = res.error_in_exec or res.error_before_exec
+    assert err is not None
+    return f"{type(err).__name__}: {err}"
+
+
+def test_with_nobody_listening_each_says_there_is_no_server_not_an_old_one(ip: InteractiveShell) -> None:
+    with MockLMStudioServer() as gone:
+        url = gone.url
+    set_client(LMStudioClient(url, timeout=10))
+    for line in ("%lm_ps", "%lm_load m", f"%lm_download {NEW}", "%lm_unload --all"):
+        text = failure(run(ip, line))
+        assert "LMStudioConnectionError" in text and "not reachable" in text and url in text
+        assert "0.4" not in text
+
+
+@pytest.mark.lmstudio_mock(auth_token="sk-lm-abcdefgh:0123456789abcdefghij")
+def test_without_the_token_it_says_the_token_is_missing_not_that_the_server_is_old(ip: InteractiveShell) -> None:
+    text = failure(run(ip, "%lm_ps"))
+    assert "AuthenticationError" in text and "API token" in text and "0.4 or newer" not in text
+
+
+def test_a_passing_server_error_is_said_as_such_and_the_next_try_works(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
+    lmstudio_mock.set_fault("500", path="/api/v1/models", times=1)
+    text = failure(run(ip, "%lm_ps"))
+    assert "HTTP 500" in text and "0.4 or newer" not in text
+    assert run(ip, "%lm_ps").success  # the failure was not remembered as "an older server"
+    assert texts(ip)[-1].splitlines()[0].split() == ["instance", "model", "context", "slots"]
 
 
 def test_integration_passes_mcp_integrations_and_shows_the_tool_calls(
