@@ -43,6 +43,7 @@ from lm_notebook.client.native_route import (
     native_payload,
     native_unsupported,
     openai_only,
+    with_integrations_checked,
 )
 from lm_notebook.client.payloads import (
     Messages,
@@ -111,6 +112,7 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         params = dict(params)
         route = checked_route(params.pop("route", None) or self._route)
         check_params(params)
+        params = with_integrations_checked(params)
         checked = as_messages(messages)  # a wrong message is the first thing to hear of, before a missing model
         chosen = self._model_for(model)
         checked, full = parts.messages(checked), parts.params(params)
@@ -131,10 +133,10 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
             return native
         return payload
 
-    def _native_refused(self, err: EndpointNotSupportedError) -> EndpointNotSupportedError:
-        """The server has no native chat route after all: remember it, and say it for the native route."""
+    def _native_refused(self, err: EndpointNotSupportedError, payload: dict[str, Any]) -> EndpointNotSupportedError:
+        """The server has no native chat route after all: remember it, and say it for the native ``payload``."""
         self._native_chat = False
-        return native_unsupported(err, self.base_url)
+        return native_unsupported(err, self.base_url, payload)
 
     def _check_vision(self, payload: Mapping[str, Any]) -> Flow[None]:
         """Refuse images for a model the server lists without vision (naming those that have it); when the server
@@ -392,7 +394,7 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
             body = yield from self._json("POST", chat_path(payload), json_body=payload, model=payload["model"],
                                          max_tokens=payload.get("max_output_tokens"))
         except EndpointNotSupportedError as err:
-            raise self._native_refused(err) from err
+            raise self._native_refused(err, payload) from err
         self._native_chat = True
         return parts.finish(result_from_native_body(body, started, payload.get("max_output_tokens")))
 
@@ -437,7 +439,7 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
             yield from self._exchange(ReadBody(response))
             err = yield from explained_error(self, response, payload["model"], payload.get("max_output_tokens"))
             if isinstance(err, EndpointNotSupportedError):
-                raise self._native_refused(err) from err
+                raise self._native_refused(err, payload) from err
             raise err
         self._server_form(payload)
         for _attempt in range(2):  # a second time only in llama.cpp's form of a JSON schema

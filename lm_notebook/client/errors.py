@@ -111,7 +111,33 @@ class LMStudioRequestError(LMStudioError, ValueError):
     """A request that LM Studio would reject, refused before anything is sent."""
 
 
-class LMStudioStreamError(LMStudioError):
+class ServerErrorFields:
+    """What the server's error body said: its ``type``, ``code`` and ``param`` (None where it said nothing)."""
+
+    body: Any
+
+    def _error_field(self, name: str) -> str | None:
+        err = self.body.get("error") if isinstance(self.body, dict) else None
+        value = err.get(name) if isinstance(err, dict) else None
+        return str(value) if value is not None else None
+
+    @property
+    def error_type(self) -> str | None:
+        """The server's error ``type`` (``invalid_request``, ``model_not_found``, …), when its body had one."""
+        return self._error_field("type")
+
+    @property
+    def error_code(self) -> str | None:
+        """The server's error ``code``, when its body had one."""
+        return self._error_field("code")
+
+    @property
+    def error_param(self) -> str | None:
+        """The parameter the server's error names (``param``), when its body had one."""
+        return self._error_field("param")
+
+
+class LMStudioStreamError(ServerErrorFields, LMStudioError):
     """The stream ended with an error after the server had answered 200.
 
     ``dropped`` is True when the connection broke or the server cut the answer short (worth retrying), False when
@@ -120,9 +146,12 @@ class LMStudioStreamError(LMStudioError):
 
     dropped: bool
 
-    def __init__(self, message: str, *, partial: ChatResult | None = None, dropped: bool = False) -> None:
+    def __init__(
+        self, message: str, *, partial: ChatResult | None = None, dropped: bool = False, body: Any = None
+    ) -> None:
         super().__init__(message, partial=partial)
         self.dropped = dropped
+        self.body = body  # the error the server sent in the stream, when it sent one (``error_type``, …)
 
 
 class AnswerFormatError(LMStudioError, ValueError):
@@ -170,7 +199,7 @@ class ModelDownloadError(LMStudioError):
         self.job_id = job_id
 
 
-class LMStudioAPIError(LMStudioError):
+class LMStudioAPIError(ServerErrorFields, LMStudioError):
     """The server answered with an error status (or a 200 whose body is an error).
 
     ``retry_after``: the seconds the server asked to wait (its ``Retry-After``), None when it did not say.
@@ -197,25 +226,6 @@ class LMStudioAPIError(LMStudioError):
         self.server_message = server_message
         self.retry_after = retry_after
 
-    def _error_field(self, name: str) -> str | None:
-        err = self.body.get("error") if isinstance(self.body, dict) else None
-        value = err.get(name) if isinstance(err, dict) else None
-        return str(value) if value is not None else None
-
-    @property
-    def error_type(self) -> str | None:
-        """The server's error ``type`` (``invalid_request``, ``model_not_found``, …), when its body had one."""
-        return self._error_field("type")
-
-    @property
-    def error_code(self) -> str | None:
-        """The server's error ``code``, when its body had one."""
-        return self._error_field("code")
-
-    @property
-    def error_param(self) -> str | None:
-        """The parameter the server's error names (``param``), when its body had one."""
-        return self._error_field("param")
 
 
 class AuthenticationError(LMStudioAPIError):

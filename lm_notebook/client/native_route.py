@@ -98,12 +98,37 @@ def why_not_native(messages: Sequence[Mapping[str, Any]], params: Mapping[str, A
     return None
 
 
+def native_only_in(params: Mapping[str, Any]) -> list[str]:
+    """The native-only parameters ``params`` sets (``integrations=[]``, ``store=False`` set nothing)."""
+    return sorted(k for k in NATIVE_ONLY if params.get(k) not in (None, False, [], ()))
+
+
+def with_integrations_checked(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with ``integrations`` as the list the native route takes: one id as a string is a list of one
+    (``"mcp/playwright"``, as the chat panel takes it); anything but ids and integration objects is refused."""
+    value = params.get("integrations")
+    if value is None:
+        return params
+    items = [value] if isinstance(value, (str, Mapping)) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, Mapping)) for i in items):
+        raise LMStudioRequestError(
+            f"integrations must be LM Studio integration ids such as ['mcp/playwright'] (one may be given as a "
+            f"string) or integration objects ({{'type': 'plugin', 'id': ...}}), not {value!r}."
+        )
+    return {**params, "integrations": list(items)}
+
+
 def choose_route(
     route: Route, *, native_available: bool | None, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
 ) -> ChatRoute:
     """The route one request takes. ``native_available``: whether the server has ``/api/v1/chat`` (None while the
     client does not know: the OpenAI route then, so no request costs an extra round trip)."""
-    native_only = sorted(k for k in NATIVE_ONLY if params.get(k) not in (None, False))
+    native_only = native_only_in(params)
+    if native_only and native_available is False:  # known: this server has no native route (0.3, llama.cpp's)
+        raise LMStudioRequestError(
+            f"{', '.join(native_only)} need(s) LM Studio 0.4's native chat route, and this server has none (an "
+            "older LM Studio, or llama.cpp's server): leave them out, or use a server with LM Studio 0.4 or newer."
+        )
     if route == "openai":
         if native_only:
             raise LMStudioRequestError(
@@ -181,9 +206,15 @@ def openai_only(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k not in NATIVE_ONLY}
 
 
-def native_unsupported(err: EndpointNotSupportedError, base_url: str) -> EndpointNotSupportedError:
-    """``err`` (the server has no ``/api/v1/chat``: LM Studio 0.3, llama.cpp's server) said for the native route."""
-    return needs_newer_lmstudio(
-        "LM Studio's native chat route (POST /api/v1/chat, route='native')", err, base_url,
-        "Use route='auto' (it takes /v1/chat/completions on this server) or route='openai'.",
-    )
+def native_unsupported(
+    err: EndpointNotSupportedError, base_url: str, payload: Mapping[str, Any] | None = None
+) -> EndpointNotSupportedError:
+    """``err`` (the server has no ``/api/v1/chat``: LM Studio 0.3, llama.cpp's server) said for the native route;
+    when ``payload`` (the native body sent) carries native-only parameters, the advice is to leave them out."""
+    sent = native_only_in(payload) if payload is not None else []  # the native body names them as the caller did
+    if sent:
+        return needs_newer_lmstudio("LM Studio's native chat route (POST /api/v1/chat)", err, base_url,
+                                    f"Leave out {', '.join(sent)}: they need LM Studio 0.4 or newer.")
+    advice = "Use route='auto' (it takes /v1/chat/completions on this server) or route='openai'."
+    return needs_newer_lmstudio("LM Studio's native chat route (POST /api/v1/chat, route='native')", err, base_url,
+                                advice)

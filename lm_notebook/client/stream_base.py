@@ -76,7 +76,7 @@ class StreamSource(Explainer, Protocol):
         self, trace: Trace | None = None, stop: threading.Event | None = None, woken: threading.Event | None = None
     ) -> Flow[bool]: ...
 
-    def _native_refused(self, err: EndpointNotSupportedError) -> EndpointNotSupportedError: ...
+    def _native_refused(self, err: EndpointNotSupportedError, payload: dict[str, Any]) -> EndpointNotSupportedError: ...
 
     def _closed_error(self, partial: ChatResult | None = None) -> LMStudioError | None: ...
 
@@ -460,14 +460,17 @@ class StreamBase(Generic[G]):
             message = str(body.get("message", ""))
         partial = self.partial()
         err = self._classified(body, message, code, partial)
-        if type(err) is LMStudioAPIError:
-            return LMStudioStreamError(
-                f"LM Studio reported an error mid-answer after {len(partial.content)} characters: "
-                f"{message.rstrip().rstrip('.')}. "
-                "The partial answer is kept (.partial).",
-                partial=partial,
-            )
-        return err
+        if type(err) is not LMStudioAPIError:
+            return err
+        if self._native is not None and not partial.content and not partial.reasoning:
+            return err  # refused before any answer (a bad previous_response_id): as chat() says it
+        return LMStudioStreamError(
+            f"LM Studio reported an error mid-answer after {len(partial.content)} characters: "
+            f"{message.rstrip().rstrip('.')}. "
+            "The partial answer is kept (.partial).",
+            partial=partial,
+            body=body,
+        )
 
     def _classified(self, body: Any, message: str, code: str | None, partial: ChatResult | None) -> LMStudioAPIError:
         """An error the server sent with its 200 (in the stream, or as the whole body)."""
@@ -485,7 +488,7 @@ class StreamBase(Generic[G]):
             token_sent=self._response is not None and token_sent(self._response.request),
         )
         if self._native is not None and isinstance(err, EndpointNotSupportedError):
-            return self._source._native_refused(err)
+            return self._source._native_refused(err, self._payload)
         return err
 
     def _check_finished(self) -> None:

@@ -402,10 +402,20 @@ class NativeStream:
             sender = StreamWriter(self.body, ttft=ttft, tokens_per_second=spec.tokens_per_second,
                                   quirks=app.quirks_for(spec), framing=self.framing,
                                   faults=[f for f in faults if f.kind != "empty_stream"],
-                                  error_payload=_stream_fault, clock=app.clock, client_left=self.client_left)
+                                  error_payload=_stream_fault, clock=app.clock, client_left=self.client_left,
+                                  after_error=lambda sent: self._partial_end(plan, result, sent))
             await sender.send(self.chat._events(plan, result, self.framing))
             if sender.client_gone:
                 app.scheduler.count_abandoned(spec.id)
+
+    def _partial_end(self, plan: Plan, result: Mapping[str, Any], tokens_sent: int) -> bytes:
+        """``chat.end`` after an in-stream error: the answer as far as it went (LM Studio always ends with it)."""
+        deltas = plan.gen.deltas
+        sent = ([d for d in deltas if d[0] != "content"] + [d for d in deltas if d[0] == "content"])[:tokens_sent]
+        text = "".join(t for name, t in sent if name == "content")
+        partial = {**result, "output": [{"type": "message", "content": text}] if text else [],
+                   "stats": {**result["stats"], "total_output_tokens": tokens_sent}}
+        return self.framing.event("chat.end", _dumps({"type": "chat.end", "result": partial}))
 
     async def _load_progress(self, spec: ModelSpec, task: asyncio.Future[Instance], started: float) -> bool:
         """``model_load.start`` and ``.progress`` while the load runs (paced by its load time); False when the

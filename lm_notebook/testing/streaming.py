@@ -125,9 +125,10 @@ class StreamWriter:
     def __init__(
         self, body: ChunkedBody, *, ttft: float, tokens_per_second: float, quirks: Quirks, framing: Framing,
         faults: Iterable[Fault], error_payload: Callable[[], dict[str, Any]], clock: Clock,
-        client_left: asyncio.Future[None],
+        client_left: asyncio.Future[None], after_error: Callable[[int], bytes] | None = None,
     ) -> None:
         self.body = body
+        self.after_error = after_error  # what follows an in-stream error, given the tokens sent (native: chat.end)
         self.clock = clock
         self.client_left = client_left
         self.client_gone = False
@@ -185,6 +186,8 @@ class StreamWriter:
                 payload = _dumps(self.error_payload())
                 self.batch.append(self.framing.event("error", payload) if fault.form == "event"
                                   else self.framing.data(payload))
+                if self.after_error is not None:
+                    self.batch.append(self.after_error(self.tokens_sent))
                 if await self._flush():
                     await self._finish()
                 return False

@@ -4,6 +4,7 @@ the server's stats, and the fallback on 0.3 and on servers without the route."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 
@@ -341,3 +342,61 @@ def test_on_0_3_vision_comes_from_the_model_type(lmstudio_mock: MockLMStudioServ
         models = {m.id: m for m in client.list_models()}
     assert models["google/gemma-3-4b"].vision is True and models[LOADED].vision is False
     assert models[LOADED].trained_for_tool_use is True and models[LOADED].source == "/api/v0/models"
+
+
+# --- the server's error fields, in streams too (review) ---------------------------------------------------------
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_bad_previous_response_id_is_refused_with_its_type_and_param_streamed_or_not(
+        server: MockLMStudioServer, stream: bool) -> None:
+    with native_client(server) as client, pytest.raises(LMStudioAPIError) as info:
+        if stream:
+            list(client.stream_chat("Hi", previous_response_id="resp_nope"))
+        else:
+            client.chat("Hi", previous_response_id="resp_nope")
+    err = info.value
+    assert err.error_type == "invalid_request" and err.error_param == "previous_response_id"
+    assert "resp_nope" in err.message and "mid-answer" not in err.message  # refused before any answer
+
+
+def test_an_error_event_mid_answer_keeps_its_type_code_and_param_and_the_partial() -> None:
+    def event(name: str, **data: object) -> str:
+        return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
+
+    body = (event("chat.start", model_instance_id="m") + event("message.start")
+            + event("message.delta", content="Hel") + event("message.delta", content="lo")
+            + event("error", error={"type": "mcp_connection_error", "message": "MCP server went away",
+                                    "code": "mcp_down", "param": "integrations"})
+            + event("chat.end", result={"model_instance_id": "m", "output": [{"type": "message", "content": "Hello"}],
+                                        "stats": {"tokens_per_second": 10, "total_output_tokens": 2,
+                                                  "input_tokens": 3}}))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/chat":
+            return httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"})
+        return httpx.Response(404)
+
+    with LMStudioClient("http://lm.local:1234", transport=httpx.MockTransport(handler), model="m",
+                        route="native") as client, pytest.raises(LMStudioStreamError) as info:
+        list(client.stream_chat("Hi", integrations=["mcp/x"]))
+    err = info.value
+    assert (err.error_type, err.error_code, err.error_param) == ("mcp_connection_error", "mcp_down", "integrations")
+    assert "MCP server went away" in err.message and "after 5 characters" in err.message
+    assert err.partial is not None and err.partial.content == "Hello"
+    assert err.partial.server_stats is not None and err.partial.server_stats.tokens_per_second == 10
+
+
+def test_the_fake_ends_a_stream_error_with_chat_end_carrying_the_partial_answer(server: MockLMStudioServer) -> None:
+    server.reply_tokens = 10
+    server.set_fault("stream_error", path="/api/v1/chat", after_chunks=3)
+    with httpx.stream("POST", server.url + "/api/v1/chat",
+                      json={"model": LOADED, "input": "Hi", "stream": True, "store": False}) as response:
+        wire = response.read().decode()
+    names = [line.removeprefix("event: ") for line in wire.splitlines() if line.startswith("event: ")]
+    assert names[-2:] == ["error", "chat.end"]  # as LM Studio: the stream always ends with chat.end
+    server.set_fault("stream_error", path="/api/v1/chat", after_chunks=3)
+    with native_client(server, route="native") as client, pytest.raises(LMStudioStreamError) as info:
+        client.stream_chat("Hi").text()
+    partial = info.value.partial
+    assert partial is not None and partial.content and info.value.error_type == "internal_error"
+    assert partial.server_stats is not None and partial.server_stats.output_tokens == 3  # chat.end's, kept

@@ -35,7 +35,8 @@ TABLE: list[tuple[str, bool | None, list[dict[str, Any]], dict[str, Any], str]] 
     ("auto", True, [USER], {"logit_bias": {"1": 2}}, "openai"),
     ("auto", True, [ASSISTANT], {}, "openai"),
     ("auto", None, [USER], {"store": True}, "native"),  # native-only parameters choose the native route
-    ("auto", False, [USER], {"previous_response_id": "resp_1"}, "native"),  # …and fail clearly where it is missing
+    ("auto", None, [USER], {"previous_response_id": "resp_1"}, "native"),  # …and fail clearly where it is missing
+    ("auto", True, [USER], {"integrations": [], "seed": 1}, "openai"),  # no integration: nothing native-only
     ("auto", None, [USER], {"integrations": ["mcp/playwright"]}, "native"),
     ("openai", True, [USER], {}, "openai"),
     ("openai", True, [USER], {"store": False}, "openai"),
@@ -63,6 +64,14 @@ def test_a_request_the_chosen_route_cannot_carry_is_refused_in_one_line(
     with pytest.raises(LMStudioRequestError) as info:
         choose_route(route, native_available=True, messages=messages, params=params)  # type: ignore[arg-type]
     assert said in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("route", ["auto", "openai", "native"])
+def test_native_only_parameters_where_the_server_is_known_to_have_no_native_route_are_refused(route: str) -> None:
+    with pytest.raises(LMStudioRequestError) as info:
+        choose_route(route, native_available=False, messages=[USER],  # type: ignore[arg-type]
+                     params={"previous_response_id": "resp_1"})
+    assert "previous_response_id need(s) LM Studio 0.4's native chat route, and this server has none" in str(info.value)
 
 
 def test_why_not_native_names_the_reason() -> None:

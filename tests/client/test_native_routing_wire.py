@@ -22,6 +22,7 @@ from lm_notebook import (
     EndpointNotSupportedError,
     LMStudioClient,
     LMStudioConnectionError,
+    LMStudioRequestError,
     LMStudioTimeoutError,
 )
 from lm_notebook.client.route_learning import RouteLearning
@@ -265,3 +266,38 @@ def test_a_stop_ends_a_stream_waiting_for_another_requests_probe(monkeypatch: py
             clock.advance_to(clock.wait_for_pending(1)[0])
             assert asking.result() == "native"
     assert sent(server) == [GREETING, PROBE, NATIVE]
+
+
+@pytest.mark.lmstudio_mock(version="0.3")
+@pytest.mark.parametrize("route", ["auto", "openai", "native"])
+def test_native_only_parameters_on_a_server_known_to_be_0_3_are_refused_before_sending(
+        lmstudio_mock: MockLMStudioServer, route: str) -> None:
+    with LMStudioClient(lmstudio_mock.url, timeout=30, model=LOADED) as client:
+        assert client.chat("Hi").route == "openai"  # learns it is 0.3
+        before = len(lmstudio_mock.requests)
+        with pytest.raises(LMStudioRequestError) as info:
+            client.chat("Hi", store=True, route=route)  # type: ignore[arg-type]
+        assert len(lmstudio_mock.requests) == before  # nothing sent
+    message = info.value.message
+    assert "store" in message and "leave them out" in message and "route=" not in message  # advice that works
+
+
+@pytest.mark.lmstudio_mock(version="0.3")
+def test_native_only_parameters_on_a_fresh_client_of_0_3_are_advised_out_not_round_in_circles(
+        lmstudio_mock: MockLMStudioServer) -> None:
+    with LMStudioClient(lmstudio_mock.url, timeout=30, model=LOADED) as client:
+        with pytest.raises(EndpointNotSupportedError) as info:
+            client.chat("Hi", previous_response_id="resp_1")
+    message = info.value.message
+    assert "Leave out previous_response_id: they need LM Studio 0.4 or newer." in message
+    assert "route='auto'" not in message and "route='openai'" not in message
+
+
+def test_one_integration_given_as_a_string_is_a_list_of_one(server: MockLMStudioServer) -> None:
+    with LMStudioClient(server.url, timeout=30, model=LOADED) as client:
+        result = client.chat("Search x", integrations="mcp/playwright")
+        assert server.last_request is not None and server.last_request.json["integrations"] == ["mcp/playwright"]
+        assert [e.tool for e in result.tool_events] == ["playwright_search"]
+        with pytest.raises(LMStudioRequestError, match=r"integrations must be .* not 5\."):
+            client.chat("Hi", integrations=5)
+        assert client.chat("Hi", integrations=[], seed=1).route == "openai"  # no integration: nothing native-only
