@@ -12,15 +12,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from lm_notebook.client.error_classification import is_unexpected_endpoint
-from lm_notebook.client.error_explanation import explained_error
+from lm_notebook.client.error_explanation import Explainer, explained_error
 from lm_notebook.client.flows import Await, Flow
 from lm_notebook.client.routes import MODEL_ROUTES, json_or_none, parse_models
 
 if TYPE_CHECKING:
-    from lm_notebook.client.client_base import BaseClient
+    import httpx
+
     from lm_notebook.client.stream_base import Trace
 
 
@@ -49,8 +50,20 @@ class RouteLearning:
                 asking.set_exception(error)
 
 
+class RouteLearner(Explainer, Protocol):
+    """What the learning needs from a client: what it knows of its server, and its greeting and probe."""
+
+    _is_lmstudio: bool | None
+    _native_chat: bool | None
+    _route_learning: RouteLearning
+
+    def _greeting(self, trace: Trace | None = None) -> Flow[bool]: ...
+
+    def _probe(self, path: str, trace: Trace | None = None) -> Flow[httpx.Response]: ...
+
+
 def native_chat_flow(
-    client: BaseClient[Any, Any, Any],
+    client: RouteLearner,
     trace: Trace | None = None,
     stop: threading.Event | None = None,
     woken: threading.Event | None = None,
@@ -84,7 +97,7 @@ def native_chat_flow(
     return client._native_chat
 
 
-def _ask(client: BaseClient[Any, Any, Any], trace: Trace | None) -> Flow[None]:
+def _ask(client: RouteLearner, trace: Trace | None) -> Flow[None]:
     if client._is_lmstudio is None:
         yield from client._greeting(trace)
     if not client._is_lmstudio:

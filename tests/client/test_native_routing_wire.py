@@ -285,9 +285,9 @@ def test_native_only_parameters_on_a_server_known_to_be_0_3_are_refused_before_s
 @pytest.mark.lmstudio_mock(version="0.3")
 def test_native_only_parameters_on_a_fresh_client_of_0_3_are_advised_out_not_round_in_circles(
         lmstudio_mock: MockLMStudioServer) -> None:
-    with LMStudioClient(lmstudio_mock.url, timeout=30, model=LOADED) as client:
-        with pytest.raises(EndpointNotSupportedError) as info:
-            client.chat("Hi", previous_response_id="resp_1")
+    with LMStudioClient(lmstudio_mock.url, timeout=30, model=LOADED) as client, \
+            pytest.raises(EndpointNotSupportedError) as info:
+        client.chat("Hi", previous_response_id="resp_1")
     message = info.value.message
     assert "Leave out previous_response_id: they need LM Studio 0.4 or newer." in message
     assert "route='auto'" not in message and "route='openai'" not in message
