@@ -297,6 +297,21 @@ def table(results: dict[str, Timings], *, max_tokens: int, repeats: int, startup
             best = t.best("%%lm (kernel)", what) / t.best("raw HTTP in the kernel", what)
             cells.append(f"{median:.2f}× ({best:.2f}×)")
         lines.append(f"| {model} | {' | '.join(cells)} |")
+    lines.append("")
+    lines.extend(verdicts(results))
+    return lines
+
+
+def verdicts(results: dict[str, Timings]) -> list[str]:
+    """Issue 17's first-token targets, one PASS/FAIL line each, on the medians: ``stream_chat`` against the raw
+    request, ``%%lm`` against the raw request run in the same kernel."""
+    lines = []
+    for model, t in results.items():
+        for path, floor in (("stream_chat", "raw HTTP"), ("%%lm (kernel)", "raw HTTP in the kernel")):
+            ratio = t.median(path, "ttft") / t.median(floor, "ttft")
+            verdict = "PASS" if ratio <= TARGET else "FAIL"
+            target = f"target ≤ {TARGET:.2f}×"
+            lines.append(f"{verdict}  {model}: {path} first token {ratio:.2f}× {floor} (median; {target})")
     return lines
 
 
