@@ -117,8 +117,8 @@ class Tool:
         ``arguments`` break the schema (the message says how, for the model to correct itself).
 
         A property the schema does not declare is the model's mistake too (named, with the declared ones), unless
-        the schema allows other properties and ``fn`` takes it (``**kwargs``, or a parameter of that name): then it
-        is passed on."""
+        the schema allows other properties and ``fn`` takes ``**kwargs`` (and has no parameter of that name): then
+        it is passed on in ``**kwargs``."""
         takes = self._takes_undeclared()
         unexpected = [k for k in _undeclared(self.parameters, arguments) if not takes(k)]
         fitting = {k: v for k, v in arguments.items() if k not in unexpected}
@@ -141,18 +141,19 @@ class Tool:
         return bound
 
     def _takes_undeclared(self) -> Callable[[str], bool]:
-        """Whether ``fn`` may be given a property the schema does not declare: the schema allows other properties
-        (a function's own schema never does), and ``fn`` takes ``**kwargs`` or a keyword of that name."""
+        """Whether ``fn`` may be given a property the schema does not declare: only when the schema allows other
+        properties (a function's own schema never does) and ``fn`` takes ``**kwargs``. Never a named parameter the
+        schema leaves out: the model must not set what the schema hides (``query(sql, db=...)`` showing only
+        ``sql``)."""
         if self.validator is not None or self.parameters.get("additionalProperties", True) is False:
             return lambda name: False
         try:
             parameters = list(inspect.signature(self.fn).parameters.values())
         except (TypeError, ValueError):
             return lambda name: False
-        if any(p.kind is p.VAR_KEYWORD for p in parameters):
-            return lambda name: True
-        keywords = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        return keywords.__contains__
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+        hidden = {p.name for p in parameters if p.kind is not p.VAR_KEYWORD}
+        return lambda name: takes_any and name not in hidden
 
 
 def _jsonschema() -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from lm_notebook.client.act_types import ActResult, ToolRoundsExceededError
+from lm_notebook.client.act_types import ActInterrupted, ActResult, ToolRoundsExceededError
 from lm_notebook.client.errors import LMStudioError, LMStudioRequestError
 from lm_notebook.client.tools import Tool, as_toolset
 from lm_notebook.display.act_view import ToolCallsView, act_into, block_of
@@ -59,6 +59,11 @@ def tools_cell(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatRes
     if args.no_stream:
         try:
             done = client.act(messages, tools, model=model, **params)
+        except ActInterrupted as err:  # Ctrl-C during a call: kept and said as the streamed cell does
+            show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
+            host._store(args.output, err.act_result)
+            host._stopped(err, args, "the calls are")
+            raise
         except ToolRoundsExceededError as err:
             show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
             host._store(args.output, err.act_result)

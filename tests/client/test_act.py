@@ -498,10 +498,20 @@ def test_undeclared_arguments_reach_a_function_that_takes_them(server: MockLMStu
     server.script_tool_calls(QWEN, [("add", {"a": 1, "b": 2, "c": 3})])
     (call,) = client.act("add them", [Tool("add", "Add.", closed, add)]).calls
     assert call.failure == "invalid_arguments" and "unexpected property 'c'" in (call.error or "")
-    # a schema that declares nothing, for a function that takes the names the model sends: they reach it
-    server.script_tool_calls(QWEN, [("add", {"a": 1, "b": 2})])
+    # a named parameter the schema hides is never set by the model, even when the schema allows other properties
+    def query(sql: str, db: str = "analytics.sqlite", **more: Any) -> str:
+        return f"ran {sql} on {db} {sorted(more)}"
+
+    sql_only = {"type": "object", "properties": {"sql": {"type": "string"}}, "required": ["sql"]}
+    server.script_tool_calls(QWEN, [("query", {"sql": "select 1", "db": "/etc/prod.sqlite"})])
+    (call,) = client.act("query it", [Tool("query", "Run SQL.", sql_only, query)]).calls
+    assert call.failure == "invalid_arguments" and "unexpected property 'db'" in (call.error or "")
+    server.script_tool_calls(QWEN, [("query", {"sql": "select 1", "limit": 5})])  # **more takes the undeclared
+    (call,) = client.act("query it", [Tool("query", "Run SQL.", sql_only, query)]).calls
+    assert call.ok and call.output == "ran select 1 on analytics.sqlite ['limit']"
+    server.script_tool_calls(QWEN, [("add", {"a": 1, "b": 2})])  # a schema that declares nothing hides a and b
     (call,) = client.act("add them", [Tool("add", "Add.", {"type": "object"}, lambda a, b: a + b)]).calls
-    assert call.ok and call.output == "3"
+    assert call.failure == "invalid_arguments" and "unexpected properties 'a', 'b'" in (call.error or "")
 
 
 def test_sync_stop_cancels_a_running_async_tool(server: MockLMStudioServer, client: LMStudioClient) -> None:

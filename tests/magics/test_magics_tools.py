@@ -130,16 +130,25 @@ def interrupted(kernel: Kernel, server: MockLMStudioServer, cell_text: str, runn
     return run
 
 
-def test_interrupt_during_a_call_stops_the_loop(kernel: Kernel, server: MockLMStudioServer) -> None:
-    run = interrupted(kernel, server, "%%lm --tools stuck -o cut\nstuck", "/stuck-is-running")
+@pytest.mark.parametrize("no_stream", [False, True], ids=["streamed", "no-stream"])
+def test_interrupt_during_a_call_stops_the_loop(kernel: Kernel, server: MockLMStudioServer, no_stream: bool) -> None:
+    """Stop while a plain function runs: the act ends, ``-o`` keeps it and the message says so (with --no-stream
+    too: before, its cell kept nothing and pointed at an ``err.act_result`` no notebook has)."""
+    kernel.run("cut = None")
+    flag = " --no-stream" if no_stream else ""
+    run = interrupted(kernel, server, f"%%lm --tools stuck{flag} -o cut\nstuck", "/stuck-is-running")
     assert run.status == "error"
-    live = [str(m["content"]["data"]) for m in run.of_type("display_data", "update_display_data")
-            if m["content"].get("transient", {}).get("display_id")]
-    assert any("stuck(title=" in text and "running…" in text for text in live), "the running call is shown live"
     (error,) = run.of_type("error")
+    shown = "the calls are" if no_stream else "the calls and the partial answer are"
     assert [ANSI.sub("", line) for line in error["content"]["traceback"]] == [
-        "ActInterrupted: stopped by you; the calls and the partial answer are shown above and in cut."
+        f"ActInterrupted: stopped by you; {shown} shown above and in cut."
     ]
+    if no_stream:
+        assert "stuck(title=" in str(run.of_type("display_data")), "the stopped call's block is shown"
+    else:
+        live = [str(m["content"]["data"]) for m in run.of_type("display_data", "update_display_data")
+                if m["content"].get("transient", {}).get("display_id")]
+        assert any("stuck(title=" in text and "running…" in text for text in live), "the running call is shown live"
     check = kernel.run("assert cut.stopped and cut.rounds == 1, cut\n"
                        "assert [(c.name, c.failure) for c in cut.calls] == [('stuck', 'stopped')], cut.calls")
     assert check.status == "ok", check.text()
