@@ -429,32 +429,33 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         yield from self._check_model(payload["model"])
         yield from self._check_vision(payload)
         if is_native_payload(payload):
-            request = self._stream_http.build_request(
-                "POST", chat_path(payload), json=payload, headers=_STREAM_HEADERS,
-                extensions={} if trace is None else {"trace": trace},
-            )
-            response = yield from self._exchange(Send(request, stream=True))
-            if response.status_code < 400:
-                return response
-            yield from self._exchange(ReadBody(response))
-            err = yield from explained_error(self, response, payload["model"], payload.get("max_output_tokens"))
-            if isinstance(err, EndpointNotSupportedError):
-                raise self._native_refused(err, payload) from err
-            raise err
+            answer = yield from self._sent_stream(payload, trace, payload.get("max_output_tokens"))
+            if isinstance(answer, EndpointNotSupportedError):
+                raise self._native_refused(answer, payload) from answer
+            if isinstance(answer, LMStudioAPIError):
+                raise answer
+            return answer
         self._server_form(payload)
-        for _attempt in range(2):  # a second time only in llama.cpp's form of a JSON schema
-            request = self._stream_http.build_request(
-                "POST", CHAT_PATH, json=payload, headers=_STREAM_HEADERS,
-                extensions={} if trace is None else {"trace": trace},
-            )
-            response = yield from self._exchange(Send(request, stream=True))
-            if response.status_code < 400:
-                return response
-            yield from self._exchange(ReadBody(response))
-            err = yield from explained_error(self, response, payload["model"], payload.get("max_tokens"))
-            if not self._json_schema_refused(err, payload):
-                break
-        raise err
+        answer = yield from self._sent_stream(payload, trace, payload.get("max_tokens"))
+        if isinstance(answer, LMStudioAPIError) and self._json_schema_refused(answer, payload):
+            answer = yield from self._sent_stream(payload, trace, payload.get("max_tokens"))  # llama.cpp's form
+        if isinstance(answer, LMStudioAPIError):
+            raise answer
+        return answer
+
+    def _sent_stream(
+        self, payload: dict[str, Any], trace: Trace | None, max_tokens: int | None
+    ) -> Flow[httpx.Response | LMStudioAPIError]:
+        """Send a stream's request on its route: its response with the body unread, or the error it answered."""
+        request = self._stream_http.build_request(
+            "POST", chat_path(payload), json=payload, headers=_STREAM_HEADERS,
+            extensions={} if trace is None else {"trace": trace},
+        )
+        response = yield from self._exchange(Send(request, stream=True))
+        if response.status_code < 400:
+            return response
+        yield from self._exchange(ReadBody(response))
+        return (yield from explained_error(self, response, payload["model"], max_tokens))
 
     def _explain_empty_stream(self, payload: dict[str, Any]) -> Flow[None]:
         """A stream that carried nothing: ask once more, unstreamed and one token long, to learn the server's reason

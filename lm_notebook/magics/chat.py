@@ -13,10 +13,9 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.errors import LMStudioRequestError, ModelNotFoundError
-from lm_notebook.client.session import get_client
 from lm_notebook.magics.advice import unknown_model_text
 from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
-from lm_notebook.magics.lm import LMMagics
+from lm_notebook.magics.lm import LMMagics, lm_magics_of, magics_client
 from lm_notebook.magics.registry import remove_magics
 
 if TYPE_CHECKING:
@@ -80,13 +79,11 @@ class ChatMagics(Magics):
         display(panel)  # type: ignore[no-untyped-call]
 
     def _lm_magics(self) -> LMMagics | None:
-        magics = self.shell.magics_manager.registry.get("LMMagics") if self.shell is not None else None
-        return magics if isinstance(magics, LMMagics) else None
+        return lm_magics_of(self.shell)
 
     def _client(self) -> LMStudioClient:
         """The client %%lm uses (it follows %config LMMagics.base_url), else the shared one."""
-        magics = self._lm_magics()
-        return magics.client if magics is not None else get_client()
+        return magics_client(self.shell)
 
     def _lm_magics_defaults(self) -> dict[str, Any]:
         """Settings made with %config LMMagics.* apply to the panel too."""

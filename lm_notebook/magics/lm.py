@@ -13,6 +13,8 @@ magic does not take are a ``UsageError``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from IPython.core.magic import cell_magic, line_magic, magics_class
 
 from lm_notebook.client.errors import ModelNotFoundError
@@ -26,6 +28,11 @@ from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstr
 from lm_notebook.magics.cell_request import read_cell
 from lm_notebook.magics.host import MagicsHost
 from lm_notebook.magics.tool_cells import tools_cell
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from lm_notebook.client.clients import LMStudioClient
 
 
 @magics_class
@@ -169,3 +176,15 @@ class LMMagics(MagicsHost):
         if args.no_stream:
             return answer_blocking(self, req, args)
         return answer_streaming(self, req, args)
+
+
+def lm_magics_of(shell: InteractiveShell | None) -> LMMagics | None:
+    """The shell's %%lm magics (their settings: %config LMMagics.*), None when they are not loaded."""
+    magics = shell.magics_manager.registry.get("LMMagics") if shell is not None else None
+    return magics if isinstance(magics, LMMagics) else None
+
+
+def magics_client(shell: InteractiveShell | None) -> LMStudioClient:
+    """The client %%lm uses (it follows %config LMMagics.base_url), else the shared one."""
+    magics = lm_magics_of(shell)
+    return magics.client if magics is not None else get_client()

@@ -17,10 +17,9 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.downloads import DownloadJob
 from lm_notebook.client.errors import LMStudioError
-from lm_notebook.client.session import get_client
 from lm_notebook.display.progress import download_text
 from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
-from lm_notebook.magics.lm import LMMagics
+from lm_notebook.magics.lm import LMMagics, lm_magics_of, magics_client
 from lm_notebook.magics.registry import remove_magics
 
 if TYPE_CHECKING:
@@ -46,13 +45,11 @@ class ModelMagics(Magics):
         self._unfinished: dict[tuple[str, str, str | None], DownloadJob] = {}
 
     def _lm(self) -> LMMagics | None:
-        magics = self.shell.magics_manager.registry.get("LMMagics") if self.shell is not None else None
-        return magics if isinstance(magics, LMMagics) else None
+        return lm_magics_of(self.shell)
 
     def _client(self) -> LMStudioClient:
         """The client %%lm uses (it follows %config LMMagics.base_url), else the shared one."""
-        magics = self._lm()
-        return magics.client if magics is not None else get_client()
+        return magics_client(self.shell)
 
     def _needs_0_4(self, client: LMStudioClient, what: str, instead: str) -> None:
         # only the server's own answer means 0.3 or llama.cpp: nobody there, an auth error, a 500 are said as such
