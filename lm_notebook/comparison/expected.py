@@ -73,11 +73,23 @@ def _given(expected: object, inputs: PromptInputs) -> list[str | None]:
 def _from_series(expected: pd.Series[Any], names: Sequence[object]) -> list[str | None]:
     """A Series keyed like the prompts. Labels it repeats are allowed only when its index is the prompts' own, label
     for label in order (a column of the prompts' DataFrame): then it lines up row by row. Otherwise a repeated label
-    is ambiguous (which of its answers is that prompt's?), and refused."""
-    if expected.index.is_unique:
-        return [as_text(expected.get(name)) for name in names]
+    is ambiguous (which of its answers is that prompt's?), and refused; so are labels that name no prompt (as a
+    dict's keys), and prompts that repeat a label the Series has once (which prompt is its answer's?)."""
     if list(expected.index) == list(names):
         return [as_text(v) for v in expected.tolist()]
+    known = set(names)
+    unknown = [label for label in expected.index if label not in known]
+    if unknown:
+        raise ValueError(f"expected= is a Series with labels that name no prompt: {unknown[:5]}; the prompts are "
+                         f"{list(names)[:10]}. Key it like the prompts, or give one answer per prompt in order: "
+                         "expected=list(series).")
+    twice = sorted({repr(name) for name in names if list(names).count(name) > 1})
+    if expected.index.is_unique and twice:
+        raise ValueError(f"expected= is a Series keyed by label, but the prompts repeat {', '.join(twice[:5])}: "
+                         "which of them its answer is for is ambiguous. Give one answer per prompt in order: "
+                         "expected=list(series).")
+    if expected.index.is_unique:
+        return [as_text(expected.get(name)) for name in names]
     repeated = expected.index[expected.index.duplicated(keep=False)]
     counts = pd.Series(repeated).value_counts(sort=False)
     shown = ", ".join(f"{label!r} ({n} answers)" for label, n in list(counts.items())[:5])
