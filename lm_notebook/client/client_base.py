@@ -3,22 +3,22 @@ operation, written once as a flow, over the client's settings and state (:mod:`l
 
 A flow is a generator that yields the I/O it needs and receives its answer (see :mod:`lm_notebook.client.flows`);
 :class:`~lm_notebook.client.flows.operation` publishes it as a method that the sync client runs to its value and the
-async client returns as a coroutine. Nothing here does I/O.
+async client returns as a coroutine. Nothing here does I/O. Below it: how each request goes out
+(:mod:`~lm_notebook.client.client_requests`) and which route a chat takes (:mod:`~lm_notebook.client.client_routing`).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 import httpx
 
-from lm_notebook.client.client_state import ClientState, HttpT, TransportT
+from lm_notebook.client.client_routing import RoutingClient
+from lm_notebook.client.client_state import HttpT, TransportT
 from lm_notebook.client.embeddings import embed_flow
-from lm_notebook.client.error_classification import is_error_body
-from lm_notebook.client.error_explanation import explained_error, model_ids_quietly
+from lm_notebook.client.error_explanation import explained_error
 from lm_notebook.client.errors import (
     ClientClosedError,
     ContextLengthExceededError,
@@ -34,52 +34,27 @@ from lm_notebook.client.errors import (
 from lm_notebook.client.flows import Flow, ReadBody, Send, operation
 from lm_notebook.client.images import DEFAULT_MAX_IMAGE_EDGE, ImageInput, images_in
 from lm_notebook.client.native_events import result_from_native_body
-from lm_notebook.client.native_route import (
-    chat_path,
-    checked_route,
-    choose_route,
-    is_native_payload,
-    native_images,
-    native_payload,
-    native_unsupported,
-    openai_only,
-    with_integrations_checked,
-)
-from lm_notebook.client.payloads import (
-    Messages,
-    as_messages,
-    chat_payload,
-    check_params,
-    conversation,
-    load_payload,
-    probe_payload,
-)
-from lm_notebook.client.request_parts import NO_PARTS, RequestParts, refuses_json_schema, vision_refusal
-from lm_notebook.client.route_learning import native_chat_flow
+from lm_notebook.client.native_route import chat_path, is_native_payload, native_images
+from lm_notebook.client.payloads import Messages, conversation, load_payload, probe_payload
+from lm_notebook.client.request_parts import RequestParts, refuses_json_schema, vision_refusal
 from lm_notebook.client.routes import (
     CHAT_PATH,
-    GREETING_PATH,
     LOAD_PATH,
     MODEL_ROUTES,
     OPENAI_MODELS_PATH,
     UNLOAD_PATH,
     LoadResult,
-    is_fake_greeting,
-    json_or_none,
     load_result,
-    looks_like_lmstudio,
     parse_models,
     result_from_body,
 )
 from lm_notebook.client.schemas import json_object_form
-from lm_notebook.client.stream_base import OnToken, ReadStream, StreamBase, Trace
-from lm_notebook.client.transport_errors import translated
+from lm_notebook.client.stream_base import OnToken, ReadStream, StreamBase
+from lm_notebook.client.stream_connection import Trace
 from lm_notebook.client.types import ChatResult, ModelInfo
 
 StreamT = TypeVar("StreamT", bound=StreamBase[Any])
 
-# the greeting and model-list look-ups the client makes on its own account: quick, or not at all
-_PROBE_TIMEOUT = httpx.Timeout(5.0)
 # what a probe after an empty stream may reveal; anything else leaves the stream's own error standing
 _EMPTY_STREAM_REASONS = (ContextLengthExceededError, ModelNotFoundError, NoModelLoadedError, ModelLoadError)
 # A stream's connection is not reused: a server that aborts a stream (llama.cpp's server on a prompt longer than the
@@ -88,55 +63,11 @@ _EMPTY_STREAM_REASONS = (ContextLengthExceededError, ModelNotFoundError, NoModel
 _STREAM_HEADERS = {"Connection": "close"}
 
 
-class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, StreamT]):
+class BaseClient(RoutingClient[HttpT, TransportT], Generic[HttpT, TransportT, StreamT]):
     """Every operation the sync and async clients share, each a flow; no I/O here. The twins set ``_http_type``
     (the httpx client class) and ``_stream_type`` (the stream class) and do the I/O of each step (``_perform``)."""
 
     _stream_type: type[StreamT]
-
-    def _chat_payload(
-        self, messages: Messages, model: str | None, stream: bool, params: Mapping[str, Any],
-        parts: RequestParts = NO_PARTS,
-    ) -> dict[str, Any]:
-        """The request's body on the route it takes (see :func:`~lm_notebook.client.native_route.choose_route`);
-        ``params`` may carry ``route=`` for this call."""
-        return self._chat_payloads(messages, model, stream, params, parts)[0]
-
-    def _chat_payloads(
-        self, messages: Messages, model: str | None, stream: bool, params: Mapping[str, Any],
-        parts: RequestParts = NO_PARTS,
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The request's body on the route it takes, and, when that choice waits on what the server is
-        (``route="auto"`` before the client knows whether the server has the native route), the native body to send
-        instead if it turns out to (see :meth:`_routed`)."""
-        params = dict(params)
-        route = checked_route(params.pop("route", None) or self._route)
-        check_params(params)
-        params = with_integrations_checked(params)
-        checked = as_messages(messages)  # a wrong message is the first thing to hear of, before a missing model
-        chosen = self._model_for(model)
-        checked, full = parts.messages(checked), parts.params(params)
-        if choose_route(route, native_available=self._native_chat, messages=checked, params=full) == "native":
-            return native_payload(checked, chosen, stream, full), None
-        payload = chat_payload(checked, chosen, stream, openai_only(full))
-        if self._native_chat is None and choose_route(
-            route, native_available=True, messages=checked, params=full
-        ) == "native":
-            return payload, native_payload(checked, chosen, stream, full)
-        return payload, None
-
-    def _routed(self, payload: dict[str, Any], native: dict[str, Any] | None) -> Flow[dict[str, Any]]:
-        """The body to send: ``native`` (when given) once the server is known to have LM Studio 0.4's native route,
-        else ``payload``. A client's first such request learns it (who answers, then ``/api/v1/models``: quick
-        probes, once per client); every later one decides without a round trip."""
-        if native is not None and (yield from self._takes_native()):
-            return native
-        return payload
-
-    def _native_refused(self, err: EndpointNotSupportedError, payload: dict[str, Any]) -> EndpointNotSupportedError:
-        """The server has no native chat route after all: remember it, and say it for the native ``payload``."""
-        self._native_chat = False
-        return native_unsupported(err, self.base_url, payload)
 
     def _check_vision(self, payload: Mapping[str, Any]) -> Flow[None]:
         """Refuse images for a model the server lists without vision (naming those that have it); when the server
@@ -184,78 +115,6 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
                 raise
         return (yield from self._json("POST", CHAT_PATH, json_body=payload, model=payload["model"]))
 
-    def _unknown_model_error(self, model: str, ids: list[str]) -> ModelNotFoundError | None:
-        self._known_ids = frozenset(ids)
-        if not ids or model in self._known_ids:
-            return None
-        return ModelNotFoundError(
-            model_not_found_message(model, ids, self.base_url)
-            + " (This server does not check model ids itself: it would have answered with another model.)",
-            status_code=404,
-            model=model,
-            available=ids,
-        )
-
-    # --- steps: every request goes through _exchange -------------------------------------------------------------
-    def _exchange(self, step: Send | ReadBody, *, probe: bool = False) -> Flow[httpx.Response]:
-        """Ask for one piece of I/O. An httpx error it meets is thrown in here by the driver and leaves as ours.
-        ``probe``: it is one of the client's own quick checks (a timeout says so)."""
-        closed = self._closed_error()
-        if closed is not None:
-            raise closed
-        request = step.request if isinstance(step, Send) else step.response.request
-        # the timeout this request was sent with (a probe's is its own), else the client's
-        read_timeout = request.extensions.get("timeout", {}).get("read", self.timeout.read)
-        with translated(
-            base_url=self.base_url, read_timeout=read_timeout, closed=self._closed_error,
-            probe=request.url.path if probe else None,
-        ):
-            response: httpx.Response = yield step
-        return response
-
-    def _probe(self, path: str, trace: Trace | None = None) -> Flow[httpx.Response]:
-        """A quick ``GET`` the client makes on its own account (who is there, which ids it has); with a stream's
-        ``trace``, on a connection of its own (its Stop can shut it down)."""
-        if trace is None:
-            return (yield from self._exchange(Send(self._http.build_request("GET", path, timeout=_PROBE_TIMEOUT)),
-                                              probe=True))
-        request = self._stream_http.build_request("GET", path, timeout=_PROBE_TIMEOUT, extensions={"trace": trace})
-        response = yield from self._exchange(Send(request, stream=True), probe=True)
-        return (yield from self._exchange(ReadBody(response), probe=True))
-
-    def _json(
-        self, method: str, path: str, *, json_body: Any = None, model: str | None = None, max_tokens: int | None = None
-    ) -> Flow[Any]:
-        """Send one request; its JSON body, or the right error (even for a 200 whose body is an error).
-        ``max_tokens``: the answer's budget an error's advice counts (default: the body's)."""
-        response = yield from self._exchange(Send(self._http.build_request(method, path, json=json_body)))
-        body = json_or_none(response)
-        if response.status_code >= 400 or body is None or is_error_body(body):
-            if max_tokens is None and isinstance(json_body, dict):
-                max_tokens = json_body.get("max_tokens")
-            raise (yield from explained_error(self, response, model, max_tokens))
-        return body
-
-    _request = operation(_json)
-
-    def _greeting(self, trace: Trace | None = None) -> Flow[bool]:
-        """Ask who answers (``GET /lmstudio-greeting``) and remember whether it is LM Studio, and whether it is this
-        project's fake server."""
-        response = yield from self._probe(GREETING_PATH, trace)
-        self._is_lmstudio = looks_like_lmstudio(response)
-        self._server_is_fake = is_fake_greeting(response)
-        return self._is_lmstudio
-
-    def _check_model(self, model: str) -> Flow[None]:
-        """On a server that is not LM Studio, refuse an id it does not list (it would answer with another model)."""
-        if self._is_lmstudio is None:
-            yield from self._greeting()
-        if self._is_lmstudio or model in self._known_ids:
-            return
-        err = self._unknown_model_error(model, (yield from model_ids_quietly(self)))
-        if err is not None:
-            raise err
-
     # --- models --------------------------------------------------------------------------------------------------
     def _fetch_models(self) -> Flow[list[dict[str, Any]]]:
         """The ``data`` list of ``GET /v1/models`` (the integration guide's ``fetchModels``)."""
@@ -283,31 +142,6 @@ class BaseClient(ClientState[HttpT, TransportT], Generic[HttpT, TransportT, Stre
         raise last
 
     list_models = operation(_list_models)
-
-    def _supports_native_chat(
-        self, trace: Trace | None = None, stop: threading.Event | None = None, woken: threading.Event | None = None
-    ) -> Flow[bool]:
-        """Whether the server has LM Studio 0.4's native chat route (``/api/v1/chat``). A fresh client asks once (who
-        answers, then ``GET /api/v1/models``: quick probes; concurrent callers wait for that one answer); it raises
-        what kept it from knowing (nobody answers, an auth error, a server error), and asks again next time."""
-        return (yield from native_chat_flow(self, trace, stop, woken))
-
-    def _takes_native(
-        self, trace: Trace | None = None, stop: threading.Event | None = None, woken: threading.Event | None = None
-    ) -> Flow[bool]:
-        """For ``route="auto"``: whether this request goes the native way. When the server could not say, it goes the
-        OpenAI way (nothing remembered: the next request asks again), and that request says what is wrong — except
-        that nobody answering the greeting is this request's error already (asked once, not twice)."""
-        try:
-            return (yield from self._supports_native_chat(trace, stop, woken))
-        except ClientClosedError:
-            raise
-        except LMStudioError:
-            if self._is_lmstudio is None:
-                raise
-            return False
-
-    supports_native_chat = operation(_supports_native_chat)
 
     def _get_model(self, model_id: str) -> Flow[ModelInfo]:
         """One model's metadata; ``ModelNotFoundError`` (listing the ids) when it is unknown."""

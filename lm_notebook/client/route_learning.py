@@ -22,7 +22,7 @@ from lm_notebook.client.routes import MODEL_ROUTES, json_or_none, parse_models
 if TYPE_CHECKING:
     import httpx
 
-    from lm_notebook.client.stream_base import Trace
+    from lm_notebook.client.stream_connection import Trace
 
 
 class RouteLearning:

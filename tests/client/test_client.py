@@ -811,9 +811,9 @@ def test_an_async_operation_awaited_over_http_answers() -> None:
 
 
 def test_a_stalled_probe_reports_the_probes_own_timeout_not_the_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lm_notebook.client.client_base as client_base
+    import lm_notebook.client.client_requests as client_requests
 
-    monkeypatch.setattr(client_base, "_PROBE_TIMEOUT", httpx.Timeout(0.25))  # the test waits for this, not 5 s
+    monkeypatch.setattr(client_requests, "_PROBE_TIMEOUT", httpx.Timeout(0.25))  # the test waits for this, not 5 s
     with MockLMStudioServer(clock=ManualClock()) as server, LMStudioClient(server.url, timeout=600) as client:
         server.set_fault("stall", path="/lmstudio-greeting", seconds=3600)
         with pytest.raises(LMStudioTimeoutError) as info:

@@ -16,7 +16,7 @@ from typing import Literal
 import httpx
 import pytest
 
-import lm_notebook.client.client_base as client_base
+import lm_notebook.client.client_requests as client_requests
 from lm_notebook import (
     AsyncLMStudioClient,
     EndpointNotSupportedError,
@@ -126,7 +126,7 @@ def test_a_probe_that_fails_leaves_the_request_on_v1_and_the_next_one_asks_again
 
 @pytest.fixture
 def quick_probes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(client_base, "_PROBE_TIMEOUT", httpx.Timeout(0.5))
+    monkeypatch.setattr(client_requests, "_PROBE_TIMEOUT", httpx.Timeout(0.5))
     yield
 
 
@@ -229,7 +229,7 @@ def test_a_greeting_nobody_answers_is_the_requests_error_asked_once(server: Mock
 
 
 def test_a_stop_ends_a_stream_waiting_for_the_route_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_base, "_PROBE_TIMEOUT", httpx.Timeout(600))  # only the Stop can end the wait
+    monkeypatch.setattr(client_requests, "_PROBE_TIMEOUT", httpx.Timeout(600))  # only the Stop can end the wait
     clock = ManualClock()
     with MockLMStudioServer(models=[ModelSpec(LOADED, loaded=True)], clock=clock) as server:
         server.set_fault("stall", path=PROBE, seconds=600, times=1)  # the probe's answer never comes in this test
