@@ -61,7 +61,9 @@ def test_a_model_loading_just_in_time_is_said_with_the_seconds_then_it_streams(
         log = StatusLog(chat)
         lookups = model_lookups(server)
         reply = chat.send("Hi")
-        assert chat._status_line.text == f"Loading {MODEL}… 0 s"  # at once: the listing said it is not loaded
+        # at once, before the request leaves: the listing said it is not loaded (the server's first progress report
+        # may repaint the line before this thread looks at it, so read what it said first)
+        assert log.texts[0] == f"Loading {MODEL}… 0 s"
         server.wait_for_requests(1, path=CHAT)  # the request left at once
         assert 5.0 in clock.wait_for_pending(2)  # the server is loading the model, due in 5 s (and reports progress)
         clock.advance(3)
