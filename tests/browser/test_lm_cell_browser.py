@@ -64,16 +64,24 @@ def test_a_long_answer_streams_in_blocks_then_shows_once(
     )
     page.evaluate(RUN_ALL)
     cell = page.locator(".jp-CodeCell").nth(1)
-    # while it streams: finished blocks are outputs of their own above the repainted tail (read in one go, at a
-    # moment the tail is there)
+    # while it streams: finished blocks are outputs of their own, without a cursor, above the repainted tail (read
+    # in one go, at a moment the page has painted every output). JupyterLab renders each markdown output when its
+    # render resolves, not in the order the kernel sent them: a new output can be empty for a while, and a tail
+    # updated to its finished block can still show its last live text (with the cursor) after the new tail below it
+    # is painted — later still for a fenced block whose language mode it loads first. A frame read then is not what
+    # the kernel sent, so the wait is for a painted one; a cursor the kernel left in a finished block never lets it
+    # come (the wait fails).
     snapshot = page.wait_for_function(
         "(n) => { const c = document.querySelectorAll('.jp-CodeCell')[1];"
-        " const outs = c ? [...c.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText) : [];"
-        " return outs.length >= n && outs[outs.length - 1].includes('▌') ? outs : null; }",
+        " const outs = c ? [...c.querySelectorAll('.jp-OutputArea-output')] : [];"
+        " const texts = outs.map(o => o.innerText);"
+        " return outs.length >= n && outs.every(o => o.childElementCount > 0)"
+        " && texts.slice(0, -1).every(t => !t.includes('▌')) && texts[texts.length - 1].includes('▌')"
+        " ? texts : null; }",
         arg=4, timeout=60_000,
     )
     live = [_words(text) for text in snapshot.json_value()]
-    assert all("▌" not in text for text in live[:-1]), "finished blocks carry no cursor"
+    assert all(live), "every block shown has text"
     cell.scroll_into_view_if_needed()
     streaming = tmp_path / "lm_long_answer_streaming.png"
     cell.screenshot(path=str(streaming))
