@@ -12,7 +12,12 @@ round by round on one server in one run:
 
 Medians over the rounds; ratios are against the raw request's median. Target: ≤ 1.05× for both paths.
 Needs the real tier (``scripts/setup_real.sh``).
-Run: ``python -m bench.real_latency [--repeats 9] [--max-tokens 64] [--model ALIAS]``
+Run: ``python -m bench.real_latency [--repeats 9] [--max-tokens 64] [--model ALIAS] [--timeout 120]``
+
+A request or cell that takes longer than ``--timeout`` ends the run with no table (a round cut short would make the
+medians wrong): the message says which model, round and path, for how long, and what the server was doing then (still
+answering ``GET /v1/models``? its log's end; the load average). On a machine oversubscribed well beyond its cores,
+llama.cpp's threads crawl (every path, the raw request included, slows alike): that is what such a timeout has been.
 """
 
 from __future__ import annotations
@@ -102,11 +107,11 @@ class Timings:
 # --- the three paths ------------------------------------------------------------------------------------------------
 
 
-def raw_request(host: str, port: int, payload: dict[str, Any]) -> Sample:
+def raw_request(host: str, port: int, payload: dict[str, Any], *, timeout: float = 120) -> Sample:
     """POST and read the event stream with the standard library only: the server's own time, plus nothing."""
     body = json.dumps(payload).encode()
     started = time.perf_counter()
-    conn = http.client.HTTPConnection(host, port, timeout=120)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
@@ -151,19 +156,46 @@ def client_stream(client: LMStudioClient, model: str, max_tokens: int) -> Sample
     return Sample(first - started, end - started, deltas)
 
 
+class BenchAborted(RuntimeError):
+    """A round that did not finish: the run ends with this message instead of a table."""
+
+
+def server_state(server: Any, *, timeout: float = 5.0) -> str:
+    """What the server is doing right now, for a round that did not finish: up, answering, its log's end."""
+    if not server.alive():
+        return f"the server has exited; its log ends:\n{server.log_tail(1500)}"
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        conn.request("GET", "/v1/models")
+        status = conn.getresponse().status
+        answer = f"answers GET /v1/models (HTTP {status}) in {time.perf_counter() - started:.1f} s"
+    except OSError as exc:
+        answer = f"does not answer GET /v1/models within {timeout:g} s ({exc!r}: it is starved of CPU or stuck)"
+    finally:
+        conn.close()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"the server is running and {answer}; load average {load} on {os.cpu_count()} cores; its log ends:\n"
+        f"{server.log_tail(1500)}"
+    )
+
+
 class KernelCell:
     """One IPython kernel with the magics loaded, pointed at the server."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 120) -> None:
         from jupyter_client.manager import start_new_kernel
 
+        self.timeout = timeout
         env = {**os.environ, "LMSTUDIO_BASE_URL": base_url}
         self.km, self.kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=60)
         self.run("%load_ext lm_notebook", answer=False)
         self.run(RAW_IN_KERNEL, answer=False)
 
-    def run(self, code: str, *, answer: bool = True, timeout: float = 120) -> Sample:
+    def run(self, code: str, *, answer: bool = True) -> Sample:
         """Execute ``code``; time to the first output showing answer text (``answer``), and to idle."""
+        timeout = self.timeout
         started = time.perf_counter()
         msg_id = self.kc.execute(code)
         first: float | None = None
@@ -171,7 +203,8 @@ class KernelCell:
         error: str | None = None
         while True:
             if time.perf_counter() - started > timeout:
-                raise TimeoutError(f"kernel busy for {timeout} s running {code!r}")
+                self.km.interrupt_kernel()  # the kernel is left free for close()
+                raise TimeoutError(f"the kernel was still busy after {timeout:g} s running {code!r}")
             try:
                 msg = self.kc.get_iopub_msg(timeout=1)
             except queue.Empty:
@@ -204,11 +237,10 @@ class KernelCell:
     def lm(self, model: str, max_tokens: int, *, updates_per_second: float | None = None) -> Sample:
         if updates_per_second is not None:
             self.run(f"%config LMMagics.updates_per_second = {updates_per_second}", answer=False)
-        try:
-            return self.run(f"%%lm -m {model} -t 0 --seed {SEED} --max-tokens {max_tokens} -f text\n{PROMPT}")
-        finally:
-            if updates_per_second is not None:
-                self.run("%config LMMagics.updates_per_second = 10.0", answer=False)
+        sample = self.run(f"%%lm -m {model} -t 0 --seed {SEED} --max-tokens {max_tokens} -f text\n{PROMPT}")
+        if updates_per_second is not None:  # (after a failure the run ends: its error is the one to see)
+            self.run("%config LMMagics.updates_per_second = 10.0", answer=False)
+        return sample
 
     def close(self) -> None:
         self.kc.stop_channels()
@@ -218,8 +250,22 @@ class KernelCell:
 # --- the run --------------------------------------------------------------------------------------------------
 
 
+def _sample(server: Any, model: str, when: str, path: str, run: Callable[[], Sample]) -> Sample:
+    """One path's sample; a failure (a timeout) ends the run with which round and path, and the server's state."""
+    started = time.perf_counter()
+    try:
+        return run()
+    except Exception as exc:
+        elapsed = time.perf_counter() - started
+        raise BenchAborted(
+            f"real_latency: {model}, {when}, path {path!r} failed after {elapsed:.1f} s: {exc}\n"
+            f"{server_state(server)}\nNo table: a round that did not finish would make the medians wrong."
+        ) from exc
+
+
 def measure(
-    server: Any, model: str, *, repeats: int, max_tokens: int, kernel: KernelCell, client: LMStudioClient
+    server: Any, model: str, *, repeats: int, max_tokens: int, kernel: KernelCell, client: LMStudioClient,
+    timeout: float = 120,
 ) -> Timings:
     port = server.port
     payload = {
@@ -232,19 +278,20 @@ def measure(
         "stream_options": {"include_usage": True},  # what the client sends too
     }
     contenders: dict[str, Callable[[], Sample]] = {
-        "raw HTTP": lambda: raw_request("127.0.0.1", port, payload),
+        "raw HTTP": lambda: raw_request("127.0.0.1", port, payload, timeout=timeout),
         "stream_chat": lambda: client_stream(client, model, max_tokens),
         "raw HTTP in the kernel": lambda: kernel.run(f"_bench_raw({port}, {json.dumps(payload).encode()!r})"),
         "%%lm (kernel)": lambda: kernel.lm(model, max_tokens),
         "%%lm, 1 ms repaints": lambda: kernel.lm(model, max_tokens, updates_per_second=1000),
     }
-    for run in contenders.values():  # warm up: model load, imports in the kernel, the prompt cache
-        run()
+    for path, run in contenders.items():  # warm up: model load, imports in the kernel, the prompt cache
+        _sample(server, model, "warm-up", path, run)
     out = Timings()
     for i in range(repeats):
         order = list(PATHS[i % len(PATHS) :] + PATHS[: i % len(PATHS)])  # rotate, so no path always goes first
         for path in order:
-            out.samples[path].append(contenders[path]())
+            when = f"round {i + 1} of {repeats}"
+            out.samples[path].append(_sample(server, model, when, path, contenders[path]))
     return out
 
 
@@ -330,18 +377,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=9, help="rounds per model (default 9)")
     parser.add_argument("--max-tokens", type=int, default=64, help="answer length (default 64)")
     parser.add_argument("--model", action="append", help="model alias (default: both real models)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds a request or cell may take (default 120)")
     args = parser.parse_args(argv)
 
     real = _real_server()
     try:
         models = args.model or list(real.MODELS)
         results: dict[str, Timings] = {}
-        with _running(real) as server, LMStudioClient(server.base_url, timeout=120) as client:
-            kernel = KernelCell(server.base_url)
+        with _running(real) as server, LMStudioClient(server.base_url, timeout=args.timeout) as client:
+            kernel = KernelCell(server.base_url, timeout=args.timeout)
             try:
                 for model in models:  # model by model: each switch makes llama.cpp's server reload
                     results[model] = measure(
-                        server, model, repeats=args.repeats, max_tokens=args.max_tokens, kernel=kernel, client=client
+                        server, model, repeats=args.repeats, max_tokens=args.max_tokens, kernel=kernel, client=client,
+                        timeout=args.timeout,
                     )
             finally:
                 kernel.close()
@@ -349,6 +398,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     except real.RealTierMissing as exc:
         print(f"real_latency: skipped: {exc}")
         return {}
+    except BenchAborted as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(1) from None
     for line in table(results, max_tokens=args.max_tokens, repeats=args.repeats, startup=startup):
         print(line)
     ratios: dict[str, float] = {}
