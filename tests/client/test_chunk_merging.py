@@ -209,8 +209,11 @@ def test_a_stream_parses_each_read_once_not_each_chunk(chunky_url: str) -> None:
         result = stream.result()
     assert text == "".join(f"t{i} " for i in range(TOKENS)) == result.content
     assert result.completion_tokens == TOKENS and not result.stopped
-    # one block per read of the body (and the headers' read, which may bring the first chunks), not 401 chunks
-    assert decoder.blocks <= stream.reads + 1 < TOKENS
+    # about one block per network read, not one per chunk (401): `reads` counts the body's reads, but the head's read
+    # may carry body bytes and a read that ends inside a chunk line reads on, and each adds a block (a clean CI run
+    # saw 4 blocks for 1 counted read), so the bound is "a few per read", far below one a chunk
+    assert stream.reads < TOKENS
+    assert decoder.blocks <= 4 * (stream.reads + 1) < TOKENS
 
 
 def test_an_async_stream_parses_each_read_once_not_each_chunk(chunky_url: str) -> None:
@@ -224,7 +227,8 @@ def test_an_async_stream_parses_each_read_once_not_each_chunk(chunky_url: str) -
     result = asyncio.run(stream.result())
     assert text == "".join(f"t{i} " for i in range(TOKENS)) == result.content
     assert result.completion_tokens == TOKENS and not result.stopped
-    assert 1 <= decoder.blocks <= stream.reads + 1 < TOKENS
+    assert stream.reads < TOKENS
+    assert 1 <= decoder.blocks <= 4 * (stream.reads + 1) < TOKENS  # a few blocks a read, as in the sync test
 
 
 class CutNetwork:
