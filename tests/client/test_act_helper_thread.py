@@ -5,6 +5,7 @@ certain (the Stop from inside the call's start, the Ctrl-C raised by ``Thread.st
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, ClassVar
@@ -31,13 +32,17 @@ class Waiting:
 
     def __init__(self) -> None:
         self.ran, self.cancelled = threading.Event(), threading.Event()
-        self.release = threading.Event()
+        self._release: concurrent.futures.Future[None] = concurrent.futures.Future()  # (never set while all goes well)
+
+    def release(self) -> None:
+        """Let the body finish, from any thread (its cancellation also cancels the wait)."""
+        if not self._release.done():
+            self._release.set_result(None)
 
     async def body(self) -> str:
         self.ran.set()
         try:
-            while not self.release.is_set():  # (never set while the test goes well)
-                await asyncio.sleep(0.05)
+            await asyncio.wrap_future(self._release)
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
@@ -58,11 +63,11 @@ def test_a_stop_as_an_async_tool_starts_cancels_it(server: MockLMStudioServer, c
     holder["stream"] = stream
     try:
         watchdog = threading.Thread(target=lambda: (waiting.ran.wait(30) and waiting.cancelled.wait(30))
-                                    or waiting.release.set(), daemon=True)
+                                    or waiting.release(), daemon=True)
         watchdog.start()
         result = stream.result()
     finally:
-        waiting.release.set()
+        waiting.release()
     (call,) = result.calls
     assert call.failure == "stopped", (call.failure, call.output)
     assert result.stopped and not waiting.ran.is_set()
@@ -108,7 +113,7 @@ def test_ctrl_c_while_the_helper_thread_starts_leaves_nothing_running(
             assert not waiting.ran.is_set()
     finally:
         monkeypatch.undo()
-        waiting.release.set()
+        waiting.release()
 
 
 @pytest.mark.parametrize("raised", [SystemExit(3), KeyboardInterrupt()], ids=["SystemExit", "KeyboardInterrupt"])

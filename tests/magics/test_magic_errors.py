@@ -175,7 +175,7 @@ def test_errors_are_lm_studio_errors_underneath(ip: InteractiveShell) -> None:
     assert error_line(res) == f"LMStudioConnectionError: {err.message}"
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+@pytest.mark.skipif(sys.platform == "win32", reason="sends a real SIGINT (POSIX signals); runs on the Linux CI")
 @pytest.mark.lmstudio_mock(clock=ManualClock())
 def test_ctrl_c_while_a_fresh_client_asks_which_route_is_the_usual_one_line(
         ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
