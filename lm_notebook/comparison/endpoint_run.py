@@ -204,8 +204,9 @@ class MultiEndpointRun(ComparisonRun):
             run.outcomes, run.keys = self.outcomes, self.keys  # one set of rows
 
     def check_servers(self) -> CheckServers:
-        """Where the checks' judges and embedding models run: the endpoints up, each model on the first listing it."""
-        return CheckServers([CheckServer(e.name, e.client, e.infos) for e in self.endpoints if e.down is None])
+        """Where the checks' judges and embedding models run: each model on the first endpoint up listing it, or on
+        the endpoint it is pinned to (one that is down is kept, to say so)."""
+        return CheckServers([CheckServer(e.name, e.client, e.infos, e.down) for e in self.endpoints])
 
     def _up(self, name: str) -> bool:
         return any(e.name == name and e.down is None for e in self.endpoints)

@@ -178,8 +178,8 @@ class Scorer:
         if not pairs:
             return
         try:
-            server, chosen = servers.embedding(check)
-            client = server.client
+            place = servers.embedding(check)
+            server, chosen, client = place.server, place.sent, place.server.client
             model = chosen or choose_embedding_model(None, None, list(server.infos.values()), client.base_url)
             texts = list(dict.fromkeys(t for pair in pairs.values() for t in pair))
             vectors = await _embedded(texts, model, client, cache)
@@ -203,7 +203,8 @@ class Scorer:
         by_model: dict[int, dict[str, dict[str, JudgeRequest]]] = {}
         for check in judges:
             try:
-                server, model = servers.judge(check)
+                place = servers.judge(check)
+                server, model = place.server, place.sent
             except LMStudioError as exc:  # (checked before the candidates ran: only a model gone since)
                 server, model, problem = servers.servers[0], None, exc.message
             else:

@@ -185,6 +185,8 @@ def check_model_advice(err: CheckModelError) -> str:
     """A check's model problem in the magic's words (its options, not judge(model=...))."""
     kind, option = ("judge", "--judge-model") if err.role == "judge" else ("similar_to", "--embedding-model")
     model = f'"{err.model}"'
+    if err.endpoint is not None:  # pinned "name/model": its message says which endpoint, what it lists, what to do
+        return f"--check {kind}: {err.message}"
     if err.problem == "not_listed":
         guess = suggest_model(err.model or "", err.available)
         shown = ", ".join(err.available[:20]) + (" …" if len(err.available) > 20 else "")

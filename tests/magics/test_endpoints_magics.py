@@ -69,3 +69,19 @@ def test_lm_compare_all_spreads_over_the_endpoints(ip: InteractiveShell, two: di
     df: pd.DataFrame = ip.user_ns.pop("_lm_compare")
     assert list(dict.fromkeys(df.model)) == ["alpha", "shared", "beta"] and (df.status == "ok").all()
     assert set(df[df.model == "beta"].endpoint) == {"gpu"} and set(df[df.model == "alpha"].endpoint) == {"laptop"}
+
+
+def test_lm_compare_all_with_a_pinned_judge(ip: InteractiveShell, two: dict[str, MockLMStudioServer]) -> None:
+    """A judge pinned to the one endpoint configured grades; a pin that cannot work says which endpoint and why."""
+    gpu = two["gpu"]
+    ip.magics_manager.registry["LMMagics"].endpoints = {"gpu": gpu.url}
+    ip.run_cell_magic("lm_compare", "--all -m beta -t 0 --no-progress --check 'judge:Ok?' --judge-model gpu/shared",
+                      "Hi")
+    df: pd.DataFrame = ip.user_ns.pop("_lm_compare")
+    assert df["check_judge"].notna().all(), df["check_notes"].tolist()
+    with pytest.raises(UsageError) as err:
+        ip.run_cell_magic("lm_compare", "--all -m beta --no-progress --check 'judge:Ok?' --judge-model gpu/shard",
+                          "Hi")
+    assert str(err.value) == (f'--check judge: The judge of check judge, "gpu/shard", is pinned to endpoint gpu at '
+                              f'{gpu.url}, which does not list shard (it lists: beta, shared). Did you mean '
+                              '"gpu/shared"? Fix the id, or download shard on gpu.')
