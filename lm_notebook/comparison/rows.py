@@ -6,12 +6,10 @@
 
 from __future__ import annotations
 
-import gc
 import itertools
 import operator
 import statistics
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -174,20 +172,6 @@ _ROW_FIELDS = tuple(f for f in Outcome.__dataclass_fields__ if f != "server_load
 _spec_values = operator.attrgetter("prompt_name", "prompt", "prompt_index", "model", "repeat")
 _row_values = operator.itemgetter(*_ROW_FIELDS, "server_load_s")  # and what load_s is made of
 _MISSING = float("nan")  # a value a row does not have (pandas' own fill for a missing key)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No garbage collection while a run's rows are made in bulk (a cached re-run's 1,000 records, its frame): they
-    are tens of thousands of new objects, each batch of which set off a collection of the whole heap's young
-    objects — and now and then of all of it, pandas' included (tens of milliseconds). Restored after, as it was."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def build_frame(

@@ -16,12 +16,13 @@ from collections import deque
 
 import pandas as pd
 
+from lm_notebook.comparison.collector import gc_paused
 from lm_notebook.comparison.interrupt import cancel_and_wait
 from lm_notebook.comparison.model_batch import BatchState
 from lm_notebook.comparison.preflight import cache_hits, model_infos, refused_rows
 from lm_notebook.comparison.retry import ModelBreaker
 from lm_notebook.comparison.row_attempts import RowSender
-from lm_notebook.comparison.rows import Outcome, gc_paused
+from lm_notebook.comparison.rows import Outcome
 from lm_notebook.comparison.schedule import ModelBatch, RequestSpec, resolve_slots, schedule
 from lm_notebook.comparison.tool_rows import tools_key
 

@@ -20,10 +20,11 @@ from lm_notebook.client.schemas import AnswerSchema
 from lm_notebook.client.tools import Tool
 from lm_notebook.client.types import ChatResult, ModelInfo
 from lm_notebook.comparison.cache import ResponseCache
+from lm_notebook.comparison.collector import gc_paused
 from lm_notebook.comparison.inputs import PromptInputs
 from lm_notebook.comparison.progress import EventKind, ProgressCallback, ProgressReporter, SettledRow
 from lm_notebook.comparison.retry import RetryPolicy
-from lm_notebook.comparison.rows import Outcome, build_frame, gc_paused
+from lm_notebook.comparison.rows import Outcome, build_frame
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec
 from lm_notebook.comparison.scoring import Scorer
 from lm_notebook.comparison.structured import with_structured_columns

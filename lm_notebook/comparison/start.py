@@ -9,7 +9,6 @@ as LM Studio would refuse them), the checks, the schema and the tools. Then the 
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -25,6 +24,7 @@ from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, open_cache
 from lm_notebook.comparison.check_models import CheckServers, check_models
 from lm_notebook.comparison.checks import Check, CheckFunction, named_checks
+from lm_notebook.comparison.collector import CollectorPause, gc_paused
 from lm_notebook.comparison.endpoint_run import MultiEndpointRun, multi_endpoint_run
 from lm_notebook.comparison.endpoints import Endpoints, ModelArg
 from lm_notebook.comparison.expected import expected_answers
@@ -32,7 +32,6 @@ from lm_notebook.comparison.inputs import PromptInputs, chat_messages, prompt_in
 from lm_notebook.comparison.preflight import start_listing
 from lm_notebook.comparison.progress import ProgressCallback
 from lm_notebook.comparison.retry import RetryPolicy
-from lm_notebook.comparison.rows import gc_paused
 from lm_notebook.comparison.run import ComparisonRun
 from lm_notebook.comparison.schedule import Concurrency, check_repeats, plan_requests, resolve_slots
 from lm_notebook.comparison.scoring import Scorer
@@ -110,18 +109,13 @@ async def start(**arguments: Any) -> pd.DataFrame:
     The garbage collector is off while the run is set up (its inputs, plan, keys and cached rows are made in bulk:
     tens of thousands of young objects, which a collection in between would walk for nothing). When that settles
     every row (a fully cached re-run: nothing to stream, no judge), it stays off to the frame, which is made next;
-    otherwise it is back on before the first row is sent, so a long run's streams are collected as they go."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    otherwise this call gives its hold back before the first row is sent, so a long run's streams are collected as
+    they go. The pause is counted (:mod:`~lm_notebook.comparison.collector`): concurrent calls share it."""
+    with CollectorPause() as pause:  # counted: other acompare tasks and threads pause it too (collector.py)
         run = await _prepared(**arguments)
-        if was_enabled and (run.scorer is not None or any(outcome is None for outcome in run.outcomes)):
-            was_enabled = False
-            gc.enable()
+        if run.scorer is not None or any(outcome is None for outcome in run.outcomes):
+            pause.release()
         return await run.execute()
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 async def _prepared(
@@ -153,7 +147,7 @@ async def _prepared(
 ) -> ComparisonRun:
     """The comparison ``compare``/``acompare`` asked for, checked and prepared (what is known settled); ``box``
     receives its run as soon as it exists (so an interrupt while starting can still return the rows)."""
-    with gc_paused():  # a prompt item each: made in bulk (rows.gc_paused)
+    with gc_paused():  # a prompt item each: made in bulk (collector.py)
         inputs = prompt_inputs(prompts, template, images_column, max_image_edge)
     check_list = named_checks(checks)
     references = expected_answers(expected, inputs)

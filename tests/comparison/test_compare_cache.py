@@ -251,7 +251,7 @@ def test_a_cached_rerun_reads_the_cache_in_one_query_not_one_per_row(
         again = compare(prompts, ["alpha"], client=client, temperature=0, cache=cache, progress=False)
         cache._db.set_trace_callback(None)
     assert again.cached.all() and list(again.response) == list(first.response)
-    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "COUNT(*)" not in s]
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "MAX(rowid)" not in s]
     assert len(reads) == 1, reads  # one query for the 30 keys (it was one per row)
     assert not [s for s in statements if "INSERT" in s.upper()]
     assert not [r for r in server.requests[sent:] if r.is_chat]  # nothing asked of the model
@@ -331,11 +331,11 @@ def test_a_cache_about_the_runs_size_is_read_in_one_pass_and_a_larger_one_key_by
         cache._db.set_trace_callback(statements.append)
         wanted = [f"k{i}" for i in range(20)] + ["missing"]
         assert cache.get_many(wanted) == {k: rows[k] for k in wanted[:20]}
-        answers = [s for s in statements if "FROM answers_1" in s and "COUNT(*)" not in s]
+        answers = [s for s in statements if "FROM answers_1" in s and "MAX(rowid)" not in s]
         assert len(answers) == 1 and "WHERE" not in answers[0], answers  # 30 stored, 21 asked: one pass
         statements.clear()
         assert cache.get_many(["k3", "k4", "nope"]) == {"k3": rows["k3"], "k4": rows["k4"]}
-        answers = [s for s in statements if "FROM answers_1" in s and "COUNT(*)" not in s]
+        answers = [s for s in statements if "FROM answers_1" in s and "MAX(rowid)" not in s]
         assert len(answers) == 1 and "WHERE key IN" in answers[0], answers  # 30 stored, 3 asked: by key
         cache._db.set_trace_callback(None)
 
@@ -365,3 +365,27 @@ def test_a_fully_cached_rerun_still_refuses_a_model_the_server_no_longer_serves(
     assert list(again.response[again.model == "alpha"]) == list(first.response[first.model == "alpha"])
     refused = again[again.model == "beta"]
     assert (refused.error_type == "ModelNotFoundError").all() and refused.error.str.contains('"beta"').all()
+
+
+def test_a_cached_compare_call_does_not_scan_a_large_cache_table(
+    client: LMStudioClient, server: MockLMStudioServer, tmp_path: Path
+) -> None:
+    # a COUNT(*) of the whole table ran on every call (to choose one pass or a look-up a key): with a cache of many
+    # notebooks' answers, a call of two rows walked all of them. Each statement the call runs is asked for its plan.
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        record = _row_record("another notebook's answer")
+        for i in range(300):
+            cache.put(f"other{i}", record, model="m")
+        first = compare(["a", "b"], ["alpha"], client=client, temperature=0, cache=cache, progress=False)
+        statements: list[str] = []
+        cache._db.set_trace_callback(statements.append)
+        sent = len(server.requests)
+        again = compare(["a", "b"], ["alpha"], client=client, temperature=0, cache=cache, progress=False)
+        cache._db.set_trace_callback(None)
+        assert again.cached.all() and list(again.response) == list(first.response)
+        assert not [r for r in server.requests[sent:] if r.is_chat]
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert reads  # the rows were read from it
+        plans = {s: [row[-1] for row in cache._db.execute(f"EXPLAIN QUERY PLAN {s}")] for s in reads}
+    scans = {s: plan for s, plan in plans.items() if any(step.startswith("SCAN") for step in plan)}
+    assert not scans, scans  # every read a search by key (or the rowid's end), none a walk of the table
