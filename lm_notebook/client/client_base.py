@@ -57,12 +57,6 @@ StreamT = TypeVar("StreamT", bound=StreamBase[Any])
 
 # what a probe after an empty stream may reveal; anything else leaves the stream's own error standing
 _EMPTY_STREAM_REASONS = (ContextLengthExceededError, ModelNotFoundError, NoModelLoadedError, ModelLoadError)
-# A stream's connection is not reused: a server that aborts a stream (llama.cpp's server on a prompt longer than the
-# context) may close the socket just after the body ends, and the next request on that pooled connection would fail
-# with "connection reset". One loopback connect per stream is nothing next to a model's answer.
-_STREAM_HEADERS = {"Connection": "close"}
-
-
 class BaseClient(RoutingClient[HttpT, TransportT], Generic[HttpT, TransportT, StreamT]):
     """Every operation the sync and async clients share, each a flow; no I/O here. The twins set ``_http_type``
     (the httpx client class) and ``_stream_type`` (the stream class) and do the I/O of each step (``_perform``)."""
@@ -282,7 +276,7 @@ class BaseClient(RoutingClient[HttpT, TransportT], Generic[HttpT, TransportT, St
     ) -> Flow[httpx.Response | LMStudioAPIError]:
         """Send a stream's request on its route: its response with the body unread, or the error it answered."""
         request = self._stream_http.build_request(
-            "POST", chat_path(payload), json=payload, headers=_STREAM_HEADERS,
+            "POST", self._url(chat_path(payload)), json=payload,
             extensions={} if trace is None else {"trace": trace},
         )
         response = yield from self._exchange(Send(request, stream=True))

@@ -47,9 +47,11 @@ class RequestingClient(ClientState[HttpT, TransportT]):
         """A quick ``GET`` the client makes on its own account (who is there, which ids it has); with a stream's
         ``trace``, on a connection of its own (its Stop can shut it down)."""
         if trace is None:
-            return (yield from self._exchange(Send(self._http.build_request("GET", path, timeout=_PROBE_TIMEOUT)),
-                                              probe=True))
-        request = self._stream_http.build_request("GET", path, timeout=_PROBE_TIMEOUT, extensions={"trace": trace})
+            quick = self._http.build_request("GET", self._url(path), timeout=_PROBE_TIMEOUT)
+            return (yield from self._exchange(Send(quick), probe=True))
+        request = self._stream_http.build_request(
+            "GET", self._url(path), timeout=_PROBE_TIMEOUT, extensions={"trace": trace}
+        )
         response = yield from self._exchange(Send(request, stream=True), probe=True)
         return (yield from self._exchange(ReadBody(response), probe=True))
 
@@ -58,7 +60,7 @@ class RequestingClient(ClientState[HttpT, TransportT]):
     ) -> Flow[Any]:
         """Send one request; its JSON body, or the right error (even for a 200 whose body is an error).
         ``max_tokens``: the answer's budget an error's advice counts (default: the body's)."""
-        response = yield from self._exchange(Send(self._http.build_request(method, path, json=json_body)))
+        response = yield from self._exchange(Send(self._http.build_request(method, self._url(path), json=json_body)))
         body = json_or_none(response)
         if response.status_code >= 400 or body is None or is_error_body(body):
             if max_tokens is None and isinstance(json_body, dict):

@@ -31,9 +31,14 @@ if TYPE_CHECKING:
 HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
 TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
-# A stream never takes a pooled connection (nor leaves one, see client_base): a fresh one is always connected, so the
-# client knows its socket from the start (a Stop from another thread can wake a request still waiting for a model load)
+# A stream never takes a pooled connection (nor leaves one): a fresh one is always connected, so the client knows its
+# socket from the start (a Stop from another thread can wake a request still waiting for a model load); and a server
+# that aborts a stream (llama.cpp's server on a prompt longer than the context) may close the socket just after the
+# body ends, when the next request on a pooled connection would fail with "connection reset". On loopback a connect
+# costs a tenth of a millisecond; one opened ahead of the request saved nothing measurable on llama.cpp's server
+# (bench/real_latency.py's first token, 150 interleaved rounds).
 _NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+_URLS_KEPT = 64  # absolute URLs a client keeps worked out (see ClientState._url)
 
 
 @functools.cache
@@ -93,8 +98,21 @@ class ClientState(Generic[HttpT, TransportT]):
         if address.credentials is not None:
             options["auth"] = httpx.BasicAuth(*address.credentials)
         self._http: HttpT = self._http_type(**options)
-        # streams get a connection of their own, never pooled: see _NO_KEEPALIVE
+        # streams get a connection of their own, never pooled (see _NO_KEEPALIVE), and tell the server so
+        options["headers"] = {**options["headers"], "Connection": "close"}
         self._stream_http: HttpT = self._http_type(**options, limits=_NO_KEEPALIVE)
+        self._urls: dict[str, httpx.URL] = {}  # see _url
+
+    def _url(self, path: str) -> httpx.URL:
+        """``path`` on this server as the absolute URL httpx would send it to, worked out once: httpx parses a
+        relative URL and joins it to the base URL on every request (a tenth of a millisecond here, on the way to a
+        stream's first token). Both httpx clients share the base URL."""
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= _URLS_KEPT:  # paths with ids in them (a download's job) would pile up
+                self._urls.clear()
+            url = self._urls[path] = self._http.build_request("GET", path).url
+        return url
 
     @classmethod
     def from_client(

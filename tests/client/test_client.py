@@ -92,6 +92,57 @@ def test_base_url_defaults_env_and_v1_suffix(monkeypatch: pytest.MonkeyPatch) ->
     assert LMStudioClient("localhost:1234/v1").base_url == "http://localhost:1234"
 
 
+def test_a_base_url_with_a_path_prefix_reaches_every_route_under_it(mode: str) -> None:
+    """A reverse proxy serving LM Studio under a path: the greeting, the model lists, chats and streams on both
+    routes all go below it, every time (a client works its request URLs out once and keeps them)."""
+    native_models = {"models": [{"type": "llm", "key": "m", "loaded_instances": [{"id": "m"}]}]}
+    native_end = {"type": "chat.end", "result": {"output": [{"type": "message", "content": "Hi"}],
+                                                 "stats": {"total_output_tokens": 1}}}
+    table: dict[str, Any] = {
+        "/lmstudio/lmstudio-greeting": httpx.Response(200, json={"lmstudio": True}),
+        "/lmstudio/api/v1/models": httpx.Response(200, json=native_models),
+        "/lmstudio/v1/models": httpx.Response(200, json=MODELS_V1),
+        "/lmstudio/v1/chat/completions": lambda r: (
+            sse_response([chunk("Hi", finish="stop"), DONE]) if json.loads(r.content).get("stream")
+            else httpx.Response(200, json=completion("Hi"))
+        ),
+        "/lmstudio/api/v1/chat": lambda r: (
+            httpx.Response(200, headers={"content-type": "text/event-stream"},
+                           content=f"event: chat.end\ndata: {json.dumps(native_end)}\n\n".encode())
+            if json.loads(r.content).get("stream") else httpx.Response(200, json=native_end["result"])
+        ),
+    }
+    for route, chat_route in (("auto", "/lmstudio/api/v1/chat"), ("openai", "/lmstudio/v1/chat/completions")):
+        h = Harness(mode, routes(table), base_url="https://gpu.example.org/lmstudio/v1", route=route)
+
+        def calls(c: Any) -> list[Any]:
+            return [c.list_models, lambda: c.chat("Hello", model="m"), lambda: c.stream_chat("Hello", model="m")]
+
+        if mode == "sync":
+            with h.sync_client() as c:
+                for _ in range(2):
+                    for call in calls(c):
+                        answer = call()
+                        if hasattr(answer, "text"):
+                            assert answer.text() == "Hi"
+        else:
+            async def run(h: Harness) -> None:
+                async with h.async_client() as c:
+                    for _ in range(2):
+                        for call in calls(c):
+                            answer = call()
+                            if inspect.isawaitable(answer):
+                                answer = await answer
+                            if hasattr(answer, "text"):
+                                assert await answer.text() == "Hi"
+
+            asyncio.run(run(h))
+        paths = [r.url.path for r in h.requests]
+        assert set(paths) <= set(table), sorted(set(paths) - set(table))
+        assert paths.count(chat_route) == 4, (route, paths)
+        assert {r.url.host for r in h.requests} == {"gpu.example.org"}
+
+
 def test_token_order_and_header(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     monkeypatch.setenv("LMSTUDIO_API_TOKEN", "from-sdk-var")
     monkeypatch.setenv("LM_API_TOKEN", "from-docs-var")
@@ -104,6 +155,22 @@ def test_token_order_and_header(monkeypatch: pytest.MonkeyPatch, mode: str) -> N
     h2 = Harness(mode, routes({"/v1/models": httpx.Response(200, json=MODELS_V1)}), api_key=TOKEN)
     h2.call("fetch_models")
     assert h2.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_stream_asks_for_a_connection_of_its_own_and_carries_the_token(mode: str) -> None:
+    table = {"/v1/chat/completions": lambda r: (
+        sse_response([chunk("Hi", finish="stop"), DONE]) if json.loads(r.content).get("stream")
+        else httpx.Response(200, json=completion("Hi"))
+    )}
+    h = Harness(mode, routes(table), api_key=TOKEN, route="openai")
+    assert h.call("chat", "Hello", model="m").content == "Hi"
+    assert "".join(h.stream("Hello", model="m").deltas) == "Hi"
+    chat, stream = [r for r in h.requests if r.url.path == "/v1/chat/completions"]
+    for request in h.requests:  # the greeting and the model list too
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
+        assert request.headers["user-agent"] == "lm_notebook"
+    assert stream.headers["connection"] == "close"
+    assert chat.headers.get("connection") != "close"
 
 
 def test_token_never_in_repr() -> None:

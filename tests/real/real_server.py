@@ -101,9 +101,10 @@ def free_port() -> int:
 
 def server_config(
     models: list[RealModel], port: int, *, n_ctx: int = N_CTX, interrupt_requests: bool = False,
-    embedding: bool = False,
+    embedding: bool = False, n_threads: int | None = None,
 ) -> dict[str, Any]:
-    """The ``--config_file`` for ``python -m llama_cpp.server``."""
+    """The ``--config_file`` for ``python -m llama_cpp.server``; ``n_threads``: llama.cpp's threads (default: up to
+    two, the cores a small model uses well)."""
     return {
         "host": "127.0.0.1",
         "port": port,
@@ -116,7 +117,7 @@ def server_config(
                 "model_alias": m.alias,
                 "chat_format": m.chat_format,
                 "n_ctx": n_ctx,
-                "n_threads": min(2, os.cpu_count() or 1),
+                "n_threads": n_threads or min(2, os.cpu_count() or 1),
                 "verbose": False,
                 # /v1/embeddings answers only for a model loaded for it (then one vector per token for a causal LM)
                 **({"embedding": True} if embedding else {}),
@@ -149,6 +150,7 @@ class LlamaServer:
         only: tuple[str, ...] | None = None,
         interrupt_requests: bool = False,
         embedding: bool = False,
+        n_threads: int | None = None,
     ) -> None:
         self.models = [m for m in real_models() if only is None or m.alias in only]
         self.port = free_port()
@@ -157,7 +159,7 @@ class LlamaServer:
         self._dir = tempfile.TemporaryDirectory(prefix="lm_notebook_real_")
         self.config_path = Path(self._dir.name) / "config.json"
         config = server_config(self.models, self.port, n_ctx=n_ctx, interrupt_requests=interrupt_requests,
-                               embedding=embedding)
+                               embedding=embedding, n_threads=n_threads)
         self.config_path.write_text(json.dumps(config, indent=2))
         self.log_path = Path(self._dir.name) / "server.log"
         self._log: Any = None
