@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
 import pandas as pd
 
 from lm_notebook.client.errors import LMStudioConnectionError, LMStudioError
@@ -44,7 +43,7 @@ from lm_notebook.comparison.inputs import PromptInputs, chat_messages
 from lm_notebook.comparison.model_batch import BatchState
 from lm_notebook.comparison.preflight import cache_hits
 from lm_notebook.comparison.progress import ProgressCallback, ProgressReporter, SettledRow
-from lm_notebook.comparison.retry import RetryPolicy
+from lm_notebook.comparison.retry import RetryPolicy, refused
 from lm_notebook.comparison.rows import Outcome, build_frame
 from lm_notebook.comparison.run import ComparisonRun
 from lm_notebook.comparison.schedule import Concurrency, ModelBatch, RequestSpec, plan_requests, resolve_slots
@@ -52,13 +51,6 @@ from lm_notebook.comparison.work_stealing import Lane, WorkPool
 
 # a row that failed this way on a server that went down is sent again elsewhere
 _CONNECTION_ERRORS = frozenset({"LMStudioConnectionError", "LMStudioStreamError", "LMStudioTimeoutError"})
-
-
-def _refused(err: LMStudioError) -> bool:
-    """The server is not there: the connection was refused or could not be made."""
-    return isinstance(err, LMStudioConnectionError) and isinstance(
-        err.__cause__, (httpx.ConnectError, httpx.ConnectTimeout)
-    )
 
 
 class EndpointRun(ComparisonRun):
@@ -98,7 +90,7 @@ class EndpointRun(ComparisonRun):
                 self._fail_rest(specs, self.server_down, note)
 
     def _worth_retrying(self, err: LMStudioError) -> bool:
-        if isinstance(err, LMStudioConnectionError) and _refused(err):
+        if isinstance(err, LMStudioConnectionError) and refused(err):
             self.server_down = err  # down: its rows go to another server at once, not after backoffs
             return False
         return super()._worth_retrying(err)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import httpx
+
 from lm_notebook.client.errors import (
     AuthenticationError,
     EndpointNotSupportedError,
@@ -32,6 +34,14 @@ HEALTH_ERRORS = (LMStudioTimeoutError, ServerError, LMStudioStreamError, LMStudi
 BREAKER_THRESHOLD = 3
 # Worth trying again after a pause: the server said "later", or the connection dropped.
 RETRYABLE = (RateLimitError, ServerBusyError, LMStudioStreamError, LMStudioConnectionError)
+
+
+def refused(err: LMStudioError) -> bool:
+    """The server is not there: the connection was refused or could not be made (with several endpoints, it is
+    down: its work goes to another at once, not after backoffs)."""
+    return isinstance(err, LMStudioConnectionError) and isinstance(
+        err.__cause__, (httpx.ConnectError, httpx.ConnectTimeout)
+    )
 
 
 def worth_retrying(err: LMStudioError) -> bool:

@@ -4,17 +4,16 @@
 Plain checks run on each answered row. The checks that ask the server run after every candidate has answered:
 :func:`~lm_notebook.comparison.judge.similar_to` embeds the answers and references (one batch per embedding model),
 :func:`~lm_notebook.comparison.judge.judge` sends one grading request per answer, grouped by judge model so each
-judge loads once, with up to its parallel slots in flight. With ``cache=`` both are stored (judges are asked at
-``temperature=0``), so a re-run with an added or changed check asks the candidates nothing and the judges only what is
-new. A check that fails on one row marks only its own cell (NaN, and the reason in ``check_notes``).
+judge loads once, with up to its parallel slots in flight (:mod:`lm_notebook.comparison.judging`). With ``cache=``
+both are stored (judges are asked at ``temperature=0``), so a re-run with an added or changed check asks the
+candidates nothing and the judges only what is new. A check that fails on one row marks only its own cell (NaN, and
+the reason in ``check_notes``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,24 +21,21 @@ import pandas as pd
 
 from lm_notebook.client.clients import AsyncLMStudioClient
 from lm_notebook.client.embeddings import choose_embedding_model, cosine
-from lm_notebook.client.errors import LMStudioAPIError, LMStudioError
-from lm_notebook.client.schemas import AnswerSchema
+from lm_notebook.client.errors import LMStudioError
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, cache_key
-from lm_notebook.comparison.check_models import CheckServer, CheckServers
+from lm_notebook.comparison.check_models import CheckServers
 from lm_notebook.comparison.checks import Check, CheckError
 from lm_notebook.comparison.expected import with_expected
-from lm_notebook.comparison.judge import JUDGE_PARAMS, JudgeCheck, SimilarityCheck
-from lm_notebook.comparison.retry import RetryPolicy, worth_retrying
-from lm_notebook.comparison.schedule import DEFAULT_SLOTS, RequestSpec, order_models
-from lm_notebook.comparison.scoring_columns import THRESHOLDS_ATTR
+from lm_notebook.comparison.judge import JudgeCheck, SimilarityCheck
+from lm_notebook.comparison.judging import Judging, OnJudging
+from lm_notebook.comparison.retry import RetryPolicy
+from lm_notebook.comparison.schedule import RequestSpec
+from lm_notebook.comparison.scoring_columns import THRESHOLDS_ATTR, Cell
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-
-# told as each judge model starts and after each of its grades: (judge model, graded so far, answers to grade)
-OnJudging = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -82,15 +78,6 @@ def verdict(status: str, cells: Sequence[tuple[Check, Cell | None]]) -> Verdict:
         failed = False
     known = [float(s) for _, s in scores if s is not None]
     return Verdict(sum(known) / len(known) if len(known) == len(scores) else None, not failed, note)
-
-
-@dataclass
-class Cell:
-    """One check's result on one row."""
-
-    score: float | None = None
-    note: str | None = None
-    error: str | None = None
 
 
 def _error_text(exc: BaseException) -> str:
@@ -158,7 +145,9 @@ class Scorer:
                 await self._similarity(check, rows, servers, cache)
         judges = [c for c in self.checks if isinstance(c, JudgeCheck)]
         if judges:
-            await self._judges(judges, rows, servers, cache, on_judging)
+            judging = Judging(self.cells, servers, cache, self.retry, on_judging)
+            await judging.run(judges, rows)
+            self.judge_requests += judging.requests
 
     def _plain(self, check: Check, row: Mapping[str, Any]) -> Cell:
         try:
@@ -195,163 +184,6 @@ class Scorer:
             similarity = max(0.0, min(1.0, raw))
             note = None if similarity >= check.threshold else f"similarity {similarity:.2f} < {check.threshold:g}"
             self.cells[(i, check.name)] = Cell(similarity, note)
-
-    async def _judges(self, judges: Sequence[JudgeCheck], rows: Mapping[int, Mapping[str, Any]],
-                      servers: CheckServers, cache: ResponseCache | None, on_judging: OnJudging | None) -> None:
-        # per server and judge model, one request per distinct conversation (the same prompt, answer and rubric on
-        # several rows, or in several checks): sent once, its verdict shared
-        by_model: dict[int, dict[str, dict[str, JudgeRequest]]] = {}
-        for check in judges:
-            try:
-                place = servers.judge(check)
-                server, model = place.server, place.sent
-            except LMStudioError as exc:  # (checked before the candidates ran: only a model gone since)
-                server, model, problem = servers.servers[0], None, exc.message
-            else:
-                problem = "no judge model: pass judge(..., model='model-id') or set the current model"
-            infos = server.infos
-            for i, row in rows.items():
-                if model is None:
-                    self.cells[(i, check.name)] = Cell(error=problem)
-                    continue
-                messages = check.messages(row, str(row.get("response") or ""))
-                key = judge_key(check, messages, model, infos.get(model))
-                asked = by_model.setdefault(servers.servers.index(server), {}).setdefault(model, {})
-                asked.setdefault(key, JudgeRequest(check, messages, key, [])).cells.append((i, check.name))
-        for index, models in by_model.items():
-            await self._judges_of(servers.servers[index], models, cache, on_judging)
-
-    async def _judges_of(self, server: CheckServer, by_model: Mapping[str, Mapping[str, JudgeRequest]],
-                         cache: ResponseCache | None, on_judging: OnJudging | None) -> None:
-        client, infos = server.client, server.infos
-        loaded = await _loaded_now(client)
-        # one judge after another, each loaded once; one already loaded (the last candidate, say) goes first
-        for model in order_models(list(by_model), loaded):
-            requests = list(by_model[model].values())
-            total = sum(len(r.cells) for r in requests)
-            info = infos.get(model)
-            slots = JudgeSlots(info.parallel if info is not None and info.parallel else None, model not in loaded,
-                               functools.partial(_parallel_now, client, model))
-            def graded(count: int, model: str = model, total: int = total, so_far: list[int] = [0]) -> None:  # noqa: B006
-                so_far[0] += count  # a counter of this judge's grades (the default list is made once per judge)
-                if on_judging is not None:
-                    on_judging(model, so_far[0], total)
-
-            if on_judging is not None:
-                on_judging(model, 0, total)
-            await asyncio.gather(*(self._judge_one(request, model, client, cache, slots, graded)
-                                   for request in requests))
-
-    async def _judge_one(self, request: JudgeRequest, model: str, client: AsyncLMStudioClient,
-                         cache: ResponseCache | None, slots: JudgeSlots, graded: Callable[[int], None]) -> None:
-        try:
-            cell = await self._grade(request, model, client, cache, slots)
-            for target in request.cells:
-                self.cells[target] = cell
-        finally:
-            graded(len(request.cells))
-
-    async def _grade(self, request: JudgeRequest, model: str, client: AsyncLMStudioClient,
-                     cache: ResponseCache | None, slots: JudgeSlots) -> Cell:
-        """The request's verdict: from the cache, else asked. Only a reply that grades is cached: one with no
-        score (or off the scale) is asked again on the next run, and one cached before that rule is asked again."""
-        check = request.check
-        record = cache.get(request.key) if cache is not None else None
-        cached = record.get("response") if record is not None else None
-        if isinstance(cached, str):
-            try:
-                return Cell(*check.grade(cached))
-            except CheckError:
-                pass
-        try:
-            async with slots:
-                reply = await self._ask(client, request.messages, model, check.reply_schema())
-        except LMStudioError as exc:
-            return Cell(error=f"judge {model}: {_error_text(exc)}")
-        try:
-            score, reason = check.grade(reply)
-        except CheckError as exc:
-            return Cell(error=str(exc))
-        if cache is not None and cache.accepts(JUDGE_PARAMS):
-            cache.put(request.key, {"response": reply, "judge": True}, model=model)
-        return Cell(score, reason)
-
-    async def _ask(self, client: AsyncLMStudioClient, messages: list[dict[str, str]], model: str,
-                   schema: dict[str, Any]) -> str:
-        attempt = 0
-        while True:
-            attempt += 1
-            self.judge_requests += 1
-            try:
-                # the schema goes as a response_format, not schema=: the reply is read by parse_grade (also when it
-                # is not the JSON asked for), so no local validation, which would need the optional jsonschema
-                result = await client.chat(messages, model=model, response_format=AnswerSchema("grade", schema)
-                                           .response_format(), **JUDGE_PARAMS)
-            except LMStudioError as err:
-                if worth_retrying(err) and attempt < self.retry.attempts:
-                    retry_after = err.retry_after if isinstance(err, LMStudioAPIError) else None
-                    await asyncio.sleep(self.retry.delay(attempt, retry_after))
-                    continue
-                raise
-            return result.content
-
-
-@dataclass
-class JudgeRequest:
-    """One grading request of a run: ``check``'s conversation, its cache ``key``, and the cells (row, check name)
-    its verdict fills."""
-
-    check: JudgeCheck
-    messages: list[dict[str, str]]
-    key: str
-    cells: list[tuple[int, str]]
-
-
-def judge_key(check: JudgeCheck, messages: list[dict[str, str]], model: str, info: ModelInfo | None) -> str:
-    """A grading request's cache key: two requests with one key are the same question to the same judge."""
-    params = {**JUDGE_PARAMS, "schema": check.reply_schema()}
-    return cache_key(model=model, messages=messages, params=params, repeat=0,
-                     quantization=info.quantization if info else None, format=info.format if info else None)
-
-
-class JudgeSlots:
-    """A judge's requests in flight. Loaded, it takes as many as it has slots; not loaded, one until that first
-    request is answered (it carries the load: the others wait for it rather than each start a load), then as many
-    as the loaded model reports (``parallel``, else a default)."""
-
-    def __init__(self, slots: int | None, cold: bool, parallel_now: Callable[[], Awaitable[int | None]]) -> None:
-        self._slots = slots or DEFAULT_SLOTS
-        self._cold = cold
-        self._parallel_now = parallel_now
-        self._free = asyncio.Semaphore(1 if cold else self._slots)
-
-    async def __aenter__(self) -> None:
-        await self._free.acquire()
-
-    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        if self._cold and kind is not asyncio.CancelledError:
-            # the first request is over, and the model with it loaded (or not: then each request says why)
-            self._cold = False
-            self._slots = await self._parallel_now() or self._slots
-            for _ in range(self._slots - 1):
-                self._free.release()
-        self._free.release()
-
-
-async def _parallel_now(client: AsyncLMStudioClient, model: str) -> int | None:
-    """How many requests the model takes at once now that it is loaded (None when the server does not say)."""
-    try:
-        return next((m.parallel for m in await client.list_models() if m.id == model), None)
-    except LMStudioError:
-        return None
-
-
-async def _loaded_now(client: AsyncLMStudioClient) -> list[str]:
-    """The models loaded now (none known when the server cannot say)."""
-    try:
-        return [m.id for m in await client.list_models() if m.loaded]
-    except LMStudioError:
-        return []
 
 
 async def _embedded(texts: Sequence[str], model: str, client: AsyncLMStudioClient,

@@ -7,7 +7,9 @@ its cells saying why they have no grade).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
@@ -16,7 +18,9 @@ import pytest
 from lm_notebook.checks import judge, similar_to
 from lm_notebook.comparison.api import compare
 from lm_notebook.comparison.check_models import CheckModelError
-from lm_notebook.testing import MockLMStudioServer, ModelSpec
+from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
+
+PROMPTS = [f"Question {i}" for i in range(4)]
 
 
 def spec(model_id: str, **kw: Any) -> ModelSpec:
@@ -105,3 +109,99 @@ def test_an_unpinned_judge_no_endpoint_up_lists_names_the_endpoint_down(two: dic
                 checks=[judge("Ok?", model="judge-x")])
     assert f"(checked: a at {a_url}: down (not reachable); b at {b.url}: beta, embed, judge-a)" in \
         err.value.message, err.value.message
+
+
+# --- a judge whose endpoint goes down -----------------------------------------------------------------------------
+
+
+def judged_while(kill: Any, *args: Any, **kw: Any) -> tuple[Any, list[warnings.WarningMessage]]:
+    """``compare(*args, **kw)`` with ``kill`` run in a thread beside it; the frame and the warnings it gave."""
+    with ThreadPoolExecutor(1) as pool, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        killing = pool.submit(kill)
+        df = compare(*args, **kw)
+        killing.result()  # (raises what went wrong in it)
+    return df, list(caught)
+
+
+def killed_mid_run(judge_model: str, **compare_kw: Any) -> tuple[Any, MockLMStudioServer, MockLMStudioServer,
+                                                                  list[warnings.WarningMessage]]:
+    """alpha (only on a) and beta (only on b) compared, judged by ``judge_model``; judge-a is on both, found first
+    on a. a is stopped after answering two of alpha's rows, with two more in flight (paced on a ManualClock)."""
+    clock = ManualClock()
+    a = MockLMStudioServer(models=[spec("alpha", loaded=True, parallel=2, ttft=1.0), spec("judge-a")], clock=clock)
+    b = MockLMStudioServer(models=[spec("beta"), spec("judge-a")])
+    with a, b:
+
+        def kill_a() -> None:
+            clock.wait_for_pending(2)
+            clock.advance(1.0)
+            clock.wait_for_pending(2)
+            a.stop()
+
+        df, caught = judged_while(kill_a, PROMPTS, ["alpha", "beta"], endpoints={"a": a.url, "b": b.url},
+                                  progress=False, temperature=0, checks=[judge("Ok?", model=judge_model)], **compare_kw)
+    return df, a, b, caught
+
+
+def test_a_judge_whose_endpoint_went_down_during_the_candidates_moves_to_another_that_lists_it() -> None:
+    df, a, b, caught = killed_mid_run("judge-a")
+    answered = df[df.status == "ok"]
+    assert answered.model.tolist() == ["alpha", "beta", "alpha", "beta", "beta", "beta"], df[["model", "status"]]
+    assert answered["check_judge"].notna().all(), answered["check_notes"].tolist()
+    conversations = answered[["prompt", "response"]].drop_duplicates()  # one grading request each
+    assert len(chats(b, "judge-a")) == len(conversations) and not chats(a, "judge-a")
+    moved = [str(w.message) for w in caught if "judge" in str(w.message)]
+    assert moved == [f"compare(): endpoint a ({a.url}) stopped answering: the judge judge-a (check judge) runs on b "
+                     "instead."], moved
+
+
+def test_a_judge_pinned_to_an_endpoint_that_went_down_keeps_it_and_its_cells_say_why() -> None:
+    df, a, b, caught = killed_mid_run("a/judge-a")
+    answered = df[df.status == "ok"]
+    assert len(answered) == 6 and answered["check_judge"].isna().all()
+    notes = answered["check_notes"].tolist()
+    assert all(n == f'judge: error: The judge of check judge, "a/judge-a", is pinned to endpoint a at {a.url}, which '
+               f"is down (it stopped answering during the run). judge-a is on b: pin it as b/judge-a or leave the "
+               f"pin out, or start the server at {a.url}." for n in notes), notes
+    assert answered["passed"].isna().all()  # no verdict: the judge could not grade, the answer did not fail
+    assert not chats(b, "judge-a") and not [w for w in caught if "judge" in str(w.message)]
+
+
+def test_a_judge_whose_endpoint_went_down_after_the_candidates_moves_too(
+        two: dict[str, MockLMStudioServer]) -> None:
+    """a answers nothing (the candidate is pinned to b) and stops while b answers: the judge, placed on a, is found
+    down when judging starts and moves to b."""
+    a, b = two["a"], two["b"]
+
+    def stop_a(event: Any) -> None:
+        if event.kind == "row":
+            a.stop()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = compare(PROMPTS, ["b/beta"], endpoints={"a": a.url, "b": b.url}, progress=stop_a, temperature=0,
+                     checks=[judge("Ok?", model="judge-a")])
+    assert (df.status == "ok").all() and df["check_judge"].notna().all(), df["check_notes"].tolist()
+    assert len(chats(b, "judge-a")) == len(df[["prompt", "response"]].drop_duplicates()) and not chats(a, "judge-a")
+    assert len([w for w in caught if "runs on b instead" in str(w.message)]) == 1
+
+
+def test_a_judge_whose_endpoint_goes_down_while_it_grades_moves_its_grades_left() -> None:
+    """a grades one answer, then stops with the next in flight: the grades left (that one too) are asked on b."""
+    clock = ManualClock()
+    a = MockLMStudioServer(models=[spec("judge-a", loaded=True, parallel=1, ttft=1.0)], clock=clock)
+    b = MockLMStudioServer(models=[spec("beta"), spec("judge-a")])
+    with a, b:
+
+        def kill_a() -> None:
+            clock.wait_for_pending(1)  # the first grade (one slot: alone in flight)
+            clock.advance(1.0)
+            clock.wait_for_pending(1)  # the next one
+            a.stop()
+
+        df, caught = judged_while(kill_a, PROMPTS, ["b/beta"], endpoints={"a": a.url, "b": b.url}, progress=False,
+                                  temperature=0, checks=[judge("Ok?", model="judge-a")])
+    assert (df.status == "ok").all() and df["check_judge"].notna().all(), df["check_notes"].tolist()
+    assert len(chats(a, "judge-a")) == 2 and len(chats(b, "judge-a")) == len(PROMPTS) - 1
+    assert len([w for w in caught if "runs on b instead" in str(w.message)]) == 1
