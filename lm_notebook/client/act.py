@@ -57,6 +57,8 @@ DEFAULT_MAX_ROUNDS = 8
 OnCall = Callable[[ToolCallRecord], bool]
 ToolLike = Tool | Callable[..., object]
 ActStreamT = TypeVar("ActStreamT")
+# a streamed act's flow, given its Stop flag and the list to keep the conversation in
+ActFlowFactory = Callable[[threading.Event, list[dict[str, Any]]], Flow[ActResult]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,10 +176,14 @@ def act_flow(
     params: Mapping[str, Any],
     streaming: bool = False,
     stop: threading.Event | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> Flow[ActResult]:
-    """The loop, once: rounds of (ask the model → check the calls → run them → send the results back)."""
+    """The loop, once: rounds of (ask the model → check the calls → run them → send the results back).
+    ``history``: the list to keep the conversation in (a streamed act's, for what a Ctrl-C leaves): a valid one at
+    every step — a round that asks for tools joins it with its calls' results."""
     toolset = _checked(tools, max_rounds, on_call, max_output_chars, params)
-    conversation: list[dict[str, Any]] = as_messages(messages)
+    conversation: list[dict[str, Any]] = [] if history is None else history
+    conversation[:] = as_messages(messages)
     # a schema is for the final answer only: constrained to it, a round could not ask for tools
     # (compare sends its schema as the response_format itself)
     schema = None if params.get("schema") is None else AnswerSchema.of(params["schema"])
@@ -218,7 +224,6 @@ def act_flow(
             request["tool_choice"] = "none"
             constrained = {"schema": schema} if schema is not None else {"response_format": final_format}
             return ended((yield from ask(**constrained)))
-        conversation.append(result.as_message())
         asked: list[tuple[ToolCallRecord, PreparedCall | None]] = []
         for call in result.tool_calls:
             record, prepared = _prepared(call, toolset, round_no, max_output_chars)
@@ -231,12 +236,12 @@ def act_flow(
         runnable = tuple(p for _, p in asked if p is not None)
         outcomes: list[Outcome] = (yield RunToolCalls(runnable, stop)) if runnable else []
         results = iter(outcomes)
-        for record, prepared in asked:
-            done = record if prepared is None else _finished(record, next(results), max_output_chars)
-            records.append(done)
-            conversation.append(done.message())
-            if streaming:
-                yield Emit(ActPart("tool_result", (done.output if done.error is None else done.error) or "", done))
+        finished = [record if prepared is None else _finished(record, next(results), max_output_chars)
+                    for record, prepared in asked]
+        records.extend(finished)
+        conversation.extend([result.as_message(), *(done.message() for done in finished)])
+        for done in finished if streaming else ():
+            yield Emit(ActPart("tool_result", (done.output if done.error is None else done.error) or "", done))
         if any(o.ctrl_c for o in outcomes):  # the calls' records made: the act ends, the cell with it
             raise ActInterrupted(ended(result, stopped=True, sent=True))
         if stop is not None and stop.is_set():
@@ -247,7 +252,7 @@ def act_flow(
 class ActOperations(Generic[ActStreamT]):
     """``act`` and ``stream_act``, mixed into both clients (the twins set ``_act_stream_type``)."""
 
-    _act_stream_type: Callable[[Any, Callable[[threading.Event], Flow[ActResult]]], ActStreamT]
+    _act_stream_type: Callable[[Any, ActFlowFactory], ActStreamT]
 
     def _act(
         self,
@@ -292,8 +297,9 @@ class ActOperations(Generic[ActStreamT]):
         # refused here, not at the first read; the functions become Tools once
         toolset = list(_checked(tools, max_rounds, on_call, max_output_chars, params).values())
 
-        def flow(stop: threading.Event) -> Flow[ActResult]:
+        def flow(stop: threading.Event, history: list[dict[str, Any]]) -> Flow[ActResult]:
             return act_flow(source, messages, toolset, model=model, max_rounds=max_rounds, on_call=on_call,
-                            max_output_chars=max_output_chars, params=params, streaming=True, stop=stop)
+                            max_output_chars=max_output_chars, params=params, streaming=True, stop=stop,
+                            history=history)
 
         return self._act_stream_type(self, flow)

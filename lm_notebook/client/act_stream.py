@@ -6,9 +6,12 @@ act flow (:mod:`lm_notebook.client.act`): each round's chat stream is read here,
 they arrive; the tool calls run here (in order; see :mod:`~lm_notebook.client.tool_running`). ``close()`` — from any
 thread, a Stop button — stops the loop: the round being streamed ends at once (its partial answer kept), a round's
 remaining calls do not run, and no further round is asked for. A running ``async def`` tool is cancelled at its next
-``await`` (``close()`` and ``aclose()`` alike); a plain function already running finishes first (Python cannot stop a
-function from outside; Ctrl-C in the kernel interrupts it). A Ctrl-C during a call ends the act with
-:class:`~lm_notebook.client.act_types.ActInterrupted`; ``result()`` is then that act, calls and messages kept.
+``await`` (``close()`` and ``aclose()`` alike); one with ``run_in_thread=True`` is abandoned in its thread; another
+plain function already running finishes first (Python cannot stop a function from outside; Ctrl-C in the kernel
+interrupts it). A Ctrl-C during a call ends the act with :class:`~lm_notebook.client.act_types.ActInterrupted` (on
+the async client the cancellation goes on); ``result()`` is then that act, calls and messages kept. A Ctrl-C while a
+round streams keeps, in ``result()``, the conversation so far: the prompt, the finished rounds and their calls'
+results, and the round's partial answer (``result.stopped``).
 
 >>> with client.stream_act("Weather in Paris?", [get_weather]) as stream:   # doctest: +SKIP
 ...     for part in stream:
@@ -23,18 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
-from lm_notebook.client.act import Emit, ReadRound
+from lm_notebook.client.act import ActFlowFactory, Emit, ReadRound
 from lm_notebook.client.act_types import ActInterrupted, ActPart, ActResult, ToolCallRecord
-from lm_notebook.client.flows import Flow, FlowRun
+from lm_notebook.client.flows import FlowRun
 from lm_notebook.client.stream import AsyncChatStream, ChatStream
 from lm_notebook.client.stream_base import StreamBase
 from lm_notebook.client.tool_running import Cancellers, Outcome, RunToolCalls, arun_tool_calls, run_tool_calls
 from lm_notebook.client.types import ChatResult
 
-FlowFactory = Callable[[threading.Event], Flow[ActResult]]
+FlowFactory = ActFlowFactory
 _TEXT_KINDS = ("content", "reasoning")
 
 
@@ -50,6 +53,7 @@ class _ActStreamBase:
         self._calls: list[ToolCallRecord] = []
         self._result: ActResult | None = None
         self._closed = False
+        self._messages: list[dict[str, Any]] = []  # the flow's conversation: valid at every step
 
     @property
     def calls(self) -> tuple[ToolCallRecord, ...]:
@@ -62,16 +66,25 @@ class _ActStreamBase:
         return self._stop.is_set() and (self._result is None or self._result.stopped)
 
     def partial(self) -> ActResult:
-        """What there is so far: the finished result, or the rounds and calls up to now (``stopped``)."""
+        """What there is so far: the finished result, or the rounds, calls and messages up to now (``stopped``); a
+        round cut while it streamed (a Stop, a Ctrl-C) ends them with its partial answer (``result.stopped``; in
+        ``messages`` its text, not the calls it had begun to ask for: they never ran)."""
         if self._result is not None:
             return self._result
         answers = list(self._answers)
+        messages: list[dict[str, Any]] = list(self._messages)
         if self._in_round and self._current is not None:
-            answers.append(self._current.partial())
+            cut = self._current.partial()
+            answers.append(cut)
+            messages.append({"role": "assistant", "content": cut.content})
         last = answers[-1] if answers else ChatResult("", stopped=True)
-        return ActResult(last, len(answers), tuple(self._calls), tuple(answers), stopped=True)
+        return ActResult(last, len(answers), tuple(self._calls), tuple(answers), tuple(messages), stopped=True)
 
     _in_round = False
+
+    def _interrupted(self, interrupted: ActInterrupted) -> None:
+        self._stop.set()
+        self._result = interrupted.act_result
 
     def _note(self, part: ActPart) -> None:
         if part.kind == "tool_result" and part.call is not None:
@@ -118,7 +131,7 @@ class ActStream(_ActStreamBase):
 
     def _run(self) -> Generator[ActPart, None, None]:
         self._reader = threading.get_ident()
-        run = FlowRun(self._flow(self._stop))
+        run = FlowRun(self._flow(self._stop, self._messages))
         try:
             while run.step is not None:
                 with run:
@@ -144,8 +157,7 @@ class ActStream(_ActStreamBase):
                         raise TypeError(f"ActStream cannot perform {step!r}")
             self._result = run.value
         except ActInterrupted as interrupted:  # Ctrl-C during a call: the act as it ended, for result()
-            self._stop.set()
-            self._result = interrupted.act_result
+            self._interrupted(interrupted)
             raise
         finally:
             self._closed = True
@@ -198,12 +210,17 @@ class AsyncActStream(_ActStreamBase):
         return self._gen
 
     async def _run(self) -> AsyncGenerator[ActPart, None]:
-        run = FlowRun(self._flow(self._stop))
+        run = FlowRun(self._flow(self._stop, self._messages))
+        cancelled: asyncio.CancelledError | None = None  # a Ctrl-C during a round's calls: the flow records them
         try:
             while run.step is not None:
                 with run:
                     step = run.step
-                    if isinstance(step, Emit):
+                    if cancelled is not None:  # the calls' records, then ActInterrupted: nothing more is done
+                        if not isinstance(step, Emit):
+                            raise cancelled
+                        self._note(step.part)
+                    elif isinstance(step, Emit):
                         self._note(step.part)
                         yield step.part
                     elif isinstance(step, ReadRound) and isinstance(step.stream, AsyncChatStream):
@@ -219,10 +236,22 @@ class AsyncActStream(_ActStreamBase):
                         run.reply = await stream.result()
                         self._round_ended(run.reply)
                     elif isinstance(step, RunToolCalls):
-                        run.reply = await arun_tool_calls(step, self._running_calls)
+                        cut: list[Outcome] = []
+                        try:
+                            run.reply = await arun_tool_calls(step, self._running_calls, cut)
+                        except asyncio.CancelledError as exc:
+                            self._stop.set()
+                            cancelled, run.reply = exc, cut
                     else:
                         raise TypeError(f"AsyncActStream cannot perform {step!r}")
             self._result = run.value
+            if cancelled is not None:
+                raise cancelled
+        except ActInterrupted as interrupted:  # the cancellation goes on, the act as it ended kept for result()
+            self._interrupted(interrupted)
+            if cancelled is None:
+                raise
+            raise cancelled from None
         finally:
             self._closed = True
 

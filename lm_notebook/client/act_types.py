@@ -132,7 +132,8 @@ class ToolRoundsExceededError(LMStudioError):
 
 class ActInterrupted(KeyboardInterrupt):
     """Ctrl-C while a tool ran (on the sync client): the running call was stopped — an ``async def`` one cancelled
-    at its next ``await`` —, the round's other calls did not run, and the act ended. A ``KeyboardInterrupt``, so the
+    at its next ``await``, a ``run_in_thread`` one abandoned in its thread —, the round's other calls did not run,
+    and the act ended. A ``KeyboardInterrupt``, so the
     cell ends; ``act_result`` keeps every finished round and call (``stopped``), and ``messages`` to continue from.
     """
 

@@ -5,14 +5,17 @@ The flow (:mod:`lm_notebook.client.act`) has already found each tool and validat
 another, in the order the model gave them: a plain function in the calling thread, an ``async def`` tool on an event
 loop of its own in a helper thread, waited for. The async client awaits them in order too, except when every call of
 the round is to an ``async def`` tool: then they run concurrently, their records still in the model's order; there
-a plain function runs in the loop's thread (the caller's: thread-bound objects work), or, opted in with
-``Tool(run_in_thread=True)``, in a worker thread, so a slow one does not hold up the event loop (the other rows of a
-``compare``, a Stop). A Stop is checked before every call; on both clients it also cancels a running ``async def``
-call at its next ``await``; a plain function cannot be stopped from outside: it finishes, and its result is kept.
-An exception inside a function becomes that call's error. On the sync client a Ctrl-C (``KeyboardInterrupt``)
-during a call ends it (an ``async def`` one is cancelled), the round's other calls do not run, and the act ends with
-:class:`~lm_notebook.client.act_types.ActInterrupted`; on the async client a cancellation from outside (Ctrl-C in
-``compare``) ends the loop at once.
+a plain function runs in the loop's thread (the caller's: thread-bound objects work). Opted in with
+``Tool(run_in_thread=True)``, a plain function runs in a daemon helper thread on both clients, so a slow one holds
+up neither the event loop (the other rows of a ``compare``) nor a Stop or a Ctrl-C: the wait for it ends at once,
+the thread is abandoned (it cannot be killed; the process does not wait for it at exit) and its late value dropped.
+A Stop is checked before every call; on both clients it also cancels a running ``async def`` call at its next
+``await``; a plain function running in the caller's thread cannot be stopped from outside: it finishes, and its
+result is kept. An exception inside a function becomes that call's error. On the sync client a Ctrl-C
+(``KeyboardInterrupt``) during a call ends it (an ``async def`` one is cancelled), the round's other calls do not
+run, and the act ends with :class:`~lm_notebook.client.act_types.ActInterrupted`; on the async client a
+cancellation from outside (Ctrl-C in ``compare``, a cell's interrupt) ends the loop at once, the calls cancelled
+(a streamed act keeps what they came to: ``cut``).
 """
 
 from __future__ import annotations
@@ -65,21 +68,21 @@ class RunToolCalls(Step):
 
 # A Stop's way to cancel the ``async def`` call running on the sync client (``ActStream.close`` calls each).
 Cancellers = set[Callable[[], object]]
-# the async client's plain functions with run_in_thread=True: a pool of its own, so that asyncio.run does not wait
-# at its end for a function a Ctrl-C left running (it would wait for the default executor's threads)
-_TOOL_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="lm_notebook-tool")
 
 
 class _HelperCall:
     """One ``async def`` tool's coroutine run from sync code on a fresh event loop in a helper thread (also when this
-    thread runs a loop, as a Jupyter kernel's does), and waited for (:meth:`wait`). :meth:`cancel` (a Stop, from any
-    thread, or a Ctrl-C here) ends the wait at once and cancels the coroutine at its next ``await`` (before its first
-    step when it had not started); the daemon thread finishes the cancellation and closes its loop. Every state change
-    is made under one lock, so a cancel that comes before the thread or the task exists is not missed, and a wait a
+    thread runs a loop, as a Jupyter kernel's does), and waited for (:meth:`wait`); or a plain ``function``
+    (``run_in_thread=True``) called in the helper thread, with no loop (an awaitable it returns runs on one there).
+    :meth:`cancel` (a Stop, from any thread, or a Ctrl-C here) ends the wait at once and cancels the coroutine at its
+    next ``await`` (before its first step when it had not started); the daemon thread finishes the cancellation and
+    closes its loop; a function cannot be stopped: it is abandoned, its late value dropped. Every state change is
+    made under one lock, so a cancel that comes before the thread or the task exists is not missed, and a wait a
     Ctrl-C ends before the thread ran closes the coroutine itself."""
 
-    def __init__(self, coroutine: Awaitable[Any]) -> None:
+    def __init__(self, coroutine: Awaitable[Any] | None, function: Callable[[], Any] | None = None) -> None:
         self._coroutine = coroutine
+        self._function = function
         self._done: concurrent.futures.Future[Any] = concurrent.futures.Future()  # kept PENDING: cancel() works
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -95,11 +98,17 @@ class _HelperCall:
             if self._task is not None and self._loop is not None and not self._loop.is_closed():
                 self._loop.call_soon_threadsafe(self._task.cancel)
 
-    def wait(self, context: contextvars.Context) -> Any:
-        """Start the thread (in a copy of ``context``) and wait for the coroutine's value; its exception (any
-        ``BaseException``, ``SystemExit`` too) is raised here; ``concurrent.futures.CancelledError`` once cancelled."""
+    def start(self, context: contextvars.Context) -> concurrent.futures.Future[Any]:
+        """Start the daemon thread (in a copy of ``context``: never waited for at exit); the future of the coroutine's
+        value, its exception (any ``BaseException``, ``SystemExit`` too), or cancelled (then a late value is
+        dropped)."""
         threading.Thread(target=context.run, args=(self._serve,), name="lm_notebook-tool", daemon=True).start()
-        return self._done.result()
+        return self._done
+
+    def wait(self, context: contextvars.Context) -> Any:
+        """Start the thread and wait for the coroutine's value (see :meth:`start`); its exception is raised here,
+        ``concurrent.futures.CancelledError`` once cancelled."""
+        return self.start(context).result()
 
     def abandon(self) -> None:
         """The caller's wait ended early (a Stop, a Ctrl-C, also one while the thread started): the coroutine is
@@ -126,9 +135,20 @@ class _HelperCall:
             if self._abandoned:
                 return
             self._began = True
+        if self._function is not None:
+            try:
+                value = self._function()
+            except BaseException as exc:
+                self._settle(exception=exc)
+                return
+            if not inspect.isawaitable(value):
+                self._settle(value)
+                return
+            self._coroutine = value
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
+            assert self._coroutine is not None  # given, or returned by the function
             task = asyncio.ensure_future(self._coroutine, loop=loop)
             with self._lock:
                 self._loop, self._task = loop, task
@@ -149,21 +169,27 @@ class _HelperCall:
                 loop.close()
 
 
-def _awaited_in_a_thread(awaitable: Awaitable[Any], running: Cancellers, stop: threading.Event | None) -> Any:
-    """An ``async def`` tool's value on the sync client: its canceller is in ``running`` (for a Stop) before the
-    coroutine is handed over, and a Stop that came before that cancels it too."""
+def _waited(helper: _HelperCall, running: Cancellers, stop: threading.Event | None) -> Any:
+    """A helper thread's call, waited for on the sync client: its canceller is in ``running`` (for a Stop) before
+    the work is handed over, and a Stop that came before that cancels it too."""
     context = contextvars.copy_context()
-    call = _HelperCall(awaitable)
     try:
-        running.add(call.cancel)
+        running.add(helper.cancel)
         if _stopped(stop):
-            call.cancel()
-        return call.wait(context)
+            helper.cancel()
+        return helper.wait(context)
     except BaseException:
-        call.abandon()
+        helper.abandon()
         raise
     finally:
-        running.discard(call.cancel)
+        running.discard(helper.cancel)
+
+
+def _threaded(call: PreparedCall) -> _HelperCall | None:
+    """A plain function with ``run_in_thread=True``: its call in a helper thread (None: it runs in this thread)."""
+    if not call.tool.run_in_thread or call.tool.is_async:
+        return None
+    return _HelperCall(None, lambda: call.tool.fn(*call.args, **call.kwargs))
 
 
 def run_tool_calls(step: RunToolCalls, running: Cancellers | None = None) -> list[Outcome]:
@@ -176,9 +202,13 @@ def run_tool_calls(step: RunToolCalls, running: Cancellers | None = None) -> lis
             continue
         started = time.perf_counter()
         try:
-            value = call.tool.fn(*call.args, **call.kwargs)
-            if inspect.isawaitable(value):
-                value = _awaited_in_a_thread(value, cancellers, step.stop)
+            helper = _threaded(call)
+            if helper is not None:
+                value = _waited(helper, cancellers, step.stop)
+            else:
+                value = call.tool.fn(*call.args, **call.kwargs)
+                if inspect.isawaitable(value):
+                    value = _waited(_HelperCall(value), cancellers, step.stop)
         except KeyboardInterrupt:  # Ctrl-C: this call ends, the others do not run, the act ends (ActInterrupted)
             outcomes.append(Outcome(duration=time.perf_counter() - started, stopped=True, interrupted=True,
                                     ctrl_c=True))
@@ -203,7 +233,7 @@ async def _one(call: PreparedCall, stop: threading.Event | None) -> Outcome:
         return Outcome(stopped=True)
     started = time.perf_counter()
     try:
-        value = await _called(call, stop)
+        value = await _called(call)
     except asyncio.CancelledError:
         if not _stopped(stop):  # cancelled from outside (Ctrl-C, a cancelled task): the loop ends with it
             raise
@@ -213,60 +243,57 @@ async def _one(call: PreparedCall, stop: threading.Event | None) -> Outcome:
     return Outcome(value, duration=time.perf_counter() - started)
 
 
-async def _called(call: PreparedCall, stop: threading.Event | None) -> Any:
+async def _called(call: PreparedCall) -> Any:
     """The call's value: an ``async def`` tool awaited on this loop; a plain function called here, in the loop's
-    thread (as the user's thread-bound objects expect), or, with ``Tool(run_in_thread=True)``, in a worker thread.
-    A Stop cannot end a plain function: it is waited for, and its result kept; a cancellation from outside (Ctrl-C
-    in ``compare``) does not wait for one in a worker thread (it finishes there, its result dropped)."""
-    if call.tool.is_async or not call.tool.run_in_thread:
-        value = call.tool.fn(*call.args, **call.kwargs)
-    else:
-        context = contextvars.copy_context()
-        ran = _TOOL_THREADS.submit(context.run, call.tool.fn, *call.args, **call.kwargs)
+    thread (as the user's thread-bound objects expect), or, with ``Tool(run_in_thread=True)``, in a daemon worker
+    thread: a Stop or a cancellation from outside (Ctrl-C) does not wait for that one (it is abandoned there, its
+    late result dropped)."""
+    helper = _threaded(call)
+    if helper is not None:
         try:
-            value = await asyncio.wrap_future(ran)
-        except asyncio.CancelledError:
-            if not _stopped(stop) or ran.cancelled():
-                raise
-            value = await asyncio.wrap_future(ran)
+            return await asyncio.wrap_future(helper.start(contextvars.copy_context()))
+        except BaseException:
+            helper.abandon()
+            raise
+    value = call.tool.fn(*call.args, **call.kwargs)
     if inspect.isawaitable(value):
         value = await value
     return value
 
 
-async def arun_tool_calls(step: RunToolCalls, running: set[asyncio.Task[Outcome]] | None = None) -> list[Outcome]:
+async def arun_tool_calls(step: RunToolCalls, running: set[asyncio.Task[Outcome]] | None = None,
+                          cut: list[Outcome] | None = None) -> list[Outcome]:
     """The async client: concurrently when every call is to an ``async def`` tool, else in order.
 
     Each call runs as a task, kept in ``running`` while it runs: a Stop (``AsyncActStream.aclose``) sets
     ``step.stop`` and cancels them, so an ``async def`` tool ends at its next ``await`` (its record says it was
-    stopped while it ran); a call cancelled before it started did not run."""
+    stopped while it ran); a call cancelled before it started did not run. Cancelled from outside (a Ctrl-C), the
+    calls are cancelled too, the cancellation goes on, and ``cut`` (when given) gets what each call came to: the
+    finished ones' outcomes, the running ones interrupted as a Ctrl-C interrupts them, the others not run."""
     watched: set[asyncio.Task[Outcome]] = set() if running is None else running
+    tasks: list[asyncio.Task[Outcome]] = []
 
     def started(call: PreparedCall) -> asyncio.Task[Outcome]:
         task = asyncio.ensure_future(_one(call, step.stop))
         watched.add(task)
         task.add_done_callback(watched.discard)
+        tasks.append(task)
         return task
 
     def outcome(task: asyncio.Task[Outcome]) -> Outcome:
         return Outcome(stopped=True) if task.cancelled() else task.result()
 
-    if len(step.calls) > 1 and all(call.tool.is_async for call in step.calls):
-        tasks = [started(call) for call in step.calls]
-        try:
-            await asyncio.wait(tasks)
-        except asyncio.CancelledError:  # the caller was cancelled: so are the calls
-            for task in tasks:
-                task.cancel()
-            raise
-        return [outcome(task) for task in tasks]
-    outcomes: list[Outcome] = []
-    for call in step.calls:
-        task = started(call)
-        try:
-            await asyncio.wait([task])
-        except asyncio.CancelledError:
+    try:
+        if len(step.calls) > 1 and all(call.tool.is_async for call in step.calls):
+            await asyncio.wait([started(call) for call in step.calls])
+        else:
+            for call in step.calls:
+                await asyncio.wait([started(call)])
+    except asyncio.CancelledError:  # the caller was cancelled: so are the calls
+        for task in tasks:
             task.cancel()
-            raise
-        outcomes.append(outcome(task))
-    return outcomes
+        if cut is not None:
+            ended = [outcome(t) if t.done() else Outcome(stopped=True, interrupted=True, ctrl_c=True) for t in tasks]
+            cut[:] = ended + [Outcome(stopped=True)] * (len(step.calls) - len(tasks))
+        raise
+    return [outcome(task) for task in tasks]

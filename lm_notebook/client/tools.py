@@ -61,10 +61,15 @@ class Tool:
     Write one yourself when you want to give the schema (its arguments are checked with ``jsonschema``); a plain
     function passed as a tool becomes one through :func:`as_tool`.
 
-    ``run_in_thread=True`` (the async client, a plain ``fn``): each call runs in a worker thread, so a slow, blocking
-    function does not hold up the event loop (the other rows of a ``compare``, a Stop); the function must then be
-    thread-safe (calls of several rows run at once) and must not use objects bound to one thread (an ``sqlite3``
-    connection). By default a plain function runs in the caller's thread, the event loop's.
+    ``run_in_thread=True`` (a plain ``fn``): each call runs in a worker thread (a daemon, with no event loop), so a
+    slow, blocking function does not hold up the event loop (the other rows of a ``compare``) and does not hold up a
+    Stop or a Ctrl-C, on either client: the act ends at once (the call's record says "stopped while it ran"; the
+    finished calls and a valid conversation are kept), and the worker thread — Python cannot kill it — is abandoned:
+    it runs on to its end unless the process exits first (it is not waited for), and its late result is dropped,
+    never added to the conversation. So a function that must not be left halfway (it writes a file, commits to a
+    database) should not opt in. The function must be thread-safe (calls of several rows run at once) and must not
+    use objects bound to one thread (an ``sqlite3`` connection). By default a plain function runs in the caller's
+    thread (on the async client the event loop's), where a Stop waits for it and a Ctrl-C interrupts it.
 
     >>> Tool("add", "Add two numbers.", {"type": "object", "properties": {"a": {"type": "number"},
     ...      "b": {"type": "number"}}, "required": ["a", "b"]}, lambda a, b: a + b)   # doctest: +SKIP
@@ -78,8 +83,9 @@ class Tool:
     validator: Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]] | None = field(
         default=None, repr=False, compare=False
     )
-    # opt-in, async client only: a plain fn runs in a worker thread (a slow one does not hold up the event loop, e.g.
-    # compare's other rows), so it must be thread-safe; by default it runs in the loop's own thread
+    # opt-in: a plain fn runs in a daemon worker thread (a slow one holds up neither the event loop, e.g. compare's
+    # other rows, nor a Stop or Ctrl-C: it is abandoned, its late result dropped), so it must be thread-safe; by
+    # default it runs in the caller's (the loop's) thread
     run_in_thread: bool = False
 
     def __post_init__(self) -> None:

@@ -602,38 +602,3 @@ def test_ctrl_c_cancels_a_running_async_tool_and_keeps_the_act(server: MockLMStu
     assert_a_valid_conversation(result.messages)
     assert str(caught.value).startswith("act() stopped by Ctrl-C while lookup ran: 1 round and 1 finished call are "
                                         "kept in err.act_result")
-
-
-def test_async_stop_while_a_sync_tool_runs_in_its_thread(server: MockLMStudioServer) -> None:
-    """On the async client a plain function opted in with run_in_thread=True runs in a worker thread, so the loop
-    goes on meanwhile: a Stop lands
-    while it runs; the function (Python cannot stop it) finishes and its output is kept; the next call does not
-    run."""
-    started, release = threading.Event(), threading.Event()
-
-    def slow_lookup(city: str) -> str:
-        started.set()
-        # released by the Stop's task, which runs only if the loop is free meanwhile
-        return "released" if release.wait(30) else "the loop was held up"
-
-    async def main() -> Any:
-        async with AsyncLMStudioClient(server.url, model=QWEN) as aclient:
-            stream = aclient.stream_act("lookup then plot_it", [named_tool("lookup", slow_lookup, run_in_thread=True),
-                                                                 plot_it])
-
-            async def stop_once_started() -> None:
-                await asyncio.to_thread(started.wait, 30)
-                await stream.aclose()
-                release.set()
-
-            stopper = asyncio.ensure_future(stop_once_started())
-            async for _ in stream:
-                pass
-            await stopper
-            return await stream.result()
-
-    result = asyncio.run(main())
-    assert [(c.name, c.failure, c.output) for c in result.calls] == [("lookup", None, "released"),
-                                                                     ("plot_it", "stopped", None)]
-    assert result.stopped and result.rounds == 1 and len(chat_bodies(server)) == 1
-    assert_a_valid_conversation(result.messages)

@@ -77,3 +77,36 @@ def test_run_in_thread_opts_into_a_worker_thread(server: MockLMStudioServer) -> 
 
     (call,) = asyncio.run(main()).calls
     assert call.output == "found" and threads[0].startswith("lm_notebook-tool")
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+def test_run_in_thread_runs_the_function_in_a_daemon_thread_with_no_loop(server: MockLMStudioServer,
+                                                                         client_kind: str) -> None:
+    """On both clients: a worker thread that is a daemon (a Ctrl-C may abandon it; the process does not wait for it
+    at exit) and runs no event loop, so the function may ``asyncio.run`` its own."""
+    seen: list[tuple[str, bool]] = []
+
+    def lookup(city: str) -> str:
+        """Facts."""
+        seen.append((threading.current_thread().name, threading.current_thread().daemon))
+
+        async def inner() -> str:
+            return "found"
+
+        return asyncio.run(inner())
+
+    tool = tool_from_function(lookup, run_in_thread=True)
+
+    async def main() -> Any:
+        async with AsyncLMStudioClient(server.url, model=QWEN) as aclient:
+            return await aclient.act("lookup it", [tool])
+
+    if client_kind == "async":
+        result = asyncio.run(main())
+    else:
+        with LMStudioClient(server.url, model=QWEN) as client:
+            result = client.act("lookup it", [tool])
+    (call,) = result.calls
+    assert (call.output, call.error) == ("found", None)
+    ((name, daemon),) = seen
+    assert name.startswith("lm_notebook-tool") and daemon and name != threading.main_thread().name
