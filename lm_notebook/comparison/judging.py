@@ -36,6 +36,20 @@ OnJudging = Callable[[str, int, int], None]
 Ask = tuple[JudgeCheck, Placement, list[dict[str, str]], tuple[int, str]]
 
 
+def warn_moved(what: str, model: str, check: str, server: CheckServer, to: CheckServer) -> None:
+    """Say (once per run, by the caller) that a check's model left an endpoint found down for another."""
+    warn_at_user_line(f"compare(): endpoint {server.name} ({server.client.base_url}) stopped answering: the {what} "
+                      f"{model} (check {check}) runs on {to.name} instead.")
+
+
+def found_down(server: CheckServer, err: LMStudioError) -> bool:
+    """Whether ``err`` shows an endpoint (not the one server) is down, newly: then it is marked so."""
+    if server.name is not None and server.down is None and refused(err):
+        server.down, server.lost = err, True
+        return True
+    return False
+
+
 class Judging:
     """One scoring's judges: fills ``cells`` (row, check name) → :class:`Cell`; ``requests`` counts those sent."""
 
@@ -103,12 +117,8 @@ class Judging:
         try:
             return [m.id for m in await server.client.list_models() if m.loaded]
         except LMStudioError as exc:
-            self._down(server, exc)
+            found_down(server, exc)
             return []
-
-    def _down(self, server: CheckServer, err: LMStudioError) -> None:
-        if server.name is not None and server.down is None and refused(err):
-            server.down, server.lost = err, True
 
     def _elsewhere(self, server: CheckServer, asks: Sequence[Ask], left: set[tuple[int, str]]) -> list[Ask]:
         """The cells ``server`` did not grade (it is down), each placed again: a judge not pinned moves to the next
@@ -143,8 +153,7 @@ class Judging:
         said = (moved.sent or "", server.name, moved.server.name)
         if said not in self._moved:
             self._moved.add(said)
-            warn_at_user_line(f"compare(): endpoint {server.name} ({server.client.base_url}) stopped answering: the "
-                              f"judge {moved.sent} (check {check.name}) runs on {moved.server.name} instead.")
+            warn_moved("judge", moved.sent or "", check.name, server, moved.server)
 
     async def _judge_one(self, request: JudgeRequest, model: str, server: CheckServer, slots: JudgeSlots,
                          graded: Callable[[int], None], left: list[JudgeRequest]) -> None:
@@ -178,7 +187,7 @@ class Judging:
                     return None
                 reply = await self._ask(server, request.messages, model, check.reply_schema())
         except LMStudioError as exc:
-            self._down(server, exc)
+            found_down(server, exc)
             return None if server.down is not None else Cell(error=f"judge {model}: {exc.message}")
         try:
             score, reason = check.grade(reply)

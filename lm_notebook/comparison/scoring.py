@@ -24,11 +24,11 @@ from lm_notebook.client.embeddings import choose_embedding_model, cosine
 from lm_notebook.client.errors import LMStudioError
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, cache_key
-from lm_notebook.comparison.check_models import CheckServers
+from lm_notebook.comparison.check_models import CheckServer, CheckServers, Placement
 from lm_notebook.comparison.checks import Check, CheckError
 from lm_notebook.comparison.expected import with_expected
 from lm_notebook.comparison.judge import JudgeCheck, SimilarityCheck
-from lm_notebook.comparison.judging import Judging, OnJudging
+from lm_notebook.comparison.judging import Judging, OnJudging, found_down, warn_moved
 from lm_notebook.comparison.retry import RetryPolicy
 from lm_notebook.comparison.schedule import RequestSpec
 from lm_notebook.comparison.scoring_columns import THRESHOLDS_ATTR, Cell
@@ -166,16 +166,25 @@ class Scorer:
                 self.cells[(i, check.name)] = Cell(error=str(exc))
         if not pairs:
             return
-        try:
-            place = servers.embedding(check)
-            server, chosen, client = place.server, place.sent, place.server.client
-            model = chosen or choose_embedding_model(None, None, list(server.infos.values()), client.base_url)
-            texts = list(dict.fromkeys(t for pair in pairs.values() for t in pair))
-            vectors = await _embedded(texts, model, client, cache)
-        except LMStudioError as exc:
-            for i in pairs:
-                self.cells[(i, check.name)] = Cell(error=_error_text(exc))
-            return
+        texts = list(dict.fromkeys(t for pair in pairs.values() for t in pair))
+        left: CheckServer | None = None  # an endpoint found down: the model is placed again (as a judge is)
+        while True:
+            place: Placement | None = None
+            try:
+                place = servers.embedding(check)
+                server, client = place.server, place.server.client
+                model = place.sent or choose_embedding_model(None, None, list(server.infos.values()), client.base_url)
+                if left is not None and server.down is None:
+                    warn_moved("embedding model", model, check.name, left, server)
+                vectors = await _embedded(texts, model, client, cache)
+                break
+            except LMStudioError as exc:
+                if place is not None and found_down(place.server, exc):
+                    left = place.server
+                    continue
+                for i in pairs:
+                    self.cells[(i, check.name)] = Cell(error=_error_text(exc))
+                return
         for i, (answer, reference) in pairs.items():
             raw = cosine(vectors[answer], vectors[reference])
             if not math.isfinite(raw):  # a vector with NaN or inf in it: no similarity to speak of, not a pass

@@ -168,11 +168,9 @@ def test_a_judge_pinned_to_an_endpoint_that_went_down_keeps_it_and_its_cells_say
     assert not chats(b, "judge-a") and not [w for w in caught if "judge" in str(w.message)]
 
 
-def test_a_judge_whose_endpoint_went_down_after_the_candidates_moves_too(
-        two: dict[str, MockLMStudioServer]) -> None:
-    """a answers nothing (the candidate is pinned to b) and stops while b answers: the judge, placed on a, is found
-    down when judging starts and moves to b."""
-    a, b = two["a"], two["b"]
+def stopping_a(a: MockLMStudioServer, b: MockLMStudioServer, check: Any) -> tuple[Any, list[str]]:
+    """beta compared on b, scored by ``check``; a stops as b's first row comes in. The frame and the warnings that
+    something moved."""
 
     def stop_a(event: Any) -> None:
         if event.kind == "row":
@@ -181,10 +179,19 @@ def test_a_judge_whose_endpoint_went_down_after_the_candidates_moves_too(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = compare(PROMPTS, ["b/beta"], endpoints={"a": a.url, "b": b.url}, progress=stop_a, temperature=0,
-                     checks=[judge("Ok?", model="judge-a")])
+                     checks=[check])
+    return df, [str(w.message) for w in caught if "instead" in str(w.message)]
+
+
+def test_a_judge_whose_endpoint_went_down_after_the_candidates_moves_too(
+        two: dict[str, MockLMStudioServer]) -> None:
+    """a answers nothing (the candidate is pinned to b) and stops while b answers: the judge, placed on a, is found
+    down when judging starts and moves to b."""
+    a, b = two["a"], two["b"]
+    df, moved = stopping_a(a, b, judge("Ok?", model="judge-a"))
     assert (df.status == "ok").all() and df["check_judge"].notna().all(), df["check_notes"].tolist()
     assert len(chats(b, "judge-a")) == len(df[["prompt", "response"]].drop_duplicates()) and not chats(a, "judge-a")
-    assert len([w for w in caught if "runs on b instead" in str(w.message)]) == 1
+    assert len(moved) == 1 and "runs on b instead" in moved[0]
 
 
 def test_a_judge_whose_endpoint_goes_down_while_it_grades_moves_its_grades_left() -> None:
@@ -205,3 +212,24 @@ def test_a_judge_whose_endpoint_goes_down_while_it_grades_moves_its_grades_left(
     assert (df.status == "ok").all() and df["check_judge"].notna().all(), df["check_notes"].tolist()
     assert len(chats(a, "judge-a")) == 2 and len(chats(b, "judge-a")) == len(PROMPTS) - 1
     assert len([w for w in caught if "runs on b instead" in str(w.message)]) == 1
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_an_embedding_model_whose_endpoint_went_down_moves_unless_pinned(pinned: bool) -> None:
+    """similar_to's embedding model, found first on a, which stops while b answers the candidates: it embeds on b
+    (said once), or, pinned to a, its cells say a is down and where the model is."""
+    a = MockLMStudioServer(models=[spec("alpha"), spec("embed", type="embeddings")])
+    b = MockLMStudioServer(models=[spec("beta"), spec("embed", type="embeddings")])
+    with a, b:
+        df, moved = stopping_a(a, b, similar_to("Hello", model="a/embed" if pinned else "embed"))
+        embedded_on_b = [r for r in b.requests if r.path == "/v1/embeddings"]
+        if pinned:
+            assert df["check_similar_to"].isna().all() and not embedded_on_b and not moved
+            assert set(df["check_notes"]) == {
+                f'similar_to: error: The embedding model of check similar_to, "a/embed", is pinned to endpoint a at '
+                f"{a.url}, which is down (it stopped answering during the run). embed is on b: pin it as b/embed or "
+                f"leave the pin out, or start the server at {a.url}."}
+        else:
+            assert df["check_similar_to"].notna().all(), df["check_notes"].tolist()
+            assert embedded_on_b and moved == [f"compare(): endpoint a ({a.url}) stopped answering: the embedding "
+                                               "model embed (check similar_to) runs on b instead."]
