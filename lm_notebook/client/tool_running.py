@@ -54,7 +54,7 @@ class Outcome:
     duration: float = 0.0
     stopped: bool = False
     interrupted: bool = False
-    ctrl_c: bool = False  # interrupted by a Ctrl-C on the sync client: the act ends with ActInterrupted
+    ctrl_c: bool = False  # interrupted by a Ctrl-C (a cancellation on the async client): the act ends, ActInterrupted
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,8 +132,8 @@ class _HelperCall:
     def _serve(self) -> None:
         """The helper thread: the coroutine as a task on a loop of its own, its end (any exception) handed back."""
         with self._lock:
-            if self._abandoned:
-                return
+            if self._abandoned or (self._cancelled and self._function is not None):  # a function cancelled first
+                return  # does not run (a coroutine is cancelled before its first step instead)
             self._began = True
         if self._function is not None:
             try:

@@ -142,3 +142,34 @@ def test_an_async_tool_raising_systemexit_or_keyboardinterrupt_ends_the_act(
         assert isinstance(ended[0], SystemExit) and ended[0].code == 3
     else:
         assert isinstance(ended[0], ActInterrupted), repr(ended[0])
+
+
+def test_a_stop_as_a_threaded_tool_starts_does_not_run_it(server: MockLMStudioServer, client: LMStudioClient,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``run_in_thread=True`` function: the Stop lands after its call began but before its worker thread ran
+    (``Thread.start`` itself presses it): the function does not run at all."""
+    ran = threading.Event()
+
+    def lookup(city: str) -> str:
+        ran.set()
+        return "ran"
+
+    stream = client.stream_act("lookup it", [Tool("lookup", "Facts.", SCHEMA, lookup, run_in_thread=True)])
+    made: list[threading.Thread] = []
+
+    class StoppedStart(threading.Thread):
+        def start(self) -> None:
+            made.append(self)
+            stream.close()  # the panel's Stop, right as the worker thread starts
+            super().start()
+
+    monkeypatch.setattr(tool_running.threading, "Thread", StoppedStart)
+    try:
+        result = stream.result()
+    finally:
+        monkeypatch.undo()
+    (worker,) = made
+    worker.join(30)
+    assert not worker.is_alive() and not ran.is_set(), "the function ran after the Stop"
+    (call,) = result.calls
+    assert call.failure == "stopped" and call.output is None and result.stopped
