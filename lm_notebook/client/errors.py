@@ -11,6 +11,7 @@
     ├── AnswerFormatError              the answer is not the JSON asked for (``schema=``, ``-f json``); ValueError too
     ├── ClientClosedError              the client was closed (before the request, or while it streamed)
     ├── ModelDownloadError             a model download LM Studio ran failed (``model``, ``job_id``)
+    │   └── DownloadPausedError        … or is paused: waiting for it would never end (``job``)
     ├── ToolRoundsExceededError        act(): still asking for tools after max_rounds (in act_types.py)
     └── LMStudioAPIError               the server answered with an error (status, parsed body)
         ├── AuthenticationError        401: a token is required (none sent) or was refused (``token_sent``)
@@ -197,6 +198,15 @@ class ModelDownloadError(LMStudioError):
         super().__init__(message)
         self.model = model
         self.job_id = job_id
+
+
+class DownloadPausedError(ModelDownloadError):
+    """The download is ``paused`` in LM Studio: it goes on only once resumed there. ``job`` is its last state (a
+    :class:`~lm_notebook.client.downloads.DownloadJob`; ``job.wait()`` follows it again once resumed)."""
+
+    def __init__(self, message: str, *, job: Any) -> None:
+        super().__init__(message, model=job.model, job_id=job.job_id)
+        self.job = job
 
 
 class LMStudioAPIError(ServerErrorFields, LMStudioError):

@@ -19,7 +19,12 @@ from lm_notebook.client.downloads import (
     DownloadJob,
     download_payload,
 )
-from lm_notebook.client.errors import EndpointNotSupportedError, ModelDownloadError, needs_newer_lmstudio
+from lm_notebook.client.errors import (
+    DownloadPausedError,
+    EndpointNotSupportedError,
+    ModelDownloadError,
+    needs_newer_lmstudio,
+)
 from lm_notebook.client.flows import Flow, Pause, operation
 from lm_notebook.client.routes import MODEL_ROUTES, OPENAI_MODELS_PATH
 from lm_notebook.client.types import ModelInfo
@@ -72,11 +77,16 @@ class ModelOperations:
         self, job: DownloadJob, *, poll_seconds: float = POLL_SECONDS, on_progress: OnDownload | None = None
     ) -> Flow[DownloadJob]:
         """Follow ``job`` to its end, asking every ``poll_seconds`` and telling ``on_progress`` each state; the last
-        one. A failed download raises ``ModelDownloadError``; interrupting stops watching, not the download."""
+        one. A failed download raises ``ModelDownloadError``; a paused one ``DownloadPausedError`` (it would never
+        end: LM Studio goes on only once it is resumed there); interrupting stops watching, not the download."""
         source: Any = self
+        fresh = False  # a job passed in may be an old state: a paused one is asked about again before it counts
         while not job.done:
-            yield Pause(poll_seconds)
-            job = yield from self._download_status(job)
+            if job.status == "paused" and fresh:
+                raise DownloadPausedError(_paused_message(job, source.base_url), job=job)
+            if job.status != "paused":
+                yield Pause(poll_seconds)
+            job, fresh = (yield from self._download_status(job)), True
             if on_progress is not None:
                 on_progress(job)
         if job.status == "failed":
@@ -124,6 +134,15 @@ class ModelOperations:
         return gone
 
     unload_all = operation(_unload_all)
+
+
+def _paused_message(job: DownloadJob, base_url: str) -> str:
+    done = f"{job.downloaded_bytes or 0} of {job.total_bytes or '?'} bytes"
+    if job.fraction is not None:
+        done = f"{round(job.fraction * 100)} %, {done}"
+    return (f"The download of {job.model} is paused in LM Studio at {base_url} (job {job.job_id}, {done}): it goes on "
+            "only once resumed there (LM Studio's downloads panel). Then job.wait() (or %lm_download "
+            f"{job.model} again) follows it to its end.")
 
 
 def _not_lmstudio(what: str, needs: str, base_url: str, why: str, *, instead: str = "") -> EndpointNotSupportedError:

@@ -16,7 +16,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from lm_notebook.client.clients import LMStudioClient
 from lm_notebook.client.downloads import DownloadJob
-from lm_notebook.client.errors import LMStudioError
+from lm_notebook.client.errors import DownloadPausedError, LMStudioAPIError, LMStudioError
 from lm_notebook.display.progress import download_text
 from lm_notebook.magics.arguments import argument, magic_arguments, parse_argstring
 from lm_notebook.magics.lm import LMMagics, lm_magics_of, magics_client
@@ -59,15 +59,17 @@ class ModelMagics(Magics):
                 f"another OpenAI-compatible server (llama.cpp's). {instead}"
             )
 
-    def _run(self, action: Callable[[], _T]) -> _T:
-        """An error from the server as the magics' one line (kept for %lm_last_error)."""
+    def _run(self, action: Callable[[], _T], explain: Callable[[LMStudioError], str | None] | None = None) -> _T:
+        """An error from the server as the magics' one line (kept for %lm_last_error); ``explain``: the line for an
+        error the magic can say better (None: the usual one)."""
         try:
             return action()
         except LMStudioError as err:
+            text = explain(err) if explain is not None else None
             magics = self._lm()
             if magics is not None:
-                raise magics._fail(err) from None
-            raise UsageError(err.message) from None
+                raise magics._fail(err, text) from None
+            raise UsageError(text or err.message) from None
 
     @staticmethod
     def _show(text: str, handle: Any = None) -> Any:
@@ -108,15 +110,25 @@ class ModelMagics(Magics):
             if not state.done:
                 paint(state)
 
+        def follow() -> DownloadJob:  # a paused download is said on its line, not raised
+            try:
+                return client.wait_for_download(job, poll_seconds=DOWNLOAD_POLL_SECONDS, on_progress=progress)
+            except DownloadPausedError as paused:
+                return paused.job  # type: ignore[no-any-return]
+
         try:
-            job = self._run(lambda: client.wait_for_download(
-                job, poll_seconds=DOWNLOAD_POLL_SECONDS, on_progress=progress))
+            job = self._run(follow)
         except KeyboardInterrupt:
             self._unfinished[key] = job  # %lm_download again follows this job: a second request could start anew
             raise UsageError(
                 f"Stopped watching the download of {args.model}; LM Studio goes on downloading it (job {job.job_id}). "
                 f"%lm_download {args.model} again shows how far it has come."
             ) from None
+        if job.status == "paused":
+            self._unfinished[key] = job  # %lm_download again follows it once it is resumed
+            paint(job, f"{download_text(job)}. Resume it in LM Studio (its downloads panel), then "
+                       f"%lm_download {args.model} again follows it.")
+            return None
         after = self._model_ids(client) if before is not None and job.status == "completed" else None
         added = sorted(after - before) if after is not None and before is not None else []
         paint(job, download_text(job, added[0] if len(added) == 1 else None))  # the end, once
@@ -199,7 +211,7 @@ class ModelMagics(Magics):
             gone = self._run(client.unload_all)
             self._show(f"Unloaded {', '.join(gone)}." if gone else "Nothing was loaded.")
             return
-        self._run(lambda: client.unload_model(args.model))
+        self._run(lambda: client.unload_model(args.model), lambda err: _not_loaded(client, args.model, err))
         self._show(f"Unloaded {args.model}.")
 
     @line_magic
@@ -221,6 +233,27 @@ class ModelMagics(Magics):
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         text = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
         self._show(text)
+
+
+def _not_loaded(client: LMStudioClient, model: str, err: LMStudioError) -> str | None:
+    """The line for unloading ``model`` when LM Studio refused it because it is not loaded (None for other errors):
+    what is loaded, by instance id, and %lm_ps."""
+    if not isinstance(err, LMStudioAPIError) or err.status_code not in (400, 404):
+        return None
+    try:
+        loaded = client.loaded_models()
+    except LMStudioError:
+        return None  # it cannot say what is loaded: LM Studio's own answer is the line
+    instances = {m.id: list(m.instance_ids or (m.id,)) for m in loaded}
+    if any(model in ids for ids in instances.values()):
+        return None  # it is loaded: the refusal was about something else
+    where = f"on LM Studio at {client.base_url}"
+    if model in instances:  # a model key loaded under other instance ids (name:2)
+        ids = ", ".join(instances[model])
+        return f"{model} is not an instance id {where}: it is loaded as {ids}; %lm_unload one of them (%lm_ps " \
+               "lists what is loaded)."
+    now = ", ".join(i for ids in instances.values() for i in ids)
+    return f"{model} is not loaded {where} (loaded: {now or 'nothing'}); %lm_ps shows what is loaded."
 
 
 def _is_link(model: str) -> bool:

@@ -3,9 +3,10 @@
 
 A job takes :attr:`FakeDownloads.seconds` on the server's clock for :attr:`FakeDownloads.size_bytes` bytes; a model
 already in the catalogue is ``already_downloaded``; a finished one joins the catalogue (not loaded). The
-``download_failure`` fault makes a job fail halfway. :attr:`FakeDownloads.model_defaults` are the downloaded models'
-:class:`ModelSpec` fields (their pacing: the demo profile and the command line's ``--load-time`` set it, so a new model
-loads and streams as the others do).
+``download_failure`` fault makes a job fail halfway; :meth:`FakeDownloads.pause` and :meth:`FakeDownloads.resume` do
+what LM Studio's downloads panel does (a paused job says ``paused`` with its bytes so far, no speed, no time left).
+:attr:`FakeDownloads.model_defaults` are the downloaded models' :class:`ModelSpec` fields (their pacing: the demo
+profile and the command line's ``--load-time`` set it, so a new model loads and streams as the others do).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ class Job:
     seconds: float
     fails: bool
     added: bool = False
+    paused_at: float | None = None  # on the server's clock, while paused
+    paused_for: float = 0.0  # the seconds it spent paused before
+
+    def elapsed(self, now: float) -> float:
+        """The seconds it has been downloading (its pauses left out)."""
+        until = self.paused_at if self.paused_at is not None else now
+        return max(0.0, until - self.started - self.paused_for)
 
 
 class FakeDownloads:
@@ -67,13 +75,32 @@ class FakeDownloads:
         return {"job_id": job.job_id, "status": "downloading", "total_size_bytes": job.size,
                 "started_at": _iso(job.started_at)}
 
+    def _job(self, job_id: str | None) -> Job:
+        with self._lock:
+            if job_id is None:  # the latest
+                return list(self._jobs.values())[-1]
+            return self._jobs[job_id]
+
+    def pause(self, job_id: str | None = None) -> None:
+        """Pause a job (the latest by default), as LM Studio's downloads panel does."""
+        job = self._job(job_id)
+        if job.paused_at is None:
+            job.paused_at = self.app.clock.now()
+
+    def resume(self, job_id: str | None = None) -> None:
+        """Resume a paused job (the latest by default)."""
+        job = self._job(job_id)
+        if job.paused_at is not None:
+            job.paused_for += self.app.clock.now() - job.paused_at
+            job.paused_at = None
+
     def status(self, job_id: str) -> dict[str, Any] | None:
         """The job's state now; None for an unknown job."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:
             return None
-        elapsed = max(0.0, self.app.clock.now() - job.started)
+        elapsed = job.elapsed(self.app.clock.now())
         fraction = min(1.0, elapsed / job.seconds) if job.seconds > 0 else 1.0
         state: dict[str, Any] = {"job_id": job.job_id, "total_size_bytes": job.size,
                                  "started_at": _iso(job.started_at)}
@@ -85,6 +112,9 @@ class FakeDownloads:
             self._add(job)
             state.update(status="completed", downloaded_bytes=job.size,
                          completed_at=_iso(job.started_at + timedelta(seconds=job.seconds)))
+            return state
+        if job.paused_at is not None:
+            state.update(status="paused", downloaded_bytes=int(job.size * fraction))
             return state
         left = job.seconds - elapsed
         state.update(status="downloading", downloaded_bytes=int(job.size * fraction), bytes_per_second=speed,

@@ -8,7 +8,7 @@ import pytest
 
 from lm_notebook import AsyncLMStudioClient, EndpointNotSupportedError, LMStudioClient
 from lm_notebook.client.downloads import DownloadJob
-from lm_notebook.client.errors import ModelDownloadError
+from lm_notebook.client.errors import DownloadPausedError, ModelDownloadError
 from lm_notebook.testing import ManualClock, MockLMStudioServer
 
 NEW = "ibm/granite-4-micro"
@@ -89,3 +89,41 @@ def test_on_0_3_unload_all_says_it_needs_0_4_and_loaded_models_answers(lmstudio_
     assert info.value.message.startswith("unload_all() needs LM Studio 0.4 or newer"), info.value.message
     assert "lms unload --all" in info.value.message
     assert lmstudio_mock.loaded_models()  # nothing was unloaded
+
+
+def test_waiting_on_a_paused_download_says_it_is_paused_instead_of_polling_forever() -> None:
+    clock = ManualClock()
+    with MockLMStudioServer(clock=clock) as server, LMStudioClient(server.url) as client:
+        server.downloads.seconds = 10.0
+        job = client.download_model(NEW, wait=False)
+        clock.advance(4.0)
+        server.downloads.pause()
+        with pytest.raises(DownloadPausedError) as info:
+            job.wait(poll_seconds=0.01)
+        paused = info.value.job
+        assert paused.status == "paused" and paused.fraction == pytest.approx(0.4) and not paused.done
+        assert paused.bytes_per_second is None and paused.seconds_left is None  # as LM Studio says it: no speed
+        assert isinstance(info.value, ModelDownloadError) and info.value.job_id == job.job_id
+        assert f"The download of {NEW} is paused in LM Studio at {server.url}" in info.value.message
+        assert "40 %" in info.value.message and "resumed there" in info.value.message
+        server.downloads.resume()
+        clock.advance(6.0)
+        assert paused.wait(poll_seconds=0.01).status == "completed"  # an old paused state is asked about again
+
+
+def test_a_download_paused_while_it_is_watched_ends_the_wait(server: MockLMStudioServer) -> None:
+    server.downloads.seconds = 600.0
+    seen: list[str] = []
+
+    def progress(state: DownloadJob) -> None:
+        seen.append(state.status)
+        if state.status == "downloading":
+            server.downloads.pause()
+
+    async def run() -> str:
+        async with AsyncLMStudioClient(server.url) as client:
+            with pytest.raises(DownloadPausedError) as info:
+                await client.download_model(NEW, poll_seconds=0.01, on_progress=progress)
+            return str(info.value.job.status)
+
+    assert asyncio.run(run()) == "paused" and seen == ["downloading", "paused"]

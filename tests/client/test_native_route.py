@@ -23,7 +23,9 @@ TABLE: list[tuple[str, bool | None, list[dict[str, Any]], dict[str, Any], str]] 
     ("auto", True, [USER], {"context_length": 8192}, "native"),
     ("auto", True, [IMAGE_USER], {}, "native"),
     ("auto", True, [USER], {"stream_options": {"include_usage": True}}, "native"),  # the client's own field
-    ("auto", None, [USER], {}, "openai"),  # not known yet: no extra round trip to find out
+    # not known yet: the rule says "openai"; the client learns it before sending (greeting + /api/v1/models, once a
+    # client: RoutingClient._routed) and sends the native body instead when the server has the route
+    ("auto", None, [USER], {}, "openai"),
     ("auto", False, [USER], {}, "openai"),  # LM Studio 0.3, llama.cpp
     ("auto", True, [SYS, USER, ASSISTANT, USER], {}, "openai"),  # a history
     ("auto", True, [USER], {"tools": [{"type": "function"}]}, "openai"),

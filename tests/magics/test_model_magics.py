@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
-from magic_shell import MODEL, recorder, run, shown
+from magic_shell import MODEL, error_line, recorder, run, shown
 
 import lm_notebook.magics.models as model_magics
 from lm_notebook import LMStudioClient, set_client
@@ -73,6 +74,15 @@ def test_load_ps_and_unload(ip: InteractiveShell, lmstudio_mock: MockLMStudioSer
     assert run(ip, "%lm_unload --all").success
     assert texts(ip)[-1] == f"Unloaded {MODEL}." and lmstudio_mock.loaded_models() == []
     assert "No model is loaded" in (run(ip, "%lm_ps") and texts(ip)[-1])
+
+
+def test_unloading_a_model_that_is_not_loaded_says_so_with_what_is_loaded(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer) -> None:
+    assert lmstudio_mock.loaded_models() == [MODEL]
+    line = error_line(run(ip, "%lm_unload google/gemma-3-4b"))
+    assert line == (f"LMStudioAPIError: google/gemma-3-4b is not loaded on LM Studio at {lmstudio_mock.url} "
+                    f"(loaded: {MODEL}); %lm_ps shows what is loaded."), line
+    assert lmstudio_mock.loaded_models() == [MODEL]
 
 
 @pytest.mark.lmstudio_mock(clock=ManualClock())
@@ -180,31 +190,59 @@ def _downloads_asked(server: MockLMStudioServer) -> int:
     return sum(1 for r in server.requests if r.method == "POST" and r.path == "/api/v1/models/download")
 
 
+def _slow_downloads(server: MockLMStudioServer) -> ManualClock:
+    """The server's manual clock, downloads taking 600 s on it."""
+    assert isinstance(server.clock, ManualClock)
+    server.downloads.seconds = 600
+    return server.clock
+
+
+def _each_poll(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> None:
+    """``action`` in place of each pause between a download's polls."""
+    monkeypatch.setattr("lm_notebook.client.clients.time.sleep", lambda *args, **kwargs: action())
+
+
 @pytest.mark.lmstudio_mock(clock=ManualClock())
 def test_download_again_after_an_interrupt_goes_on_watching_the_same_job(
         ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = lmstudio_mock.clock
-    assert isinstance(clock, ManualClock)
-    lmstudio_mock.downloads.seconds = 600
+    clock = _slow_downloads(lmstudio_mock)
 
-    def interrupted(*args: object, **kwargs: object) -> None:
+    def interrupted() -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("lm_notebook.client.clients.time.sleep", interrupted)
+    _each_poll(monkeypatch, interrupted)
     line = usage_line(run(ip, f"%lm_download {NEW}"))
     assert f"%lm_download {NEW} again shows how far it has come" in line
     clock.advance(300)  # LM Studio went on downloading meanwhile
-
-    def poll(*args: object, **kwargs: object) -> None:  # each poll of the watch: LM Studio comes 150 s further
-        clock.advance(150)
-
-    monkeypatch.setattr("lm_notebook.client.clients.time.sleep", poll)
+    _each_poll(monkeypatch, lambda: clock.advance(150))  # each poll of the watch: LM Studio comes 150 s further
     recorder(ip).sent.clear()
     assert run(ip, f"%lm_download {NEW}").success
     seen = texts(ip)
     assert seen[0].startswith(f"Downloading {NEW} ▓▓▓▓▓░░░░░ 50 %")  # where the download is, not a new one from 0 %
     assert seen[-1].startswith(f"Downloaded {NEW}")
     assert _downloads_asked(lmstudio_mock) == 1  # the job was followed, not started again
+
+
+@pytest.mark.lmstudio_mock(clock=ManualClock())
+def test_a_paused_download_says_it_is_paused_and_download_again_follows_it_once_resumed(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _slow_downloads(lmstudio_mock)
+
+    def paused_in_lm_studio() -> None:  # the first poll: the user paused it at 25 %
+        clock.advance(150)
+        lmstudio_mock.downloads.pause()
+
+    _each_poll(monkeypatch, paused_in_lm_studio)
+    assert run(ip, f"%lm_download {NEW}").success  # it ends, not polling forever
+    last = texts(ip)[-1]
+    assert last == (f"Paused {NEW} ▓▓░░░░░░░░ 25 % · 569.8 MB of 2.3 GB. Resume it in LM Studio (its downloads "
+                    f"panel), then %lm_download {NEW} again follows it."), last
+    lmstudio_mock.downloads.resume()
+    _each_poll(monkeypatch, lambda: clock.advance(150))
+    recorder(ip).sent.clear()
+    assert run(ip, f"%lm_download {NEW}").success
+    assert texts(ip)[-1].startswith(f"Downloaded {NEW}")
+    assert _downloads_asked(lmstudio_mock) == 1  # the paused job was followed, not started again
 
 
 def test_a_hugging_face_link_says_the_key_to_load_the_model_by(
