@@ -17,6 +17,7 @@ from lm_notebook import (
     RateLimitError,
 )
 from lm_notebook.client import errors
+from lm_notebook.client.downloads import DownloadJob
 from lm_notebook.client.error_classification import classify_error, ids_from_message, parse_error_body
 from lm_notebook.client.errors import ContextLengthExceededError, LMStudioAPIError, ModelNotFoundError, suggest_model
 from lm_notebook.client.transport_errors import translate_transport_error
@@ -118,6 +119,7 @@ def one_of_each() -> list[errors.LMStudioError]:
         errors.ClientClosedError("LMStudioClient", URL, partial=partial),
         _broken_answer(),
         errors.ModelDownloadError("LM Studio could not download m.", model="m", job_id="job_1"),
+        errors.DownloadPausedError("The download of m is paused.", job=DownloadJob("m", "paused", job_id="job_2")),
     ]
 
 
