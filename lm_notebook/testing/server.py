@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from lm_notebook.testing.app import LMStudioApp, Settings, Version
+from lm_notebook.testing.app import LMStudioApp
+from lm_notebook.testing.app_models import Settings, Version
 from lm_notebook.testing.catalogue import DEMO_PACING, ModelSpec, Pacing, default_models, demo_models
 from lm_notebook.testing.clock import Clock
 from lm_notebook.testing.cors import CorsPolicy, CorsSetting
