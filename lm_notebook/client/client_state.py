@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
+from lm_notebook.client.connect_ahead import AheadTransport, Spares
 from lm_notebook.client.errors import ClientClosedError, LMStudioRequestError, NoCurrentModelError
 from lm_notebook.client.native_route import checked_route
 from lm_notebook.client.native_types import Route
@@ -53,6 +54,7 @@ class ClientState(Generic[HttpT, TransportT]):
     httpx client class)."""
 
     _http_type: type[HttpT]
+    _connects_ahead = False  # the sync twin opens each stream's connection ahead (see connect_ahead)
 
     def __init__(
         self,
@@ -98,10 +100,21 @@ class ClientState(Generic[HttpT, TransportT]):
         if address.credentials is not None:
             options["auth"] = httpx.BasicAuth(*address.credentials)
         self._http: HttpT = self._http_type(**options)
-        # streams get a connection of their own, never pooled (see _NO_KEEPALIVE), and tell the server so
+        # streams get a connection of their own, never pooled (see _NO_KEEPALIVE), and tell the server so; the sync
+        # twin's is opened ahead, when the stream before ends (a transport given for tests is used as it is)
         options["headers"] = {**options["headers"], "Connection": "close"}
+        self._spares: Spares | None = None
+        if transport is None and self._connects_ahead:
+            self._spares = Spares()
+            options["transport"] = AheadTransport(self._spares, ssl_context=options["verify"], limits=_NO_KEEPALIVE)
         self._stream_http: HttpT = self._http_type(**options, limits=_NO_KEEPALIVE)
         self._urls: dict[str, httpx.URL] = {}  # see _url
+
+    def _connect_ahead(self) -> None:
+        """A stream has ended: open the next one's connection now (see :mod:`~lm_notebook.client.connect_ahead`)."""
+        if self._spares is not None and not self._closed:
+            url = self._stream_http.base_url
+            self._spares.open(url.host, url.port or (443 if url.scheme == "https" else 80))
 
     def _url(self, path: str) -> httpx.URL:
         """``path`` on this server as the absolute URL httpx would send it to, worked out once: httpx parses a

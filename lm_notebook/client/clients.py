@@ -83,6 +83,7 @@ class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream], 
     """
 
     _http_type = httpx.Client
+    _connects_ahead = True
     _stream_type = ChatStream
     _act_stream_type = ActStream
 
@@ -117,6 +118,8 @@ class LMStudioClient(BaseClient[httpx.Client, httpx.BaseTransport, ChatStream], 
         self._closed = True
         self._http.close()
         self._stream_http.close()
+        if self._spares is not None:
+            self._spares.close()
 
     def __enter__(self) -> LMStudioClient:
         return self

@@ -77,6 +77,8 @@ class SyncSource(StreamSource, Protocol):
 
     def _drive(self, flow: Flow[T], /) -> T: ...
 
+    def _connect_ahead(self) -> None: ...
+
 
 class ChatStream(StreamBase[Generator[Any, None, None]]):
     """A streamed chat answer (sync). Iterate for text deltas; ``iter_parts()`` also gives thinking."""
@@ -196,6 +198,8 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
                 self._chunks.close()  # type: ignore[attr-defined]  # a generator: stopping at [DONE] leaves it suspended
             if self._response is not None:
                 self._response.close()
+            if self._socket is not None:  # it reached the server: the next stream's connection, opened now
+                self._client._connect_ahead()
 
     def _count_reads(self, response: httpx.Response) -> None:
         """The body starts: from here on reads are counted and, when asked, paced. Reads go through

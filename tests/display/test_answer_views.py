@@ -198,3 +198,31 @@ def test_a_view_reading_a_coalesced_stream_counts_its_tokens_not_its_parts(publi
     assert view.tokens == stream.deltas == tokens
     view.show_final(dataclasses.replace(result, usage=None), "markdown", note="stopped")  # as if no count came
     assert f"≈{tokens} tokens" in publisher.sent[-1][0]["text/markdown"]
+
+
+# --- issue 17: nothing but the request on the way to the first token ------------------------------------------------
+
+
+def test_each_live_output_has_its_own_id_and_making_a_view_reads_no_randomness(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Display ids are unique (a frontend updates every output shown with an id), and a view is made without a
+    system call: in a kernel each one lets the kernel's other threads take the GIL first, on the way to the first
+    token (a uuid4 a view read os.urandom)."""
+    import os
+    import subprocess
+    import sys
+
+    def no_urandom(n: int) -> bytes:
+        raise AssertionError("os.urandom read while a view is made")
+
+    monkeypatch.setattr(os, "urandom", no_urandom)
+    views = [NotebookStreamView("markdown", "m") for _ in range(500)]
+    monkeypatch.undo()
+    ids = [v.display_id for v in views]
+    assert len(set(ids)) == len(ids)
+    other = subprocess.run(
+        [sys.executable, "-c", "from lm_notebook.display.answer import new_display_id as n; print(n())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # another process (a restarted kernel): another prefix, so no clash with this one's ids
+    assert other and other not in ids and other[:20] != ids[0][:20]
