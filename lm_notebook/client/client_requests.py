@@ -74,9 +74,9 @@ class RequestingClient(ClientState[HttpT, TransportT]):
         """Ask who answers (``GET /lmstudio-greeting``) and remember whether it is LM Studio, and whether it is this
         project's fake server."""
         response = yield from self._probe(GREETING_PATH, trace)
-        self._is_lmstudio = looks_like_lmstudio(response)
-        self._server_is_fake = is_fake_greeting(response)
-        return self._is_lmstudio
+        is_lmstudio = looks_like_lmstudio(response)
+        self._facts.greeted(is_lmstudio, is_fake_greeting(response))
+        return is_lmstudio
 
     def _check_model(self, model: str) -> Flow[None]:
         """On a server that is not LM Studio, refuse an id it does not list (it would answer with another model)."""

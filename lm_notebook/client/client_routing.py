@@ -86,8 +86,11 @@ class RoutingClient(RequestingClient[HttpT, TransportT]):
         self, trace: Trace | None = None, stop: threading.Event | None = None, woken: threading.Event | None = None
     ) -> Flow[bool]:
         """For ``route="auto"``: whether this request goes the native way. When the server could not say, it goes the
-        OpenAI way (nothing remembered: the next request asks again), and that request says what is wrong — except
-        that nobody answering the greeting is this request's error already (asked once, not twice)."""
+        OpenAI way, and so do the requests of the next :data:`~lm_notebook.client.server_facts.PROBE_RETRY_SECONDS`
+        without asking (see :mod:`~lm_notebook.client.server_facts`); the one after asks again. Nobody answering the
+        greeting is this request's error already (asked once, not twice)."""
+        if self._facts.probe_failed_recently():
+            return False
         try:
             return (yield from self._supports_native_chat(trace, stop, woken))
         except ClientClosedError:
@@ -95,6 +98,7 @@ class RoutingClient(RequestingClient[HttpT, TransportT]):
         except LMStudioError:
             if self._is_lmstudio is None:
                 raise
+            self._facts.probe_failed()
             return False
 
     supports_native_chat = operation(_supports_native_chat)

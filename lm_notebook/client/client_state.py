@@ -16,6 +16,7 @@ from lm_notebook.client.errors import ClientClosedError, LMStudioRequestError, N
 from lm_notebook.client.native_route import checked_route
 from lm_notebook.client.native_types import Route
 from lm_notebook.client.route_learning import RouteLearning
+from lm_notebook.client.server_facts import Fact, ServerFacts
 from lm_notebook.client.settings import (
     base_url_or_env,
     checked_token,
@@ -56,6 +57,16 @@ class ClientState(Generic[HttpT, TransportT]):
     _http_type: type[HttpT]
     _connects_ahead = False  # the sync twin opens each stream's connection ahead (see connect_ahead)
 
+    # what the client learnt of its server, kept on self._facts (see server_facts.py). LM Studio checks model ids
+    # itself; other OpenAI-compatible servers (llama.cpp's) may silently answer an unknown id with whatever model they
+    # have, so for them the client checks ids against /v1/models.
+    _is_lmstudio: Fact[bool | None] = Fact()
+    _server_is_fake: Fact[bool | None] = Fact()
+    _models_route: Fact[str | None] = Fact()  # which models route this server answered
+    # whether the server has LM Studio 0.4's native chat route (None: not known yet; learnt from the model list)
+    _native_chat: Fact[bool | None] = Fact()
+    _route_learning: Fact[RouteLearning] = Fact()  # one request asks it at a time; the others wait for its answer
+
     def __init__(
         self,
         base_url: str | None = None,
@@ -81,14 +92,9 @@ class ClientState(Generic[HttpT, TransportT]):
         self.timeout = resolve_timeout(timeout)
         self._current_model = model
         self._closed = False
-        self._models_route: str | None = None  # which models route this server answered
-        # LM Studio checks model ids itself; other OpenAI-compatible servers (llama.cpp's) may silently answer an
-        # unknown id with whatever model they have, so for them the client checks ids against /v1/models.
-        self._is_lmstudio: bool | None = None
-        self._server_is_fake: bool | None = None
-        # whether the server has LM Studio 0.4's native chat route (None: not known yet; learnt from the model list)
-        self._native_chat: bool | None = None
-        self._route_learning = RouteLearning()  # one request asks it at a time; the others wait for its answer
+        # who answers and which routes it has (_is_lmstudio, _models_route, _native_chat, ...: the Facts below),
+        # shared with this client's with_options copies for the same server
+        self._facts = ServerFacts()
         self._known_ids: frozenset[str] = frozenset()
         # the last model list: image requests read vision from it instead of listing again (every listing renews it,
         # and an unknown-model error lists again)
@@ -162,11 +168,12 @@ class ClientState(Generic[HttpT, TransportT]):
         transport: TransportT | None = None,
     ) -> Self:
         """A new client of the same kind (token, current model) with another base URL, timeout and/or transport.
-        A user and password in this client's URL go along only to the same server.
+        A user and password in this client's URL go along only to the same server. A copy for the same server shares
+        what this client learnt of it (who answers, which routes it has): the copies ask once, not once each.
 
         >>> slow = client.with_options(timeout=900)   # doctest: +SKIP
         """
-        return type(self)(
+        copy = type(self)(
             twin_url(self._address, base_url),
             api_key=self._api_key,
             timeout=self.timeout if timeout is None else timeout,
@@ -174,6 +181,9 @@ class ClientState(Generic[HttpT, TransportT]):
             model=self.current_model,
             route=self.route,
         )
+        if copy.base_url == self.base_url:
+            copy._facts = self._facts
+        return copy
 
     @property
     def route(self) -> Route:

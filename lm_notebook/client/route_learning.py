@@ -4,7 +4,8 @@ One flow asks at a time: the first request of a fresh client greets the server, 
 requests that come meanwhile (threads on the sync client, tasks on the async one) wait for that answer
 (:class:`~lm_notebook.client.flows.Await`) instead of asking too or guessing. Once it is known no lock is taken.
 Only a real answer is remembered: a list (0.4+), or LM Studio's "Unexpected endpoint" / a 404 (0.3, llama.cpp);
-"nobody answered", an auth error, a timeout or a server error leave it unknown and are raised to the asker.
+"nobody answered", an auth error, a timeout or a server error leave it unknown and are raised to the asker
+(``route="auto"`` then goes the OpenAI way and asks again only after a while: :mod:`~lm_notebook.client.server_facts`).
 """
 
 from __future__ import annotations

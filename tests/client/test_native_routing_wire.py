@@ -1,8 +1,9 @@
 """``route="auto"`` over real loopback HTTP with the fake server, counting every request: a fresh client's first
 request learns once whether the server has LM Studio 0.4's native route (one probe, ``GET /api/v1/models``, after
 the greeting every first request already sent), and every later request decides without a round trip; on 0.3 it
-stays on ``/v1``; a probe that fails never breaks the request, and is asked again by the next one (only an answer
-is remembered); concurrent first requests (threads, tasks) wait for the one probe; a Stop ends a stream waiting on
+stays on ``/v1``; a probe that fails never breaks the request, and is asked again only after a while (the requests
+meanwhile pay no probe each); copies made with ``with_options`` share what was learnt; concurrent first requests
+(threads, tasks) wait for the one probe; a Stop ends a stream waiting on
 it; a greeting nobody answers is the request's error, asked once."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 import lm_notebook.client.client_requests as client_requests
+import lm_notebook.client.server_facts as server_facts
 from lm_notebook import (
     AsyncLMStudioClient,
     EndpointNotSupportedError,
@@ -116,12 +118,81 @@ def test_native_on_a_fresh_client_of_0_3_says_clearly_it_is_not_there(lmstudio_m
     assert sent(lmstudio_mock) == [GREETING, NATIVE, OPENAI]
 
 
+@pytest.fixture
+def probe_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The clock a failed probe's memory counts on: the test moves it (``now[0] += ...``)."""
+    now = [1000.0]
+    monkeypatch.setattr(server_facts, "clock", lambda: now[0])
+    return now
+
+
+@pytest.fixture
+def probes_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed probe is remembered for no time: the next request asks again."""
+    monkeypatch.setattr(server_facts, "PROBE_RETRY_SECONDS", 0.0)
+
+
+@pytest.mark.usefixtures("probes_forgotten")
 @pytest.mark.parametrize(("twin", "kind"), TWINS_AND_KINDS)
-def test_a_probe_that_fails_leaves_the_request_on_v1_and_the_next_one_asks_again(server: MockLMStudioServer,
-                                                                                 twin: Twin, kind: Kind) -> None:
-    server.set_fault("500", path=PROBE, times=1)  # a passing failure is no answer about the route: not remembered
+def test_a_probe_that_fails_leaves_the_request_on_v1_and_a_later_one_asks_again(server: MockLMStudioServer,
+                                                                                twin: Twin, kind: Kind) -> None:
+    server.set_fault("500", path=PROBE, times=1)  # a passing failure is no answer about the route: not kept
     assert [route for route, _ in two_requests(server.url, twin, kind)] == ["openai", "native"]
     assert sent(server) == [GREETING, PROBE, OPENAI, PROBE, NATIVE]
+
+
+@pytest.mark.parametrize(("twin", "kind"), TWINS_AND_KINDS)
+def test_a_model_list_that_always_fails_is_probed_once_a_while_not_once_a_request(
+        server: MockLMStudioServer, probe_clock: list[float], twin: Twin, kind: Kind) -> None:
+    server.set_fault("500", path=PROBE)  # every time
+    assert [route for route, _ in two_requests(server.url, twin, kind)] == ["openai", "openai"]
+    assert sent(server) == [GREETING, PROBE, OPENAI, OPENAI]  # the second request paid no probe
+
+
+def test_a_failed_probe_is_asked_again_once_its_while_has_passed(server: MockLMStudioServer,
+                                                                 probe_clock: list[float]) -> None:
+    server.set_fault("500", path=PROBE)
+    with LMStudioClient(server.url, timeout=30, model=LOADED) as client:
+        assert [client.chat("Hi").route for _ in range(3)] == ["openai"] * 3
+        probe_clock[0] += server_facts.PROBE_RETRY_SECONDS - 1
+        assert client.chat("Hi").route == "openai"
+        server.clear_faults()
+        probe_clock[0] += 1
+        assert client.chat("Hi").route == "native"
+        assert client.supports_native_chat()
+    assert sent(server) == [GREETING, PROBE, OPENAI, OPENAI, OPENAI, OPENAI, PROBE, NATIVE]
+
+
+def test_supports_native_chat_asks_even_after_a_failed_probe(server: MockLMStudioServer,
+                                                            probe_clock: list[float]) -> None:
+    fault = server.set_fault("500", path=PROBE, times=1)
+    with LMStudioClient(server.url, timeout=30, model=LOADED) as client:
+        assert client.chat("Hi").route == "openai" and fault.hits == 1
+        assert client.supports_native_chat()  # the user's own question is asked, not answered from the memory
+        assert client.chat("Hi").route == "native"
+    assert sent(server) == [GREETING, PROBE, OPENAI, PROBE, NATIVE]
+
+
+def test_another_greeting_ends_a_failed_probes_memory(probe_clock: list[float]) -> None:
+    facts = server_facts.ServerFacts()
+    facts.greeted(True, False)
+    facts.probe_failed()
+    facts.greeted(True, False)  # the same server greets again: still remembered
+    assert facts.probe_failed_recently()
+    facts.greeted(True, True)  # another server answers there now
+    assert not facts.probe_failed_recently()
+
+
+def test_with_options_copies_share_what_was_learnt_of_the_server(server: MockLMStudioServer) -> None:
+    with LMStudioClient(server.url, timeout=30, model=LOADED) as client, client.with_options(timeout=5) as early:
+        assert early.chat("Hi").route == "native"  # made before anything was learnt: it learns for all
+        with client.with_options(timeout=900) as late:
+            assert client.chat("Hi").route == "native" and late.chat("Hi").route == "native"
+        with MockLMStudioServer(version="0.3") as old, client.with_options(base_url=old.url) as elsewhere:
+            assert elsewhere.chat("Hi").route == "openai"  # another server: learnt on its own
+            assert sent(old) == [GREETING, PROBE, OPENAI]
+        assert client.chat("Hi").route == "native"
+    assert sent(server) == [GREETING, PROBE, NATIVE, NATIVE, NATIVE, NATIVE]
 
 
 @pytest.fixture
@@ -130,8 +201,8 @@ def quick_probes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-@pytest.mark.usefixtures("quick_probes")
-def test_a_probe_that_times_out_leaves_the_request_on_v1_and_the_next_one_asks_again(
+@pytest.mark.usefixtures("quick_probes", "probes_forgotten")
+def test_a_probe_that_times_out_leaves_the_request_on_v1_and_a_later_one_asks_again(
     server: MockLMStudioServer,
 ) -> None:
     server.set_fault("stall", path=PROBE, seconds=600, times=1)  # the model list does not come, this once
