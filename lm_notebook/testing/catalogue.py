@@ -158,6 +158,7 @@ class LoadedView:
     context_length: int
     parallel: int
     state: Literal["loaded", "loading"]
+    load_started: float | None = None  # on the server's clock, while it loads
 
 
 def openai_listing(models: Iterable[ModelSpec]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The fake server's LM Studio 0.4 native chat: ``POST /api/v1/chat``, streamed (named events) and not.
 
 Every event type comes in the documented order: ``chat.start``; ``model_load.start/progress/end`` only when the
-model was not loaded (the progress paced by its load time, on the server's clock); ``prompt_processing.*`` for
+model was not loaded (the progress paced by its load time, on the server's clock; a request joining a load under
+way hears where that load is, and its load time); ``prompt_processing.*`` for
 prompts of at least :data:`PROMPT_PROCESSING_TOKENS` tokens (paced by the model's ``ttft``); ``reasoning.*`` for
 reasoning models; ``tool_call.*`` for each MCP integration asked for (a fake tool, ``mcp/failing`` fails);
 ``message.*``; then ``chat.end`` with the whole answer, ``stats`` consistent with the pacing. Faults (an unknown model,
@@ -18,7 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lm_notebook.testing import error_bodies as errors
-from lm_notebook.testing.catalogue import ModelSpec
+from lm_notebook.testing.catalogue import LoadedView, ModelSpec
 from lm_notebook.testing.faults import Fault
 from lm_notebook.testing.generation import Generation, plan_chat
 from lm_notebook.testing.native_request import (
@@ -229,9 +230,10 @@ class NativeChat:
         app = self.app
         plan = self._plan(body)
         faults = await app._generation_faults(plan.spec, PATH)
-        started = app.clock.now()
-        was_loaded = (view := app.scheduler.view(plan.spec.id)) is not None and view.state == "loaded"
+        view = app.scheduler.view(plan.spec.id)
+        started = _load_began(view, app.clock.now())
         inst = await (await self._loaded(plan.spec, body))
+        was_loaded = view is not None and view.state == "loaded"
         load_time = None if was_loaded else _load_seconds(plan.spec, app.clock.now() - started)
         n_prompt = self._check_context(plan, inst)
         spec = plan.spec
@@ -277,12 +279,13 @@ class NativeStream:
         self.instance = spec.id
         self._write("chat.start", {"model_instance_id": spec.id})
         view = app.scheduler.view(spec.id)
-        started = app.clock.now()
+        started = _load_began(view, app.clock.now())  # a load under way (another request's): its own start
         task = await self.chat._loaded(spec, body)
         load_time: float | None = None
         try:
             if view is None or view.state != "loaded":
-                if not await self._load_progress(spec, task, started):
+                joined = view is not None and view.state == "loading"
+                if not await self._load_progress(spec, task, started, joined):
                     return
                 inst = await task
                 load_time = _load_seconds(spec, app.clock.now() - started)
@@ -323,18 +326,25 @@ class NativeStream:
                    "stats": {**result["stats"], "total_output_tokens": tokens_sent}}
         return self.framing.event("chat.end", _dumps({"type": "chat.end", "result": partial}))
 
-    async def _load_progress(self, spec: ModelSpec, task: asyncio.Future[Instance], started: float) -> bool:
+    async def _load_progress(self, spec: ModelSpec, task: asyncio.Future[Instance], started: float,
+                             joined: bool = False) -> bool:
         """``model_load.start`` and ``.progress`` while the load runs (paced by its load time); False when the
         client left.
 
         Every step is reported, in order, whatever the machine's load, each when it is due (``started`` plus its
         share of the load time; at once when that has passed): a busy event loop may let the load's own timer fire
         before the last steps' pauses end, and stopping there made the number of progress events (and the lines a
-        notebook printed) vary from run to run. The stream's load ends after its last step."""
+        notebook printed) vary from run to run. The stream's load ends after its last step. A request that joins a
+        load under way (``started`` is the load's start) hears where the load is now, then the steps still to come."""
         self._write("model_load.start", {"model_instance_id": spec.id})
         if spec.load_time > 0:
             clock, step = self.app.clock, spec.load_time / LOAD_PROGRESS_STEPS
-            for i in range(1, LOAD_PROGRESS_STEPS):
+            first = 1
+            if joined and clock.now() - started >= step:  # where the load is, not the steps it passed before
+                first = min(LOAD_PROGRESS_STEPS, int((clock.now() - started) / step) + 1)
+                fraction = min(1.0, (clock.now() - started) / spec.load_time)
+                self._write("model_load.progress", {"model_instance_id": spec.id, "progress": round(fraction, 3)})
+            for i in range(first, LOAD_PROGRESS_STEPS):
                 if not await self._flush():
                     return False
                 wait = started + i * step - clock.now()
@@ -366,6 +376,14 @@ class NativeStream:
 def _stream_fault() -> dict[str, Any]:
     message = errors.stream_fault_event()["message"]
     return {"type": "error", "error": {"type": "internal_error", "message": message}}
+
+
+def _load_began(view: LoadedView | None, now: float) -> float:
+    """When the load a request waits for began: a load under way (another request's, or %lm_load's) began before
+    it; else it begins now."""
+    if view is not None and view.state == "loading" and view.load_started is not None:
+        return view.load_started
+    return now
 
 
 def _load_seconds(spec: ModelSpec, waited: float) -> float:

@@ -71,12 +71,14 @@ class Instance:
     active: int = 0
     waiting: int = 0
     idle_timer: TimerHandle | None = None
+    load_started: float | None = None  # on the server's clock: when its load began (requests joining it report it)
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.parallel)
 
     def view(self) -> LoadedView:
-        return LoadedView(self.context_length, self.parallel, self.state)
+        return LoadedView(self.context_length, self.parallel, self.state,
+                          self.load_started if self.state == "loading" else None)
 
 
 class Scheduler:
@@ -166,7 +168,7 @@ class Scheduler:
                 inst = Instance(
                     spec.id, context_length or spec.context_length, spec.parallel, jit=jit,
                     ttl=ttl if ttl is not None else (self.jit_ttl if jit else None),
-                    state="loading", ready=loop.create_future(),
+                    state="loading", ready=loop.create_future(), load_started=self.clock.now(),
                 )
                 self._instances[spec.id] = inst
                 self.signal.notify()  # "loading" is visible now
