@@ -37,6 +37,7 @@ class ModelCounters:
     max_active: int = 0  # most predictions running at once
     max_queued: int = 0  # most requests waiting for a slot at once
     abandoned: int = 0  # answers whose client left before their end (a Stop, an interrupt, a break, a timeout)
+    joins: int = 0  # requests that came while it loaded and waited for that load
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,8 @@ class Scheduler:
         self, spec: ModelSpec, *, jit: bool, context_length: int | None = None, ttl: float | None = None,
         fail: bool = False,
     ) -> tuple[Instance, float]:
-        """The model's instance, loading it first when needed; also the seconds spent loading (0 if loaded)."""
+        """The model's instance, loading it first when needed; also the load's seconds (0 if loaded; for a load
+        already under way, the whole load's, as its loader hears them, not this wait's)."""
         with self._lock:
             inst = self._instances.get(spec.id)
             if inst is None:
@@ -179,7 +181,9 @@ class Scheduler:
                     inst.ttl = ttl
         if not loader:
             if inst.ready is not None and not inst.ready.done():
-                started = self.clock.now()
+                started = inst.load_started if inst.load_started is not None else self.clock.now()
+                with self._lock:
+                    self._count(spec.id, joins=1)
                 await asyncio.shield(inst.ready)
                 return inst, self.clock.now() - started
             return inst, 0.0

@@ -55,3 +55,22 @@ def test_a_stream_joining_a_load_under_way_hears_the_loads_progress_and_load_tim
     *first_steps, first_result = first
     assert [p.fraction for p in first_steps] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert first_steps[-1].load_time_seconds == pytest.approx(10.0) == first_result.server_stats.model_load_time
+
+
+def test_a_load_request_joining_a_load_under_way_says_the_loads_time() -> None:
+    clock = ManualClock()
+    with MockLMStudioServer(clock=clock, models=[ModelSpec(COLD, load_time=10.0)]) as server:
+        streamed: list[Any] = []
+        a = loads(server, streamed)  # a request loads the model just in time
+        clock.wait_for_pending(2)
+        clock.advance(6.0)
+        loaded: list[Any] = []
+        with LMStudioClient(server.url, timeout=30) as client:  # then %lm_load asks for it
+            b = threading.Thread(target=lambda: loaded.append(client.load_model(COLD)), daemon=True)
+            b.start()
+            server.wait_until(lambda: server.counters.model(COLD).joins == 1)  # it waits for the load under way
+            clock.advance_to(10.0)
+            for thread in (a, b):
+                thread.join(30)
+                assert not thread.is_alive()
+    assert loaded[0].load_time_seconds == pytest.approx(10.0)  # the load's, not the 4 s this request waited
