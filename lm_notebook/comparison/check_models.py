@@ -30,7 +30,7 @@ from lm_notebook.comparison.preflight import known_model
 Role = Literal["judge", "embedding"]
 # not_listed: the server has no such model; wrong_kind: a judge that embeds, or an embedding model that chats;
 # none: no model given and none to default to; several: no model given and several embedding models to choose from;
-# down: pinned to an endpoint that is down
+# down: on an endpoint that is down (pinned to it, or, found down during the run, the only one listing the model)
 Problem = Literal["not_listed", "wrong_kind", "none", "several", "down"]
 
 
@@ -131,6 +131,14 @@ class CheckServers:
         self.servers = list(servers)
         # a judge without a model: the current model of the first client that has one
         self.current = next((s.client.current_model for s in servers if s.client.current_model), None)
+        self._at: dict[str, CheckServer] = {}  # check name → where its model was placed last
+
+    def moved_from(self, check: Check, place: Placement) -> CheckServer | None:
+        """Note where ``check``'s model runs now; the endpoint it left when that one was found down since (to say
+        so), else None."""
+        before = self._at.get(check.name)
+        self._at[check.name] = place.server
+        return before if before is not None and before is not place.server and before.down is not None else None
 
     @classmethod
     def one(cls, client: AsyncLMStudioClient, infos: Mapping[str, ModelInfo]) -> CheckServers:
@@ -149,8 +157,8 @@ class CheckServers:
         problem: Problem | None = None
         if sent is None:
             problem = "none"
-        elif place.pinned and server.down is not None:
-            problem = "down"
+        elif server.down is not None:  # (pinned, or the only endpoint that listed it: a request would be refused)
+            problem = "down" if place.pinned or known_model(sent, server.infos) else "not_listed"
         elif server.infos and not known_model(sent, server.infos):
             problem = "not_listed"
         elif sent in server.infos and is_embedding_model(server.infos[sent]):
@@ -166,8 +174,8 @@ class CheckServers:
             server, sent = place.server, place.sent or ""
             info = server.infos.get(sent)
             problem: Problem | None = None
-            if place.pinned and server.down is not None:
-                problem = "down"
+            if server.down is not None:
+                problem = "down" if place.pinned or known_model(sent, server.infos) else "not_listed"
             elif server.infos and not known_model(sent, server.infos):
                 problem = "not_listed"
             elif info is not None and info.type is not None and not is_embedding_model(info):
@@ -175,7 +183,10 @@ class CheckServers:
             if problem is not None:
                 raise self._error(check, "embedding", problem, check.model, place)
             return place
-        up = self.up
+        up = [s for s in self.servers if s.down is None]
+        if not up:  # every endpoint is down: none to ask
+            lost = next((s for s in self.servers if s.lost), self.servers[0])
+            raise self._error(check, "embedding", "down", None, Placement(lost, None))
         listed = [s for s in up if s.infos]
         if not listed:
             return Placement(up[0], None)
@@ -190,7 +201,8 @@ class CheckServers:
 
     def _place(self, model: str | None) -> Placement:
         """The server of ``model`` and the id it is sent as: a pin's endpoint (an endpoint's name, then ``/``, unless
-        an endpoint up lists the whole id), else the first endpoint up listing it, else (for the error) the first."""
+        an endpoint up lists the whole id), else the first endpoint up listing it, else one found down since that
+        listed it, else (for the error) the first up."""
         if model is None or self.servers[0].name is None:  # one server: no endpoint names, an id is an id
             return Placement(self.up[0], model)
         head, _, rest = model.partition("/")
@@ -198,33 +210,42 @@ class CheckServers:
         if rest and pinned is not None and not any(s.lists(model) for s in self.servers):
             return Placement(pinned, rest, pinned=True)
         listing = next((s for s in self.servers if s.lists(model)), None)
+        if listing is None:  # (an endpoint down from the start lists nothing)
+            listing = next((s for s in self.servers if s.lost and known_model(model, s.infos)), None)
         return Placement(listing or self.up[0], model)
 
     def _error(self, check: Check, role: Role, problem: Problem, model: str | None,
                place: Placement) -> CheckModelError:
         server = place.server
-        if place.pinned and problem in ("down", "not_listed"):
+        if problem == "down" or (place.pinned and problem == "not_listed"):
             return self._pin_error(check, role, problem, model or "", place)
         if server.name is None or problem == "wrong_kind":
             return _error(check, role, problem, model, server.infos, server.client.base_url, sent=place.sent)
-        every = {i: info for s in self.servers for i, info in s.infos.items()}
-        checked = "; ".join(f"{s.name} at {s.client.base_url}: " + ("down (not reachable)" if s.down is not None
-                                                                    else _shown(sorted(s.infos)))
-                            for s in self.servers)
+        every = {i: info for s in self.servers if s.down is None for i, info in s.infos.items()}  # (a guess: up)
+        checked = "; ".join(f"{s.name} at {s.client.base_url}: " + _listing(s) for s in self.servers)
         return _error(check, role, problem, model, every, server.client.base_url, endpoints=checked)
 
     def _pin_error(self, check: Check, role: Role, problem: Problem, model: str,
                    place: Placement) -> CheckModelError:
-        """A pin that cannot work: the endpoint pinned, whether it is up, what it lists, where the model is."""
+        """A pin that cannot work, or a model on an endpoint down: the endpoint, whether it is up, what it lists,
+        where the model is."""
         server, sent = place.server, place.sent or ""
         url, what = server.client.base_url, _what(role)
         where = [s.name for s in self.servers if s is not server and s.name and s.lists(sent)]
         there = f"{sent} is on {', '.join(where)}: pin it as {where[0]}/{sent} or leave the pin out" if where else ""
-        head = f'The {what} of check {check.name}, "{model}", is pinned to endpoint {server.name} at {url}, which'
+        named = f'"{model}"' if model else "(the endpoint's one)"
+        on = "is pinned to" if place.pinned else "is on"
+        head = f"The {what} of check {check.name}, {named}, {on} endpoint {server.name} at {url}, which"
         ids = sorted(server.infos)
-        if problem == "down":
-            when = "it stopped answering during the run" if server.lost else "not reachable when the comparison started"
-            message = (f"{head} is down ({when}). "
+        if problem == "down" and not place.pinned:  # found down during the run, and no endpoint up lists it
+            if any(s.down is None for s in self.servers):
+                message = (f"{head} is down ({_when(server)}), and no other endpoint up lists {sent}. Start the "
+                           f"server at {url}, or download {sent} on an endpoint that is up.")
+            else:
+                alone = ", and no other endpoint is up" if len(self.servers) > 1 else ""
+                message = f"{head} is down ({_when(server)}){alone}. Start the server at {url}."
+        elif problem == "down":
+            message = (f"{head} is down ({_when(server)}). "
                        + (f"{there}, or start the server at {url}." if there else
                           f"Start the server at {url}, or pin the {what} to an endpoint that is up."))
         else:
@@ -239,11 +260,23 @@ class CheckServers:
                                endpoint=server.name)
 
 
+def _listing(server: CheckServer) -> str:
+    """What an endpoint lists, for an error naming every endpoint checked."""
+    if server.down is None:
+        return _shown(sorted(server.infos))
+    return "down (stopped answering during the run)" if server.lost else "down (not reachable)"
+
+
+def _when(server: CheckServer) -> str:
+    """Since when an endpoint is down."""
+    return "it stopped answering during the run" if server.lost else "not reachable when the comparison started"
+
+
 def check_models(checks: Sequence[Check], servers: CheckServers) -> None:
     """Raise :class:`CheckModelError` for the first check whose model cannot do its job (nothing is checked against
     a server that does not list its models, but a judge with no model at all is refused)."""
     for check in checks:
         if isinstance(check, JudgeCheck):
-            servers.judge(check)
+            servers.moved_from(check, servers.judge(check))
         elif isinstance(check, SimilarityCheck):
-            servers.embedding(check)
+            servers.moved_from(check, servers.embedding(check))

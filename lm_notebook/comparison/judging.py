@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lm_notebook.client.clients import AsyncLMStudioClient
-from lm_notebook.client.errors import LMStudioAPIError, LMStudioError
+from lm_notebook.client.errors import LMStudioAPIError, LMStudioConnectionError, LMStudioError
 from lm_notebook.client.schemas import AnswerSchema
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, cache_key
@@ -57,7 +57,9 @@ class Judging:
                  retry: RetryPolicy, on_judging: OnJudging | None) -> None:
         self.cells, self.servers, self.cache, self.retry, self.on_judging = cells, servers, cache, retry, on_judging
         self.requests = 0
-        self._moved: set[tuple[str, str | None, str | None]] = set()  # (judge, from, to): said once
+        # per judge model, across servers (its grades left move with it): answers graded so far, and to grade
+        self._graded: dict[str, int] = {}
+        self._to_grade: dict[str, int] = {}
 
     async def run(self, judges: Sequence[JudgeCheck], rows: Mapping[int, Mapping[str, Any]]) -> None:
         asks: list[Ask] = []
@@ -70,6 +72,8 @@ class Judging:
             if place.sent is None:
                 self._fail(check, rows, "no judge model: pass judge(..., model='model-id') or set the current model")
                 continue
+            self._say_moved(check, place)  # (an endpoint an earlier check found down)
+            self._to_grade[place.sent] = self._to_grade.get(place.sent, 0) + len(rows)
             for i, row in rows.items():
                 asks.append((check, place, check.messages(row, str(row.get("response") or "")), (i, check.name)))
         while asks:  # server by server; what a server found down could not grade goes on to another
@@ -97,19 +101,11 @@ class Judging:
         # one judge after another, each loaded once; one already loaded (the last candidate, say) goes first
         for model in order_models(list(by_model), loaded):
             requests = list(by_model[model].values())
-            total = sum(len(r.cells) for r in requests)
             info = infos.get(model)
             slots = JudgeSlots(info.parallel if info is not None and info.parallel else None, model not in loaded,
                                functools.partial(_parallel_now, client, model))
-            def graded(count: int, model: str = model, total: int = total, so_far: list[int] = [0]) -> None:  # noqa: B006
-                so_far[0] += count  # a counter of this judge's grades (the default list is made once per judge)
-                if self.on_judging is not None:
-                    self.on_judging(model, so_far[0], total)
-
-            if self.on_judging is not None:
-                self.on_judging(model, 0, total)
-            await asyncio.gather(*(self._judge_one(request, model, server, slots, graded, left)
-                                   for request in requests))
+            self._graded_more(model, 0)  # (a judge that moved goes on from its count so far)
+            await asyncio.gather(*(self._judge_one(request, model, server, slots, left) for request in requests))
         return self._elsewhere(server, asks, {cell for r in left for cell in r.cells})
 
     async def _loaded_now(self, server: CheckServer) -> list[str]:
@@ -122,41 +118,41 @@ class Judging:
 
     def _elsewhere(self, server: CheckServer, asks: Sequence[Ask], left: set[tuple[int, str]]) -> list[Ask]:
         """The cells ``server`` did not grade (it is down), each placed again: a judge not pinned moves to the next
-        endpoint up that lists it; a pinned one, or one no endpoint up lists, gets the error."""
+        endpoint up that lists it; a pinned one, or one no endpoint up lists, gets the error (which names the
+        endpoint down)."""
         out: list[Ask] = []
         placed: dict[str, Placement | str] = {}  # check name → its new place, or its cells' error
         for check, place, messages, cell in asks:
             if cell not in left:
                 continue
-            down = server.down
-            assert down is not None  # (only a server found down leaves cells)
             if check.name not in placed:
-                nowhere = f"judge {place.sent}: {down.message} (no other endpoint up lists it)"
                 try:
-                    moved = self.servers.judge(check)
+                    placed[check.name] = moved = self.servers.judge(check)  # (never a server known down)
                 except LMStudioError as exc:
-                    placed[check.name] = exc.message if place.pinned else nowhere
+                    placed[check.name] = exc.message
                 else:
-                    if moved.server.down is not None:  # every endpoint is down
-                        placed[check.name] = nowhere
-                        continue
-                    placed[check.name] = moved
-                    self._say_moved(check, server, moved)
+                    self._say_moved(check, moved)
             where = placed[check.name]
             if isinstance(where, str):
                 self.cells[cell] = Cell(error=where)
+                self._graded_more(place.sent or "", 1)  # (done: its cell says why)
             else:
                 out.append((check, where, messages, cell))
         return out
 
-    def _say_moved(self, check: JudgeCheck, server: CheckServer, moved: Placement) -> None:
-        said = (moved.sent or "", server.name, moved.server.name)
-        if said not in self._moved:
-            self._moved.add(said)
-            warn_moved("judge", moved.sent or "", check.name, server, moved.server)
+    def _say_moved(self, check: JudgeCheck, place: Placement) -> None:
+        """Say (once per move) that a judge left an endpoint found down since it was placed."""
+        gone = self.servers.moved_from(check, place)
+        if gone is not None:
+            warn_moved("judge", place.sent or "", check.name, gone, place.server)
+
+    def _graded_more(self, model: str, count: int) -> None:
+        self._graded[model] = done = self._graded.get(model, 0) + count
+        if self.on_judging is not None:
+            self.on_judging(model, done, self._to_grade.get(model, done))
 
     async def _judge_one(self, request: JudgeRequest, model: str, server: CheckServer, slots: JudgeSlots,
-                         graded: Callable[[int], None], left: list[JudgeRequest]) -> None:
+                         left: list[JudgeRequest]) -> None:
         cell = None
         try:
             cell = await self._grade(request, model, server, slots)
@@ -167,7 +163,7 @@ class Judging:
                     self.cells[target] = cell
         finally:
             if cell is not None:
-                graded(len(request.cells))
+                self._graded_more(model, len(request.cells))
 
     async def _grade(self, request: JudgeRequest, model: str, server: CheckServer, slots: JudgeSlots) -> Cell | None:
         """The request's verdict: from the cache, else asked (None: the endpoint is down). Only a reply that grades
@@ -210,13 +206,23 @@ class Judging:
                     "grade", schema).response_format(), **JUDGE_PARAMS)
             except LMStudioError as err:
                 # an endpoint that refuses is down at once (as for the candidates); one server is tried again
-                gone = server.name is not None and refused(err)
-                if worth_retrying(err) and not gone and attempt < self.retry.attempts:
+                if worth_retrying(err) and not await self._gone(server, err) and attempt < self.retry.attempts:
                     retry_after = err.retry_after if isinstance(err, LMStudioAPIError) else None
                     await asyncio.sleep(self.retry.delay(attempt, retry_after))
                     continue
                 raise
             return result.content
+
+    async def _gone(self, server: CheckServer, err: LMStudioError) -> bool:
+        """Whether an endpoint (not the one server) is down: refused, known so, or, its connection cut, no longer
+        running (then marked so): its grades move at once, with no backoff first."""
+        if server.name is None:
+            return False
+        if server.down is None and not refused(err) and not await server.client.is_running():
+            server.down, server.lost = LMStudioConnectionError(
+                server.client.base_url, message=f"{server.name} ({server.client.base_url}) stopped answering: "
+                f"{err.message}"), True
+        return server.down is not None or refused(err)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from lm_notebook.client.embeddings import choose_embedding_model, cosine
 from lm_notebook.client.errors import LMStudioError
 from lm_notebook.client.types import ModelInfo
 from lm_notebook.comparison.cache import ResponseCache, cache_key
-from lm_notebook.comparison.check_models import CheckServer, CheckServers, Placement
+from lm_notebook.comparison.check_models import CheckServers, Placement
 from lm_notebook.comparison.checks import Check, CheckError
 from lm_notebook.comparison.expected import with_expected
 from lm_notebook.comparison.judge import JudgeCheck, SimilarityCheck
@@ -167,20 +167,19 @@ class Scorer:
         if not pairs:
             return
         texts = list(dict.fromkeys(t for pair in pairs.values() for t in pair))
-        left: CheckServer | None = None  # an endpoint found down: the model is placed again (as a judge is)
-        while True:
+        while True:  # an endpoint found down: the model is placed again (as a judge is)
             place: Placement | None = None
             try:
-                place = servers.embedding(check)
+                place = servers.embedding(check)  # (never a server known down)
                 server, client = place.server, place.server.client
                 model = place.sent or choose_embedding_model(None, None, list(server.infos.values()), client.base_url)
-                if left is not None and server.down is None:
-                    warn_moved("embedding model", model, check.name, left, server)
+                gone = servers.moved_from(check, place)
+                if gone is not None:
+                    warn_moved("embedding model", model, check.name, gone, server)
                 vectors = await _embedded(texts, model, client, cache)
                 break
             except LMStudioError as exc:
                 if place is not None and found_down(place.server, exc):
-                    left = place.server
                     continue
                 for i in pairs:
                     self.cells[(i, check.name)] = Cell(error=_error_text(exc))

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from lm_notebook.checks import judge, similar_to
+from lm_notebook.comparison import api
 from lm_notebook.comparison.api import compare
 from lm_notebook.comparison.check_models import CheckModelError
+from lm_notebook.comparison.retry import RetryPolicy
 from lm_notebook.testing import ManualClock, MockLMStudioServer, ModelSpec
 
 PROMPTS = [f"Question {i}" for i in range(4)]
@@ -168,8 +170,8 @@ def test_a_judge_pinned_to_an_endpoint_that_went_down_keeps_it_and_its_cells_say
     assert not chats(b, "judge-a") and not [w for w in caught if "judge" in str(w.message)]
 
 
-def stopping_a(a: MockLMStudioServer, b: MockLMStudioServer, check: Any) -> tuple[Any, list[str]]:
-    """beta compared on b, scored by ``check``; a stops as b's first row comes in. The frame and the warnings that
+def stopping_a(a: MockLMStudioServer, b: MockLMStudioServer, *checks: Any) -> tuple[Any, list[str]]:
+    """beta compared on b, scored by ``checks``; a stops as b's first row comes in. The frame and the warnings that
     something moved."""
 
     def stop_a(event: Any) -> None:
@@ -179,7 +181,7 @@ def stopping_a(a: MockLMStudioServer, b: MockLMStudioServer, check: Any) -> tupl
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = compare(PROMPTS, ["b/beta"], endpoints={"a": a.url, "b": b.url}, progress=stop_a, temperature=0,
-                     checks=[check])
+                     checks=list(checks))
     return df, [str(w.message) for w in caught if "instead" in str(w.message)]
 
 
@@ -194,8 +196,10 @@ def test_a_judge_whose_endpoint_went_down_after_the_candidates_moves_too(
     assert len(moved) == 1 and "runs on b instead" in moved[0]
 
 
-def test_a_judge_whose_endpoint_goes_down_while_it_grades_moves_its_grades_left() -> None:
-    """a grades one answer, then stops with the next in flight: the grades left (that one too) are asked on b."""
+def stopped_while_grading(**compare_kw: Any) -> tuple[Any, MockLMStudioServer, MockLMStudioServer,
+                                                     list[warnings.WarningMessage]]:
+    """beta compared on b and judged by judge-a, found first on a (one slot, paced on a ManualClock): a grades one
+    answer, then stops with the next in flight."""
     clock = ManualClock()
     a = MockLMStudioServer(models=[spec("judge-a", loaded=True, parallel=1, ttft=1.0)], clock=clock)
     b = MockLMStudioServer(models=[spec("beta"), spec("judge-a")])
@@ -207,11 +211,47 @@ def test_a_judge_whose_endpoint_goes_down_while_it_grades_moves_its_grades_left(
             clock.wait_for_pending(1)  # the next one
             a.stop()
 
-        df, caught = judged_while(kill_a, PROMPTS, ["b/beta"], endpoints={"a": a.url, "b": b.url}, progress=False,
-                                  temperature=0, checks=[judge("Ok?", model="judge-a")])
+        df, caught = judged_while(kill_a, PROMPTS, ["b/beta"], endpoints={"a": a.url, "b": b.url}, temperature=0,
+                                  checks=[judge("Ok?", model="judge-a")], **{"progress": False, **compare_kw})
+    return df, a, b, caught
+
+
+class NotedBackoffs(RetryPolicy):
+    """A retry policy that notes each backoff asked for (and waits none)."""
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        BACKOFFS.append(attempt)
+        return 0.0
+
+
+BACKOFFS: list[int] = []
+
+
+def test_a_judge_whose_endpoint_goes_down_while_it_grades_moves_its_grades_left_with_no_backoff(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grades left (the one in flight too) are asked on b; the one cut is not retried on a after a backoff: a
+    no longer runs, so it moves at once (as a candidate's row does)."""
+    BACKOFFS.clear()
+    monkeypatch.setattr(api, "DEFAULT_RETRY", NotedBackoffs())
+    df, a, b, caught = stopped_while_grading()
     assert (df.status == "ok").all() and df["check_judge"].notna().all(), df["check_notes"].tolist()
     assert len(chats(a, "judge-a")) == 2 and len(chats(b, "judge-a")) == len(PROMPTS) - 1
     assert len([w for w in caught if "runs on b instead" in str(w.message)]) == 1
+    assert BACKOFFS == []
+
+
+def test_the_judging_progress_goes_on_across_a_move() -> None:
+    events: list[tuple[str, int, int]] = []
+
+    def record(event: Any) -> None:
+        if event.kind == "judging":
+            events.append((event.model, event.judged, event.to_judge))
+
+    df, *_ = stopped_while_grading(progress=record)
+    assert df["check_judge"].notna().all(), df["check_notes"].tolist()
+    assert [judged for _, judged, _ in events] == sorted(judged for _, judged, _ in events), events
+    assert {(model, total) for model, _, total in events} == {("judge-a", len(PROMPTS))}, events
+    assert events[-1] == ("judge-a", len(PROMPTS), len(PROMPTS)), events
 
 
 @pytest.mark.parametrize("pinned", [False, True])
@@ -233,3 +273,81 @@ def test_an_embedding_model_whose_endpoint_went_down_moves_unless_pinned(pinned:
             assert df["check_similar_to"].notna().all(), df["check_notes"].tolist()
             assert embedded_on_b and moved == [f"compare(): endpoint a ({a.url}) stopped answering: the embedding "
                                                "model embed (check similar_to) runs on b instead."]
+
+
+# --- when every endpoint listing a check's model is down ----------------------------------------------------------
+
+
+def stopped_after_rows(server: MockLMStudioServer, rows: int, *args: Any, **kw: Any) -> tuple[Any, list[str]]:
+    """``compare(*args, **kw)`` with ``server`` stopped as the run's ``rows``-th row comes in (after the last, before
+    the checks); the frame and the warnings that something moved."""
+    seen: list[int] = []
+
+    def stop(event: Any) -> None:
+        if event.kind == "row":
+            seen.append(1)
+            if len(seen) == rows:
+                server.stop()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = compare(*args, progress=stop, temperature=0, **kw)
+    return df, [str(w.message) for w in caught if "instead" in str(w.message)]
+
+
+def test_every_judge_cell_says_so_when_the_only_endpoint_stopped_before_judging() -> None:
+    a = MockLMStudioServer(models=[spec("beta"), spec("judge-a")])
+    with a:
+        df, _ = stopped_after_rows(a, 3, PROMPTS[:3], ["beta"], endpoints={"a": a.url},
+                                   checks=[judge("Ok?", model="judge-a")])
+    assert (df.status == "ok").all() and df["check_judge"].isna().all() and df["passed"].isna().all()
+    assert df["check_notes"].tolist() == [
+        f'judge: error: The judge of check judge, "judge-a", is on endpoint a at {a.url}, which is down (it stopped '
+        f"answering during the run). Start the server at {a.url}."] * 3
+    assert not chats(a, "judge-a")
+
+
+def test_the_cells_name_the_endpoint_that_stopped_not_one_down_from_the_start() -> None:
+    """a is down from the start; b runs beta and stops after its last row: the checks' cells name b (and its
+    URL), not a."""
+    a_url = dead_url()
+    b = MockLMStudioServer(models=[spec("beta"), spec("embed", type="embeddings"), spec("judge-a")])
+    with b:
+        df, moved = stopped_after_rows(b, 2, PROMPTS[:2], ["beta"], endpoints={"a": a_url, "b": b.url},
+                                       checks=[similar_to("Hello", model="embed"), judge("Ok?", model="judge-a")])
+    tail = (f"endpoint b at {b.url}, which is down (it stopped answering during the run), and no other endpoint is "
+            f"up. Start the server at {b.url}.")
+    assert df["check_notes"].tolist() == [
+        f'similar_to: error: The embedding model of check similar_to, "embed", is on {tail}; '
+        f'judge: error: The judge of check judge, "judge-a", is on {tail}'] * 2
+    assert a_url not in "".join(df["check_notes"]) and not moved
+
+
+def test_after_similar_to_finds_the_endpoint_down_both_checks_name_it_and_guess_no_id() -> None:
+    """embed and judge-a only on a, which stops while b answers: each check's cells name a, stopped during the run
+    (not a wrong id), whichever check found it down first."""
+    a = MockLMStudioServer(models=[spec("alpha"), spec("embed", type="embeddings"), spec("judge-a")])
+    b = MockLMStudioServer(models=[spec("beta")])
+    with a, b:
+        df, moved = stopping_a(a, b, similar_to("Hello", model="embed"), judge("Ok?", model="judge-a"))
+
+    def tail(model: str) -> str:
+        return (f"endpoint a at {a.url}, which is down (it stopped answering during the run), and no other endpoint "
+                f"up lists {model}. Start the server at {a.url}, or download {model} on an endpoint that is up.")
+
+    assert set(df["check_notes"]) == {
+        f'similar_to: error: The embedding model of check similar_to, "embed", is on {tail("embed")}; '
+        f'judge: error: The judge of check judge, "judge-a", is on {tail("judge-a")}'}, set(df["check_notes"])
+    assert not moved
+
+
+def test_a_judge_that_moves_after_similar_to_found_its_endpoint_down_says_so() -> None:
+    a = MockLMStudioServer(models=[spec("alpha"), spec("embed", type="embeddings"), spec("judge-a")])
+    b = MockLMStudioServer(models=[spec("beta"), spec("embed", type="embeddings"), spec("judge-a")])
+    with a, b:
+        df, moved = stopping_a(a, b, similar_to("Hello", model="embed"), judge("Ok?", model="judge-a"))
+    assert df[["check_similar_to", "check_judge"]].notna().all(axis=None), df["check_notes"].tolist()
+    assert chats(b, "judge-a") and not chats(a, "judge-a")
+    said = [("embedding model embed", "similar_to"), ("judge judge-a", "judge")]
+    assert moved == [f"compare(): endpoint a ({a.url}) stopped answering: the {what} (check {check}) runs on b "
+                     "instead." for what, check in said], moved
