@@ -25,6 +25,7 @@ from lm_notebook.display.render import RenderedChatResult, finish_as
 from lm_notebook.display.thumbnails import ThumbnailedView, thumbnails_bundle
 from lm_notebook.magics.cell_request import CellRequest
 from lm_notebook.magics.host import MagicsHost
+from lm_notebook.magics.stopping import hold_interrupts
 
 
 def answer_blocking(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatResult | None:
@@ -40,6 +41,7 @@ def answer_blocking(host: MagicsHost, req: CellRequest, args: Any) -> RenderedCh
         host._failed(err, args)
         raise
     except KeyboardInterrupt as err:
+        hold_interrupts(host._shell)
         host._fail(err, "stopped before the answer arrived; the connection is closed.")
         raise
     host._remember(client, req.model, req.messages, result, args.chat)
@@ -69,6 +71,7 @@ def answer_streaming(host: MagicsHost, req: CellRequest, args: Any) -> RenderedC
             ) if images else view
             result = stream_into(stream, shown)
     except KeyboardInterrupt as err:
+        hold_interrupts(host._shell)  # Stop pressed again does not cut this short: one line, nothing lost
         partial = stream.result()
         host._remember(client, model, req.messages, partial, args.chat)
         host._store(args.output, RenderedChatResult.of(partial, fmt, fake_server=client.server_is_fake is True))

@@ -24,6 +24,7 @@ from lm_notebook.display.tool_blocks import tool_blocks_bundle
 from lm_notebook.magics.answer_cell import deliver, footer_learns_who_answers
 from lm_notebook.magics.cell_request import CellRequest
 from lm_notebook.magics.host import MagicsHost
+from lm_notebook.magics.stopping import hold_interrupts
 
 
 def tools_from_namespace(spec: str, namespace: Mapping[str, Any]) -> list[Tool]:
@@ -60,6 +61,7 @@ def tools_cell(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatRes
         try:
             done = client.act(messages, tools, model=model, **params)
         except ActInterrupted as err:  # Ctrl-C during a call: kept and said as the streamed cell does
+            hold_interrupts(host._shell)  # Stop pressed again does not cut this short: one line, nothing lost
             show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
             host._store(args.output, err.act_result)
             host._stopped(err, args, "the calls are")
@@ -83,6 +85,7 @@ def tools_cell(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatRes
         with footer_learns_who_answers(view, client):
             result = act_into(stream, tool_view)
     except KeyboardInterrupt as err:
+        hold_interrupts(host._shell)
         partial = stream.result()
         host._store(args.output, partial)
         tool_view.show_blocks()

@@ -1,0 +1,82 @@
+"""Stop pressed again while a stopped ``%%lm`` cell winds down (shows what it keeps, makes its one line), in a real
+``InteractiveShell`` against the fake server, with real SIGINTs: the cell still ends in its one line, with all it
+shows and keeps; the press is held until the cell ends (then Ctrl-C works as before)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from magic_shell import error_line, run, use
+
+import lm_notebook.magics.tool_cells as tool_cells
+from lm_notebook.client.act_types import ActInterrupted
+from lm_notebook.display.act_view import ToolCallsView
+from lm_notebook.display.answer import TerminalStreamView
+from lm_notebook.testing import MockLMStudioServer
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends a real SIGINT (POSIX signals)")
+
+
+def pressed_again(sigint: Callable[[], None], original: Callable[..., Any], presses: list[str]) -> Callable[..., Any]:
+    """``original``, with Stop pressed again as it starts (the wind-down of the stopped cell)."""
+    def winding_down(*args: Any, **kwargs: Any) -> Any:
+        presses.append("again")
+        sigint()
+        return original(*args, **kwargs)
+    return winding_down
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "no-stream"])
+def test_stop_pressed_again_while_a_stopped_tools_cell_winds_down(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, sigint: Callable[[], None],
+        monkeypatch: pytest.MonkeyPatch, stream: bool) -> None:
+    use(ip)
+    presses: list[str] = []
+
+    def stuck(title: str) -> str:
+        """Takes forever."""
+        presses.append("stop")
+        sigint()  # Stop, while the function runs
+        return "never"
+
+    ip.user_ns["stuck"] = stuck
+    if stream:
+        monkeypatch.setattr(ToolCallsView, "show_blocks", pressed_again(sigint, ToolCallsView.show_blocks, presses))
+    else:
+        monkeypatch.setattr(tool_cells, "show_bundle", pressed_again(sigint, tool_cells.show_bundle, presses))
+    res = run(ip, f"%%lm --tools stuck{'' if stream else ' --no-stream'} -o cut\nstuck it")
+    assert presses == ["stop", "again"]
+    assert isinstance(res.error_in_exec, ActInterrupted), res.error_in_exec
+    shown = "the calls and the partial answer are" if stream else "the calls are"
+    assert error_line(res) == f"ActInterrupted: stopped by you; {shown} shown above and in cut."
+    assert [(c.name, c.failure) for c in ip.user_ns["cut"].calls] == [("stuck", "stopped")]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C works again once the cell ended"
+
+
+def test_stop_pressed_again_while_a_stopped_answer_winds_down(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, sigint: Callable[[], None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    use(ip)
+    presses: list[str] = []
+    add = TerminalStreamView.add
+
+    def shown(view: TerminalStreamView, part: Any) -> None:
+        add(view, part)
+        if part.kind == "content" and not presses:
+            presses.append("stop")
+            sigint()  # Stop, once the answer shows
+
+    monkeypatch.setattr(TerminalStreamView, "add", shown)
+    monkeypatch.setattr(TerminalStreamView, "show_final",
+                        pressed_again(sigint, TerminalStreamView.show_final, presses))
+    res = run(ip, "%%lm -o cut\nhello")
+    assert presses == ["stop", "again"]
+    assert isinstance(res.error_in_exec, KeyboardInterrupt), res.error_in_exec
+    assert error_line(res) == "KeyboardInterrupt: stopped by you; the partial answer is shown above and in cut."
+    assert ip.user_ns["cut"].content
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C works again once the cell ended"
