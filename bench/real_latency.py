@@ -16,11 +16,16 @@ Two sets of interleaved rounds: **first-token rounds** (``--first-token-rounds``
 request's varies by ±5 ms or more from the next's, so a median of 9 moves by several per cent from run to run —
 wider than the 5 % the target allows; a hundred rounds pin it to about 1 %. Medians (best) over the rounds; ratios
 are against the raw request's median (best). Target: ≤ 1.05× for both paths' first token.
-``--server-threads`` sets llama.cpp's threads (default 1: the other core stays free for the client and the kernel, as
-with LM Studio on a GPU; 2 on this 2-core machine makes every path wait on the scheduler).
+``--server-threads`` sets llama.cpp's threads (default 2, as the real tier runs it; 1 leaves a core to the client and
+the kernel, as LM Studio on a GPU would, and makes the floor slower).
+
+The sync client opens each stream's connection ahead, when the stream before ends
+(:mod:`lm_notebook.client.connect_ahead`, used while under a minute old): rounds come back to back, so ``stream_chat``
+and ``%%lm`` go out on one, while both raw floors connect inside their timing. ``stream_chat, fresh connection``
+(a client that opens none) shows what a stream pays without it, and the table counts the streams that used one.
 Needs the real tier (``scripts/setup_real.sh``).
 Run: ``python -m bench.real_latency [--first-token-rounds 100] [--repeats 9] [--max-tokens 64] [--model ALIAS]
-[--server-threads 1] [--timeout 120]``
+[--server-threads 2] [--timeout 120]``
 
 A request or cell that takes longer than ``--timeout`` ends the run with no table (a round cut short would make the
 medians wrong): the message says which model, round and path, for how long, and what the server was doing then (still
@@ -53,7 +58,8 @@ from lm_notebook import LMStudioClient
 
 PROMPT = "Explain in two sentences why the sky is blue."
 SEED = 42
-PATHS = ("raw HTTP", "stream_chat", "raw HTTP in the kernel", "%%lm (kernel)", "%%lm, 1 ms repaints")
+PATHS = ("raw HTTP", "stream_chat", "stream_chat, fresh connection", "raw HTTP in the kernel", "%%lm (kernel)",
+         "%%lm, 1 ms repaints")
 # The same raw request as a kernel cell that writes each token to stdout: Jupyter's own floor for %%lm (an
 # execute_request, a kernel, an iopub message per output), so the table can show what the toolkit adds to it.
 RAW_IN_KERNEL = """
@@ -164,6 +170,11 @@ def client_stream(client: LMStudioClient, model: str, max_tokens: int) -> Sample
     return Sample(first - started, end - started, deltas)
 
 
+def _spares_used(client: LMStudioClient) -> tuple[int, int]:
+    spares = client._spares
+    return (spares.used, spares.opened) if spares is not None else (0, 0)
+
+
 class BenchAborted(RuntimeError):
     """A round that did not finish: the run ends with this message instead of a table."""
 
@@ -250,6 +261,26 @@ class KernelCell:
             self.run("%config LMMagics.updates_per_second = 10.0", answer=False)
         return sample
 
+    def spares_used(self) -> tuple[int, int]:
+        """(used, opened) connections opened ahead by the kernel's %%lm client."""
+        msg_id = self.kc.execute(
+            "from lm_notebook.magics.lm import magics_client as _bench_mc\n"
+            "_bench_s = _bench_mc(get_ipython())._spares\n"
+            "print(_bench_s.used if _bench_s else 0, _bench_s.opened if _bench_s else 0)"
+        )
+        out = ""
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=self.timeout)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out += msg["content"]["text"]
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        self.kc.get_shell_msg(timeout=10)
+        used, opened = (int(x) for x in out.split())
+        return used, opened
+
     def close(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
@@ -273,7 +304,7 @@ def _sample(server: Any, model: str, when: str, path: str, run: Callable[[], Sam
 
 def measure(
     server: Any, model: str, *, repeats: int, max_tokens: int, kernel: KernelCell, client: LMStudioClient,
-    timeout: float = 120,
+    cold: LMStudioClient, timeout: float = 120,
 ) -> Timings:
     port = server.port
     payload = {
@@ -288,6 +319,7 @@ def measure(
     contenders: dict[str, Callable[[], Sample]] = {
         "raw HTTP": lambda: raw_request("127.0.0.1", port, payload, timeout=timeout),
         "stream_chat": lambda: client_stream(client, model, max_tokens),
+        "stream_chat, fresh connection": lambda: client_stream(cold, model, max_tokens),
         "raw HTTP in the kernel": lambda: kernel.run(f"_bench_raw({port}, {json.dumps(payload).encode()!r})"),
         "%%lm (kernel)": lambda: kernel.lm(model, max_tokens),
         "%%lm, 1 ms repaints": lambda: kernel.lm(model, max_tokens, updates_per_second=1000),
@@ -351,7 +383,7 @@ def table(
             count = f"{deltas:g} repaints" if path.startswith("%%lm") else f"{deltas:g}"
             lines.append(f"| {model} | {path} | {' | '.join(cells)} | {count} |")
     lines.append("")
-    lines.append(f"target: ≤ {TARGET:.2f}× the floor for the first token")
+    lines.append(f"target: ≤ {TARGET:.2f}× the floor for the first token (the verdicts below) and for total time")
     lines.append("")
     lines.append("`%%lm` against the raw request run in the same kernel (Jupyter's own floor), median (best):")
     lines.append("")
@@ -376,9 +408,11 @@ def verdicts(results: dict[str, Timings]) -> list[str]:
     for model, t in results.items():
         for path, floor in (("stream_chat", "raw HTTP"), ("%%lm (kernel)", "raw HTTP in the kernel")):
             ratio = t.median(path, "ttft") / t.median(floor, "ttft")
+            extra = (t.median(path, "ttft") - t.median(floor, "ttft")) * 1000
             verdict = "PASS" if ratio <= TARGET else "FAIL"
             target = f"target ≤ {TARGET:.2f}×"
-            lines.append(f"{verdict}  {model}: {path} first token {ratio:.2f}× {floor} (median; {target})")
+            lines.append(f"{verdict}  {model}: {path} first token {ratio:.2f}× {floor} ({extra:+.1f} ms; median; "
+                         f"{target})")
     return lines
 
 
@@ -401,7 +435,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=9, help="rounds per model for the total time (default 9)")
     parser.add_argument("--max-tokens", type=int, default=64, help="answer length in those rounds (default 64)")
     parser.add_argument("--model", action="append", help="model alias (default: both real models)")
-    parser.add_argument("--server-threads", type=int, default=1, help="llama.cpp's threads (default 1)")
+    parser.add_argument("--server-threads", type=int, default=min(2, os.cpu_count() or 1),
+                        help="llama.cpp's threads (default 2)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds a request or cell may take (default 120)")
     args = parser.parse_args(argv)
     for name in ("first_token_rounds", "first_token_max_tokens", "repeats", "max_tokens", "server_threads"):
@@ -413,16 +448,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         models = args.model or list(real.MODELS)
         results: dict[str, Run] = {}
         with _running(real, args.server_threads) as server, \
-                LMStudioClient(server.base_url, timeout=args.timeout) as client:
+                LMStudioClient(server.base_url, timeout=args.timeout) as client, \
+                LMStudioClient(server.base_url, timeout=args.timeout) as cold:
+            cold._spares = None  # opens no connection ahead: every stream connects on its way (a diagnostic)
             kernel = KernelCell(server.base_url, timeout=args.timeout)
             try:
                 for model in models:  # model by model: each switch makes llama.cpp's server reload
                     first = measure(server, model, repeats=args.first_token_rounds,
-                                    max_tokens=args.first_token_max_tokens, kernel=kernel, client=client,
+                                    max_tokens=args.first_token_max_tokens, kernel=kernel, client=client, cold=cold,
                                     timeout=args.timeout)
                     total = measure(server, model, repeats=args.repeats, max_tokens=args.max_tokens, kernel=kernel,
-                                    client=client, timeout=args.timeout)
+                                    client=client, cold=cold, timeout=args.timeout)
                     results[model] = Run(first, total)
+                spares = {"stream_chat": _spares_used(client), "%%lm": kernel.spares_used()}
             finally:
                 kernel.close()
             startup = server.startup_seconds
@@ -435,6 +473,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for line in table(results, max_tokens=args.max_tokens, repeats=args.repeats, first_rounds=args.first_token_rounds,
                       first_max_tokens=args.first_token_max_tokens, threads=args.server_threads, startup=startup):
         print(line)
+    print("")
+    for path, (used, opened) in spares.items():
+        print(f"connections opened ahead: {path} used {used} of the {opened} opened")
     ratios: dict[str, float] = {}
     for model, run in results.items():
         for path in ("stream_chat", "%%lm (kernel)"):

@@ -36,9 +36,8 @@ TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport
 # A stream never takes a pooled connection (nor leaves one): a fresh one is always connected, so the client knows its
 # socket from the start (a Stop from another thread can wake a request still waiting for a model load); and a server
 # that aborts a stream (llama.cpp's server on a prompt longer than the context) may close the socket just after the
-# body ends, when the next request on a pooled connection would fail with "connection reset". On loopback a connect
-# costs a tenth of a millisecond; one opened ahead of the request saved nothing measurable on llama.cpp's server
-# (bench/real_latency.py's first token, 150 interleaved rounds).
+# body ends, when the next request on a pooled connection would fail with "connection reset". The sync client opens
+# that fresh connection ahead, when the stream before ends (see connect_ahead).
 _NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
 _URLS_KEPT = 64  # absolute URLs a client keeps worked out (see ClientState._url)
 

@@ -7,9 +7,11 @@ busy right as a cell starts) may take the GIL first: measured, a connect cost a 
 went out on a busy machine, against 0.5 ms for everything else. A stream still gets a connection of its own, never
 one that carried an answer (see ``client_state._NO_KEEPALIVE``): the spare is a fresh socket nobody has used.
 
-A spare is used only while it is young (:data:`SPARE_MAX_AGE`: servers drop idle connections — llama.cpp's after
-5 s) and still open (a socket the server closed, or wrote to, reads as ready: it is dropped); otherwise the stream
-connects as ever. Nothing here ever fails a request: a spare that cannot be opened is simply not there.
+A spare is used only while it is young enough (:data:`SPARE_MAX_AGE`) and still open (one the server closed, or
+wrote to, is closed and left); otherwise the stream connects as ever. A server may still drop it at the moment the
+request goes out (an idle timeout): a request that fails on a spare before any answer came is sent once more, on a
+fresh connection (the server never read it). Nothing here ever fails a request: a spare that cannot be opened is
+simply not there. The async client connects as before.
 
 httpx does not take a network backend; :class:`AheadTransport` is httpx's own transport with its connection pool
 made over :class:`AheadBackend` (httpcore's documented extension point), settings as httpx would make them.
@@ -21,6 +23,7 @@ import errno
 import ipaddress
 import select
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -31,7 +34,7 @@ import httpcore
 import httpx
 from httpcore._backends.sync import SyncStream  # the stream httpcore's SyncBackend returns: its errors mapped
 
-SPARE_MAX_AGE = 4.0  # seconds a spare waits for a stream; llama.cpp's server closes idle connections after 5 s
+SPARE_MAX_AGE = 60.0  # seconds a spare waits for the next stream (a notebook's next cell), then it is left
 
 Address = tuple[str, int]
 _CONNECTING = {0, errno.EINPROGRESS, errno.EWOULDBLOCK, 10035}  # what a non-blocking connect_ex gives (10035: Windows)
@@ -127,14 +130,34 @@ def _address(host: str, port: int) -> tuple[socket.AddressFamily, Any] | None:
 
 
 def _usable(sock: socket.socket) -> bool:
-    """Connected, and nothing to read: a socket the server closed (or wrote to: an error, a 408) reads as ready."""
+    """Connected, and nothing came from the server: one it closed (or wrote to: an error, a 408) is not used.
+
+    On Linux the kernel's TCP_INFO says it (state ESTABLISHED, no byte received) without a call that releases the
+    GIL (in a kernel, each such call lets the IO thread in first, just as a cell starts); elsewhere ``select``."""
     try:
-        readable, writable, failed = select.select([sock], [sock], [sock], 0)
-        return not readable and not failed and bool(writable) and sock.getsockopt(
-            socket.SOL_SOCKET, socket.SO_ERROR
-        ) == 0
+        if _TCP_INFO is not None:
+            info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_SIZE)
+            if len(info) >= _TCP_INFO_SIZE:
+                received = int.from_bytes(info[_BYTES_RECEIVED:_TCP_INFO_SIZE], sys.byteorder)
+                return info[0] == _TCP_ESTABLISHED and received == 0
+        if hasattr(select, "poll"):  # any descriptor number (select() refuses those past FD_SETSIZE)
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | select.POLLOUT)
+            events = poller.poll(0)
+            ready = events[0][1] if events else 0
+            healthy = ready == select.POLLOUT
+        else:
+            readable, writable, failed = select.select([sock], [sock], [sock], 0)
+            healthy = not readable and not failed and bool(writable)
+        return healthy and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
     except (OSError, ValueError):
         return False
+
+
+# Linux's struct tcp_info: the state is its first byte; tcpi_bytes_received (a u64, since Linux 4.1) ends at 136
+_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None) if sys.platform.startswith("linux") else None
+_TCP_ESTABLISHED = 1
+_BYTES_RECEIVED, _TCP_INFO_SIZE = 128, 136
 
 
 class AheadBackend(httpcore.SyncBackend):
@@ -142,6 +165,14 @@ class AheadBackend(httpcore.SyncBackend):
 
     def __init__(self, spares: Spares) -> None:
         self.spares = spares
+        self._took = threading.local()  # whether this thread's request went out on a spare (see AheadTransport)
+
+    def took_spare(self) -> bool:
+        """The last connection this thread connected was a spare."""
+        return bool(getattr(self._took, "spare", False))
+
+    def forget(self) -> None:
+        self._took.spare = False
 
     def connect_tcp(
         self,
@@ -152,6 +183,7 @@ class AheadBackend(httpcore.SyncBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         sock = self.spares.take(host, port) if local_address is None else None
+        self._took.spare = sock is not None
         if sock is None:
             return super().connect_tcp(host, port, timeout, local_address, socket_options)
         for option in socket_options or ():
@@ -159,15 +191,33 @@ class AheadBackend(httpcore.SyncBackend):
         return SyncStream(sock)
 
 
+# what a request meets on a connection the server has dropped (before any answer: the request is sent once more)
+_DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 class AheadTransport(httpx.HTTPTransport):
-    """httpx's transport, its pool connecting through :class:`AheadBackend`."""
+    """httpx's transport, its pool connecting through :class:`AheadBackend`; a request that failed on a spare before
+    any answer is sent once more, on a fresh connection."""
 
     def __init__(self, spares: Spares, *, ssl_context: Any, limits: httpx.Limits) -> None:
         super().__init__(verify=ssl_context, limits=limits, trust_env=False)
+        self._backend = AheadBackend(spares)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=AheadBackend(spares),
+            network_backend=self._backend,
         )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self._backend.forget()
+        try:
+            return super().handle_request(request)
+        except _DROPPED:
+            # (a Stop shuts the socket down too: the stream's connect hook then shuts the fresh one at once, so the
+            # request is not sent again)
+            if not self._backend.took_spare():
+                raise
+        self._backend.forget()
+        return super().handle_request(request)

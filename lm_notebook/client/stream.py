@@ -285,8 +285,8 @@ class ChatStream(StreamBase[Generator[Any, None, None]]):
             self._wake_reader()
 
     def _on_connect(self, network: Any) -> None:
-        if self._socket is None:  # the TCP socket (a TLS stream comes after it, over the same socket)
-            self._socket = network.get_extra_info("socket")
+        if network.get_extra_info("ssl_object") is None:  # the TCP socket (a TLS stream comes after it, over it)
+            self._socket = network.get_extra_info("socket")  # (again when a dropped spare's request is sent anew)
         self._read_through(network)
         if self._stop_requested.is_set():  # stopped while connecting
             self._wake_reader()

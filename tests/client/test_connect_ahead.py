@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,8 +45,11 @@ class NotingServer:
         self.changed = threading.Condition()
         self.drop_new = False
         self.drop_after_chat = False
+        self.write_to_new = b""  # sent on each connection as soon as it is accepted, once drop_new is set
         self.dropped = threading.Event()
+        self.idle_kept: list[socket.socket] = []
         self.hold_chat = threading.Event()
+        self.hang_up_on: set[int] = set()  # connections whose chat request is read and then hung up on, unanswered
         self.release = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -74,7 +78,11 @@ class NotingServer:
                 self.connections.append(noted)
                 self.changed.notify_all()
             if self.drop_new:
-                conn.close()
+                if self.write_to_new:  # what a server says to a connection that sent nothing for too long
+                    conn.sendall(self.write_to_new)
+                    self.idle_kept.append(conn)
+                else:
+                    conn.close()
                 self.dropped.set()
                 continue
             threading.Thread(target=self._serve, args=(conn, noted), daemon=True).start()
@@ -106,6 +114,8 @@ class NotingServer:
                 elif lines[0].startswith("GET"):
                     conn.sendall(_json(MODELS))
                 else:
+                    if noted.number in self.hang_up_on:  # the server dropped it just as the request came
+                        return
                     if self.hold_chat.is_set():
                         self.release.wait(WAIT)
                         return
@@ -150,15 +160,45 @@ def test_the_next_stream_goes_out_on_a_connection_opened_when_the_last_one_ended
         server.wait_for(lambda: len(server.idle_connections()) == 1)
 
 
-def test_a_spare_the_server_dropped_is_passed_over_for_a_fresh_connection(server: NotingServer) -> None:
+@pytest.fixture(params=["tcp_info", "select"])
+def liveness(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a spare is checked: Linux's TCP_INFO, and select() (other systems)."""
+    if request.param == "select":
+        monkeypatch.setattr("lm_notebook.client.connect_ahead._TCP_INFO", None)
+    elif not sys.platform.startswith("linux"):
+        pytest.skip("TCP_INFO is read on Linux only")
+    return str(request.param)
+
+
+@pytest.mark.parametrize("server_says", [b"", b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n"])
+def test_a_spare_the_server_dropped_or_answered_is_passed_over(
+    server: NotingServer, liveness: str, server_says: bytes
+) -> None:
+    """A server that drops idle connections (closes them, or answers 408 first): the next stream connects afresh
+    instead of failing with "Server disconnected" or reading the 408 as its answer."""
     with LMStudioClient(server.url, route="openai") as client:
-        server.drop_after_chat = True  # the spare opened when this stream ends is dropped at once (an idle timeout)
+        server.write_to_new = server_says
+        server.drop_after_chat = True  # the spare opened when this stream ends is dropped at once
         assert stream_text(client) == "Hi"
         assert server.dropped.wait(WAIT)
-        server.drop_new = server.drop_after_chat = False
-        assert stream_text(client) == "Hi"  # not "Server disconnected": the dead spare was left
+        server.drop_new = server.drop_after_chat = False  # (on loopback what it sent has arrived by now)
+        assert stream_text(client) == "Hi"
         chats = server.chat_connections()
         assert len(chats) == 2 and chats[1].number > chats[0].number + 1  # a connection of its own, after the spare
+
+
+def test_a_request_the_server_hung_up_on_a_spare_is_sent_again_on_a_fresh_connection(server: NotingServer) -> None:
+    """The server drops the spare just as the request goes out (an idle timeout landing then): the request never
+    reached it, so it is sent once more, on a connection of its own, and the stream answers."""
+    with LMStudioClient(server.url, route="openai") as client:
+        assert stream_text(client) == "Hi"
+        server.wait_for(lambda: len(server.idle_connections()) == 1)
+        spare = server.idle_connections()[0]
+        server.hang_up_on.add(spare.number)
+        assert stream_text(client) == "Hi"
+        chats = server.chat_connections()
+        assert len(chats) == 3 and chats[1] is spare and chats[2].number > spare.number
+        assert [len(c.requests) for c in chats] == [1, 1, 1]
 
 
 def test_a_spare_past_its_age_is_closed_and_not_used(server: NotingServer) -> None:
@@ -178,6 +218,7 @@ def test_a_stop_wakes_a_stream_waiting_on_a_spare_connection(server: NotingServe
     with LMStudioClient(server.url, route="openai") as client:
         assert stream_text(client) == "Hi"
         server.wait_for(lambda: len(server.idle_connections()) == 1)
+        spare = server.idle_connections()[0]
         server.hold_chat.set()  # the next answer takes its time (a model loading)
         stream = client.stream_chat("Hello", model="m")
         done = threading.Event()
@@ -191,10 +232,12 @@ def test_a_stop_wakes_a_stream_waiting_on_a_spare_connection(server: NotingServe
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         server.wait_for(lambda: len(server.chat_connections()) == 2)
-        assert server.chat_connections()[1].number < len(server.connections)  # on the spare
+        assert server.chat_connections()[1] is spare  # it waits on the spare
         stream.close()  # a Stop from another thread
         assert done.wait(WAIT), "the Stop did not wake the stream waiting on its spare connection"
         assert stream.result().stopped
+        # the Stop is not taken for a dropped spare: the request is not sent again
+        assert sum(len(c.requests) for c in server.chat_connections()) == 2
 
 
 def test_closing_the_client_closes_its_spare(server: NotingServer) -> None:
