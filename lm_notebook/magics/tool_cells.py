@@ -66,6 +66,10 @@ def tools_cell(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatRes
             host._store(args.output, err.act_result)
             host._stopped(err, args, "the calls are")
             raise
+        except KeyboardInterrupt as err:  # Ctrl-C while the model was asked: no call of this round ran
+            hold_interrupts(host._shell)
+            host._fail(err, "stopped before the answer arrived; the connection is closed.")
+            raise
         except ToolRoundsExceededError as err:
             show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
             host._store(args.output, err.act_result)

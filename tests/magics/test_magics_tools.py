@@ -116,9 +116,10 @@ def test_no_stream_shows_the_same(kernel: Kernel) -> None:
 def interrupted(kernel: Kernel, server: MockLMStudioServer, cell_text: str, running_path: str) -> Run:
     """Run ``cell_text`` and press Stop once the function tells ``running_path``; the cell's run."""
     runs: list[Run] = []
+    before = len(server.wait_for_requests(0, path=running_path))  # an earlier test's function told it too
     cell = threading.Thread(target=lambda: runs.append(kernel.run(cell_text, timeout=120)))
     cell.start()
-    server.wait_for_requests(1, path=running_path, timeout=60)  # the function is running
+    server.wait_for_requests(before + 1, path=running_path, timeout=60)  # this cell's function is running
     for _ in range(60):
         # Stop, pressed again while the cell runs: on a loaded machine ipykernel 7 can lose one SIGINT
         kernel.km.interrupt_kernel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from lm_notebook.display.answer import TerminalStreamView
 from lm_notebook.testing import MockLMStudioServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends a real SIGINT (POSIX signals)")
+CHAT = "/v1/chat/completions"
 
 
 def pressed_again(sigint: Callable[[], None], original: Callable[..., Any], presses: list[str]) -> Callable[..., Any]:
@@ -79,4 +81,25 @@ def test_stop_pressed_again_while_a_stopped_answer_winds_down(
     assert isinstance(res.error_in_exec, KeyboardInterrupt), res.error_in_exec
     assert error_line(res) == "KeyboardInterrupt: stopped by you; the partial answer is shown above and in cut."
     assert ip.user_ns["cut"].content
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C works again once the cell ended"
+
+
+def test_stop_while_a_no_stream_tools_cell_asks_the_model(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, sigint: Callable[[], None]) -> None:
+    """Stop before the model's first answer in ``%%lm --tools --no-stream``: one line, not a raw traceback."""
+    use(ip)
+    def stuck(title: str) -> str:
+        """Never called."""
+        return "never"
+
+    ip.user_ns["stuck"] = stuck
+    lmstudio_mock.set_fault("stall", seconds=600, after_chunks=0, times=1)
+    presser = threading.Thread(target=lambda: (lmstudio_mock.wait_for_requests(1, path=CHAT, timeout=60), sigint()))
+    presser.start()
+    try:
+        res = run(ip, "%%lm --tools stuck --no-stream\nstuck it")
+    finally:
+        presser.join()
+    assert isinstance(res.error_in_exec, KeyboardInterrupt), res.error_in_exec
+    assert error_line(res) == "KeyboardInterrupt: stopped before the answer arrived; the connection is closed."
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C works again once the cell ended"
