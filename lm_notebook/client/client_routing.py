@@ -71,8 +71,8 @@ class RoutingClient(RequestingClient[HttpT, TransportT]):
 
     def _native_refused(self, err: EndpointNotSupportedError, payload: dict[str, Any]) -> EndpointNotSupportedError:
         """The server has no native chat route after all: remember it, and say it for the native ``payload``."""
-        self._native_chat = False
-        return native_unsupported(err, self.base_url, payload)
+        learnt, self._native_chat = self._native_chat, False  # True: route="auto" took it, known to be there
+        return native_unsupported(err, self.base_url, payload, "auto" if learnt and self._route == "auto" else "native")
 
     def _supports_native_chat(
         self, trace: Trace | None = None, stop: threading.Event | None = None, woken: threading.Event | None = None

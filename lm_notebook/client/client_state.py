@@ -94,6 +94,7 @@ class ClientState(Generic[HttpT, TransportT]):
         # who answers and which routes it has (_is_lmstudio, _models_route, _native_chat, ...: the Facts below),
         # shared with this client's with_options copies for the same server
         self._facts = ServerFacts()
+        self._transport: TransportT | None = transport  # with_options copies share the facts only through the same transport
         self._known_ids: frozenset[str] = frozenset()
         # the last model list: image requests read vision from it instead of listing again (every listing renews it,
         # and an unknown-model error lists again)
@@ -167,8 +168,10 @@ class ClientState(Generic[HttpT, TransportT]):
         transport: TransportT | None = None,
     ) -> Self:
         """A new client of the same kind (token, current model) with another base URL, timeout and/or transport.
-        A user and password in this client's URL go along only to the same server. A copy for the same server shares
-        what this client learnt of it (who answers, which routes it has): the copies ask once, not once each.
+        A user and password in this client's URL go along only to the same server. A copy for the same server (the
+        same base URL through the same transport: the same object, or neither given one) shares what this client
+        learnt of it (who answers, which routes it has): the copies ask once, not once each. Through another
+        transport the same URL may reach another server: that copy learns on its own.
 
         >>> slow = client.with_options(timeout=900)   # doctest: +SKIP
         """
@@ -180,7 +183,7 @@ class ClientState(Generic[HttpT, TransportT]):
             model=self.current_model,
             route=self.route,
         )
-        if copy.base_url == self.base_url:
+        if copy.base_url == self.base_url and transport is self._transport:
             copy._facts = self._facts
         return copy
 

@@ -207,14 +207,20 @@ def openai_only(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def native_unsupported(
-    err: EndpointNotSupportedError, base_url: str, payload: Mapping[str, Any] | None = None
+    err: EndpointNotSupportedError, base_url: str, payload: Mapping[str, Any] | None = None, route: Route = "native"
 ) -> EndpointNotSupportedError:
     """``err`` (the server has no ``/api/v1/chat``: LM Studio 0.3, llama.cpp's server) said for the native route;
-    when ``payload`` (the native body sent) carries native-only parameters, the advice is to leave them out."""
+    when ``payload`` (the native body sent) carries native-only parameters, the advice is to leave them out.
+    ``route``: the client's route; under ``"auto"`` the route was taken because the server had it earlier."""
     sent = native_only_in(payload) if payload is not None else []  # the native body names them as the caller did
     if sent:
         return needs_newer_lmstudio("LM Studio's native chat route (POST /api/v1/chat)", err, base_url,
                                     f"Leave out {', '.join(sent)}: they need LM Studio 0.4 or newer.")
+    if route == "auto":
+        return needs_newer_lmstudio(
+            "LM Studio's native chat route (POST /api/v1/chat, taken by route='auto': the server had it before)",
+            err, base_url, "Another server answers there now; this client has learnt it: send the request again "
+            "and route='auto' takes /v1/chat/completions.")
     advice = "Use route='auto' (it takes /v1/chat/completions on this server) or route='openai'."
     return needs_newer_lmstudio("LM Studio's native chat route (POST /api/v1/chat, route='native')", err, base_url,
                                 advice)

@@ -372,3 +372,51 @@ def test_one_integration_given_as_a_string_is_a_list_of_one(server: MockLMStudio
         with pytest.raises(LMStudioRequestError, match=r"integrations must be .* not 5\."):
             client.chat("Hi", integrations=5)
         assert client.chat("Hi", integrations=[], seed=1).route == "openai"  # no integration: nothing native-only
+
+
+class Forwarding(httpx.HTTPTransport):
+    """Real HTTP to ``target`` (a fake server), whatever the request's URL says: the same base URL, another server
+    (a proxy, a UDS or test transport); ``target`` can change (another server answers there now)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = httpx.URL(target)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(host=self.target.host, port=self.target.port)
+        return super().handle_request(request)
+
+
+def test_a_copy_through_another_transport_learns_its_server_on_its_own(server: MockLMStudioServer) -> None:
+    with MockLMStudioServer(version="0.3") as old, LMStudioClient(server.url, timeout=30, model=LOADED) as client:
+        assert client.chat("Hi").route == "native"
+        with client.with_options(transport=Forwarding(old.url)) as elsewhere:
+            assert elsewhere.base_url == client.base_url
+            assert elsewhere.chat("Hi").route == "openai"  # its own server has no native route: learnt on its own
+        assert sent(old) == [GREETING, PROBE, OPENAI]
+        assert client.chat("Hi").route == "native"  # what the copy learnt did not flow back
+    through = Forwarding(server.url)
+    with (LMStudioClient(server.url, timeout=30, model=LOADED, transport=through) as client,
+          client.with_options(timeout=5, transport=through) as same, client.with_options(timeout=5) as direct):
+        assert client.chat("Hi").route == "native" and same.chat("Hi").route == "native"  # one transport: shared
+        assert direct.chat("Hi").route == "native"  # a transport of its own (the default one): asks itself
+    first = [GREETING, PROBE, NATIVE, NATIVE]
+    assert sent(server) == [*first, *first, GREETING, PROBE, NATIVE]
+
+
+def test_a_native_route_gone_under_auto_is_said_for_auto_and_the_next_request_takes_v1(
+    server: MockLMStudioServer,
+) -> None:
+    through = Forwarding(server.url)
+    with MockLMStudioServer(version="0.3") as old, LMStudioClient(
+        server.url, timeout=30, model=LOADED, transport=through
+    ) as client:
+        assert client.chat("Hi").route == "native"
+        through.target = httpx.URL(old.url)  # another server answers at the same address now
+        with pytest.raises(EndpointNotSupportedError) as info:
+            client.chat("Hi")
+        message = str(info.value)
+        assert "route='auto'" in message and "route='native'" not in message, message
+        assert "send the request again" in message
+        assert client.chat("Hi").route == "openai"
+        assert sent(old) == [NATIVE, OPENAI]
