@@ -203,7 +203,11 @@ def act_flow(
         if streaming:
             answer: ChatResult = yield ReadRound(source.stream_chat(conversation, model=model, **request, **extra))
         else:
-            answer = yield from source._chat(conversation, model=model, **request, **extra)
+            try:
+                answer = yield from source._chat(conversation, model=model, **request, **extra)
+            except KeyboardInterrupt:  # Ctrl-C while the model is asked: the rounds and calls so far are kept
+                last = answers[-1] if answers else ChatResult("", stopped=True)
+                raise ActInterrupted(ended(last, stopped=True, sent=True)) from None
         answers.append(answer)
         return answer
 

@@ -133,8 +133,9 @@ class ToolRoundsExceededError(LMStudioError):
 class ActInterrupted(KeyboardInterrupt):
     """Ctrl-C while a tool ran (on the sync client): the running call was stopped — an ``async def`` one cancelled
     at its next ``await``, a ``run_in_thread`` one abandoned in its thread —, the round's other calls did not run,
-    and the act ended. A ``KeyboardInterrupt``, so the
-    cell ends; ``act_result`` keeps every finished round and call (``stopped``), and ``messages`` to continue from.
+    and the act ended; or Ctrl-C while ``act()`` waited for the model (the round asked is not kept). A
+    ``KeyboardInterrupt``, so the cell ends; ``act_result`` keeps every finished round and call (``stopped``), and
+    ``messages`` to continue from.
     """
 
     act_result: ActResult

@@ -94,7 +94,7 @@ class ClientState(Generic[HttpT, TransportT]):
         # who answers and which routes it has (_is_lmstudio, _models_route, _native_chat, ...: the Facts below),
         # shared with this client's with_options copies for the same server
         self._facts = ServerFacts()
-        self._transport: TransportT | None = transport  # with_options copies share the facts only through the same transport
+        self._transport: TransportT | None = transport  # with_options copies share the facts only through it
         self._known_ids: frozenset[str] = frozenset()
         # the last model list: image requests read vision from it instead of listing again (every listing renews it,
         # and an unknown-model error lists again)

@@ -81,8 +81,9 @@ class FlowRun(Generic[T]):
     """A flow on its way: ``step`` is the step it waits for, None once it has returned ``value``.
 
     A driver performs ``step`` inside ``with run:`` and puts the answer in ``reply``. Leaving the block sends the
-    reply into the flow, or throws in the httpx error the step raised (the flow translates it); any other exception
-    (Ctrl-C, a cancelled task) closes the flow and goes on.
+    reply into the flow, or throws in the httpx error the step raised (the flow translates it); a Ctrl-C is thrown in
+    too (a flow may raise what it kept instead) and ends the flow; any other exception (a cancelled task) closes the
+    flow and goes on.
     """
 
     def __init__(self, flow: Flow[T]) -> None:
@@ -109,6 +110,10 @@ class FlowRun(Generic[T]):
         elif isinstance(exc, httpx.HTTPError):
             self._resume(self._flow.throw, exc)
             return True
+        elif isinstance(exc, KeyboardInterrupt) and self.step is not None:
+            # thrown in too, so a flow can say what it kept (act: ActInterrupted); it ends the flow either way
+            self._resume(self._flow.throw, exc)
+            self._flow.close()
         else:
             self._flow.close()
         return False

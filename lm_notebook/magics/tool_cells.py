@@ -60,13 +60,16 @@ def tools_cell(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatRes
     if args.no_stream:
         try:
             done = client.act(messages, tools, model=model, **params)
-        except ActInterrupted as err:  # Ctrl-C during a call: kept and said as the streamed cell does
+        except ActInterrupted as err:  # Ctrl-C in a call or while the model was asked: kept, said as streamed
             hold_interrupts(host._shell)  # Stop pressed again does not cut this short: one line, nothing lost
-            show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
             host._store(args.output, err.act_result)
+            if not err.act_result.calls:  # stopped before any call: only the prompt to keep
+                host._fail(err, "stopped before the answer arrived; the connection is closed.")
+                raise
+            show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
             host._stopped(err, args, "the calls are")
             raise
-        except KeyboardInterrupt as err:  # Ctrl-C while the model was asked: no call of this round ran
+        except KeyboardInterrupt as err:  # Ctrl-C outside act()'s requests and calls
             hold_interrupts(host._shell)
             host._fail(err, "stopped before the answer arrived; the connection is closed.")
             raise

@@ -19,7 +19,7 @@ import pytest
 from lm_notebook.client import AsyncLMStudioClient, LMStudioClient
 from lm_notebook.client.act_types import ActInterrupted, ActResult
 from lm_notebook.client.tools import tool_from_function
-from lm_notebook.testing import MockLMStudioServer
+from lm_notebook.testing import CHAT_PATHS, MockLMStudioServer
 
 QWEN = "qwen2.5-7b-instruct"
 CHAT = "/v1/chat/completions"
@@ -233,3 +233,39 @@ def test_ctrl_c_while_an_async_round_streams_keeps_the_conversation(server: Mock
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(main())
     assert_kept_up_to_the_cut(asyncio.run(holder["stream"].result()))
+
+
+# --- 3. Ctrl-C while act() (not streamed) waits for the model: the rounds and calls so far are kept -------------
+
+def press_at_the_second_round(server: MockLMStudioServer, sigint: Callable[[], None]) -> threading.Thread:
+    """A thread that presses Ctrl-C once the second round's request (the answer, stalled) reached the server."""
+    def press() -> None:
+        server.wait_for_requests(2, path=CHAT_PATHS, timeout=30)
+        sigint()
+
+    presser = threading.Thread(target=press, daemon=True)
+    presser.start()
+    return presser
+
+
+@posix_only
+def test_ctrl_c_while_act_waits_for_the_model_keeps_the_rounds_and_calls(server: MockLMStudioServer,
+                                                                         sigint: Callable[[], None]) -> None:
+    def lookup(city: str) -> str:
+        """Facts about a city."""
+        server.set_fault("stall", seconds=600, times=1)  # the next round (the answer) never comes
+        return f"{city}: 2.1 million people"
+
+    presser = press_at_the_second_round(server, sigint)
+    with LMStudioClient(server.url, model=QWEN, timeout=600) as client, pytest.raises(KeyboardInterrupt) as caught:
+        client.act("lookup Paris", [lookup])
+    presser.join()
+    assert isinstance(caught.value, ActInterrupted), repr(caught.value)  # before: a bare KeyboardInterrupt
+    result = caught.value.act_result
+    assert result.stopped and result.rounds == 1
+    assert [(c.name, c.failure) for c in result.calls] == [("lookup", None)]
+    assert result.calls[0].output is not None and result.calls[0].output.endswith(": 2.1 million people")
+    assert [m["role"] for m in result.messages] == ["user", "assistant", "tool"]
+    assert result.messages[0]["content"] == "lookup Paris"
+    assert_a_valid_conversation(result.messages)
+    assert "1 round and 1 finished call are kept in err.act_result" in str(caught.value)

@@ -18,7 +18,7 @@ import lm_notebook.magics.tool_cells as tool_cells
 from lm_notebook.client.act_types import ActInterrupted
 from lm_notebook.display.act_view import ToolCallsView
 from lm_notebook.display.answer import TerminalStreamView
-from lm_notebook.testing import MockLMStudioServer
+from lm_notebook.testing import CHAT_PATHS, MockLMStudioServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends a real SIGINT (POSIX signals)")
 CHAT = "/v1/chat/completions"
@@ -100,6 +100,36 @@ def test_stop_while_a_no_stream_tools_cell_asks_the_model(
         res = run(ip, "%%lm --tools stuck --no-stream\nstuck it")
     finally:
         presser.join()
-    assert isinstance(res.error_in_exec, KeyboardInterrupt), res.error_in_exec
-    assert error_line(res) == "KeyboardInterrupt: stopped before the answer arrived; the connection is closed."
+    assert isinstance(res.error_in_exec, ActInterrupted), res.error_in_exec  # act() says what it kept: the prompt
+    assert error_line(res) == "ActInterrupted: stopped before the answer arrived; the connection is closed."
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C works again once the cell ended"
+
+
+def test_stop_while_a_no_stream_tools_cell_waits_for_the_model_keeps_the_calls(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, sigint: Callable[[], None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stop while ``act()`` waits for the model's second round (after a finished call), then again while the cell
+    winds down: one line, the call shown and kept in ``-o``, ``%lm_last_error`` set."""
+    use(ip)
+    presses: list[str] = []
+
+    def press_at_the_answer() -> None:
+        lmstudio_mock.wait_for_requests(2, path=CHAT_PATHS, timeout=30)
+        presses.append("stop")
+        sigint()
+
+    def lookup(city: str) -> str:
+        """Facts about a city."""
+        lmstudio_mock.set_fault("stall", seconds=600, times=1)  # the next round (the answer) never comes
+        threading.Thread(target=press_at_the_answer, daemon=True).start()
+        return f"{city}: 2.1 million people"
+
+    ip.user_ns["lookup"] = lookup
+    monkeypatch.setattr(tool_cells, "show_bundle", pressed_again(sigint, tool_cells.show_bundle, presses))
+    res = run(ip, "%%lm --tools lookup --no-stream -o cut\nlookup Paris")
+    assert isinstance(res.error_in_exec, ActInterrupted), res.error_in_exec
+    assert presses == ["stop", "again"]
+    assert error_line(res) == "ActInterrupted: stopped by you; the calls are shown above and in cut."
+    assert [(c.name, c.failure) for c in ip.user_ns["cut"].calls] == [("lookup", None)]
+    assert [m["role"] for m in ip.user_ns["cut"].messages] == ["user", "assistant", "tool"]
+    assert ip.magics_manager.registry["LMMagics"].last_error is res.error_in_exec  # type: ignore[attr-defined]
