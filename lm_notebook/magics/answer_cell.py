@@ -25,7 +25,7 @@ from lm_notebook.display.render import RenderedChatResult, finish_as
 from lm_notebook.display.thumbnails import ThumbnailedView, thumbnails_bundle
 from lm_notebook.magics.cell_request import CellRequest
 from lm_notebook.magics.host import MagicsHost
-from lm_notebook.magics.stopping import hold_interrupts
+from lm_notebook.magics.stopping import interrupts_held
 
 
 def answer_blocking(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatResult | None:
@@ -41,8 +41,8 @@ def answer_blocking(host: MagicsHost, req: CellRequest, args: Any) -> RenderedCh
         host._failed(err, args)
         raise
     except KeyboardInterrupt as err:
-        hold_interrupts(host._shell)
-        host._fail(err, "stopped before the answer arrived; the connection is closed.")
+        with interrupts_held(host._shell):
+            host._fail(err, "stopped before the answer arrived; the connection is closed.")
         raise
     host._remember(client, req.model, req.messages, result, args.chat)
     return deliver(host, req, result, args, already_written=False)
@@ -71,12 +71,12 @@ def answer_streaming(host: MagicsHost, req: CellRequest, args: Any) -> RenderedC
             ) if images else view
             result = stream_into(stream, shown)
     except KeyboardInterrupt as err:
-        hold_interrupts(host._shell)  # Stop pressed again does not cut this short: one line, nothing lost
-        partial = stream.result()
-        host._remember(client, model, req.messages, partial, args.chat)
-        host._store(args.output, RenderedChatResult.of(partial, fmt, fake_server=client.server_is_fake is True))
-        view.show_final(partial, fmt, note="stopped")
-        host._stopped(err, args, "the partial answer is")
+        with interrupts_held(host._shell):  # Stop pressed again does not cut this short: one line, nothing lost
+            partial = stream.result()
+            host._remember(client, model, req.messages, partial, args.chat)
+            host._store(args.output, RenderedChatResult.of(partial, fmt, fake_server=client.server_is_fake is True))
+            view.show_final(partial, fmt, note="stopped")
+            host._stopped(err, args, "the partial answer is")
         raise
     except AnswerFormatError as err:
         return format_failed(host, req, err, args, view, already_written=isinstance(view, TerminalStreamView))

@@ -24,7 +24,7 @@ from lm_notebook.display.tool_blocks import tool_blocks_bundle
 from lm_notebook.magics.answer_cell import deliver, footer_learns_who_answers
 from lm_notebook.magics.cell_request import CellRequest
 from lm_notebook.magics.host import MagicsHost
-from lm_notebook.magics.stopping import hold_interrupts
+from lm_notebook.magics.stopping import interrupts_held
 
 
 def tools_from_namespace(spec: str, namespace: Mapping[str, Any]) -> list[Tool]:
@@ -61,17 +61,17 @@ def tools_cell(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatRes
         try:
             done = client.act(messages, tools, model=model, **params)
         except ActInterrupted as err:  # Ctrl-C in a call or while the model was asked: kept, said as streamed
-            hold_interrupts(host._shell)  # Stop pressed again does not cut this short: one line, nothing lost
-            host._store(args.output, err.act_result)
-            if not err.act_result.calls:  # stopped before any call: only the prompt to keep
-                host._fail(err, "stopped before the answer arrived; the connection is closed.")
-                raise
-            show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
-            host._stopped(err, args, "the calls are")
+            with interrupts_held(host._shell):  # Stop pressed again does not cut this short: one line, nothing lost
+                host._store(args.output, err.act_result)
+                if err.act_result.calls:
+                    show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
+                    host._stopped(err, args, "the calls are")
+                else:  # stopped before any call: only the prompt to keep
+                    host._fail(err, "stopped before the answer arrived; the connection is closed.")
             raise
         except KeyboardInterrupt as err:  # Ctrl-C outside act()'s requests and calls
-            hold_interrupts(host._shell)
-            host._fail(err, "stopped before the answer arrived; the connection is closed.")
+            with interrupts_held(host._shell):
+                host._fail(err, "stopped before the answer arrived; the connection is closed.")
             raise
         except ToolRoundsExceededError as err:
             show_bundle(tool_blocks_bundle([block_of(c) for c in err.act_result.calls]))
@@ -92,12 +92,12 @@ def tools_cell(host: MagicsHost, req: CellRequest, args: Any) -> RenderedChatRes
         with footer_learns_who_answers(view, client):
             result = act_into(stream, tool_view)
     except KeyboardInterrupt as err:
-        hold_interrupts(host._shell)
-        partial = stream.result()
-        host._store(args.output, partial)
-        tool_view.show_blocks()
-        view.show_final(partial.result, fmt, note="stopped")
-        host._stopped(err, args, "the calls and the partial answer are")
+        with interrupts_held(host._shell):
+            partial = stream.result()
+            host._store(args.output, partial)
+            tool_view.show_blocks()
+            view.show_final(partial.result, fmt, note="stopped")
+            host._stopped(err, args, "the calls and the partial answer are")
         raise
     except ToolRoundsExceededError as err:
         host._store(args.output, err.act_result)

@@ -133,3 +133,41 @@ def test_stop_while_a_no_stream_tools_cell_waits_for_the_model_keeps_the_calls(
     assert [(c.name, c.failure) for c in ip.user_ns["cut"].calls] == [("lookup", None)]
     assert [m["role"] for m in ip.user_ns["cut"].messages] == ["user", "assistant", "tool"]
     assert ip.magics_manager.registry["LMMagics"].last_error is res.error_in_exec  # type: ignore[attr-defined]
+
+
+def press_when_asked(server: MockLMStudioServer, sigint: Callable[[], None], requests: int) -> None:
+    """Stop, once the server has received ``requests`` chat requests (the last one stalled)."""
+    def press() -> None:
+        server.wait_for_requests(requests, path=CHAT_PATHS, timeout=30)
+        sigint()
+
+    threading.Thread(target=press, daemon=True).start()
+
+
+def test_ctrl_c_works_again_in_the_rest_of_a_cell_that_caught_the_stop(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, sigint: Callable[[], None]) -> None:
+    """A cell driving ``%%lm`` in a loop, catching each Stop: every prompt can be stopped, not only the first (the
+    handler is back as soon as the stopped magic's wind-down is done, not only when the cell ends)."""
+    use(ip)
+    lmstudio_mock.set_fault("stall", seconds=600, times=None)
+    handlers: list[object] = []
+    ip.user_ns.update(press=lambda n: press_when_asked(lmstudio_mock, sigint, n), handlers=handlers,
+                      getsignal=lambda: signal.getsignal(signal.SIGINT))
+    res = run(ip, "for n, q in enumerate(['one', 'two'], 1):\n"
+                  "    press(n)\n"
+                  "    try:\n"
+                  "        get_ipython().run_cell_magic('lm', '--no-stream', q)\n"
+                  "    except KeyboardInterrupt as err:\n"
+                  "        handlers.append((q, type(err).__name__, getsignal()))\n")
+    assert res.error_in_exec is None, res.error_in_exec  # before: the second prompt ran to the client's timeout
+    assert handlers == [(q, "KeyboardInterrupt", signal.default_int_handler) for q in ("one", "two")]
+
+
+def test_ctrl_c_works_again_after_the_magic_stopped_outside_a_cell(
+        ip: InteractiveShell, lmstudio_mock: MockLMStudioServer, sigint: Callable[[], None]) -> None:
+    use(ip)
+    lmstudio_mock.set_fault("stall", seconds=600, times=1)
+    press_when_asked(lmstudio_mock, sigint, 1)
+    with pytest.raises(KeyboardInterrupt):
+        ip.run_cell_magic("lm", "--no-stream", "three")  # a script's call: no run_cell, no post_execute
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # before: SIG_IGN until some later cell
