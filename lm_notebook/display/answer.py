@@ -179,11 +179,15 @@ class NotebookStreamView:
         # the live output is created here, on the cell's thread; the repaint thread only updates it
         self._send(self.live.first(self._footer()))
         self._publish = live_publisher()
-        self._repainter.start()
+        if self.loading:  # its heartbeat ticks the loading seconds until the first token
+            self._repainter.start()
+        # else the repaint thread starts with the first part: not while the server works on the first token (its
+        # start takes CPU and the GIL from a server on the same cores)
 
     def add(self, part: StreamPart) -> None:
         if isinstance(part.detail, StreamProgress):  # the native route's load / prompt progress: the footer says it
             self._progress = part.detail
+            self._painting()
             self._repainter.changed()
             return
         if not self.live.add(part.kind, part.text):
@@ -197,9 +201,16 @@ class NotebookStreamView:
             # painted here, on the reading thread, the moment it arrives: no hand-off to the repaint thread on the
             # way to the first visible token
             self._repainter.tick()
+        self._painting()
+
+    def _painting(self) -> None:
+        """The repaint thread runs from here on (once started, for the view's life)."""
+        if not self._repainter.started and self._publish is not None:
+            self._repainter.start()
 
     def changed(self) -> None:
         """Something else in :attr:`live` changed (a status, an output added): repaint (throttled)."""
+        self._painting()
         self._repainter.changed()
 
     def stop(self) -> None:

@@ -76,6 +76,11 @@ class Repainter:
     def stopped(self) -> bool:
         return self._stopped
 
+    @property
+    def started(self) -> bool:
+        """The repaint thread has been started (it may have ended since)."""
+        return self._thread is not None
+
     def start(self) -> None:
         """Start the repaint thread (once)."""
         if self._thread is not None:
