@@ -133,7 +133,8 @@ def _usable(sock: socket.socket) -> bool:
     """Connected, and nothing came from the server: one it closed (or wrote to: an error, a 408) is not used.
 
     On Linux the kernel's TCP_INFO says it (state ESTABLISHED, no byte received) without a call that releases the
-    GIL (in a kernel, each such call lets the IO thread in first, just as a cell starts); elsewhere ``select``."""
+    GIL (in a kernel, each such call lets the IO thread in first, just as a cell starts); elsewhere ``poll`` (``select``
+    where there is no ``poll``)."""
     try:
         if _TCP_INFO is not None:
             info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_SIZE)

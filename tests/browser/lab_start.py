@@ -30,6 +30,7 @@ class LabOutput:
         self.running = threading.Event()
         self.settled = threading.Event()
         self._lock = threading.Lock()
+        self._line = threading.Condition(self._lock)  # told of each line
         self._printed: list[str] = []
         self._reader = threading.Thread(target=self._read, args=(stream,), name="jupyterlab-output", daemon=True)
         self._reader.start()
@@ -41,13 +42,19 @@ class LabOutput:
                     out.write(line)
                     out.flush()
                     text = line.decode(errors="replace")
-                    with self._lock:
+                    with self._line:
                         self._printed.append(text)
+                        self._line.notify_all()
                     if RUNNING in text:
                         self.running.set()
                         self.settled.set()
             finally:
                 self.settled.set()
+
+    def wait_for_text(self, text: str, timeout: float) -> bool:
+        """True once ``text`` is in what JupyterLab printed (checked as each line arrives); False after ``timeout``."""
+        with self._line:
+            return self._line.wait_for(lambda: any(text in line for line in self._printed), timeout)
 
     def printed(self) -> str:
         """The end of what JupyterLab printed so far."""

@@ -96,6 +96,8 @@ def test_a_lab_that_exits_says_what_it_printed(stand_ins: list[StandIn], tmp_pat
 def test_a_lab_that_hangs_fails_at_the_limit_saying_what_it_printed(stand_ins: list[StandIn], tmp_path: Path) -> None:
     lab = StandIn("hang", tmp_path / "lab.log")
     stand_ins.append(lab)
+    # it has started and said its first line (a Python start on a busy machine can take longer than the limit)
+    assert lab.output.wait_for_text("successfully linked", 120)
     with pytest.raises(pytest.fail.Exception) as failure:
         wait_until_up(lab.process, lab.output, lab.status_url, limit=0.5)
     message = str(failure.value)
